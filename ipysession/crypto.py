@@ -1,0 +1,184 @@
+"""Sealing and unsealing bytes: AES-256-GCM, key derivation, key and content identifiers.
+
+The only module that imports ``cryptography``. Two kinds of key seal files:
+
+* :class:`MasterKey` — 32 random bytes kept by :mod:`ipysession.keystore` (OS keyring or key
+  file). Its salt is empty.
+* :class:`PassphraseKey` — a key derived with scrypt from a passphrase and a per-file salt that the
+  file header carries. Derived keys are cached per salt, so reading many files written by one
+  process costs one derivation.
+
+Both expose the same small protocol, :class:`SealingKey`, used by :mod:`ipysession.fileformat`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+from typing import Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+__all__ = [
+    "KEY_ID_SIZE",
+    "KEY_SIZE",
+    "NONCE_SIZE",
+    "SALT_SIZE",
+    "AuthenticationFailed",
+    "MasterKey",
+    "PassphraseKey",
+    "SealingKey",
+    "new_master_key",
+    "seal",
+    "unseal",
+]
+
+KEY_SIZE = 32
+NONCE_SIZE = 12
+SALT_SIZE = 16
+KEY_ID_SIZE = 8
+
+# scrypt cost: about 50 ms per derivation on a laptop; tuned so that exporting or opening a
+# passphrase-sealed session stays interactive while brute force stays expensive.
+SCRYPT_N = 2**15
+SCRYPT_R = 8
+SCRYPT_P = 1
+
+_NO_SALT = bytes(SALT_SIZE)
+
+
+class AuthenticationFailed(Exception):
+    """The ciphertext or its associated data were changed, or the key is wrong.
+
+    Internal: :mod:`ipysession.fileformat` turns it into a :class:`~ipysession.errors.CorruptFile`
+    or :class:`~ipysession.errors.WrongKey` that names the file.
+    """
+
+
+def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> tuple[bytes, bytes]:
+    """Encrypt and authenticate; returns ``(nonce, ciphertext)`` with a fresh random nonce."""
+    nonce = os.urandom(NONCE_SIZE)
+    return nonce, AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def unseal(key: bytes, nonce: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:
+    """Authenticate and decrypt, or raise :class:`AuthenticationFailed`."""
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, associated_data)
+    except (InvalidTag, ValueError) as exc:
+        raise AuthenticationFailed(str(exc) or "authentication failed") from None
+
+
+def new_master_key() -> bytes:
+    return os.urandom(KEY_SIZE)
+
+
+def _key_id(key: bytes) -> bytes:
+    return hmac.new(key, b"ipysession key id v1", hashlib.sha256).digest()[:KEY_ID_SIZE]
+
+
+def _subkey(key: bytes, label: bytes) -> bytes:
+    return hmac.new(key, b"ipysession " + label, hashlib.sha256).digest()
+
+
+@runtime_checkable
+class SealingKey(Protocol):
+    """What :mod:`ipysession.fileformat` needs from a key."""
+
+    @property
+    def description(self) -> str:
+        """Where the key comes from, for messages (never the key itself)."""
+
+    def for_writing(self) -> tuple[bytes, bytes, bytes]:
+        """``(key, salt, key_id)`` to seal a new file with; salt is all zeros for a master key."""
+
+    def for_reading(self, salt: bytes) -> tuple[bytes, bytes]:
+        """``(key, key_id)`` for a file whose header carries ``salt``."""
+
+    def content_id(self, data: bytes) -> str:
+        """A keyed hash of ``data``: equal values share an id without revealing their content."""
+
+
+class MasterKey:
+    """A 32-byte random master key."""
+
+    def __init__(self, key: bytes, *, description: str = "master key") -> None:
+        if len(key) != KEY_SIZE:
+            msg = f"a master key is {KEY_SIZE} bytes, not {len(key)}"
+            raise ValueError(msg)
+        self._key = key
+        self._key_id = _key_id(key)
+        self._content_key = _subkey(key, b"content id")
+        self._description = description
+
+    def __repr__(self) -> str:
+        return f"MasterKey(id={self.key_id_hex}, {self._description})"
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    @property
+    def key_id_hex(self) -> str:
+        return self._key_id.hex()
+
+    @property
+    def raw(self) -> bytes:
+        """The key bytes, for the key store to persist. Never log or show this."""
+        return self._key
+
+    def for_writing(self) -> tuple[bytes, bytes, bytes]:
+        return self._key, _NO_SALT, self._key_id
+
+    def for_reading(self, salt: bytes) -> tuple[bytes, bytes]:
+        return self._key, self._key_id
+
+    def content_id(self, data: bytes) -> str:
+        return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
+
+
+class PassphraseKey:
+    """Keys derived from a passphrase with scrypt; one salt per instance for writing."""
+
+    def __init__(self, passphrase: str, *, description: str = "passphrase") -> None:
+        if not passphrase:
+            msg = "the passphrase is empty"
+            raise ValueError(msg)
+        self._passphrase = passphrase.encode("utf-8")
+        self._write_salt = os.urandom(SALT_SIZE)
+        self._derived: dict[bytes, tuple[bytes, bytes]] = {}
+        self._lock = threading.Lock()
+        self._description = description
+        # Content ids must be stable across salts so equal values dedupe across processes.
+        self._content_key = self._derive(b"ipysession content id salt")[0]
+
+    def __repr__(self) -> str:
+        return f"PassphraseKey({self._description})"
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    def _derive(self, salt: bytes) -> tuple[bytes, bytes]:
+        with self._lock:
+            cached = self._derived.get(salt)
+            if cached is None:
+                kdf = Scrypt(salt=salt, length=KEY_SIZE, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+                key = kdf.derive(self._passphrase)
+                cached = (key, _key_id(key))
+                self._derived[salt] = cached
+            return cached
+
+    def for_writing(self) -> tuple[bytes, bytes, bytes]:
+        key, key_id = self._derive(self._write_salt)
+        return key, self._write_salt, key_id
+
+    def for_reading(self, salt: bytes) -> tuple[bytes, bytes]:
+        return self._derive(salt)
+
+    def content_id(self, data: bytes) -> str:
+        return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()

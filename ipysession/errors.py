@@ -1,0 +1,210 @@
+"""The exception hierarchy of ipysession.
+
+Every error says what happened, which file or connection it concerns, and what the user can
+do about it. The extension catches ``SessionError`` at its boundary, so a session problem never
+kills a kernel or breaks a user's cell.
+
+::
+
+    SessionError
+    ├── StoreError
+    │   ├── SessionNotFound (LookupError)
+    │   ├── LockTimeout (TimeoutError)
+    │   ├── StoreWriteError (OSError)
+    │   ├── WriteConflict
+    │   └── FileFormatError (ValueError)
+    │       ├── CorruptFile
+    │       ├── WrongKey
+    │       └── NewerFormat
+    ├── KeyStoreError
+    │   ├── KeyUnavailable
+    │   └── KeyringTimeout (TimeoutError)
+    ├── ModelError (ValueError)
+    ├── CaptureError
+    └── ConnectionSetupError
+        ├── BackendNotFound (LookupError)
+        ├── InvalidSpec (ValueError)
+        └── ConnectFailed
+
+Messages never contain secrets: backends redact before they raise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "BackendNotFound",
+    "CaptureError",
+    "ConnectFailed",
+    "ConnectionSetupError",
+    "CorruptFile",
+    "FileFormatError",
+    "InvalidSpec",
+    "KeyStoreError",
+    "KeyUnavailable",
+    "KeyringTimeout",
+    "LockTimeout",
+    "ModelError",
+    "NewerFormat",
+    "SessionError",
+    "SessionNotFound",
+    "StoreError",
+    "StoreWriteError",
+    "WriteConflict",
+    "WrongKey",
+]
+
+
+class SessionError(Exception):
+    """Root of every error ipysession raises on purpose.
+
+    ``what`` says what happened, ``path`` names the file (or ``target`` the connection), and
+    ``hint`` says what the user can do. ``str(error)`` joins them into one readable message.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        target: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.what = what
+        self.path = Path(path) if path is not None else None
+        self.target = target
+        self.hint = hint
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        parts = [self.what]
+        if self.path is not None:
+            parts.append(f"(file: {self.path})")
+        if self.target is not None:
+            parts.append(f"(connection: {self.target})")
+        message = " ".join(parts)
+        if self.hint:
+            message = f"{message}. {self.hint}"
+        return message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructor arguments do not survive the default pickling of exceptions.
+        return (_rebuild, (type(self), self.what, self.path, self.target, self.hint))
+
+
+def _rebuild(
+    cls: type[SessionError], what: str, path: Path | None, target: str | None, hint: str | None
+) -> SessionError:
+    error = cls.__new__(cls)
+    SessionError.__init__(error, what, path=path, target=target, hint=hint)
+    return error
+
+
+class StoreError(SessionError):
+    """Something went wrong reading or writing session files."""
+
+
+class SessionNotFound(StoreError, LookupError):
+    """No session of that name (or no such generation or checkpoint) exists."""
+
+
+class LockTimeout(StoreError, TimeoutError):
+    """Another process held the session's write lock for too long."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """A write failed (disk full, permission denied, read-only directory, ...).
+
+    The previous generation is untouched when this is raised.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        hint: str | None = None,
+        errno: int | None = None,
+    ) -> None:
+        super().__init__(what, path=path, hint=hint)
+        self.errno = errno
+
+
+class WriteConflict(StoreError):
+    """Another writer advanced the session since it was read, and no merge was possible."""
+
+
+class FileFormatError(StoreError, ValueError):
+    """A session file could not be read as a session."""
+
+
+class CorruptFile(FileFormatError):
+    """The file is truncated, not an ipysession file, or failed authentication."""
+
+
+class WrongKey(FileFormatError):
+    """The file is intact but was sealed with a different key (or passphrase)."""
+
+
+class NewerFormat(FileFormatError):
+    """The file was written by a newer ipysession, in a format this one cannot read."""
+
+    def __init__(
+        self, *, found: int, supported: int, path: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(
+            f"Session file format version {found} is newer than the newest this ipysession "
+            f"reads (version {supported})",
+            path=path,
+            hint="Upgrade ipysession (pip install -U ipysession) to read it; the file is left as is",
+        )
+        self.found = found
+        self.supported = supported
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_newer, (self.found, self.supported, self.path))
+
+
+def _rebuild_newer(found: int, supported: int, path: Path | None) -> NewerFormat:
+    return NewerFormat(found=found, supported=supported, path=path)
+
+
+class KeyStoreError(SessionError):
+    """The master key could not be obtained."""
+
+
+class KeyUnavailable(KeyStoreError):
+    """The key exists but cannot be read now (keyring locked, prompt dismissed, ...).
+
+    Raised instead of creating a new key, which would orphan every existing session.
+    """
+
+
+class KeyringTimeout(KeyUnavailable, TimeoutError):
+    """The OS keyring did not answer in time."""
+
+
+class ModelError(SessionError, ValueError):
+    """A session document does not have the shape a session must have."""
+
+
+class CaptureError(SessionError):
+    """Capturing part of the workspace failed."""
+
+
+class ConnectionSetupError(SessionError):
+    """A connection could not be described, opened or checked."""
+
+
+class BackendNotFound(ConnectionSetupError, LookupError):
+    """No backend is registered under that kind."""
+
+
+class InvalidSpec(ConnectionSetupError, ValueError):
+    """A connection spec could not be understood by its backend."""
+
+
+class ConnectFailed(ConnectionSetupError):
+    """The backend could not connect (target unreachable, refused, timed out)."""

@@ -1,0 +1,479 @@
+"""What a session is: plain dataclasses, their JSON form, and validation on load.
+
+This module knows nothing of IPython, files or encryption. ``Session.to_dict()`` gives the JSON
+document that :mod:`ipysession.fileformat` seals; ``Session.from_dict()`` validates a document and
+raises :class:`~ipysession.errors.ModelError` naming the offending field. Fields this version does
+not know are kept in each record's ``extra`` and written back unchanged, so a file written by a
+newer minor release survives a round trip through an older one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from .errors import ModelError
+
+__all__ = [
+    "ConnectionRecord",
+    "ConnectionStats",
+    "HistoryEntry",
+    "ImportRecord",
+    "Preferences",
+    "Session",
+    "VariableRecord",
+    "WriterInfo",
+    "redact",
+]
+
+REDACTED = "***"
+
+_T = TypeVar("_T")
+
+
+def redact(value: object) -> str:
+    """What a secret looks like wherever it is shown."""
+    return REDACTED if value not in (None, "") else ""
+
+
+# --- validation helpers -------------------------------------------------------------------------
+
+
+def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in doc:
+        raise ModelError(f"Session document is missing '{where}.{key}'")
+    return _check(doc[key], kind, f"{where}.{key}")
+
+
+def _optional(
+    doc: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    where: str,
+    default: Any = None,
+) -> Any:
+    if doc.get(key) is None:
+        return default
+    return _check(doc[key], kind, f"{where}.{key}")
+
+
+def _check(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    # bool is an int in Python; a count or a time must not silently accept True.
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ModelError(f"Session document field '{where}' must be a number, not a boolean")
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ModelError(
+            f"Session document field '{where}' must be {expected}, not {type(value).__name__}"
+        )
+    return value
+
+
+def _extra(doc: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    known = {f.name for f in fields(cls)} | getattr(cls, "_renamed", set())
+    return {k: v for k, v in doc.items() if k not in known}
+
+
+def _b64decode(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ModelError(f"Session document field '{where}' is not valid base64") from exc
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _list_of(
+    doc: Mapping[str, Any], key: str, where: str, build: Callable[[Any, str], _T]
+) -> list[_T]:
+    items = _optional(doc, key, list, where, default=[])
+    return [build(item, f"{where}.{key}[{i}]") for i, item in enumerate(items)]
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    mapping = _check(value, dict, where)
+    for k, v in mapping.items():
+        _check(v, str, f"{where}.{k}")
+    return dict(mapping)
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WriterInfo:
+    """Who wrote a generation: versions, host and process, kernel."""
+
+    python: str = ""
+    ipython: str = ""
+    ipysession: str = ""
+    host: str = ""
+    pid: int = 0
+    kernel_id: str = ""
+    run_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "python": self.python,
+            "ipython": self.ipython,
+            "ipysession": self.ipysession,
+            "host": self.host,
+            "pid": self.pid,
+            "kernel_id": self.kernel_id,
+            "run_id": self.run_id,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "writer") -> WriterInfo:
+        doc = _check(doc, dict, where)
+        return cls(
+            python=_optional(doc, "python", str, where, ""),
+            ipython=_optional(doc, "ipython", str, where, ""),
+            ipysession=_optional(doc, "ipysession", str, where, ""),
+            host=_optional(doc, "host", str, where, ""),
+            pid=_optional(doc, "pid", int, where, 0),
+            kernel_id=_optional(doc, "kernel_id", str, where, ""),
+            run_id=_optional(doc, "run_id", str, where, ""),
+            extra=_extra(doc, cls),
+        )
+
+
+@dataclass
+class HistoryEntry:
+    """One executed cell."""
+
+    source: str
+    execution_count: int
+    time: float
+    success: bool = True
+    run_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "source": self.source,
+            "execution_count": self.execution_count,
+            "time": self.time,
+            "success": self.success,
+            "run_id": self.run_id,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str) -> HistoryEntry:
+        doc = _check(doc, dict, where)
+        return cls(
+            source=_require(doc, "source", str, where),
+            execution_count=_require(doc, "execution_count", int, where),
+            time=_require(doc, "time", float, where),
+            success=_optional(doc, "success", bool, where, True),
+            run_id=_optional(doc, "run_id", str, where, ""),
+            extra=_extra(doc, cls),
+        )
+
+
+@dataclass
+class VariableRecord:
+    """One user variable: its serialized value (inline or in a blob), or why it was skipped.
+
+    ``encoding`` names how ``data`` (or the blob) turns back into a value: ``"pickle"``,
+    ``"cloudpickle"``, or another scheme that capture registers (``"file"`` for open files).
+    Exactly one of ``data``, ``blob`` and ``skipped`` is set.
+    """
+
+    name: str
+    type_name: str
+    size: int
+    encoding: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+    blob: str | None = None
+    skipped: str | None = None
+    fingerprint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_count = sum(x is not None for x in (self.data, self.blob, self.skipped))
+        if set_count != 1:
+            raise ModelError(
+                f"Variable '{self.name}' must have exactly one of data, blob or skipped "
+                f"(has {set_count})"
+            )
+        if self.skipped is None and not self.encoding:
+            raise ModelError(f"Variable '{self.name}' has a value but no encoding")
+
+    @property
+    def saved(self) -> bool:
+        return self.skipped is None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra,
+            "type": self.type_name,
+            "size": self.size,
+            "encoding": self.encoding,
+            "fingerprint": self.fingerprint,
+        }
+        if self.data is not None:
+            doc["data"] = _b64encode(self.data)
+        if self.blob is not None:
+            doc["blob"] = self.blob
+        if self.skipped is not None:
+            doc["skipped"] = self.skipped
+        return doc
+
+    _renamed = {"type"}
+
+    @classmethod
+    def from_dict(cls, name: str, doc: Any, where: str) -> VariableRecord:
+        doc = _check(doc, dict, where)
+        data = _optional(doc, "data", str, where)
+        return cls(
+            name=name,
+            type_name=_require(doc, "type", str, where),
+            size=_optional(doc, "size", int, where, 0),
+            encoding=_optional(doc, "encoding", str, where),
+            data=_b64decode(data, f"{where}.data") if data is not None else None,
+            blob=_optional(doc, "blob", str, where),
+            skipped=_optional(doc, "skipped", str, where),
+            fingerprint=_optional(doc, "fingerprint", str, where),
+            extra=_extra(doc, cls),
+        )
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    """A name bound by an import: ``import numpy as np`` or ``from os import path as p``.
+
+    ``attribute`` is ``None`` for ``import module [as name]``. Modules and objects imported from
+    installed modules are recorded as imports and imported again, never pickled.
+    """
+
+    name: str
+    module: str
+    attribute: str | None = None
+
+    def statement(self) -> str:
+        if self.attribute is None:
+            if self.name == self.module:
+                return f"import {self.module}"
+            if "." in self.module and self.name == self.module.split(".")[0]:
+                return f"import {self.module}"
+            return f"import {self.module} as {self.name}"
+        if self.name == self.attribute:
+            return f"from {self.module} import {self.attribute}"
+        return f"from {self.module} import {self.attribute} as {self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "module": self.module, "attribute": self.attribute}
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str) -> ImportRecord:
+        doc = _check(doc, dict, where)
+        return cls(
+            name=_require(doc, "name", str, where),
+            module=_require(doc, "module", str, where),
+            attribute=_optional(doc, "attribute", str, where),
+        )
+
+
+@dataclass
+class Preferences:
+    """Shell state replayed before anything else on restore.
+
+    ``magics`` maps a line magic to the argument that restores its state, in the order to replay
+    (``{"autoreload": "2", "precision": "3", "xmode": "Verbose", "matplotlib": "inline"}``).
+    ``env`` holds only the variables set during the session with ``%env``/``%set_env``.
+    """
+
+    extensions: list[str] = field(default_factory=list)
+    magics: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "extensions": list(self.extensions),
+            "magics": dict(self.magics),
+            "env": dict(self.env),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = "preferences") -> Preferences:
+        doc = _check(doc, dict, where)
+        extensions = _optional(doc, "extensions", list, where, [])
+        for i, ext in enumerate(extensions):
+            _check(ext, str, f"{where}.extensions[{i}]")
+        return cls(
+            extensions=list(extensions),
+            magics=_str_map(doc.get("magics", {}), f"{where}.magics"),
+            env=_str_map(doc.get("env", {}), f"{where}.env"),
+            extra=_extra(doc, cls),
+        )
+
+
+@dataclass
+class ConnectionStats:
+    """How a connection has fared: used for most-recently-used order and for status."""
+
+    created: float = field(default_factory=time.time)
+    last_used: float | None = None
+    successes: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "created": self.created,
+            "last_used": self.last_used,
+            "successes": self.successes,
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str) -> ConnectionStats:
+        doc = _check(doc, dict, where)
+        return cls(
+            created=_optional(doc, "created", float, where, 0.0),
+            last_used=_optional(doc, "last_used", float, where),
+            successes=_optional(doc, "successes", int, where, 0),
+            failures=_optional(doc, "failures", int, where, 0),
+            last_error=_optional(doc, "last_error", str, where),
+            extra=_extra(doc, cls),
+        )
+
+
+@dataclass
+class ConnectionRecord:
+    """A connection to a remote backend, as persisted.
+
+    ``params`` are non-secret and may be shown; ``secrets`` are only ever written inside the
+    encrypted session and are redacted in every repr, log line and output.
+    """
+
+    name: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, Any] = field(default_factory=dict, repr=False)
+    variable: str = ""
+    auto: bool = True
+    stats: ConnectionStats = field(default_factory=ConnectionStats)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.variable:
+            self.variable = self.name
+
+    def __repr__(self) -> str:
+        secrets = {k: redact(v) for k, v in self.secrets.items()}
+        return (
+            f"ConnectionRecord(name={self.name!r}, kind={self.kind!r}, params={self.params!r}, "
+            f"secrets={secrets!r}, variable={self.variable!r}, auto={self.auto!r})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "kind": self.kind,
+            "params": self.params,
+            "secrets": self.secrets,
+            "variable": self.variable,
+            "auto": self.auto,
+            "stats": self.stats.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, doc: Any, where: str) -> ConnectionRecord:
+        doc = _check(doc, dict, where)
+        return cls(
+            name=name,
+            kind=_require(doc, "kind", str, where),
+            params=dict(_optional(doc, "params", dict, where, {})),
+            secrets=dict(_optional(doc, "secrets", dict, where, {})),
+            variable=_optional(doc, "variable", str, where, name),
+            auto=_optional(doc, "auto", bool, where, True),
+            stats=ConnectionStats.from_dict(doc.get("stats", {}), f"{where}.stats"),
+            extra=_extra(doc, cls),
+        )
+
+
+@dataclass
+class Session:
+    """Everything that comes back after a restart.
+
+    ``variables`` and ``connections`` are keyed by name; ``history`` is in execution order.
+    ``extra`` holds top-level fields this version does not know.
+    """
+
+    name: str
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    writer: WriterInfo = field(default_factory=WriterInfo)
+    history: list[HistoryEntry] = field(default_factory=list)
+    variables: dict[str, VariableRecord] = field(default_factory=dict)
+    imports: list[ImportRecord] = field(default_factory=list)
+    preferences: Preferences = field(default_factory=Preferences)
+    cwd: str | None = None
+    layout: Any = None
+    connections: dict[str, ConnectionRecord] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def blob_ids(self) -> set[str]:
+        """Blobs this session refers to (for garbage collection)."""
+        return {v.blob for v in self.variables.values() if v.blob is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "name": self.name,
+            "created": self.created,
+            "updated": self.updated,
+            "writer": self.writer.to_dict(),
+            "history": [h.to_dict() for h in self.history],
+            "variables": {name: v.to_dict() for name, v in self.variables.items()},
+            "imports": [i.to_dict() for i in self.imports],
+            "preferences": self.preferences.to_dict(),
+            "cwd": self.cwd,
+            "layout": self.layout,
+            "connections": {name: c.to_dict() for name, c in self.connections.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Session:
+        where = "session"
+        doc = _check(doc, dict, where)
+        variables = _optional(doc, "variables", dict, where, {})
+        connections = _optional(doc, "connections", dict, where, {})
+        return cls(
+            name=_require(doc, "name", str, where),
+            created=_optional(doc, "created", float, where, 0.0),
+            updated=_optional(doc, "updated", float, where, 0.0),
+            writer=WriterInfo.from_dict(doc.get("writer", {})),
+            history=_list_of(doc, "history", where, HistoryEntry.from_dict),
+            variables={
+                name: VariableRecord.from_dict(name, v, f"{where}.variables.{name}")
+                for name, v in variables.items()
+            },
+            imports=_list_of(doc, "imports", where, ImportRecord.from_dict),
+            preferences=Preferences.from_dict(doc.get("preferences", {})),
+            cwd=_optional(doc, "cwd", str, where),
+            layout=doc.get("layout"),
+            connections={
+                name: ConnectionRecord.from_dict(name, c, f"{where}.connections.{name}")
+                for name, c in connections.items()
+            },
+            extra=_extra(doc, cls),
+        )
