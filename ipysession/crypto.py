@@ -96,8 +96,9 @@ class SealingKey(Protocol):
     def for_writing(self) -> tuple[bytes, bytes, bytes]:
         """``(key, salt, key_id)`` to seal a new file with; salt is all zeros for a master key."""
 
-    def for_reading(self, salt: bytes) -> tuple[bytes, bytes]:
-        """``(key, key_id)`` for a file whose header carries ``salt``."""
+    def for_reading(self, salt: bytes, key_id: bytes) -> bytes | None:
+        """The key for a file whose header carries ``salt`` and ``key_id``; ``None`` if this key
+        (or a previous key it still knows) did not seal it."""
 
     def content_id(self, data: bytes) -> str:
         """A keyed hash of ``data``: equal values share an id without revealing their content."""
@@ -106,12 +107,21 @@ class SealingKey(Protocol):
 class MasterKey:
     """A 32-byte random master key."""
 
-    def __init__(self, key: bytes, *, description: str = "master key") -> None:
-        if len(key) != KEY_SIZE:
-            msg = f"a master key is {KEY_SIZE} bytes, not {len(key)}"
-            raise ValueError(msg)
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        description: str = "master key",
+        previous: tuple[bytes, ...] = (),
+    ) -> None:
+        for candidate in (key, *previous):
+            if len(candidate) != KEY_SIZE:
+                msg = f"a master key is {KEY_SIZE} bytes, not {len(candidate)}"
+                raise ValueError(msg)
         self._key = key
         self._key_id = _key_id(key)
+        # Keys replaced by a rekey that has not finished yet: still readable, never used to write.
+        self._readable = {self._key_id: key, **{_key_id(k): k for k in previous}}
         self._content_key = _subkey(key, b"content id")
         self._description = description
 
@@ -134,8 +144,8 @@ class MasterKey:
     def for_writing(self) -> tuple[bytes, bytes, bytes]:
         return self._key, _NO_SALT, self._key_id
 
-    def for_reading(self, salt: bytes) -> tuple[bytes, bytes]:
-        return self._key, self._key_id
+    def for_reading(self, salt: bytes, key_id: bytes) -> bytes | None:
+        return self._readable.get(key_id)
 
     def content_id(self, data: bytes) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
@@ -177,8 +187,9 @@ class PassphraseKey:
         key, key_id = self._derive(self._write_salt)
         return key, self._write_salt, key_id
 
-    def for_reading(self, salt: bytes) -> tuple[bytes, bytes]:
-        return self._derive(salt)
+    def for_reading(self, salt: bytes, key_id: bytes) -> bytes | None:
+        key, derived_id = self._derive(salt)
+        return key if hmac.compare_digest(derived_id, key_id) else None
 
     def content_id(self, data: bytes) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
