@@ -158,7 +158,7 @@ class NewerFormat(FileFormatError):
             f"Session file format version {found} is newer than the newest this ipysession "
             f"reads (version {supported})",
             path=path,
-            hint="Upgrade ipysession (pip install -U ipysession) to read it; the file is left as is",
+            hint="Upgrade ipysession (pip install -U ipysession) to read it; the file is kept",
         )
         self.found = found
         self.supported = supported

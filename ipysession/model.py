@@ -45,7 +45,8 @@ def redact(value: object) -> str:
 
 def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in doc:
-        raise ModelError(f"Session document is missing '{where}.{key}'")
+        msg = f"Session document is missing '{where}.{key}'"
+        raise ModelError(msg)
     return _check(doc[key], kind, f"{where}.{key}")
 
 
@@ -64,14 +65,14 @@ def _optional(
 def _check(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
     # bool is an int in Python; a count or a time must not silently accept True.
     if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise ModelError(f"Session document field '{where}' must be a number, not a boolean")
+        msg = f"Session document field '{where}' must be a number, not a boolean"
+        raise ModelError(msg)
     if kind is float and isinstance(value, int):
         return float(value)
     if not isinstance(value, kind):
         expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise ModelError(
-            f"Session document field '{where}' must be {expected}, not {type(value).__name__}"
-        )
+        msg = f"Session document field '{where}' must be {expected}, not {type(value).__name__}"
+        raise ModelError(msg)
     return value
 
 
@@ -84,7 +85,8 @@ def _b64decode(text: str, where: str) -> bytes:
     try:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise ModelError(f"Session document field '{where}' is not valid base64") from exc
+        msg = f"Session document field '{where}' is not valid base64"
+        raise ModelError(msg) from exc
 
 
 def _b64encode(data: bytes) -> str:
@@ -204,12 +206,14 @@ class VariableRecord:
     def __post_init__(self) -> None:
         set_count = sum(x is not None for x in (self.data, self.blob, self.skipped))
         if set_count != 1:
-            raise ModelError(
+            msg = (
                 f"Variable '{self.name}' must have exactly one of data, blob or skipped "
                 f"(has {set_count})"
             )
+            raise ModelError(msg)
         if self.skipped is None and not self.encoding:
-            raise ModelError(f"Variable '{self.name}' has a value but no encoding")
+            msg = f"Variable '{self.name}' has a value but no encoding"
+            raise ModelError(msg)
 
     @property
     def saved(self) -> bool:
