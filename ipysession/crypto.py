@@ -33,6 +33,7 @@ __all__ = [
     "PassphraseKey",
     "SealingKey",
     "new_master_key",
+    "new_nonce",
     "seal",
     "unseal",
 ]
@@ -59,10 +60,18 @@ class AuthenticationFailed(Exception):
     """
 
 
-def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> tuple[bytes, bytes]:
-    """Encrypt and authenticate; returns ``(nonce, ciphertext)`` with a fresh random nonce."""
-    nonce = os.urandom(NONCE_SIZE)
-    return nonce, AESGCM(key).encrypt(nonce, plaintext, associated_data)
+def new_nonce() -> bytes:
+    """A fresh random nonce. Every seal must use a new one: GCM breaks if a nonce repeats."""
+    return os.urandom(NONCE_SIZE)
+
+
+def seal(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """Encrypt and authenticate ``plaintext``; ``associated_data`` is authenticated, not hidden.
+
+    The nonce is passed in (from :func:`new_nonce`) because callers put it in a header that is
+    itself part of the associated data.
+    """
+    return AESGCM(key).encrypt(nonce, plaintext, associated_data)
 
 
 def unseal(key: bytes, nonce: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:

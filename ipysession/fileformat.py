@@ -1,0 +1,235 @@
+"""The on-disk envelope of session files (``.ipys``) and value blobs (``.ipyb``), format version 1.
+
+Layout (big-endian)::
+
+    offset  size  field
+    0       8     magic  b"IPYSESS\\0"
+    8       2     format version (u16)
+    10      2     flags (u16): 1 = payload compressed (zlib), 2 = key derived from a passphrase,
+                  4 = blob (raw value bytes, not a session document)
+    12      8     key id: HMAC-SHA256(key, "ipysession key id v1")[:8]
+    20      16    KDF salt (all zero unless flag 2)
+    36      12    nonce, fresh and random for every write
+    48      ...   AES-256-GCM ciphertext of the payload, with its 16-byte tag
+
+The whole 48-byte header is the AEAD's associated data: changing the version, the flags, the key
+id, the salt or the nonce fails authentication. The payload of a session file is a JSON document
+(:meth:`ipysession.model.Session.to_dict`, binary values base64) carrying its own ``"format"``;
+the payload of a blob is the value's serialized bytes.
+
+Reading checks, in order: size, magic, version (newer -> :class:`NewerFormat` naming both
+versions), kind, key id (unknown -> :class:`WrongKey`), authentication (-> :class:`CorruptFile`),
+and only then decompresses and parses. Nothing is unpickled here at all; callers unpickle values
+only from documents this module has authenticated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from . import migrations
+from .crypto import (
+    KEY_ID_SIZE,
+    NONCE_SIZE,
+    SALT_SIZE,
+    AuthenticationFailed,
+    SealingKey,
+    new_nonce,
+    seal,
+    unseal,
+)
+from .errors import CorruptFile, NewerFormat, WrongKey
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "Header",
+    "decode_blob",
+    "decode_session",
+    "encode_blob",
+    "encode_session",
+    "read_header",
+]
+
+MAGIC = b"IPYSESS\0"
+FORMAT_VERSION = migrations.CURRENT_VERSION
+
+FLAG_COMPRESSED = 0x1
+FLAG_PASSPHRASE = 0x2
+FLAG_BLOB = 0x4
+KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_PASSPHRASE | FLAG_BLOB
+
+_HEADER = struct.Struct(f">8sHH{KEY_ID_SIZE}s{SALT_SIZE}s{NONCE_SIZE}s")
+HEADER_SIZE = _HEADER.size
+_TAG_SIZE = 16
+
+# Blobs that do not shrink in a sample are stored uncompressed: float arrays barely compress and
+# zlib on incompressible data would cost more than the rest of the write.
+_SAMPLE_SIZE = 64 * 1024
+_WORTH_COMPRESSING = 0.9
+
+PathLike = str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True)
+class Header:
+    version: int
+    flags: int
+    key_id: bytes
+    salt: bytes
+    nonce: bytes
+
+    @property
+    def is_blob(self) -> bool:
+        return bool(self.flags & FLAG_BLOB)
+
+    @property
+    def uses_passphrase(self) -> bool:
+        return bool(self.flags & FLAG_PASSPHRASE)
+
+    def pack(self) -> bytes:
+        return _HEADER.pack(MAGIC, self.version, self.flags, self.key_id, self.salt, self.nonce)
+
+
+def read_header(data: bytes, *, path: PathLike = None) -> Header:
+    """Parse and sanity-check the clear header; nothing in it is trusted before authentication."""
+    if len(data) < HEADER_SIZE + _TAG_SIZE:
+        msg = (
+            f"Session file is truncated ({len(data)} bytes, a valid one has at least "
+            f"{HEADER_SIZE + _TAG_SIZE})"
+        )
+        raise CorruptFile(
+            msg,
+            path=path,
+        )
+    magic, version, flags, key_id, salt, nonce = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        msg = "Not an ipysession file (wrong magic bytes)"
+        raise CorruptFile(
+            msg,
+            path=path,
+            hint="Remove it from the session directory, or run `ipysession doctor --repair`",
+        )
+    if version == 0:
+        msg = "Session file has format version 0, which never existed"
+        raise CorruptFile(msg, path=path)
+    if version > FORMAT_VERSION:
+        raise NewerFormat(found=version, supported=FORMAT_VERSION, path=path)
+    return Header(version=version, flags=flags, key_id=key_id, salt=salt, nonce=nonce)
+
+
+def _seal_payload(payload: bytes, key: SealingKey, flags: int) -> bytes:
+    raw_key, salt, key_id = key.for_writing()
+    if any(salt):
+        flags |= FLAG_PASSPHRASE
+    header = Header(FORMAT_VERSION, flags, key_id, salt, new_nonce()).pack()
+    return header + seal(raw_key, header[-NONCE_SIZE:], payload, header)
+
+
+def _open_payload(
+    data: bytes, key: SealingKey, *, path: PathLike, expect_blob: bool
+) -> tuple[Header, bytes]:
+    header = read_header(data, path=path)
+    kind = "a value blob" if header.is_blob else "a session file"
+    if header.is_blob != expect_blob or header.flags & ~KNOWN_FLAGS:
+        msg = f"File is {kind} with flags {header.flags:#06x}, not what was expected here"
+        raise CorruptFile(
+            msg,
+            path=path,
+        )
+    raw_key = key.for_reading(header.salt, header.key_id)
+    if raw_key is None:
+        secret = "passphrase" if header.uses_passphrase else "key"
+        msg = (
+            f"File was sealed with a different {secret} (key id {header.key_id.hex()}); "
+            f"the key in use is the {key.description}"
+        )
+        raise WrongKey(
+            msg,
+            path=path,
+            hint=(
+                "Set IPYSESSION_PASSPHRASE to the passphrase it was exported with"
+                if header.uses_passphrase
+                else "Use the key store that wrote it (run `ipysession doctor` to see which key "
+                "is in use), or export the session on the machine that has the key"
+            ),
+        )
+    try:
+        plaintext = unseal(raw_key, header.nonce, data[HEADER_SIZE:], data[:HEADER_SIZE])
+    except AuthenticationFailed:
+        msg = "File failed authentication: it was changed or damaged after it was written"
+        raise CorruptFile(
+            msg,
+            path=path,
+        ) from None
+    if header.flags & FLAG_COMPRESSED:
+        try:
+            plaintext = zlib.decompress(plaintext)
+        except zlib.error as exc:
+            msg = f"File payload does not decompress ({exc})"
+            raise CorruptFile(msg, path=path) from None
+    return header, plaintext
+
+
+def encode_session(doc: dict[str, Any], key: SealingKey) -> bytes:
+    """Seal a session document (``Session.to_dict()``) into the bytes of a ``.ipys`` file."""
+    doc = {**doc, "format": FORMAT_VERSION}
+    payload = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    return _seal_payload(zlib.compress(payload, 1), key, FLAG_COMPRESSED)
+
+
+def decode_session(data: bytes, key: SealingKey, *, path: PathLike = None) -> dict[str, Any]:
+    """Authenticate, decrypt, parse and migrate a ``.ipys`` file to the current format."""
+    header, plaintext = _open_payload(data, key, path=path, expect_blob=False)
+    try:
+        doc = json.loads(plaintext)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"Session payload is not valid JSON ({exc})"
+        raise CorruptFile(msg, path=path) from None
+    if not isinstance(doc, dict):
+        msg = "Session payload is not a JSON object"
+        raise CorruptFile(msg, path=path)
+    declared = doc.get("format", header.version)
+    if declared != header.version:
+        msg = f"Session payload says format {declared!r} but its header says {header.version}"
+        raise CorruptFile(
+            msg,
+            path=path,
+        )
+    try:
+        return migrations.upgrade(doc, header.version)
+    except NewerFormat:
+        raise NewerFormat(found=header.version, supported=FORMAT_VERSION, path=path) from None
+
+
+def encode_blob(value: bytes, key: SealingKey) -> bytes:
+    """Seal one serialized value into the bytes of a ``.ipyb`` blob file."""
+    sample = value[:_SAMPLE_SIZE]
+    if sample and len(zlib.compress(sample, 1)) < _WORTH_COMPRESSING * len(sample):
+        return _seal_payload(zlib.compress(value, 1), key, FLAG_BLOB | FLAG_COMPRESSED)
+    return _seal_payload(value, key, FLAG_BLOB)
+
+
+def decode_blob(
+    data: bytes, key: SealingKey, *, path: PathLike = None, expected_id: str | None = None
+) -> bytes:
+    """Authenticate and decrypt a blob; ``expected_id`` also proves it is the value referred to.
+
+    A blob is named by the keyed hash of its content, so checking the hash after decryption stops a
+    valid blob from being swapped in for another one.
+    """
+    _, value = _open_payload(data, key, path=path, expect_blob=True)
+    if expected_id is not None and key.content_id(value) != expected_id:
+        msg = "Blob content does not match its name: it was swapped or renamed"
+        raise CorruptFile(
+            msg,
+            path=path,
+            hint="Variables stored in it cannot be restored from this blob",
+        )
+    return value
