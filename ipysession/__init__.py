@@ -1,7 +1,34 @@
-"""ipysession: make an IPython/Jupyter session survive a kernel restart."""
+"""ipysession: make an IPython/Jupyter session survive a kernel restart.
+
+Load it with ``%load_ext ipysession`` or ``c.InteractiveShellApp.extensions = ["ipysession"]``;
+see docs/user-guide.md. Importing this package is cheap: the extension, the store and the
+manager are imported when they are first used.
+"""
 
 from __future__ import annotations
 
-from ._version import __version__
+from typing import Any
 
-__all__ = ["__version__"]
+from ._version import __version__
+from .errors import SessionError
+
+__all__ = [
+    "SessionError",
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """Called by ``%load_ext ipysession``."""
+    from .extension import load_ipython_extension as load
+
+    load(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """Called by ``%unload_ext ipysession``."""
+    from .extension import unload_ipython_extension as unload
+
+    unload(shell)

@@ -1,0 +1,197 @@
+"""Loading and unloading ipysession in an IPython shell or Jupyter kernel.
+
+``%load_ext ipysession`` (or ``c.InteractiveShellApp.extensions = ["ipysession"]``):
+
+1. creates the :class:`~ipysession.manager.SessionManager` (configured from the shell's config),
+2. restores the saved session of the same name, if ``autorestore`` says so,
+3. registers the ``pre_run_cell``/``post_run_cell`` hooks, the ``%session`` magic, the
+   ``ipysession`` comm target (in kernels), and a final save at exit,
+4. starts the autosave writer.
+
+``%unload_ext ipysession`` undoes all of it after a final save, so ``%reload_ext ipysession``
+never doubles a hook. Nothing here lets a session problem escape into the user's cell or kill the
+kernel: errors are logged and shown once.
+
+In a kernel, output produced while the extension loads at startup belongs to no cell and
+frontends do not show it, so the restore summary is shown under the first cell that runs (and is
+always available from ``%session status``). In a terminal it is printed at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import display
+from .capture.frontend import LayoutChannel
+from .errors import SessionError
+from .magics import SessionMagics
+from .manager import SessionManager
+
+__all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
+
+log = logging.getLogger("ipysession")
+
+_ATTR = "_ipysession_extension"
+
+
+class _Extension:
+    """Everything one loaded instance registered, so that unloading can remove exactly that."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.manager = SessionManager(shell=shell, parent=shell)
+        self.manager.kernel_id = _kernel_id()
+        self.magics = SessionMagics(shell, self.manager)
+        self.layout = LayoutChannel()
+        self.pending: list[display.Message] = []
+        self.in_kernel = hasattr(shell, "kernel")
+        self.closed = False
+
+    def load(self) -> None:
+        manager = self.manager
+        self._restore_at_start()
+        self.shell.events.register("pre_run_cell", self.pre_run_cell)
+        self.shell.events.register("post_run_cell", self.post_run_cell)
+        self.shell.register_magics(self.magics)
+        if self.layout.register(self.shell):
+            self.layout.on_change = self._layout_changed
+            if manager.layout is not None:
+                try:
+                    self.layout.set_layout(manager.layout)
+                except SessionError as exc:
+                    self._say(display.text_message(f"ipysession: layout not restored: {exc}"))
+        atexit.register(self.close)
+        manager.start()
+
+    def _restore_at_start(self) -> None:
+        manager = self.manager
+        try:
+            if manager.autorestore == "never" or not manager.has_saved_session():
+                return
+            if manager.autorestore == "notify":
+                self._say(
+                    display.text_message(
+                        f"ipysession: a saved session '{manager.name}' exists. Run "
+                        "`%session restore` to bring it back, or `%session show` to see it."
+                    )
+                )
+                return
+            report = manager.restore()
+            self._say(display.render_restore(report))
+        except SessionError as exc:
+            self._say(
+                display.text_message(
+                    f"ipysession could not restore the session: {exc}", level="error"
+                )
+            )
+        except Exception as exc:
+            log.exception("ipysession restore failed")
+            self._say(
+                display.text_message(
+                    f"ipysession could not restore the session ({type(exc).__name__}: {exc}). "
+                    "Your kernel is fine; see the log for details.",
+                    level="error",
+                )
+            )
+        for notice in manager.take_notices():
+            self._say(display.text_message(notice, level="warning"))
+
+    def _say(self, message: display.Message) -> None:
+        if self.in_kernel:
+            self.pending.append(message)
+        else:
+            display.show(message)
+
+    def _layout_changed(self, layout: Any) -> None:
+        self.manager.set_layout(layout)
+
+    def pre_run_cell(self, info: Any) -> None:
+        self.manager.pre_run_cell(info)
+
+    def post_run_cell(self, result: Any) -> None:
+        self.manager.post_run_cell(result)
+        try:
+            messages = self.pending
+            self.pending = []
+            messages.extend(
+                display.text_message(n, level="warning") for n in self.manager.take_notices()
+            )
+            for message in messages:
+                display.show(message)
+        except Exception:
+            log.exception("ipysession could not show its messages")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for event, callback in (
+            ("pre_run_cell", self.pre_run_cell),
+            ("post_run_cell", self.post_run_cell),
+        ):
+            with contextlib.suppress(ValueError):
+                self.shell.events.unregister(event, callback)
+        _unregister_magics(self.shell, self.magics)
+        self.layout.close()
+        try:
+            self.manager.close()
+        except Exception:
+            log.exception("ipysession final save failed")
+        atexit.unregister(self.close)
+
+
+def _unregister_magics(shell: Any, magics: SessionMagics) -> None:
+    manager = shell.magics_manager
+    for kind, registered in magics.magics.items():
+        for name, method in registered.items():
+            # Only remove what this instance registered, not a magic someone else put there since.
+            if manager.magics[kind].get(name) == method:
+                manager.magics[kind].pop(name, None)
+    manager.registry.pop(type(magics).__name__, None)
+
+
+def _kernel_id() -> str:
+    """The id of the kernel we run in (from its connection file name), or "" outside kernels."""
+    app_module = sys.modules.get("ipykernel.kernelapp")
+    if app_module is None:
+        return ""
+    app_cls = app_module.IPKernelApp
+    if not app_cls.initialized():
+        return ""
+    connection_file = str(getattr(app_cls.instance(), "connection_file", "") or "")
+    match = re.match(r"kernel-(.+)\.json$", Path(connection_file).name)
+    return match.group(1) if match else ""
+
+
+def load_ipython_extension(shell: Any) -> None:
+    if getattr(shell, _ATTR, None) is not None:
+        return  # already loaded: never register hooks twice
+    extension = _Extension(shell)
+    setattr(shell, _ATTR, extension)
+    try:
+        extension.load()
+    except Exception:
+        log.exception("ipysession failed to load")
+        extension.close()
+        setattr(shell, _ATTR, None)
+        raise
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    extension = getattr(shell, _ATTR, None)
+    if extension is None:
+        return
+    extension.close()
+    setattr(shell, _ATTR, None)
+
+
+def get_manager(shell: Any) -> SessionManager | None:
+    """The SessionManager of the ipysession instance loaded in ``shell``, if any."""
+    extension = getattr(shell, _ATTR, None)
+    return extension.manager if extension is not None else None

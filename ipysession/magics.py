@@ -1,0 +1,287 @@
+"""The ``%session`` line magic: parse arguments, call the manager, render through display.
+
+No logic lives here beyond parsing and rendering; every subcommand is one call into
+:class:`~ipysession.manager.SessionManager` (or its store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from . import display
+from .errors import SessionError, SessionNotFound
+from .manager import RESTORE_PARTS, SessionManager
+
+__all__ = ["SessionMagics", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as IPython UsageErrors instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        msg = f"{self.prog}: {message}\n\n{self.format_usage()}"
+        raise UsageError(msg)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        # Reached after -h/--help has printed the help text.
+        raise _HelpShown
+
+
+class _HelpShown(Exception):
+    pass
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _parts(value: str) -> list[str]:
+    parts = _csv(value)
+    unknown = sorted(set(parts) - set(RESTORE_PARTS))
+    if unknown:
+        msg = f"unknown part {', '.join(unknown)} (choose from {', '.join(RESTORE_PARTS)})"
+        raise argparse.ArgumentTypeError(msg)
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="%session",
+        description=(
+            "Save, restore and inspect the persistent session of this kernel. The workspace is "
+            "saved automatically after cells and restored when the kernel starts; these commands "
+            "give manual control. Run `%session COMMAND -h` for one command's options."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("save", help="save the workspace now (optionally as a named checkpoint)")
+    p.add_argument("name", nargs="?", help="save under this session name instead")
+    p.add_argument("--checkpoint", metavar="LABEL", help="also keep it as a checkpoint LABEL")
+
+    p = sub.add_parser("restore", help="bring back a saved session (or parts of it)")
+    p.add_argument("name", nargs="?", help="session to restore (default: this one)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--generation", type=int, metavar="N", help="an older generation")
+    which.add_argument("--checkpoint", metavar="LABEL", help="a named checkpoint")
+    p.add_argument(
+        "--only",
+        type=_parts,
+        metavar="PARTS",
+        help=f"comma-separated parts: {','.join(RESTORE_PARTS)}",
+    )
+    p.add_argument("--vars", type=_csv, metavar="A,B", help="only these variables (and imports)")
+
+    sub.add_parser("list", help="list saved sessions")
+    p = sub.add_parser("show", help="show what a saved session holds (secrets redacted)")
+    p.add_argument("name", nargs="?")
+    sub.add_parser("status", help="what is captured, when it was saved, what was restored")
+    p = sub.add_parser("snapshots", help="list generations and checkpoints of a session")
+    p.add_argument("name", nargs="?")
+    p = sub.add_parser("delete", help="delete a saved session and all its generations")
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser("history", help="input history across kernel restarts")
+    p.add_argument("-n", type=int, metavar="N", help="only the last N cells")
+    p.add_argument("--grep", metavar="PATTERN", help="only cells matching this regex")
+    p = sub.add_parser("autosave", help="turn autosave on or off, or set its interval")
+    p.add_argument("setting", metavar="on|off|SECONDS")
+    p = sub.add_parser("forget", help="stop persisting these variables")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    return parser
+
+
+_PARSER = build_parser()
+
+
+@magics_class
+class SessionMagics(Magics):
+    def __init__(self, shell: Any, manager: SessionManager) -> None:
+        super().__init__(shell)
+        self.manager = manager
+
+    @line_magic
+    def session(self, line: str = "") -> None:
+        try:
+            args = _PARSER.parse_args(shlex.split(line))
+        except _HelpShown:
+            return
+        except ValueError as exc:  # shlex: unbalanced quotes
+            msg = f"%session: {exc}"
+            raise UsageError(msg) from None
+        command = args.command or "status"
+        handler: Callable[[argparse.Namespace], None] = getattr(self, f"_cmd_{command}")
+        try:
+            handler(args)
+        except (SessionError, ValueError) as exc:
+            display.show(display.text_message(f"ipysession: {exc}", level="error"))
+
+    session.__doc__ = _PARSER.format_help()
+
+    # --- subcommands ------------------------------------------------------------------------
+
+    def _cmd_save(self, args: argparse.Namespace) -> None:
+        display.show(display.render_save(self.manager.save(args.name, checkpoint=args.checkpoint)))
+
+    def _cmd_restore(self, args: argparse.Namespace) -> None:
+        report = self.manager.restore(
+            args.name,
+            generation=args.generation,
+            checkpoint=args.checkpoint,
+            only=args.only,
+            variables=args.vars,
+        )
+        display.show(display.render_restore(report))
+
+    def _cmd_list(self, args: argparse.Namespace) -> None:
+        rows = []
+        for s in self.manager.store.list():
+            current = " (this kernel)" if s.name == self.manager.name else ""
+            rows.append(
+                [
+                    (s.name or f"(unreadable: {s.slug})") + current,
+                    display.format_time(s.updated),
+                    display.format_size(s.size_bytes),
+                    s.generations,
+                    s.variables,
+                    s.connections,
+                    s.problem.message if s.problem else "ok",
+                ]
+            )
+        headers = ["session", "updated", "size", "generations", "variables", "connections", "state"]
+        display.show(display.render_table(headers, rows, empty="No saved sessions yet."))
+
+    def _cmd_show(self, args: argparse.Namespace) -> None:
+        name = args.name or self.manager.name
+        result = self.manager.store.read(name)
+        session = result.session
+        rows: list[list[object]] = []
+        for var, record in session.variables.items():
+            state = "saved" if record.saved else f"skipped: {record.skipped}"
+            rows.append([var, record.type_name, display.format_size(record.size), state])
+        for imp in session.imports:
+            rows.append([imp.name, "import", "", imp.statement()])
+        env = ", ".join(f"{k}=***" for k in session.preferences.env) or "none"
+        settings = ", ".join(f"%{k} {v}" for k, v in session.preferences.magics.items()) or "none"
+        header = display.text_message(
+            f"Session '{session.name}', generation {result.generation}, updated "
+            f"{display.format_time(session.updated)}; cwd {session.cwd or '-'}; "
+            f"{len(session.history)} history cells; env set: {env}; settings: {settings}"
+        )
+        display.show(header)
+        display.show(
+            display.render_table(["name", "type", "size", "state"], rows, empty="No variables.")
+        )
+
+    def _cmd_status(self, args: argparse.Namespace) -> None:
+        display.show(display.render_status(self.manager.status()))
+
+    def _cmd_snapshots(self, args: argparse.Namespace) -> None:
+        name = args.name or self.manager.name
+        store = self.manager.store
+        rows: list[list[object]] = []
+        for info in store.generations(name):
+            rows.append(
+                [
+                    f"generation {info.number}",
+                    display.format_time(info.time or info.mtime),
+                    display.format_size(info.size),
+                    info.cells if info.cells is not None else "?",
+                    info.variables if info.variables is not None else "?",
+                    info.writer or "",
+                    info.problem.message if info.problem else "ok",
+                ]
+            )
+        for checkpoint in store.checkpoints(name):
+            rows.append(
+                [
+                    f"checkpoint {checkpoint.label}",
+                    display.format_time(checkpoint.time or checkpoint.mtime),
+                    display.format_size(checkpoint.size),
+                    checkpoint.cells if checkpoint.cells is not None else "?",
+                    checkpoint.variables if checkpoint.variables is not None else "?",
+                    "",
+                    checkpoint.problem.message if checkpoint.problem else "ok",
+                ]
+            )
+        headers = ["snapshot", "time", "size", "cells", "variables", "written by", "state"]
+        display.show(display.render_table(headers, rows, empty=f"No snapshots of '{name}'."))
+
+    def _cmd_delete(self, args: argparse.Namespace) -> None:
+        store = self.manager.store
+        if not store.exists(args.name):
+            msg = f"No saved session named '{args.name}'"
+            raise SessionNotFound(msg)
+        if not args.yes:
+            answer = self._ask(f"Delete session '{args.name}' and all its generations? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                display.show(display.text_message("Nothing deleted."))
+                return
+        store.delete(args.name)
+        note = (
+            " Autosave will write it again after the next cell; run `%session autosave off` "
+            "first to stop that."
+            if args.name == self.manager.name and self.manager.autosave
+            else ""
+        )
+        display.show(display.text_message(f"Deleted session '{args.name}'.{note}"))
+
+    def _ask(self, prompt: str) -> str:
+        try:
+            return input(prompt)
+        except (EOFError, RuntimeError) as exc:
+            # Frontends without stdin support raise StdinNotImplementedError (a RuntimeError).
+            msg = "cannot ask for confirmation here; add --yes to delete"
+            raise UsageError(msg) from exc
+
+    def _cmd_history(self, args: argparse.Namespace) -> None:
+        entries = self.manager.search_history(n=args.n, grep=args.grep)
+        rows = [
+            [
+                e.run_id[:6] + (" (this run)" if e.run_id == self.manager.run_id else ""),
+                e.execution_count,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(e.time)),
+                "" if e.success else "error",
+                e.source if len(e.source) < 400 else e.source[:400] + " ...",
+            ]
+            for e in entries
+        ]
+        headers = ["run", "#", "time", "", "source"]
+        display.show(display.render_table(headers, rows, empty="No history yet."))
+
+    def _cmd_autosave(self, args: argparse.Namespace) -> None:
+        setting = args.setting.lower()
+        if setting in ("on", "off"):
+            self.manager.set_autosave(enabled=setting == "on")
+        else:
+            try:
+                seconds = float(setting)
+            except ValueError:
+                msg = f"%session autosave: expected on, off or a number of seconds, not {setting!r}"
+                raise UsageError(msg) from None
+            if seconds <= 0:
+                msg = "%session autosave: the interval must be positive"
+                raise UsageError(msg)
+            self.manager.set_autosave(enabled=True, interval=seconds)
+        state = (
+            f"on, at most every {self.manager.autosave_interval:g} s"
+            if self.manager.autosave
+            else "off"
+        )
+        display.show(display.text_message(f"ipysession: autosave is {state}."))
+
+    def _cmd_forget(self, args: argparse.Namespace) -> None:
+        forgotten = self.manager.forget(args.names)
+        missing = [n for n in args.names if n not in forgotten]
+        text = f"ipysession: no longer saving {', '.join(args.names)}."
+        if missing:
+            text += f" (Not saved before: {', '.join(missing)}.)"
+        display.show(display.text_message(text))

@@ -1,0 +1,159 @@
+"""Real Jupyter kernels for tests: started with jupyter_client, configured like a user would.
+
+Each kernel gets its own IPYTHONDIR with an ``ipython_kernel_config.py`` that loads ipysession,
+so the extension loads at kernel start exactly as it does for users who put it in their config.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+STARTUP_TIMEOUT = 60
+
+
+@dataclass
+class CellResult:
+    reply: dict[str, Any]
+    stdout: str = ""
+    stderr: str = ""
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        """stdout plus every text/plain output, as a user would read it."""
+        parts = [self.stdout]
+        for output in self.outputs:
+            data = output.get("data", {})
+            if "text/plain" in data:
+                parts.append(data["text/plain"])
+        return "\n".join(p for p in parts if p)
+
+    @property
+    def ok(self) -> bool:
+        return self.reply["content"]["status"] == "ok"
+
+
+def write_config(ipython_dir: Path, *lines: str, load_extension: bool = True) -> None:
+    profile = ipython_dir / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    body = ["c = get_config()  # noqa"]
+    if load_extension:
+        body.append('c.InteractiveShellApp.extensions = ["ipysession"]')
+    body.append('c.SessionManager.key_backend = "file"')
+    body.extend(lines)
+    (profile / "ipython_kernel_config.py").write_text("\n".join(body) + "\n")
+
+
+class Kernel:
+    """A kernel manager plus a started client, with helpers to run code and restart."""
+
+    def __init__(self, km: KernelManager) -> None:
+        self.km = km
+        self.client: BlockingKernelClient = km.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=STARTUP_TIMEOUT)
+
+    def run(self, code: str, *, timeout: float = 60, allow_error: bool = False) -> CellResult:
+        kc = self.client
+        msg_id = kc.execute(code, store_history=True)
+        result = CellResult(reply={})
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no idle from kernel for {code[:60]!r}")
+            try:
+                msg = kc.get_iopub_msg(timeout=remaining)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                if content["name"] == "stdout":
+                    result.stdout += content["text"]
+                else:
+                    result.stderr += content["text"]
+            elif kind in ("display_data", "execute_result"):
+                result.outputs.append(content)
+            elif kind == "error":
+                result.error = content
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        result.reply = kc.get_shell_msg(timeout=timeout)
+        while result.reply["parent_header"].get("msg_id") != msg_id:
+            result.reply = kc.get_shell_msg(timeout=timeout)
+        if result.error is not None and not allow_error:
+            raise AssertionError(
+                f"cell failed: {result.error['ename']}: {result.error['evalue']}\n"
+                + "\n".join(result.error.get("traceback", []))
+            )
+        return result
+
+    def value(self, expression: str) -> Any:
+        """Evaluate ``expression`` in the kernel and return it (via repr + literal eval)."""
+        import ast
+
+        out = self.run(f"print(repr(({expression})))").stdout.strip()
+        return ast.literal_eval(out)
+
+    def restart(self, *, now: bool = False) -> float:
+        """Restart the kernel (graceful shutdown unless ``now``); returns seconds to ready."""
+        started = time.perf_counter()
+        self.client.stop_channels()
+        self.km.restart_kernel(now=now)
+        self.client = self.km.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=STARTUP_TIMEOUT)
+        return time.perf_counter() - started
+
+    def kill_hard(self) -> float:
+        """SIGKILL the kernel process (no atexit, no final save), then start a new one."""
+        return self.restart(now=True)
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@contextmanager
+def start_kernel(
+    home: Path, *config_lines: str, load_extension: bool = True, env: dict[str, str] | None = None
+) -> Iterator[Kernel]:
+    ipython_dir = home / "ipython"
+    write_config(ipython_dir, *config_lines, load_extension=load_extension)
+    work = home / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    kernel_env = {
+        **os.environ,
+        "IPYTHONDIR": str(ipython_dir),
+        "IPYSESSION_DIR": str(home / "data"),
+        "IPYSESSION_CONFIG_DIR": str(home / "config"),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=kernel_env, cwd=str(work), extra_arguments=[])
+    kernel = None
+    try:
+        kernel = Kernel(km)
+        # The kernelspec could point at another interpreter; these tests need this venv.
+        kernel.run(f"import sys; assert sys.executable == {sys.executable!r}, sys.executable")
+        yield kernel
+    finally:
+        if kernel is not None:
+            kernel.shutdown()
+        else:
+            km.shutdown_kernel(now=True)

@@ -1,0 +1,145 @@
+"""The extension in a real in-process IPython shell: hooks, magics, autorestore, unloading."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import ipysession
+from ipysession.extension import get_manager
+from tests.shell import ipython_shell, restart, run
+
+
+def test_load_save_restart_restore(capsys: pytest.CaptureFixture[str]) -> None:
+    with ipython_shell(autosave_interval=0.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "import json as j\nfrom os import path as p\nx = [1, 2, 3]")
+        run(shell, "def f(a):\n    return a * 2")
+        restart(shell)
+        out = capsys.readouterr().out
+        assert "ipysession: restored" in out
+        assert shell.user_ns["x"] == [1, 2, 3]
+        assert shell.user_ns["f"](21) == 42
+        assert shell.user_ns["j"].__name__ == "json"
+        assert shell.user_ns["p"].join("a", "b") == "a/b"
+
+
+def test_reload_never_doubles_hooks() -> None:
+    with ipython_shell() as shell:
+        before = len(shell.events.callbacks["post_run_cell"])
+        ipysession.load_ipython_extension(shell)
+        ipysession.load_ipython_extension(shell)  # a second load is a no-op
+        assert len(shell.events.callbacks["post_run_cell"]) == before + 1
+        shell.run_line_magic("reload_ext", "ipysession")
+        assert len(shell.events.callbacks["post_run_cell"]) == before + 1
+        ipysession.unload_ipython_extension(shell)
+        assert len(shell.events.callbacks["post_run_cell"]) == before
+        assert "session" not in shell.magics_manager.magics["line"]
+        ipysession.unload_ipython_extension(shell)  # safe twice
+
+
+def test_failing_hook_never_breaks_a_cell(caplog: pytest.LogCaptureFixture) -> None:
+    with ipython_shell() as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = get_manager(shell)
+        assert manager is not None
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("capture exploded")
+
+        manager._tracker.post_cell = broken  # type: ignore[method-assign]
+        with caplog.at_level(logging.WARNING, logger="ipysession"):
+            for i in range(4):
+                result = shell.run_cell(f"y = {i}")
+                assert result.success
+        assert shell.user_ns["y"] == 3
+        assert manager.disabled is not None
+        assert "capture exploded" in caplog.text
+        notices = " ".join(manager.take_notices())
+        assert notices == "" or "stopped capturing" in notices
+
+
+def test_autorestore_notify_and_never(capsys: pytest.CaptureFixture[str]) -> None:
+    with ipython_shell(autosave_interval=0.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "kept = 42")
+        ipysession.unload_ipython_extension(shell)
+        shell.reset(new_session=True)
+        capsys.readouterr()
+        shell.config.SessionManager.autorestore = "notify"
+        ipysession.load_ipython_extension(shell)
+        assert "kept" not in shell.user_ns
+        assert "%session restore" in capsys.readouterr().out
+        run(shell, "%session restore")
+        assert shell.user_ns["kept"] == 42
+        ipysession.unload_ipython_extension(shell)
+        shell.reset(new_session=True)
+        shell.config.SessionManager.autorestore = "never"
+        capsys.readouterr()
+        ipysession.load_ipython_extension(shell)
+        assert "kept" not in shell.user_ns
+        assert "session" not in capsys.readouterr().out.lower()
+
+
+def test_session_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with ipython_shell() as shell:
+        ipysession.load_ipython_extension(shell)
+        doc = shell.magics_manager.magics["line"]["session"].__doc__
+        for command in (
+            "save",
+            "restore",
+            "list",
+            "show",
+            "status",
+            "snapshots",
+            "delete",
+            "history",
+            "autosave",
+            "forget",
+        ):
+            assert command in doc
+        result = shell.run_cell("%session restore --generation notanumber")
+        assert not result.success
+        assert "invalid int value" in capsys.readouterr().err.lower() or result.error_in_exec
+
+
+def test_status_forget_autosave_and_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    with ipython_shell(autosave_interval=0.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "a = 1\nb = (i for i in range(3))\nsecret_token = 'hunter2'")
+        run(shell, "%session forget secret_token")
+        run(shell, "%session save")
+        run(shell, "%session status")
+        out = capsys.readouterr().out
+        assert "Not saved" in out
+        assert "b:" in out
+        assert "generator" in out
+        manager = get_manager(shell)
+        assert manager is not None
+        session = manager.store.read(manager.name).session
+        assert "secret_token" not in session.variables
+        run(shell, "%session autosave off")
+        assert not manager.autosave
+        run(shell, "%session autosave 2.5")
+        assert manager.autosave
+        assert manager.autosave_interval == 2.5
+        run(shell, "%session list")
+        assert manager.name in capsys.readouterr().out
+        run(shell, f"%session delete '{manager.name}' --yes")
+        assert not manager.store.exists(manager.name)
+
+
+def test_checkpoint_and_restore_parts(tmp_path: Path) -> None:
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "v = 'first'")
+        run(shell, "%session save --checkpoint one")
+        run(shell, "v = 'second'")
+        run(shell, "%session restore --checkpoint one --only variables")
+        assert shell.user_ns["v"] == "first"
+        run(shell, "%session save other_name")
+        manager = get_manager(shell)
+        assert manager is not None
+        assert manager.store.exists("other_name")
