@@ -69,10 +69,9 @@ _HEADER = struct.Struct(f">8sHH{KEY_ID_SIZE}s{SALT_SIZE}s{NONCE_SIZE}s")
 HEADER_SIZE = _HEADER.size
 _TAG_SIZE = 16
 
-# Blobs that do not shrink in a sample are stored uncompressed: float arrays barely compress and
-# zlib on incompressible data would cost more than the rest of the write.
-_SAMPLE_SIZE = 64 * 1024
-_WORTH_COMPRESSING = 0.9
+# Payloads whose sample does not shrink below this ratio are stored uncompressed.
+_SAMPLE_SIZE = 48 * 1024
+_WORTH_COMPRESSING = 0.7
 
 PathLike = str | os.PathLike[str] | None
 
@@ -181,7 +180,9 @@ def encode_session(doc: dict[str, Any], key: SealingKey) -> bytes:
     """Seal a session document (``Session.to_dict()``) into the bytes of a ``.ipys`` file."""
     doc = {**doc, "format": FORMAT_VERSION}
     payload = json.dumps(doc, separators=(",", ":")).encode("utf-8")
-    return _seal_payload(zlib.compress(payload, 1), key, FLAG_COMPRESSED)
+    if _worth_compressing(payload):
+        return _seal_payload(zlib.compress(payload, 1), key, FLAG_COMPRESSED)
+    return _seal_payload(payload, key, 0)
 
 
 def decode_session(data: bytes, key: SealingKey, *, path: PathLike = None) -> dict[str, Any]:
@@ -210,10 +211,25 @@ def decode_session(data: bytes, key: SealingKey, *, path: PathLike = None) -> di
 
 def encode_blob(value: bytes, key: SealingKey) -> bytes:
     """Seal one serialized value into the bytes of a ``.ipyb`` blob file."""
-    sample = value[:_SAMPLE_SIZE]
-    if sample and len(zlib.compress(sample, 1)) < _WORTH_COMPRESSING * len(sample):
+    if _worth_compressing(value):
         return _seal_payload(zlib.compress(value, 1), key, FLAG_BLOB | FLAG_COMPRESSED)
     return _seal_payload(value, key, FLAG_BLOB)
+
+
+def _worth_compressing(data: bytes) -> bool:
+    """Compress only what a sample shows will shrink well.
+
+    Pickled float arrays and the base64 of such values barely compress, and zlib on them costs
+    more than sealing and writing together. Samples from the start, middle and end cover a
+    document whose history (very compressible) comes before its values.
+    """
+    if len(data) <= _SAMPLE_SIZE:
+        sample = data
+    else:
+        third = _SAMPLE_SIZE // 3
+        middle = len(data) // 2
+        sample = data[:third] + data[middle : middle + third] + data[-third:]
+    return bool(sample) and len(zlib.compress(sample, 1)) < _WORTH_COMPRESSING * len(sample)
 
 
 def decode_blob(
