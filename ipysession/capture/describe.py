@@ -1,0 +1,58 @@
+"""How capture names a type, a size and an error, in records and in the reasons it gives.
+
+``VariableRecord.type_name`` is :func:`type_name` (``module.QualName``). A reason speaks the user's
+words instead: :func:`type_label` (``generator``, not ``builtins.generator``), sizes in KiB, MiB or
+GiB (:func:`format_bytes`), and an error as ``TypeError: ...`` cut to 200 characters
+(:func:`error_text`). Code that finds a value cannot be saved raises :class:`Unsaveable` with the
+reason; :func:`~ipysession.capture.namespace.capture_value` records the value as skipped with it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GiB",
+    "KiB",
+    "MiB",
+    "Unsaveable",
+    "error_text",
+    "format_bytes",
+    "type_label",
+    "type_name",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+_REASON_ERROR_CHARS = 200
+
+
+class Unsaveable(Exception):
+    """Raised inside capture with the reason a value is skipped."""
+
+
+def type_name(cls: type) -> str:
+    """``module.QualName`` of a type, as recorded in ``VariableRecord.type_name``."""
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls.__name__)}"
+
+
+def type_label(cls: type) -> str:
+    """A type as reasons name it: users know `generator` and `int`, not `builtins.generator`."""
+    name = type_name(cls)
+    return name.removeprefix("builtins.")
+
+
+def format_bytes(size: int) -> str:
+    """``size`` in the largest unit it reaches: ``"1.5 MiB"``, ``"12 bytes"``."""
+    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def error_text(exc: BaseException) -> str:
+    """``"TypeError: message"``, the message cut to 200 characters, for a reason."""
+    text = str(exc)
+    if len(text) > _REASON_ERROR_CHARS:
+        text = text[: _REASON_ERROR_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
