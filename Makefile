@@ -32,7 +32,7 @@ test: lint typecheck unit
 
 bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]" || echo "bench extras failed to install; tools that are missing are reported as such"
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --update-docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path}")
         return 0
     trials = args.trials if args.trials is not None else (2 if args.smoke else 10)
+    _compile_bytecode()
     tools = args.tools
     if "none" not in tools:
         print(
@@ -152,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         for path in update_docs(result, args.docs_dir):
             print(f"wrote {path}")
     return 0
+
+
+def _compile_bytecode() -> None:
+    """Write .pyc files for ipysession, as an installed package has, before any kernel starts."""
+    import compileall
+
+    import ipysession
+
+    compileall.compile_dir(Path(ipysession.__file__).parent, quiet=1)
 
 
 def _progress(message: str) -> None:

@@ -367,6 +367,9 @@ def kernel_env(base: dict[str, str] | None = None, **overrides: str | None) -> d
             "IPYTHONDIR",
             "ENV_KISHU_TEST_MODE",
             "TEST_NOTEBOOK_PATH",
+            # Users' Pythons cache bytecode; without it every import recompiles from source and
+            # start-up figures measure the compiler, not the tools.
+            "PYTHONDONTWRITEBYTECODE",
         }:
             del env[name]
     for name, value in overrides.items():

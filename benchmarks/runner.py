@@ -169,14 +169,12 @@ def _compare(
 def _connections_scenario(
     tool: IpysessionTool, kernel: BenchKernel, ctx: Context, raw: dict[str, Any]
 ) -> None:
-    if tool.connections_setup is None:
-        ctx.notes.append("start with three connections: pending (connections are not built yet)")
-        return
     kernel.run(tool.connections_setup(ctx), "opening three connections")
     saved = tool.save(kernel, ctx)
     if saved is not None and saved.failed:
         ctx.notes.append(f"connections scenario: {saved.failed}")
         return
+    tool.connections_break(ctx)
     raw["restart_ready_connections_s"] = kernel.restart()[1]
 
 

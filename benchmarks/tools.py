@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,20 +292,26 @@ class KishuTool(Tool):
         return tree_bytes(*ctx.work.glob("*.kishudb*"), ctx.root / "kishu-home")
 
 
-#: Returns the code of a cell that opens three connections, one of them unreachable, or ``None``
-#: while connections are not implemented. Set by whoever lands connections (issue 4).
-ConnectionsSetup = Callable[[Context], str]
-
-
 class IpysessionTool(Tool):
     name = "ipysession"
     label = "ipysession"
     automatic = True
     extension = "ipysession"
     restores_at_start = True
-    connections_setup: ConnectionsSetup | None = None
     #: ``SessionManager.autosave_interval`` to start with (``None``: the default, 5 s).
     autosave_interval: float | None = None
+
+    def connections_setup(self, ctx: Context) -> str:
+        """The cell opening three connections (a live kernel, SQLite, one soon unreachable)."""
+        from .peers import three_connections
+
+        return three_connections(ctx)
+
+    def connections_break(self, ctx: Context) -> None:
+        """After the save, before the restart: shut down the third connection's kernel."""
+        from .peers import break_one
+
+        break_one(ctx)
 
     def unavailable(self) -> str | None:
         try:
