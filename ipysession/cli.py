@@ -147,7 +147,7 @@ class _Context:
 
     @property
     def sessions_dir(self) -> Path:
-        from .store import SESSIONS_DIR
+        from .layout import SESSIONS_DIR
 
         return self.root / SESSIONS_DIR
 
@@ -619,7 +619,7 @@ def _count_files(directory: Path) -> int:
 
 def _session_files(store: SessionStore, slug: str, sdir: Path) -> list[tuple[str, Path]]:
     """Every generation, checkpoint and blob file of one session: ``(kind, path)``."""
-    from .store import BLOB_SUFFIX
+    from .layout import BLOB_SUFFIX
 
     files = [("generation", info.path) for info in store.generations(slug)]
     files += [("checkpoint", info.path) for info in store.checkpoints(slug)]
@@ -700,7 +700,7 @@ def _key_report(ctx: _Context) -> dict[str, Any]:
 
 def _doctor_report(ctx: _Context, *, repair: bool) -> tuple[dict[str, Any], list[str]]:
     """The doctor's findings, and one line per problem still standing (with its fix)."""
-    from .store import QUARANTINE_DIR
+    from .layout import QUARANTINE_DIR
 
     problems: list[str] = []
     key = _key_report(ctx)
@@ -1024,7 +1024,7 @@ _BLOCKING = frozenset({"unreadable", "newer-format"})
 
 def _cmd_rekey(ctx: _Context, args: argparse.Namespace) -> int:
     from .keystore import commit_rotation, rotate_key
-    from .store import QUARANTINE_DIR
+    from .layout import QUARANTINE_DIR
 
     resolution = ctx.resolution()
     old, new = rotate_key(resolution)

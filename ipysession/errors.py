@@ -12,6 +12,7 @@ kills a kernel or breaks a user's cell.
     │   ├── LockTimeout (TimeoutError)
     │   ├── StoreWriteError (OSError)
     │   ├── WriteConflict
+    │   ├── SessionInUse
     │   └── FileFormatError (ValueError)
     │       ├── CorruptFile
     │       ├── WrongKey
@@ -49,6 +50,7 @@ __all__ = [
     "ModelError",
     "NewerFormat",
     "SessionError",
+    "SessionInUse",
     "SessionNotFound",
     "StoreError",
     "StoreWriteError",
@@ -134,6 +136,10 @@ class StoreWriteError(StoreError, OSError):
 
 class WriteConflict(StoreError):
     """Another writer advanced the session since it was read, and no merge was possible."""
+
+
+class SessionInUse(StoreError):
+    """Another live kernel holds the session, and this kernel opened it read-only."""
 
 
 class FileFormatError(StoreError, ValueError):

@@ -41,16 +41,15 @@ import builtins
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import logging
 import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
-import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,17 +94,23 @@ __all__ = [
     "slug_for",
 ]
 
+from .layout import (
+    BLOB_SUFFIX,
+    BLOBS_DIR,
+    CHECKPOINTS_DIR,
+    GENERATION_SUFFIX,
+    LOCK_FILE,
+    QUARANTINE_DIR,
+    SESSIONS_DIR,
+    TEMP_PREFIX,
+    WINDOWS_RESERVED,
+    check_name,
+    session_dir_for,
+    slug_for,
+)
+
 logger = logging.getLogger("ipysession")
 
-SESSIONS_DIR = "sessions"
-QUARANTINE_DIR = "quarantine"
-LOCK_FILE = "session.lock"
-BLOBS_DIR = "blobs"
-CHECKPOINTS_DIR = "checkpoints"
-GENERATION_SUFFIX = ".ipys"
-BLOB_SUFFIX = ".ipyb"
-#: Every temporary file starts with this, so ``repair`` can tell leftovers of a crash.
-TEMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".deleting-"
 _GEN_DIGITS = 8
 
@@ -114,19 +119,14 @@ DEFAULT_BLOB_THRESHOLD = 64 * 1024
 #: Unreferenced blobs and temp files younger than this are left alone: another process may be
 #: writing the generation that will refer to them.
 DEFAULT_GRACE = 10 * 60.0
+#: A session file larger than this is not read at all (reading it would exhaust memory): nothing
+#: ipysession writes comes near it, so it is treated as a corrupt file and moved to quarantine.
+DEFAULT_MAX_FILE_BYTES = 8 << 30
 
 _GEN_RE = re.compile(r"gen-(\d{1,18})\.ipys")
 _BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}")
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-_SLUG_READABLE_MAX = 40
-_HASH_CHARS = 12
-_WINDOWS_RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL"}
-    | {f"COM{i}" for i in range(1, 10)}
-    | {f"LPT{i}" for i in range(1, 10)}
-)
 
 ProblemKind = Literal["corrupt", "wrong-key", "newer-format", "unreadable"]
 _RELEVANCE: dict[str, int] = {"newer-format": 3, "wrong-key": 2, "corrupt": 1, "unreadable": 0}
@@ -267,41 +267,12 @@ def problems_of(error: BaseException) -> list[FileProblem]:
 # --- names ----------------------------------------------------------------------------------------
 
 
-def slug_for(name: str) -> str:
-    """The directory name of a session: a readable, file-system-safe part and a hash of the name.
-
-    The hash makes slugs unique (two names that read the same, or differ only in case, still get
-    different directories); the readable part keeps the tail of the name, where a notebook path
-    has its file name. ``"/home/ada/proj/analysis.ipynb"`` -> ``"home-ada-proj-analysis.ipynb-…"``.
-    """
-    _check_name(name)
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    readable = _UNSAFE_CHARS.sub("-", ascii_name)[-_SLUG_READABLE_MAX:].strip("-._")
-    if not readable:
-        readable = "session"
-    elif readable.split(".")[0].upper() in _WINDOWS_RESERVED:
-        readable = f"s-{readable}"
-    return f"{readable}-{digest}"
-
-
-def session_dir_for(root: Path, name: str) -> Path:
-    """The directory of session ``name`` under store root ``root`` (no I/O, no key needed)."""
-    return Path(root) / SESSIONS_DIR / slug_for(name)
-
-
-def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not name or "\0" in name:
-        msg = f"Invalid session name {name!r}"
-        raise StoreError(msg, hint="A session name is a non-empty string")
-
-
 def _check_label(label: str) -> None:
     if (
         not isinstance(label, str)
         or not _LABEL_RE.fullmatch(label)
         or label.endswith(".")
-        or label.split(".")[0].upper() in _WINDOWS_RESERVED
+        or label.split(".")[0].upper() in WINDOWS_RESERVED
     ):
         msg = f"Invalid checkpoint label {label!r}"
         raise StoreError(
@@ -375,14 +346,47 @@ def _atomic_write(target: Path, data: bytes) -> os.stat_result:
     return target.stat()  # after the rename, which changes the inode's ctime
 
 
+def _read_file(path: Path, limit: int) -> tuple[os.stat_result, bytes]:
+    """The bytes of a session file and its stat, refusing what cannot be one.
+
+    Opened without following a symlink and without blocking (a FIFO named like a session file
+    must not hang a kernel); anything but a regular file, or a file over ``limit`` bytes (say, a
+    sparse file of a terabyte), is a :class:`CorruptFile` and is never read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            msg = "Not a regular file, so not a session file"
+            raise CorruptFile(msg, path=path)
+        if st.st_size > limit:
+            msg = (
+                f"File is {st.st_size:,} bytes, larger than any session file "
+                f"({limit:,} bytes at most); it was not read"
+            )
+            raise CorruptFile(msg, path=path)
+        data = f.read()
+    return st, data
+
+
 def _write_error(exc: OSError, path: Path, action: str) -> StoreWriteError:
     """Turn an OSError into a message that names the file and says what to do."""
     code = exc.errno
     folder = path.parent
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         hint = f"Free space on the disk that holds {folder}"
-    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = f"Check permissions of {folder} (and that its filesystem is not read-only)"
+    elif code == errno.EROFS:
+        hint = (
+            f"Check permissions of {folder}: its filesystem is mounted read-only; remount it "
+            "read-write or set IPYSESSION_DIR to a writable directory"
+        )
+    elif code in (errno.EACCES, errno.EPERM):
+        hint = (
+            f"Check permissions of {folder}: this user must be able to write there (or set "
+            "IPYSESSION_DIR to a directory it can write)"
+        )
     elif code == errno.EFBIG:
         hint = "The file exceeds the file size limit; free space or raise the limit (ulimit -f)"
     elif code in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOTEMPTY):
@@ -393,7 +397,10 @@ def _write_error(exc: OSError, path: Path, action: str) -> StoreWriteError:
             "IPYSESSION_DIR at a local directory"
         )
     elif code == errno.ENOENT:
-        hint = f"The directory {folder} disappeared during the write; try again"
+        hint = (
+            f"The directory {folder} disappeared during the write (on a removable or network "
+            "drive, check that it is mounted); try again"
+        )
     else:
         hint = "Try again; if it persists run `ipysession doctor`"
     reason = exc.strerror or str(exc)
@@ -536,6 +543,7 @@ class SessionStore:
         lock_timeout: float = 10.0,
         blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
         gc_grace: float = DEFAULT_GRACE,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     ) -> None:
         if keep < 1:
             msg = f"keep must be at least 1, not {keep}"
@@ -546,6 +554,7 @@ class SessionStore:
         self.lock_timeout = lock_timeout
         self.blob_threshold = blob_threshold
         self.gc_grace = gc_grace
+        self.max_file_bytes = max_file_bytes
         self._mutex = threading.Lock()
         self._meta: dict[Path, _Meta] = {}
         self._verified_blobs: dict[Path, tuple[int, int, int]] = {}
@@ -727,9 +736,7 @@ class SessionStore:
         return session
 
     def _load(self, path: Path, sdir: Path) -> tuple[Session, bytes, _Meta]:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read()
+        st, data = _read_file(path, self.max_file_bytes)
         session = self._decode(data, path, sdir)
         return session, data, self._remember(path, st, session)
 
@@ -757,9 +764,7 @@ class SessionStore:
             cached = self._meta.get(path)
         if cached is not None and cached.stat_key == _stat_key(st):
             return cached
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read()
+        st, data = _read_file(path, self.max_file_bytes)
         doc = fileformat.decode_session(data, self._key, path=path)
         meta = _Meta.from_doc(doc, st, path)
         if slug_for(meta.name) != sdir.name:
@@ -843,6 +848,9 @@ class SessionStore:
                 continue  # the session was deleted while we waited: start over
             except OSError as exc:
                 raise _write_error(exc, lock_path, "lock the session") from exc
+            except NotImplementedError as exc:  # filelock: this filesystem has no flock at all
+                no_locks = OSError(errno.ENOLCK, f"file locks are not supported ({exc})")
+                raise _write_error(no_locks, lock_path, "lock the session") from exc
             try:
                 if lock_path.exists():
                     yield
@@ -870,7 +878,7 @@ class SessionStore:
         :class:`StoreWriteError` and leaves every existing generation as it was.
         """
         self._check_open()
-        _check_name(session.name)
+        check_name(session.name)
         sdir = self.session_dir(session.name)
         started = time.perf_counter()
         with self._locked(sdir, create=True):
@@ -1000,7 +1008,7 @@ class SessionStore:
             if self._verified_blobs.get(path) == _blob_key(st):
                 return True
         try:
-            data = path.read_bytes()
+            data = _read_file(path, self.max_file_bytes)[1]
             header = fileformat.read_header(data, path=path)
             value = fileformat.decode_blob(data, self._key, path=path)
             if not self._blob_id_matches(value, blob_id, header):
@@ -1219,9 +1227,10 @@ class SessionStore:
         _check_blob_id(blob_id, sdir)
         path = sdir / BLOBS_DIR / f"{blob_id}{BLOB_SUFFIX}"
         try:
-            with open(path, "rb") as f:
-                st = os.fstat(f.fileno())
-                data = f.read()
+            st, data = _read_file(path, self.max_file_bytes)
+        except CorruptFile as exc:
+            _attach_problems(exc, [self._problem(path, exc, sdir, quarantine=True)])
+            raise
         except FileNotFoundError:
             msg = f"Stored value {blob_id} is missing"
             raise CorruptFile(
@@ -1370,6 +1379,64 @@ class SessionStore:
             )
         return infos
 
+    # -- forks ------------------------------------------------------------------------------------
+
+    def share_blobs(self, source: str, target: str, blob_ids: Iterable[str]) -> int:
+        """Make stored values of session ``source`` available to session ``target`` (a fork).
+
+        A kernel that forks a session restores its variables with references to the source's
+        blobs; before the fork can refer to them, they must be in the fork's directory too. Each
+        blob is hard-linked (no copy, no re-encryption: a blob's name does not depend on its
+        session) or copied where links are not possible. Blobs already there are skipped; a
+        missing one is logged and skipped (that one variable will be reported when restored).
+        Returns how many were added.
+        """
+        self._check_open()
+        ids = sorted(set(blob_ids))
+        if not ids:
+            return 0
+        src_dir = self._existing_dir(source)
+        dst_dir = self.session_dir(target)
+        blobs_dir = dst_dir / BLOBS_DIR
+        added = 0
+        with self._locked(dst_dir, create=True):
+            for blob_id in ids:
+                _check_blob_id(blob_id, src_dir)
+                name = f"{blob_id}{BLOB_SUFFIX}"
+                src, dst = src_dir / BLOBS_DIR / name, blobs_dir / name
+                if dst.is_file():
+                    continue
+                tmp = blobs_dir / f"{TEMP_PREFIX}{name}.{os.getpid()}.{secrets.token_hex(4)}"
+                try:
+                    paths.ensure_private_dir(blobs_dir)
+                    try:
+                        os.link(src, tmp, follow_symlinks=False)
+                    except FileNotFoundError:
+                        raise
+                    except OSError:  # another device, or a filesystem without hard links
+                        _atomic_write(tmp, _read_file(src, self.max_file_bytes)[1])
+                    tmp.replace(dst)
+                except FileNotFoundError:
+                    logger.warning("Stored value %s of %s is missing; not shared", blob_id, source)
+                    continue
+                except (OSError, CorruptFile) as exc:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                    if isinstance(exc, CorruptFile):
+                        logger.warning(
+                            "Stored value %s of %s is damaged; not shared", blob_id, source
+                        )
+                        continue
+                    raise _write_error(exc, dst, "share a stored value with the fork") from exc
+                added += 1
+            if added:
+                try:
+                    _fsync_dir(blobs_dir)
+                except OSError as exc:
+                    raise _write_error(exc, blobs_dir, "flush the blob directory") from exc
+        logger.info("Shared %d stored values of %s with %s", added, src_dir.name, dst_dir.name)
+        return added
+
     # -- checkpoints ------------------------------------------------------------------------------
 
     def checkpoint(
@@ -1481,7 +1548,7 @@ class SessionStore:
         self._check_open()
         path = Path(path)
         try:
-            data = path.read_bytes()
+            data = _read_file(path, self.max_file_bytes)[1]
             header = fileformat.read_header(data, path=path)
             if header.is_blob:
                 value = fileformat.decode_blob(data, self._key, path=path)
@@ -1598,7 +1665,7 @@ class SessionStore:
             path = Path(entry.path)
             old_id = entry.name[: -len(BLOB_SUFFIX)]
             try:
-                data = path.read_bytes()
+                data = _read_file(path, self.max_file_bytes)[1]
                 header = fileformat.read_header(data, path=path)
                 value = fileformat.decode_blob(data, either, path=path)
                 if not (
@@ -1631,7 +1698,8 @@ class SessionStore:
         old_blobs_unused = True
         for path in files:
             try:
-                session = self._decode(path.read_bytes(), path, sdir, key=either)
+                data = _read_file(path, self.max_file_bytes)[1]
+                session = self._decode(data, path, sdir, key=either)
             except (FileFormatError, OSError, LookupError) as exc:
                 problem = self._problem(path, exc, sdir, quarantine=True)
                 report.problems.append(problem)
