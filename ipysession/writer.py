@@ -12,12 +12,16 @@ snapshot (values are already bytes); only encryption and disk I/O run here, as I
   so two writes of one session never race inside one process;
 * keeps a failed snapshot pending and retries it after the interval (with a doubling delay), and
   reports each failure through ``on_error`` (the manager turns that into one user notice);
+* calls ``heartbeat`` every ``heartbeat_interval`` seconds while it has nothing to write (the
+  manager refreshes the session's lease with it, so an idle kernel's lease stays fresh; a write
+  refreshes it too, so the beat restarts after each write);
 * never prints; ``stop()`` is safe to call twice and flushes what is pending.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -48,8 +52,12 @@ class AutosaveWriter:
         interval: float,
         on_error: Callable[[BaseException], None] | None = None,
         on_written: Callable[[object], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        heartbeat_interval: float = 0.0,
     ) -> None:
         self._write = write
+        self._heartbeat = heartbeat
+        self.heartbeat_interval = heartbeat_interval
         self.interval = interval
         self._on_error = on_error
         self._on_written = on_written
@@ -121,26 +129,50 @@ class AutosaveWriter:
 
     # --- the thread ----------------------------------------------------------------------------
 
+    def _next_beat(self) -> float:
+        if self._heartbeat is None or self.heartbeat_interval <= 0:
+            return math.inf
+        return time.monotonic() + self.heartbeat_interval
+
+    def _beat(self) -> None:
+        if self._heartbeat is None:
+            return
+        try:
+            self._heartbeat()
+        except Exception:
+            log.exception("ipysession heartbeat failed")
+
     def _run(self) -> None:
+        next_beat = self._next_beat()
         while True:
             with self._cond:
                 while True:
                     now = time.monotonic()
                     due = self._pending is not None and now >= self._not_before
-                    if due or (self._stopping and self._pending is None):
-                        break
-                    if self._stopping:
+                    if due or self._stopping or now >= next_beat:
                         break
                     timeout = None if self._pending is None else self._not_before - now
+                    if next_beat != math.inf:
+                        until_beat = next_beat - now
+                        timeout = until_beat if timeout is None else min(timeout, until_beat)
                     self._cond.wait(timeout)
-                if self._pending is None:
+                beat_only = not due and not self._stopping
+                if beat_only:
+                    pass  # nothing to write yet: just the heartbeat, outside the lock
+                elif self._pending is None:
                     self._release_waiters(WriteOutcome())
                     if self._stopping:
                         return
                     continue
-                snapshot, self._pending = self._pending, None
-                waiters, self._flush_waiters = self._flush_waiters, []
+                else:
+                    snapshot, self._pending = self._pending, None
+                    waiters, self._flush_waiters = self._flush_waiters, []
+            if beat_only:
+                self._beat()
+                next_beat = self._next_beat()
+                continue
             outcome = self._write_now(snapshot)
+            next_beat = self._next_beat()
             with self._cond:
                 if outcome.error is None:
                     self._failures = 0
@@ -151,6 +183,9 @@ class AutosaveWriter:
                         self._pending = snapshot  # retry it unless a newer one arrived
                     delay = min(self.interval * 2 ** (self._failures - 1), _MAX_RETRY_DELAY)
                     self._not_before = time.monotonic() + max(delay, 0.5)
+                if self._flush_waiters:
+                    # A flush that arrived during this write must not wait out the interval.
+                    self._not_before = 0.0
                 for event, result in waiters:
                     result.result, result.error = outcome.result, outcome.error
                     event.set()
