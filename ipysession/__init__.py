@@ -7,10 +7,17 @@ manager are imported when they are first used.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ._version import __version__
 from .errors import SessionError
+
+# A library logs; the application decides where that goes. Without a handler, Python's last
+# resort handler would print every warning (with its traceback) to stderr, which a kernel sends
+# into the user's notebook: a failing autosave would repeat itself under every cell. What the user
+# must see is shown once, through ipysession.display.
+logging.getLogger("ipysession").addHandler(logging.NullHandler())
 
 __all__ = [
     "SessionError",

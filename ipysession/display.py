@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +87,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def render_restore(report: RestoreReport) -> Message:
+def render_restore(
+    report: RestoreReport, connection_states: Mapping[str, str] | None = None
+) -> Message:
     """One line when everything came back; otherwise the same line plus every skip and why."""
     if not report.found:
         return text_message(f"ipysession: no saved session '{report.session}' yet.")
@@ -108,6 +110,10 @@ def render_restore(report: RestoreReport) -> Message:
         parts.append(_count(report.history, "history cell"))
     if report.layout:
         parts.append("layout")
+    states = connection_states or {}
+    if report.connections:
+        shown = ", ".join(f"{n} ({states.get(n, 'connecting')})" for n in report.connections)
+        parts.append(f"connections: {shown}")
     headline = (
         f"ipysession: restored '{report.session}' ({where}): {', '.join(parts)} "
         f"in {_ms(report.seconds)}."
@@ -154,6 +160,7 @@ def render_status(status: Status) -> Message:
         f"Captured:  {_count(status.variables, 'variable')}, "
         f"{_count(status.history, 'history cell')}",
     ]
+    lines.extend(_sharing_lines(status))
     if status.disabled:
         lines.append(f"Capture is OFF after repeated errors: {status.disabled}")
     if status.last_error:
@@ -161,11 +168,44 @@ def render_status(status: Status) -> Message:
     if status.skipped:
         lines.append(f"Not saved ({len(status.skipped)}):")
         lines.extend(f"  {name}: {reason}" for name, reason in status.skipped)
+    if status.connections:
+        lines.append(f"Connections ({len(status.connections)}):")
+        for row in status.connections:
+            error = f" — {row['last_error']}" if row["last_error"] else ""
+            lines.append(f"  {row['name']}: {row['state']} ({row['target']}){error}")
     if status.restore is not None:
         lines.append("Last restore:")
         lines.extend(f"  {line}" for line in render_restore(status.restore).text.splitlines())
     level = "warning" if status.disabled or status.last_error else "info"
     return text_message("\n".join(lines), level=level)
+
+
+def _sharing_lines(status: Status) -> list[str]:
+    """Who holds the session (the lease), fork or read-only mode, and merges."""
+    holder = status.lease_holder
+    if status.read_only:
+        who = holder.describe() if holder is not None else "another kernel"
+        lease = f"read-only: {who} uses this session; this kernel never saves to it"
+    elif status.lease_problem:
+        lease = f"could not be taken ({status.lease_problem}); saves still merge safely"
+    elif holder is None:
+        lease = "not taken yet (taken at the first save)"
+    elif status.lease_ours:
+        lease = (
+            f"held by this kernel, {holder.describe()}, since {format_time(holder.started)}; "
+            f"heartbeat {format_time(holder.heartbeat)}"
+        )
+    else:
+        lease = f"held by {holder.describe()}"
+    lines = [f"Lease:     {lease}"]
+    if status.fork_of:
+        lines.append(f"Fork of:   '{status.fork_of}' (another kernel holds it)")
+    if status.merges:
+        lines.append(
+            f"Merges:    {status.merges} save(s) merged with other kernels' changes"
+            + (f"; last: {status.last_merge}" if status.last_merge else "")
+        )
+    return lines
 
 
 def render_table(

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ class _Extension:
         self.manager.kernel_id = _kernel_id()
         self.magics = SessionMagics(shell, self.manager)
         self.layout = LayoutChannel()
-        self.pending: list[display.Message] = []
+        self.pending: list[Callable[[], display.Message]] = []
         self.in_kernel = hasattr(shell, "kernel")
         self.closed = False
 
@@ -83,13 +84,13 @@ class _Extension:
                 )
                 return
             report = manager.restore()
-            self._say(display.render_restore(report))
+            # Rendered when shown, so connections that came up meanwhile show as connected.
+            self._say(lambda: display.render_restore(report, manager.connections.states()))
         except SessionError as exc:
-            self._say(
-                display.text_message(
-                    f"ipysession could not restore the session: {exc}", level="error"
-                )
-            )
+            # One message: what went wrong, and what the manager does about it (say, saving
+            # this kernel's work as a fork so that files it cannot read stay untouched).
+            lines = [f"ipysession could not restore the session: {exc}", *manager.take_notices()]
+            self._say(display.text_message("\n".join(lines), level="error"))
         except Exception as exc:
             log.exception("ipysession restore failed")
             self._say(
@@ -102,11 +103,12 @@ class _Extension:
         for notice in manager.take_notices():
             self._say(display.text_message(notice, level="warning"))
 
-    def _say(self, message: display.Message) -> None:
+    def _say(self, message: display.Message | Callable[[], display.Message]) -> None:
+        render = message if callable(message) else (lambda: message)
         if self.in_kernel:
-            self.pending.append(message)
+            self.pending.append(render)
         else:
-            display.show(message)
+            display.show(render())
 
     def _layout_changed(self, layout: Any) -> None:
         self.manager.set_layout(layout)
@@ -117,13 +119,11 @@ class _Extension:
     def post_run_cell(self, result: Any) -> None:
         self.manager.post_run_cell(result)
         try:
-            messages = self.pending
-            self.pending = []
-            messages.extend(
-                display.text_message(n, level="warning") for n in self.manager.take_notices()
-            )
-            for message in messages:
-                display.show(message)
+            pending, self.pending = self.pending, []
+            for render in pending:
+                display.show(render())
+            for notice in self.manager.take_notices():
+                display.show(display.text_message(notice, level="warning"))
         except Exception:
             log.exception("ipysession could not show its messages")
 

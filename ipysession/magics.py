@@ -7,6 +7,9 @@ No logic lives here beyond parsing and rendering; every subcommand is one call i
 from __future__ import annotations
 
 import argparse
+import ast
+import getpass
+import os
 import shlex
 import time
 from collections.abc import Callable
@@ -94,8 +97,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grep", metavar="PATTERN", help="only cells matching this regex")
     p = sub.add_parser("autosave", help="turn autosave on or off, or set its interval")
     p.add_argument("setting", metavar="on|off|SECONDS")
-    p = sub.add_parser("forget", help="stop persisting these variables")
+    p = sub.add_parser("forget", help="stop persisting these variables (or forget a connection)")
     p.add_argument("names", nargs="+", metavar="NAME")
+
+    p = sub.add_parser(
+        "connect",
+        help="connect to a remote kernel, a database or anything a factory makes; kept encrypted",
+        description=(
+            "Connect NAME to a backend and bind the live object to a variable. KIND is jupyter "
+            "(SPEC: a connection file or kernel id), sqlalchemy (SPEC: a database URL) or factory "
+            "(SPEC: module:callable), or a plugin's kind. With only NAME, the stored record is "
+            "used again. Secrets never need to be typed into a cell: take them from the "
+            "environment (--secret-env password=DB_PASSWORD) or a prompt (--secret-prompt "
+            "password). Passwords in a URL are split out, encrypted and shown as ***."
+        ),
+    )
+    p.add_argument("name")
+    p.add_argument("kind", nargs="?")
+    p.add_argument("spec", nargs="?")
+    p.add_argument("--as", dest="variable", metavar="VAR", help="variable to bind (default NAME)")
+    p.add_argument("--no-auto", action="store_true", help="do not reconnect after a restart")
+    p.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="KEY=ENVVAR",
+        help="take secret KEY from environment variable ENVVAR",
+    )
+    p.add_argument(
+        "--secret-prompt",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="ask for secret KEY without echoing it",
+    )
+    p.add_argument(
+        "--kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for the factory callable or sqlalchemy create_engine",
+    )
+    p.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="jupyter: tunnel through SSH")
+    p.add_argument("--sshkey", metavar="PATH", help="jupyter: SSH private key file")
+
+    sub.add_parser("connections", help="connections, most recently used first (secrets redacted)")
+    p = sub.add_parser("reconnect", help="connect again (one connection, or --all)")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--all", action="store_true")
+    p = sub.add_parser("disconnect", help="close a connection (its record is kept)")
+    p.add_argument("name")
+    p = sub.add_parser("ping", help="check that connections answer")
+    p.add_argument("name", nargs="?")
     return parser
 
 
@@ -119,6 +172,7 @@ class SessionMagics(Magics):
             raise UsageError(msg) from None
         command = args.command or "status"
         handler: Callable[[argparse.Namespace], None] = getattr(self, f"_cmd_{command}")
+        self.manager.settle_connections()
         try:
             handler(args)
         except (SessionError, ValueError) as exc:
@@ -279,9 +333,114 @@ class SessionMagics(Magics):
         display.show(display.text_message(f"ipysession: autosave is {state}."))
 
     def _cmd_forget(self, args: argparse.Namespace) -> None:
+        connections = self.manager.connections
+        for name in [n for n in args.names if n in connections.records]:
+            self.manager.forget_connection(name)
+            display.show(display.text_message(f"ipysession: forgot connection '{name}'."))
+        args.names = [n for n in args.names if n not in connections.records]
+        if not args.names:
+            return
         forgotten = self.manager.forget(args.names)
         missing = [n for n in args.names if n not in forgotten]
         text = f"ipysession: no longer saving {', '.join(args.names)}."
         if missing:
             text += f" (Not saved before: {', '.join(missing)}.)"
         display.show(display.text_message(text))
+
+    # --- connections --------------------------------------------------------------------------
+
+    def _cmd_connect(self, args: argparse.Namespace) -> None:
+        options: dict[str, Any] = {}
+        secrets: dict[str, str] = {}
+        for item in args.secret_env:
+            key, envvar = _pair(item, "--secret-env", "KEY=ENVVAR")
+            if envvar not in os.environ:
+                msg = f"%session connect: environment variable {envvar} is not set"
+                raise UsageError(msg)
+            secrets[key] = os.environ[envvar]
+        for key in args.secret_prompt:
+            secrets[key] = getpass.getpass(f"{key} for {args.name}: ")
+        if secrets:
+            options["secrets"] = secrets
+        if args.kwarg:
+            kwargs = dict(_pair(item, "--kwarg", "KEY=VALUE", parse=True) for item in args.kwarg)
+            options["engine_kwargs" if args.kind == "sqlalchemy" else "kwargs"] = kwargs
+        for option in ("ssh", "sshkey"):
+            if getattr(args, option):
+                options[option] = getattr(args, option)
+        record = self.manager.connect(
+            args.name,
+            args.kind,
+            args.spec,
+            options or None,
+            variable=args.variable,
+            auto=False if args.no_auto else None,
+        )
+        target = self.manager.connections.describe(record.name)
+        display.show(
+            display.text_message(
+                f"ipysession: connected '{record.name}' ({target}), bound to `{record.variable}`"
+                + ("" if record.auto else "; not reconnected automatically")
+                + "."
+            )
+        )
+
+    def _cmd_connections(self, args: argparse.Namespace) -> None:
+        rows = [
+            [
+                r["name"],
+                r["kind"],
+                r["target"],
+                r["state"],
+                r["variable"],
+                r["last_used"],
+                r["successes"],
+                r["failures"],
+                r["last_error"],
+            ]
+            for r in self.manager.connections.table()
+        ]
+        headers = [
+            "name",
+            "kind",
+            "target",
+            "state",
+            "variable",
+            "last used",
+            "ok",
+            "failed",
+            "last error",
+        ]
+        empty = "No connections. `%session connect NAME KIND SPEC` adds one."
+        display.show(display.render_table(headers, rows, empty=empty))
+
+    def _cmd_reconnect(self, args: argparse.Namespace) -> None:
+        if not args.all and not args.name:
+            msg = "%session reconnect: give a connection NAME or --all"
+            raise UsageError(msg)
+        names = None if args.all else [args.name]
+        states = self.manager.reconnect(names)
+        shown = ", ".join(f"{n}: {s}" for n, s in states.items() if names is None or n in names)
+        display.show(display.text_message(f"ipysession: {shown or 'no connections'}."))
+
+    def _cmd_disconnect(self, args: argparse.Namespace) -> None:
+        self.manager.disconnect(args.name)
+        display.show(display.text_message(f"ipysession: disconnected '{args.name}'."))
+
+    def _cmd_ping(self, args: argparse.Namespace) -> None:
+        results = self.manager.ping([args.name] if args.name else None)
+        text = ", ".join(f"{n}: {'answers' if ok else 'no answer'}" for n, ok in results.items())
+        display.show(display.text_message(f"ipysession: {text or 'no connections'}."))
+
+
+def _pair(item: str, option: str, form: str, *, parse: bool = False) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        msg = f"%session connect: {option} takes {form}, not {item!r}"
+        raise UsageError(msg)
+    if parse:
+        try:
+            return key, ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return key, value
+    return key, value

@@ -16,6 +16,7 @@ knows the shell only as an object handed to the capture modules, so it imports n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -31,12 +32,24 @@ from typing import TYPE_CHECKING, Any, cast
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
 
+from . import lease as lease_mod
 from . import paths
 from ._version import __version__
 from .capture import history as history_capture
 from .capture import namespace as ns_capture
 from .capture import preferences as pref_capture
-from .errors import SessionError, SessionNotFound
+from .connection_set import ConnectionSet, ConnectionSettings
+from .errors import (
+    KeyStoreError,
+    NewerFormat,
+    SessionError,
+    SessionInUse,
+    SessionNotFound,
+    WriteConflict,
+    WrongKey,
+)
+from .lease import LeaseHolder, LeaseOutcome
+from .merge import MergeResult, history_key, merge_sessions
 from .model import HistoryEntry, ImportRecord, Preferences, Session, VariableRecord, WriterInfo
 from .writer import AutosaveWriter
 
@@ -48,7 +61,7 @@ __all__ = ["RestoreReport", "SaveReport", "SessionManager", "Status", "default_s
 
 log = logging.getLogger("ipysession")
 
-RESTORE_PARTS = ("preferences", "cwd", "imports", "variables", "history", "layout")
+RESTORE_PARTS = ("preferences", "cwd", "imports", "variables", "history", "layout", "connections")
 _HOOK_FAILURE_LIMIT = 3
 
 
@@ -87,6 +100,7 @@ class RestoreReport:
     cwd: str | None = None
     history: int = 0
     layout: bool = False
+    connections: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     found: bool = True
@@ -123,6 +137,14 @@ class Status:
     history: int
     restore: RestoreReport | None
     disabled: str | None
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    lease_holder: LeaseHolder | None = None
+    lease_ours: bool = False
+    lease_problem: str | None = None
+    read_only: bool = False
+    fork_of: str | None = None
+    merges: int = 0
+    last_merge: str | None = None
 
 
 class SessionManager(Configurable):
@@ -210,6 +232,52 @@ class SessionManager(Configurable):
         False, help="Accept keyring backends that store secrets in plaintext (keyrings.alt)."
     ).tag(config=True)
 
+    on_conflict = Enum(
+        ["fork", "readonly", "takeover"],
+        default_value="fork",
+        help="""What this kernel does when another live kernel already uses its session (two
+        notebooks on one session, the same notebook open twice). 'fork': restore a copy and
+        save it as a new session named after the first, '<name> (fork <kernel id>)'. 'readonly':
+        restore it, never write to it (autosave stays off; %session save refuses). 'takeover':
+        take the session over; the other kernel continues as a fork when it next saves. Whatever
+        the choice, concurrent saves of one session are merged, never overwritten.""",
+    ).tag(config=True)
+
+    lease_timeout = Float(
+        120.0,
+        help="""Seconds after which a kernel's claim on its session (its lease) counts as stale
+        when its heartbeat stopped: another kernel may then take the session over. The
+        heartbeat is refreshed by every autosave and every lease_timeout/4 seconds while idle,
+        so keep this well above autosave_interval. A lease of a process that is gone on this
+        host is stale at once.""",
+    ).tag(config=True)
+
+    reconnect_wait = Float(
+        1.0,
+        help="""Seconds a restored session waits, in total, for its auto connections before the
+        first cell runs. Kernel start itself never waits: connections start in the background at
+        restore. What is not ready by then is bound at a later cell, with a notice.""",
+    ).tag(config=True)
+
+    reconnect_attempts = Int(
+        3, help="Connect attempts per connection at restore or on `%session reconnect`."
+    ).tag(config=True)
+
+    reconnect_backoff = Float(
+        0.5,
+        help="""Seconds before the second connect attempt, doubled after each failure (with
+        random jitter of +-50%).""",
+    ).tag(config=True)
+
+    connect_timeout = Float(5.0, help="Seconds one connect attempt may take.").tag(config=True)
+
+    heartbeat_interval = Float(
+        30.0,
+        help="""Seconds between liveness checks of live connections (0 turns them off). A
+        connection that stops answering is reconnected with backoff; a remote kernel is never
+        restarted.""",
+    ).tag(config=True)
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.shell = shell
@@ -241,17 +309,46 @@ class SessionManager(Configurable):
         self.last_generation: int | None = None
         self.last_error: str | None = None
         self._error_reported = False
+        # Several kernels on one session: the lease, the generation our state builds on, what
+        # other writers added (kept in every later save), and the conflict mode we are in.
+        self._lease_lock = threading.RLock()
+        self._me: LeaseHolder | None = None
+        self._lease_name: str | None = None
+        self.lease: LeaseOutcome | None = None
+        self.read_only = False
+        self.fork_of: str | None = None
+        self._base_generation: int | None = None
+        self._foreign: Session | None = None
+        self.merges = 0
+        self.last_merge: str | None = None
+        self._restored_names: set[str] = set()
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
         hidden = getattr(shell, "user_ns_hidden", None)
         self._tracker = ns_capture.ChangeTracker(
             exclude=tuple(self.exclude), hidden=hidden if hidden is not None else frozenset()
         )
-        self._history = history_capture.HistoryRecorder(self.run_id, max_history=self.max_history)
+        self.connections = ConnectionSet(
+            ConnectionSettings(
+                wait=self.reconnect_wait,
+                attempts=self.reconnect_attempts,
+                backoff=self.reconnect_backoff,
+                timeout=self.connect_timeout,
+                heartbeat=self.heartbeat_interval or None,
+            ),
+            bind=self._bind_variable,
+            unbind=self._unbind_variable,
+            notify=self._notify,
+        )
+        self._history = history_capture.HistoryRecorder(
+            self.run_id, max_history=self.max_history, redact=self.connections.redact
+        )
         self._writer = AutosaveWriter(
             self._write_snapshot,
             interval=self.autosave_interval,
             on_error=self._on_write_error,
             on_written=self._on_written,
+            heartbeat=self._heartbeat,
+            heartbeat_interval=self.lease_timeout / 4,
         )
 
     # --- names, store, key --------------------------------------------------------------------
@@ -295,7 +392,7 @@ class SessionManager(Configurable):
 
     def has_saved_session(self, name: str | None = None) -> bool:
         """Cheap check (no key, no decryption) whether a session directory exists."""
-        from .store import session_dir_for
+        from .layout import session_dir_for
 
         return session_dir_for(Path(self.root), name or self.name).is_dir()
 
@@ -346,6 +443,9 @@ class SessionManager(Configurable):
                 self._hook_failures = 0
 
     def _pre_run_cell(self, info: Any) -> None:
+        if self._restored_names:
+            self._unhide_restored()
+        self.settle_connections()
         self._history.pre_run_cell(info)
         self._tracker.pre_cell(self._user_ns)
 
@@ -365,7 +465,7 @@ class SessionManager(Configurable):
         self._apply_changes(changes.changed, changes.deleted, source)
         self._capture_shell_state()
         self._dirty = True
-        if self.autosave:
+        if self.autosave and not self.read_only:
             self._writer.submit(self.snapshot())
 
     @staticmethod
@@ -380,7 +480,69 @@ class SessionManager(Configurable):
         return ns
 
     def _is_persistable(self, name: str) -> bool:
-        return name not in self._forgotten and self._tracker.persistable(name)
+        return (
+            name not in self._forgotten
+            and self._tracker.persistable(name)
+            and name not in self.connections.variables()
+        )
+
+    # --- connections --------------------------------------------------------------------------
+
+    def _bind_variable(self, variable: str, obj: Any) -> None:
+        self._user_ns[variable] = obj
+
+    def _unbind_variable(self, variable: str, obj: Any) -> None:
+        if obj is not None and self._user_ns.get(variable) is obj:
+            del self._user_ns[variable]
+
+    def settle_connections(self) -> None:
+        """Bind connections that became ready in the background (main thread, between cells)."""
+        if self.connections.settle():
+            self._connections_changed()
+
+    def _connections_changed(self) -> None:
+        self._dirty = True
+        if self.autosave and not self.disabled:
+            self._writer.submit(self.snapshot())
+
+    def connect(
+        self,
+        name: str,
+        kind: str | None,
+        spec: Any,
+        options: dict[str, Any] | None = None,
+        *,
+        variable: str | None = None,
+        auto: bool | None = None,
+    ) -> Any:
+        """Connect ``name`` now and bind it; the record (secrets encrypted) joins the session."""
+        self.settle_connections()
+        try:
+            record, _ = self.connections.connect(
+                name, kind, spec, options, variable=variable, auto=auto
+            )
+        finally:
+            self._connections_changed()  # a failure is history too
+        return record
+
+    def reconnect(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """Connect these (default: all) connections afresh; returns each one's state."""
+        self.settle_connections()
+        states = self.connections.reconnect(names, wait=self.connect_timeout)
+        self._connections_changed()
+        return states
+
+    def disconnect(self, name: str) -> None:
+        """Close a live connection and unbind its variable; the record stays in the session."""
+        self.connections.disconnect(name)
+
+    def forget_connection(self, name: str) -> None:
+        """Close a connection and drop its record (and its secrets) from the session."""
+        self.connections.forget(name)
+        self._connections_changed()
+
+    def ping(self, names: Sequence[str] | None = None) -> dict[str, bool]:
+        return self.connections.ping(names)
 
     def _apply_changes(self, changed: Iterable[str], deleted: Iterable[str], source: str) -> None:
         user_ns = self._user_ns
@@ -448,7 +610,7 @@ class SessionManager(Configurable):
             preferences=self._preferences,
             cwd=self._cwd,
             layout=self._layout,
-            connections={},
+            connections=self.connections.snapshot(),
             extra=dict(self._extra),
         )
 
@@ -475,6 +637,8 @@ class SessionManager(Configurable):
 
     def save(self, name: str | None = None, *, checkpoint: str | None = None) -> SaveReport:
         """Capture everything and write it now (synchronously, in order with autosaves)."""
+        if self.read_only and (name is None or name == self.name):
+            raise self._read_only_error()
         self.capture_all()
         target = name or self.name
         snapshot = self.snapshot(target)
@@ -500,9 +664,82 @@ class SessionManager(Configurable):
         )
 
     def _write_snapshot(self, session: Session) -> object:
-        return self.store.write(session)
+        """Write one snapshot (on the writer thread): lease first, then a merging write."""
+        if session.name != self.name and session.name != self.fork_of:
+            return self.store.write(session)  # an explicit save under another name
+        with self._lease_lock:
+            if not self._hold_lease(when="write"):
+                return None  # read-only: this kernel never writes its session
+            if session.name != self.name:  # captured before this kernel became a fork
+                session = dataclasses.replace(session, name=self.name)
+        try:
+            return self._write_merged(session)
+        except WriteConflict as exc:
+            from .store import problems_of
+
+            kinds = {problem.kind for problem in problems_of(exc)}
+            if not kinds & {"wrong-key", "newer-format"}:
+                raise
+            # Nothing on disk can be read to merge with: never write over it, save as a fork.
+            with self._lease_lock:
+                self._become_fork(
+                    lost=False,
+                    restoring=False,
+                    why=(
+                        f"session '{self.name}' on disk was saved with another key or by a "
+                        "newer ipysession and is left untouched"
+                    ),
+                )
+                self._check_lease(create=True)
+                session = dataclasses.replace(session, name=self.name)
+            return self._write_merged(session)
+
+    def _write_merged(self, session: Session) -> object:
+        """Write our capture ``session`` on top of the generation our state builds on; if
+        another writer saved since, merge theirs with our own capture (counted)."""
+        with self._lease_lock:
+            base = self._base_generation or 0
+            foreign = self._foreign
+        ours = (
+            session
+            if foreign is None
+            else merge_sessions(foreign, session, max_history=self.max_history).session
+        )
+        merges: list[MergeResult] = []
+
+        def merge(theirs: Session, _ours: Session) -> Session:
+            # Against our own capture only: what we carried for other writers is older than
+            # theirs (theirs holds it unless a later writer dropped it), so it must not win.
+            merged = merge_sessions(theirs, session, max_history=self.max_history)
+            merges.append(merged)
+            return self._without_forgotten(merged.session)
+
+        result = self.store.write(self._without_forgotten(ours), base_generation=base, merge=merge)
+        with self._lease_lock:
+            if session.name == self.name:
+                self._base_generation = result.generation
+            if result.merged and merges:
+                self.merges += 1
+                self.last_merge = merges[-1].details.summary()
+                log.info("Merged session %r with another writer: %s", session.name, self.last_merge)
+                self._foreign = _foreign_part(merges[-1].session, session)
+            elif foreign is not None:
+                self._foreign = _foreign_part(ours, session)
+            if self._foreign is not None:  # a `%session forget` during this write wins
+                self._foreign = self._without_forgotten(self._foreign)
+        return result
+
+    def _without_forgotten(self, session: Session) -> Session:
+        """``session`` without the variables the user told this kernel to forget."""
+        forgotten = self._forgotten & session.variables.keys()
+        if not forgotten:
+            return session
+        variables = {n: v for n, v in session.variables.items() if n not in forgotten}
+        return dataclasses.replace(session, variables=variables)
 
     def _on_written(self, result: object) -> None:
+        if result is None:
+            return  # nothing was written (read-only)
         self.last_save = time.time()
         self.last_generation = getattr(result, "generation", None)
         self.last_error = None
@@ -522,7 +759,7 @@ class SessionManager(Configurable):
         if interval is not None:
             self.autosave_interval = interval
             self._writer.interval = interval
-        if enabled:
+        if enabled and not self.read_only:
             self._writer.start()
 
     @property
@@ -545,6 +782,11 @@ class SessionManager(Configurable):
             self._tracker.forget(name)
             had_value = self._records.pop(name, None) is not None
             had_import = self._imports.pop(name, None) is not None
+            with self._lease_lock:
+                if self._foreign is not None and name in self._foreign.variables:
+                    variables = {n: v for n, v in self._foreign.variables.items() if n != name}
+                    self._foreign = dataclasses.replace(self._foreign, variables=variables)
+                    had_value = True
             if had_value or had_import:
                 forgotten.append(name)
         if self.autosave:
@@ -571,12 +813,27 @@ class SessionManager(Configurable):
         if unknown:
             msg = f"unknown part(s) {', '.join(sorted(unknown))}; choose from {RESTORE_PARTS}"
             raise ValueError(msg)
+        own = target == self.name
+        decision = self._claim_for_restore() if own else "ok"
+        source = target
+        # A kernel restarted by Jupyter keeps its id, so its fork keeps its name: it comes back
+        # to its own fork, not to a fresh copy of the session another kernel holds.
+        latest = generation is None and checkpoint is None
+        if decision == "fork" and latest and self.has_saved_session(self._fork_name(target)):
+            source = self._fork_name(target)
         try:
-            result = self.store.read(target, generation=generation, checkpoint=checkpoint)
+            result = self.store.read(source, generation=generation, checkpoint=checkpoint)
         except SessionNotFound:
             report.found = False
             report.seconds = time.perf_counter() - started
             return report
+        except KeyStoreError as exc:
+            self._key_failed(exc)
+            raise
+        except (WrongKey, NewerFormat) as exc:
+            if own and generation is None and checkpoint is None:
+                self._unreadable_session(exc)
+            raise
         session = result.session
         report.generation = result.generation
         report.path = str(result.path)
@@ -598,18 +855,26 @@ class SessionManager(Configurable):
                 if reason is None:
                     self._imports[record.name] = record
         if "variables" in parts:
-            self._restore_variables(session, target, report, variables)
+            self._restore_variables(session, source, report, variables)
         if "history" in parts and target == self.name:
             self._previous_history = list(session.history)
             report.history = len(session.history)
         if "layout" in parts and session.layout is not None:
             self._layout = session.layout
             report.layout = True
+        if "connections" in parts and session.connections:
+            report.connections = self.connections.load(session.connections)
         if target == self.name:
             self._created = session.created or self._created
             self._extra = dict(session.extra)
         # What was just restored is what is saved: only later changes need capturing again.
         self._tracker.sync(self._user_ns)
+        self._restored_names.update(report.variables, report.imports)
+        if own:
+            latest = generation is None and checkpoint is None
+            self._restored_own(
+                result.generation, latest=latest, decision=decision, from_fork=source != target
+            )
         report.seconds = time.perf_counter() - started
         self.last_restore = report
         return report
@@ -651,6 +916,214 @@ class SessionManager(Configurable):
             report.variables.append(var_name)
             self._records[var_name] = record
 
+    def _unhide_restored(self) -> None:
+        """Names this kernel restored are the user's, not IPython's own.
+
+        A kernel restores while IPython loads its extensions; right after, IPython hides every
+        name then in the namespace from ``%who`` (``hide_initial_ns``), which would also stop
+        capture from saving them. Unhide those still bound to the restored object.
+        """
+        names, self._restored_names = self._restored_names, set()
+        hidden = getattr(self.shell, "user_ns_hidden", None)
+        if not isinstance(hidden, dict):
+            return
+        user_ns = self._user_ns
+        for name in names:
+            if name in hidden and name in user_ns and hidden[name] is user_ns[name]:
+                del hidden[name]
+
+    # --- several kernels on one session -------------------------------------------------------
+
+    def _lease_dirs(self) -> lease_mod.RootDirs:
+        return lease_mod.RootDirs(Path(self.root))
+
+    def _holder(self) -> LeaseHolder:
+        if self._me is None or self._me.kernel_id != self.kernel_id:
+            self._me = LeaseHolder.this_process(
+                kernel_id=self.kernel_id, run_id=self.run_id, started=self.started
+            )
+        return self._me
+
+    def _check_lease(self, *, create: bool) -> str:
+        """Take (or refresh) the lease of this kernel's session; say what must happen.
+
+        ``"ok"``: write (the lease is ours, or cannot be had at all: the store's merge still
+        keeps writers apart); ``"readonly"``: never write; ``"fork"``: another live kernel holds
+        it; ``"lost"``: we held it and another kernel took it over. Call with the lease lock held.
+        """
+        if self.read_only:
+            return "readonly"
+        name = self.name
+        had = self._lease_name == name
+        outcome = lease_mod.acquire(
+            self._lease_dirs(),
+            name,
+            self._holder(),
+            timeout=self.lease_timeout,
+            force=self.on_conflict == "takeover" and not had,
+            create=create,
+        )
+        if outcome.state == "unavailable" and not create:
+            return "ok"  # no directory yet: the lease is taken at the first write
+        self.lease = outcome
+        if outcome.ours or outcome.state == "unavailable":
+            self._lease_name = name if outcome.ours else None
+            if outcome.state == "forced" and outcome.previous is not None:
+                self._notify(
+                    f"ipysession: this kernel took session '{name}' over from "
+                    f"{outcome.previous.describe()} (on_conflict = 'takeover'); that kernel "
+                    "continues as a fork of it from its next save."
+                )
+            return "ok"
+        if had:
+            self._lease_name = None
+            return "lost"
+        if self.on_conflict == "readonly":
+            self.read_only = True
+            return "readonly"
+        return "fork"
+
+    def _other_holder(self) -> str:
+        holder = self.lease.holder if self.lease is not None else None
+        return holder.describe() if holder is not None else "another kernel"
+
+    def _hold_lease(self, *, when: str) -> bool:
+        """Before a write (or on a heartbeat): False if this kernel must not write."""
+        with self._lease_lock:
+            if self.read_only:
+                return False
+            if when == "heartbeat" and self._lease_name != self.name:
+                return True
+            decision = self._check_lease(create=True)
+            if decision == "readonly":
+                self._notify(
+                    f"ipysession: session '{self.name}' is in use by {self._other_holder()}; "
+                    "this kernel will not save to it (on_conflict = 'readonly'). "
+                    "`%session save NEW_NAME` saves a copy under another name."
+                )
+                return False
+            if decision in ("fork", "lost"):
+                self._become_fork(lost=decision == "lost", restoring=False)
+                self._check_lease(create=True)  # the fork's own lease
+            return True
+
+    def _heartbeat(self) -> None:
+        """Called by the writer thread while idle: keep the lease fresh (or notice its loss)."""
+        self._hold_lease(when="heartbeat")
+
+    def _claim_for_restore(self) -> str:
+        with self._lease_lock:
+            decision = self._check_lease(create=False)
+            if decision == "readonly":
+                self._notify(
+                    f"ipysession: session '{self.name}' is in use by {self._other_holder()}. "
+                    "This kernel restored it read-only (on_conflict = 'readonly'): autosave is "
+                    "off and it will never save to it. `%session save NEW_NAME` saves a copy "
+                    "under another name."
+                )
+            return decision
+
+    def _restored_own(
+        self, generation: int | None, *, latest: bool, decision: str, from_fork: bool = False
+    ) -> None:
+        """After restoring this kernel's own session: what our state now builds on."""
+        with self._lease_lock:
+            if latest and generation is not None:
+                self._base_generation = generation
+            elif self._base_generation is None and generation is not None:
+                # An older generation: later saves merge with what is newer, losing nothing.
+                self._base_generation = generation
+            if decision in ("fork", "lost"):
+                self._become_fork(lost=decision == "lost", restoring=True, resumed=from_fork)
+                if from_fork:
+                    self._base_generation = generation
+
+    def _fork_name(self, original: str) -> str:
+        return f"{original} (fork {(self.kernel_id or self.run_id)[:8]})"
+
+    def _become_fork(
+        self, *, lost: bool, restoring: bool, why: str | None = None, resumed: bool = False
+    ) -> None:
+        """Continue as a new session named after this one; the original is left to its holder.
+
+        ``resumed``: what was restored is this kernel's own fork from before a restart.
+        """
+        original = self.name
+        fork = self._fork_name(original)
+        self.fork_of = original
+        self._name = fork
+        self._base_generation = None
+        self._lease_name = None
+        blobs = {r.blob for r in self._records.values() if r.blob is not None}
+        if self._foreign is not None:
+            blobs |= self._foreign.blob_ids()
+        if blobs and not resumed:
+            try:
+                self.store.share_blobs(original, fork, blobs)
+            except SessionError as exc:
+                log.warning("Could not share stored values with the fork %r: %s", fork, exc)
+        if why is not None:
+            reason = why
+        elif lost:
+            reason = f"{self._other_holder()} took session '{original}' over"
+        else:
+            reason = f"session '{original}' is in use by {self._other_holder()}"
+        if resumed:
+            done = f"restored its own fork of it, '{fork}', and saves to it"
+        elif restoring:
+            done = f"restored a copy and saves it as a new session, '{fork}'"
+        else:
+            done = f"saves its work as a new session, '{fork}'"
+        self._notify(
+            f"ipysession: {reason}. This kernel {done}, so neither overwrites the other "
+            "(c.SessionManager.on_conflict = 'readonly' or 'takeover' changes this)."
+        )
+        if restoring and not resumed:
+            self._dirty = True
+            if self.autosave:
+                self._writer.submit(self.snapshot())
+
+    def _unreadable_session(self, error: SessionError) -> None:
+        """Nothing of this kernel's session can be read (another key, a newer release): save
+        this kernel's work as a fork, so the files it cannot read stay exactly as they are."""
+        with self._lease_lock:
+            if self._base_generation is not None or self.fork_of is not None:
+                return
+            kind = "newer ipysession" if isinstance(error, NewerFormat) else "different key"
+            self._become_fork(
+                lost=False,
+                restoring=False,
+                why=f"session '{self.name}' was saved with a {kind} and is left untouched",
+            )
+
+    def _key_failed(self, error: KeyStoreError) -> None:
+        # The user is told about the key once, where it failed (the restore); autosave keeps
+        # retrying quietly, and saves (merging with what is on disk) once the key is available.
+        self.last_error = str(error)
+        if not self._error_reported:
+            self._error_reported = True
+            self._notify(
+                "Meanwhile this kernel works as usual; autosave keeps trying and, once the key "
+                "can be read, saves this kernel's work merged with the saved session (nothing "
+                "of it is lost). `%session restore` then brings the saved session back."
+            )
+
+    def _read_only_error(self) -> SessionInUse:
+        msg = f"This kernel opened session '{self.name}' read-only: {self._other_holder()} uses it"
+        return SessionInUse(
+            msg,
+            hint=(
+                "Save a copy with `%session save NEW_NAME`, or set "
+                "c.SessionManager.on_conflict = 'fork' or 'takeover' and restart the kernel"
+            ),
+        )
+
+    def _release_lease(self) -> None:
+        with self._lease_lock:
+            name, self._lease_name = self._lease_name, None
+            if name is not None:
+                lease_mod.release(self._lease_dirs(), name, self._holder())
+
     # --- status and lifecycle -----------------------------------------------------------------
 
     def status(self) -> Status:
@@ -669,10 +1142,22 @@ class SessionManager(Configurable):
             history=len(self._history.merge(self._previous_history)),
             restore=self.last_restore,
             disabled=self.disabled,
+            lease_holder=self.lease.holder if self.lease is not None else None,
+            lease_ours=self.lease is not None and self.lease.ours,
+            lease_problem=(
+                self.lease.reason
+                if self.lease is not None and self.lease.state == "unavailable"
+                else None
+            ),
+            read_only=self.read_only,
+            fork_of=self.fork_of,
+            merges=self.merges,
+            last_merge=self.last_merge,
+            connections=self.connections.table(),
         )
 
     def start(self) -> None:
-        if self.autosave:
+        if self.autosave and not self.read_only:
             self._writer.start()
 
     def close(self, *, final_save: bool = True) -> None:
@@ -683,6 +1168,8 @@ class SessionManager(Configurable):
             except Exception:
                 log.exception("ipysession could not build the final snapshot")
         self._writer.stop()
+        self._release_lease()
+        self.connections.close()
         with self._store_lock:
             store, self._store = self._store, None
         if store is not None:
@@ -702,3 +1189,17 @@ def _reason(exc: BaseException) -> str:
 
 def _describe_problem(problem: FileProblem) -> str:
     return f"{problem.kind}: {problem.message}"
+
+
+def _foreign_part(written: Session, own: Session) -> Session:
+    """What ``written`` holds that this kernel's own capture ``own`` does not: the other
+    writers' history, variables, imports and winning connections, kept in every later save."""
+    own_history = {history_key(e) for e in own.history}
+    own_imports = {record.name for record in own.imports}
+    return dataclasses.replace(
+        written,
+        history=[e for e in written.history if history_key(e) not in own_history],
+        variables={n: v for n, v in written.variables.items() if n not in own.variables},
+        imports=[i for i in written.imports if i.name not in own_imports],
+        connections={n: c for n, c in written.connections.items() if own.connections.get(n) != c},
+    )

@@ -10,6 +10,7 @@ import os
 import queue
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class Kernel:
         self.client: BlockingKernelClient = km.client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=STARTUP_TIMEOUT)
+        self.startup: CellResult | None = None
 
     def run(self, code: str, *, timeout: float = 60, allow_error: bool = False) -> CellResult:
         kc = self.client
@@ -123,9 +125,13 @@ class Kernel:
         """SIGKILL the kernel process (no atexit, no final save), then start a new one."""
         return self.restart(now=True)
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, now: bool = True) -> None:
+        """Stop the kernel (``now=False``: ask it to shut down, so atexit runs). Safe twice."""
+        if getattr(self, "_shut_down", False):
+            return
+        self._shut_down = True
         self.client.stop_channels()
-        self.km.shutdown_kernel(now=True)
+        self.km.shutdown_kernel(now=now)
 
 
 @contextmanager
@@ -144,13 +150,25 @@ def start_kernel(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    km = KernelManager(kernel_name="python3")
+    # Named as Jupyter names them (kernel-<id>.json), so the kernel knows its id, which it keeps
+    # across restarts, as under Jupyter.
+    runtime = home / "runtime"
+    runtime.mkdir(parents=True, exist_ok=True)
+    kernel_id = str(uuid.uuid4())
+    km = KernelManager(
+        kernel_name="python3",
+        kernel_id=kernel_id,
+        connection_file=str(runtime / f"kernel-{kernel_id}.json"),
+    )
     km.start_kernel(env=kernel_env, cwd=str(work), extra_arguments=[])
     kernel = None
     try:
         kernel = Kernel(km)
-        # The kernelspec could point at another interpreter; these tests need this venv.
-        kernel.run(f"import sys; assert sys.executable == {sys.executable!r}, sys.executable")
+        # The kernelspec could point at another interpreter; these tests need this venv. What the
+        # extension said while loading shows under this first cell: kept as kernel.startup.
+        kernel.startup = kernel.run(
+            f"import sys; assert sys.executable == {sys.executable!r}, sys.executable"
+        )
         yield kernel
     finally:
         if kernel is not None:
