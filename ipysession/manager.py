@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import queue
 import socket
 import sys
 import threading
@@ -292,6 +293,11 @@ class SessionManager(Configurable):
         self._name: str | None = None
         self._created = time.time()
         self._records: dict[str, VariableRecord] = {}
+        # (name, record, blob id) from the writer thread: values now safely in a blob, whose
+        # bytes the main thread can drop (a 50 MB DataFrame would otherwise be held twice).
+        self._stored_in_blobs: queue.SimpleQueue[tuple[str, VariableRecord, str]] = (
+            queue.SimpleQueue()
+        )
         self._imports: dict[str, ImportRecord] = {}
         self._forgotten: set[str] = set()
         self._previous_history: list[HistoryEntry] = []
@@ -445,6 +451,7 @@ class SessionManager(Configurable):
     def _pre_run_cell(self, info: Any) -> None:
         if self._restored_names:
             self._unhide_restored()
+        self._drop_stored_bytes()
         self.settle_connections()
         self._history.pre_run_cell(info)
         self._tracker.pre_cell(self._user_ns)
@@ -467,6 +474,16 @@ class SessionManager(Configurable):
         self._dirty = True
         if self.autosave and not self.read_only:
             self._writer.submit(self.snapshot())
+
+    def _drop_stored_bytes(self) -> None:
+        """Keep only the blob reference of values the writer has stored (main thread)."""
+        while True:
+            try:
+                name, written, blob_id = self._stored_in_blobs.get_nowait()
+            except queue.Empty:
+                return
+            if self._records.get(name) is written:  # not captured again since that write
+                self._records[name] = dataclasses.replace(written, data=None, blob=blob_id)
 
     @staticmethod
     def _merge_changes(into: ns_capture.ChangeSet, more: ns_capture.ChangeSet) -> None:
@@ -648,6 +665,8 @@ class SessionManager(Configurable):
                 raise outcome.error
             result = outcome.result
         else:
+            # Values kept as blob references live in this session's directory: link them over.
+            self.store.share_blobs(self.name, target, snapshot.blob_ids())
             result = self.store.write(snapshot)
         generation = getattr(result, "generation", None)
         path = getattr(result, "path", None)
@@ -715,6 +734,10 @@ class SessionManager(Configurable):
             return self._without_forgotten(merged.session)
 
         result = self.store.write(self._without_forgotten(ours), base_generation=base, merge=merge)
+        for name, blob_id in result.blobs.items():
+            record = session.variables.get(name)
+            if record is not None and record.data is not None:
+                self._stored_in_blobs.put((name, record, blob_id))
         with self._lease_lock:
             if session.name == self.name:
                 self._base_generation = result.generation

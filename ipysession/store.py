@@ -158,6 +158,9 @@ class WriteResult:
     bytes_written: int
     blobs_written: int
     merged: bool
+    #: Variables whose value now lives in a blob, with the blob's id: a caller holding the
+    #: serialized bytes can drop them and keep the reference.
+    blobs: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -903,6 +906,11 @@ class SessionStore:
             number = newest + 1
             target = sdir / _gen_name(number)
             prepared, blobs_written, blob_bytes = self._externalize(sdir, session)
+            moved = {
+                var: record.blob
+                for var, record in prepared.variables.items()
+                if record.blob is not None and session.variables[var].data is not None
+            }
             data = fileformat.encode_session(prepared.to_dict(), self._key)
             try:
                 st = _atomic_write(target, data)
@@ -926,6 +934,7 @@ class SessionStore:
             bytes_written=len(data) + blob_bytes,
             blobs_written=blobs_written,
             merged=merged,
+            blobs=moved,
         )
 
     def _theirs(self, name: str, sdir: Path, newest: int) -> Session:

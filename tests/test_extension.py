@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
 
 import ipysession
 from ipysession.extension import get_manager
+from ipysession.manager import SessionManager
 from tests.shell import ipython_shell, restart, run
 
 
@@ -143,3 +145,55 @@ def test_checkpoint_and_restore_parts(tmp_path: Path) -> None:
         manager = get_manager(shell)
         assert manager is not None
         assert manager.store.exists("other_name")
+
+
+def test_stored_values_keep_only_their_blob_reference_in_memory() -> None:
+    with ipython_shell(autosave_interval=0.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "big = bytes(range(256)) * 4096  # 1 MiB: stored in a blob")
+        manager = get_manager(shell)
+        assert manager is not None
+        assert manager._writer.flush().error is None
+        run(shell, "small = 1")  # the next cell boundary drops the bytes the writer stored
+        record = manager._records["big"]
+        assert record.data is None
+        assert record.blob is not None
+        run(shell, "%session save copy_of_session")
+        restart(shell)
+        assert shell.user_ns["big"] == bytes(range(256)) * 4096
+        copy = manager_of(shell).store.read("copy_of_session").session
+        assert copy.variables["big"].blob is not None
+        blob = manager_of(shell).store.read_blob("copy_of_session", copy.variables["big"].blob)
+        assert len(blob) > 1_000_000
+
+
+def test_save_as_another_name_keeps_values_only_held_as_blob_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value that failed to restore (its module is gone) is carried as a blob reference; a save
+    under another name must bring the blob along."""
+    module = tmp_path / "vanishing_mod.py"
+    module.write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with ipython_shell(autosave_interval=0.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "from vanishing_mod import Thing\nbig = (Thing(), bytes(200_000))")
+        module.unlink()
+        sys.modules.pop("vanishing_mod", None)
+        restart(shell)
+        assert "big" not in shell.user_ns
+        manager = manager_of(shell)
+        restore = manager.status().restore
+        assert restore is not None
+        reasons = dict(restore.skipped)
+        assert "vanishing_mod" in reasons["big"]
+        run(shell, "%session save elsewhere")
+        stored = manager.store.read("elsewhere").session.variables["big"]
+        assert stored.blob is not None
+        assert len(manager.store.read_blob("elsewhere", stored.blob)) > 200_000
+
+
+def manager_of(shell: object) -> SessionManager:
+    manager = get_manager(shell)
+    assert manager is not None
+    return manager
