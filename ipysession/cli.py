@@ -35,7 +35,6 @@ import os
 import secrets
 import stat
 import sys
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from .errors import (
     StoreWriteError,
     WrongKey,
 )
+from .formatting import format_size, format_time
 from .model import REDACTED, ConnectionRecord, Session, VariableRecord, WriterInfo, redact
 
 if TYPE_CHECKING:
@@ -178,21 +178,8 @@ class _Context:
 # --- formatting ---------------------------------------------------------------------------------
 
 
-def _when(timestamp: float | None) -> str:
-    if not timestamp:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+def _when_or_dash(timestamp: float | None) -> str:
+    return format_time(timestamp, missing="-")
 
 
 def _count(n: int, noun: str, plural: str | None = None) -> str:
@@ -315,8 +302,8 @@ def _cmd_list(ctx: _Context, args: argparse.Namespace) -> int:
         rows.append(
             [
                 s.name if s.name is not None else f"? ({s.slug})",
-                _when(s.updated),
-                _size(s.size_bytes),
+                _when_or_dash(s.updated),
+                format_size(s.size_bytes),
                 s.generations,
                 s.variables if s.newest_readable is not None else "?",
                 s.connections if s.newest_readable is not None else "?",
@@ -404,8 +391,8 @@ def _show_text(doc: dict[str, Any], session: Session, checkpoint: str | None) ->
     lines = [
         f"Session {session.name!r}",
         f"  snapshot    {which}: {doc['path']}",
-        f"  created     {_when(session.created)}",
-        f"  updated     {_when(session.updated)}",
+        f"  created     {_when_or_dash(session.created)}",
+        f"  updated     {_when_or_dash(session.updated)}",
         f"  written by  {_writer_text(session.writer)}",
         f"  cwd         {session.cwd or '-'}",
         f"  history     {_count(len(session.history), 'cell')}",
@@ -417,7 +404,7 @@ def _show_text(doc: dict[str, Any], session: Session, checkpoint: str | None) ->
             [
                 v["name"],
                 v["type"],
-                _size(v["size"]),
+                format_size(v["size"]),
                 f"saved ({v['stored']})" if v["state"] == "saved" else f"skipped: {v['skipped']}",
             ]
             for v in doc["variables"]
@@ -445,8 +432,8 @@ def _show_text(doc: dict[str, Any], session: Session, checkpoint: str | None) ->
             f"  {conn['name']} [{conn['kind']}] -> variable {conn['variable']}{auto}",
             f"    params      {params}",
             f"    secrets     {hidden}",
-            f"    created     {_when(stats['created'])}",
-            f"    last used   {_when(stats['last_used'])}",
+            f"    created     {_when_or_dash(stats['created'])}",
+            f"    last used   {_when_or_dash(stats['last_used'])}",
             f"    outcomes    {_count(stats['successes'], 'success', 'successes')}, "
             f"{_count(stats['failures'], 'failure')}",
         ]
@@ -562,8 +549,8 @@ def _cmd_snapshots(ctx: _Context, args: argparse.Namespace) -> int:
     rows = [
         [
             r["snapshot"],
-            _when(r["time"]),
-            _size(r["size"]),
+            _when_or_dash(r["time"]),
+            format_size(r["size"]),
             "?" if r["cells"] is None else r["cells"],
             "?" if r["variables"] is None else r["variables"],
             r["writer"] or "-",
@@ -945,7 +932,8 @@ def _cmd_export(ctx: _Context, args: argparse.Namespace) -> int:
     ctx.say(
         f"Exported session {session.name!r} (generation {result.generation}, "
         f"{_count(saved, 'variable')}, {_count(len(session.history), 'history cell')}, "
-        f"{_count(len(session.connections), 'connection')}) to {target} ({_size(len(data))}), "
+        f"{_count(len(session.connections), 'connection')}) to {target} "
+        f"({format_size(len(data))}), "
         f"sealed with the passphrase in ${args.passphrase_env}."
     )
     ctx.say(f"Import it with: ipysession import {target} --passphrase-env {args.passphrase_env}")

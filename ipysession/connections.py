@@ -75,6 +75,7 @@ from .errors import (
     InvalidSpec,
     SessionError,
 )
+from .formatting import format_time
 from .model import ConnectionRecord, ConnectionStats
 
 __all__ = [
@@ -237,12 +238,6 @@ def connect_record(record: ConnectionRecord, *, timeout: float) -> Any:
     return obj
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
 def format_table(
     records: Mapping[str, ConnectionRecord] | Iterable[ConnectionRecord],
     states: Mapping[str, ConnectionState | str] | None = None,
@@ -265,7 +260,7 @@ def format_table(
                 "state": str(state),
                 "variable": record.variable,
                 "auto": record.auto,
-                "last_used": _when(record.stats.last_used),
+                "last_used": format_time(record.stats.last_used),
                 "successes": record.stats.successes,
                 "failures": record.stats.failures,
                 "last_error": redact_text(record.stats.last_error or "", record.secrets),

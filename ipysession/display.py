@@ -8,11 +8,11 @@ renderers turn manager reports into messages; they never see a secret (records a
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .formatting import format_size, format_time
 from .manager import RestoreReport, SaveReport, Status
 
 __all__ = [
@@ -64,23 +64,6 @@ def text_message(text: str, *, level: str = "info") -> Message:
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
-
-
-def format_time(timestamp: float | None) -> str:
-    if not timestamp:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def format_size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
 
 
 def _count(n: int, noun: str) -> str:

@@ -1190,18 +1190,3 @@ def test_interrupt_and_broken_pipe(
     code, _, err = run(capsys, "list")
     assert code == expected
     assert "Traceback" not in err
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [
-        (None, "?"),
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1536, "1.5 KiB"),
-        (5 * 2**20, "5.0 MiB"),
-        (3 * 2**30, "3.0 GiB"),
-    ],
-)
-def test_size_format(n: int | None, text: str) -> None:
-    assert cli._size(n) == text
