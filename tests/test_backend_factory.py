@@ -246,11 +246,12 @@ def test_missing_module_or_attribute(backend: FactoryBackend, client_module: str
 
 
 def test_slow_callable_times_out(backend: FactoryBackend, client_module: str) -> None:
-    params, secrets = backend.split_spec(f"{client_module}:slow", {"kwargs": {"seconds": 0.6}})
+    params, secrets = backend.split_spec(f"{client_module}:slow", {"kwargs": {"seconds": 10}})
     started = time.monotonic()
     with pytest.raises(ConnectFailed, match="did not return within"):
         backend.connect(params, secrets, timeout=0.2)
-    assert time.monotonic() - started < 0.5
+    # Far below the callable's 10 s: the timeout, not the callable, ended the wait.
+    assert time.monotonic() - started < 5
 
 
 def test_liveness_conventions(backend: FactoryBackend, peer: int, client_module: str) -> None:

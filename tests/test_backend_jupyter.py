@@ -288,7 +288,7 @@ def test_connect_uses_the_stored_info_not_the_file(
     started = time.monotonic()
     with pytest.raises(ConnectFailed, match="does not exist"):
         backend.connect(params, {}, timeout=10.0)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # at once, not after the 10 s timeout
 
 
 def test_wrong_key_fails_clearly(backend: JupyterBackend, remote: _Kernel) -> None:

@@ -339,7 +339,9 @@ def test_three_targets_one_unreachable(
         reconnector.start(records)
         ready = reconnector.wait(1.0)
         elapsed = time.monotonic() - started
-        assert 0.9 <= elapsed < 1.3, elapsed
+        # It waits for the budget (one target is still pending), and returns: bounded, with
+        # room for a loaded machine.
+        assert 0.9 <= elapsed < 1.0 + 2.0, elapsed
         assert set(ready) == {"db", "cache"}
         assert ready["cache"].label == "cache"
         assert reconnector.state("remote") in (ConnectionState.CONNECTING, ConnectionState.RETRYING)
@@ -369,8 +371,8 @@ def test_wait_returns_at_once_when_all_are_ready(peer: Any) -> None:
     with Reconnector() as reconnector:
         reconnector.start([factory_record("a", "make"), factory_record("b", "make")])
         started = time.monotonic()
-        ready = reconnector.wait(5.0)
-        assert time.monotonic() - started < 1.0
+        ready = reconnector.wait(30.0)
+        assert time.monotonic() - started < 10.0  # as soon as both are ready, not at 30 s
         assert set(ready) == {"a", "b"}
         assert reconnector.wait(1.0) == {}  # nothing is being collected any more
 
@@ -623,7 +625,7 @@ def test_call_with_timeout() -> None:
     done = threading.Event()
 
     def slow() -> str:
-        time.sleep(0.2)
+        time.sleep(1.5)
         return "late value"
 
     def on_late(value: str) -> None:
@@ -633,8 +635,8 @@ def test_call_with_timeout() -> None:
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         call_with_timeout(slow, 0.05, on_late=on_late)
-    assert time.monotonic() - started < 0.15
-    assert done.wait(2.0)
+    assert time.monotonic() - started < 1.0  # the timeout, not the 1.5 s call, ended it
+    assert done.wait(10.0)
     assert late == ["late value"]
 
 
