@@ -88,6 +88,14 @@ new key and reads with both, so a crash at any point leaves every file readable:
 Calling :func:`rotate_key` again after a crash resumes the pending rotation with the same new key
 (and finishes a commit that was cut short), rather than creating a third key.
 
+Modules
+-------
+This module holds the rules above: the resolution order, what the marker decides, rotation and
+the per-process cache of keyring reads. The mechanics live beside it:
+:mod:`ipysession.keyring_access` (the only module that imports ``keyring``: the worker thread,
+the deadline, backend classification) and :mod:`ipysession.keyfiles` (the key file and marker
+formats, atomic private writes, the ``key.lock`` first-use lock).
+
 Tests
 -----
 :func:`memory_key` returns a :class:`KeyResolution` backed by a fixed in-memory master key,
@@ -97,24 +105,35 @@ this process.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal
 
-from . import paths
-from .crypto import KEY_SIZE, MasterKey, PassphraseKey, SealingKey, new_master_key
+from . import keyfiles, paths
+from .crypto import MasterKey, PassphraseKey, SealingKey, new_master_key
 from .errors import KeyringTimeout, KeyStoreError, KeyUnavailable
+from .keyfiles import KEY_FILE_NAME, LOCK_FILE_NAME, MARKER_FILE_NAME
+from .keyring_access import (
+    BOTH_ITEMS,
+    KEYRING_ITEM,
+    KEYRING_PENDING_ITEM,
+    KEYRING_SERVICE,
+    KeyringFailed,
+    KeyringHung,
+    Reply,
+    keyring_call,
+    keyring_delete,
+    keyring_read,
+    keyring_write,
+)
 
 __all__ = [
     "KEYRING_ITEM",
@@ -135,23 +154,11 @@ __all__ = [
 log = logging.getLogger("ipysession")
 
 PASSPHRASE_ENV: Final = "IPYSESSION_PASSPHRASE"  # noqa: S105 - a variable name
-KEYRING_SERVICE: Final = "ipysession"
-KEYRING_ITEM: Final = "master-key"
-KEYRING_PENDING_ITEM: Final = "master-key-pending"
-KEY_FILE_NAME: Final = "master.key"
-MARKER_FILE_NAME: Final = "key-location.json"
-LOCK_FILE_NAME: Final = "key.lock"
-
-_KEY_FILE_FORMAT: Final = "ipysession-master-key"
-_FORMAT_VERSION: Final = 1
 # How much longer than the keyring timeout a process waits for another one creating the key.
 _LOCK_SLACK: Final = 5.0
 
 BackendChoice = Literal["auto", "passphrase", "keyring", "file"]
-_Stored = Literal["keyring", "file"]
 _BACKEND_CHOICES: Final = ("auto", "passphrase", "keyring", "file")
-
-_T = TypeVar("_T")
 
 _HINT_LOCKED_FIRST_USE: Final = (
     "Unlock the OS keyring (or answer its prompt) and try again; or set IPYSESSION_PASSPHRASE "
@@ -294,29 +301,8 @@ def _passphrase_resolution(passphrase: str, *, forced: bool) -> KeyResolution:
 
 
 # --------------------------------------------------------------------------------------------
-# Process-wide state: the keyring worker, the cache of keyring reads, derived passphrase keys.
-
-
-class _KeyringHung(Exception):
-    """A keyring call did not return before the deadline."""
-
-
-class _KeyringFailed(Exception):
-    """A keyring call raised; ``kind`` is ``"locked"``, ``"unavailable"`` or ``"error"``."""
-
-    def __init__(self, message: str, *, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """What a keyring read found, computed on the worker thread."""
-
-    backend_name: str
-    unusable: str | None
-    values: dict[str, str | None] = field(repr=False)
+# Process-wide state: the keys read from keyrings (per config dir) and derived passphrase keys.
+# The keyring worker thread itself is in keyring_access.
 
 
 @dataclass(frozen=True)
@@ -327,54 +313,14 @@ class _CacheEntry:
 
 
 class _ProcessState:
-    """One keyring call at a time on a daemon thread; keyring reads cached per config dir."""
+    """Keyring reads cached per service and config dir; passphrase keys cached per passphrase."""
 
     def __init__(self) -> None:
-        self._call_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._what = ""
         self._cache: dict[tuple[str, str], _CacheEntry] = {}
         self._passphrase_keys: dict[str, PassphraseKey] = {}
 
-    def call(self, fn: Callable[[], _T], *, deadline: float, what: str) -> _T:
-        """Run ``fn`` on the keyring worker thread; raise :class:`_KeyringHung` at ``deadline``."""
-        if not self._call_lock.acquire(timeout=_remaining(deadline)):
-            raise _KeyringHung(what)
-        try:
-            previous = self._thread
-            if previous is not None and previous.is_alive():
-                previous.join(_remaining(deadline))
-                if previous.is_alive():
-                    message = f"{what} (an earlier call, {self._what}, has not returned yet)"
-                    raise _KeyringHung(message)
-            results: list[_T] = []
-            failures: list[_KeyringFailed] = []
-
-            def run() -> None:
-                try:
-                    results.append(fn())
-                except _KeyringFailed as exc:
-                    failures.append(exc)
-                except Exception as exc:  # noqa: BLE001 - keyring backends raise anything
-                    failures.append(_classify_failure(exc))
-
-            thread = threading.Thread(target=run, name="ipysession-keyring", daemon=True)
-            self._thread, self._what = thread, what
-            thread.start()
-            thread.join(_remaining(deadline))
-            if thread.is_alive():
-                raise _KeyringHung(what)
-        finally:
-            self._call_lock.release()
-        if failures:
-            raise failures[0]
-        if not results:
-            msg = f"{what} ended without a result"
-            raise _KeyringFailed(msg, kind="error")
-        return results[0]
-
-    def cached(self, cache_key: tuple[str, str], marker: _Marker) -> KeyResolution | None:
+    def cached(self, cache_key: tuple[str, str], marker: keyfiles.Marker) -> KeyResolution | None:
         with self._lock:
             entry = self._cache.get(cache_key)
         if entry is None:
@@ -383,7 +329,9 @@ class _ProcessState:
             return None  # another process rotated the key since we read it
         return entry.resolution
 
-    def remember(self, cache_key: tuple[str, str], marker: _Marker, res: KeyResolution) -> None:
+    def remember(
+        self, cache_key: tuple[str, str], marker: keyfiles.Marker, res: KeyResolution
+    ) -> None:
         entry = _CacheEntry(
             marker.key_id, marker.pending_key_id, dataclasses.replace(res, notice=None)
         )
@@ -410,252 +358,6 @@ class _ProcessState:
 
 
 _STATE = _ProcessState()
-
-
-def _remaining(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
-
-
-# --------------------------------------------------------------------------------------------
-# What runs on the keyring worker thread. Only these functions import keyring.
-
-
-def _classify_failure(exc: Exception) -> _KeyringFailed:
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    try:
-        from keyring.errors import KeyringLocked, NoKeyringError
-    except Exception:  # noqa: BLE001 - a broken keyring install means no keyring
-        return _KeyringFailed(f"keyring cannot be imported ({message})", kind="unavailable")
-    if isinstance(exc, KeyringLocked):
-        return _KeyringFailed(message, kind="locked")
-    if isinstance(exc, (NoKeyringError, ImportError)):
-        return _KeyringFailed(message, kind="unavailable")
-    return _KeyringFailed(message, kind="error")
-
-
-def _backend_name(backend: object) -> str:
-    cls = type(backend)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _looks_plaintext(backend: object) -> bool:
-    cls = type(backend)
-    if cls.__module__ == "keyrings.alt" or cls.__module__.startswith("keyrings.alt."):
-        return True
-    if "plaintext" in _backend_name(backend).lower():
-        return True
-    return str(getattr(cls, "scheme", "")).lower() == "no encryption"
-
-
-def _unusable_reason(backend: Any, allow_plaintext: bool) -> str | None:
-    """Why ``backend`` cannot hold the master key, or ``None`` if it can."""
-    from keyring.backends import chainer, fail, null
-
-    name = _backend_name(backend)
-    if isinstance(backend, fail.Keyring):
-        return "no OS keyring available (keyring's fail backend)"
-    if isinstance(backend, null.Keyring):
-        return "no OS keyring available (keyring's null backend, which drops every write)"
-    if isinstance(backend, chainer.ChainerBackend):
-        chained = list(backend.backends)
-        if not chained:
-            return "no OS keyring available (keyring's chainer backend has nothing to chain)"
-        for each in chained:
-            reason = _unusable_reason(each, allow_plaintext)
-            if reason is not None:
-                return f"keyring's chainer backend includes an unusable backend: {reason}"
-        return None
-    try:
-        priority = float(type(backend).priority)
-    except Exception as exc:  # noqa: BLE001 - keyring's way of saying "not viable here"
-        return f"keyring backend {name} is not usable here ({type(exc).__name__}: {exc})"
-    if priority < 0:
-        return f"no OS keyring available ({name} has priority {priority:g}: not a keyring)"
-    if not allow_plaintext and (_looks_plaintext(backend) or priority < 1):
-        return (
-            f"keyring backend {name} stores secrets in plain text or is not recommended by "
-            f"keyring (priority {priority:g}); it is refused unless allow_plaintext_keyring=True"
-        )
-    return None
-
-
-def _keyring_read(items: tuple[str, ...], allow_plaintext: bool) -> _Reply:
-    import keyring
-
-    backend = keyring.get_keyring()
-    name = _backend_name(backend)
-    unusable = _unusable_reason(backend, allow_plaintext)
-    if unusable is not None:
-        return _Reply(name, unusable, {})
-    values: dict[str, str | None] = {}
-    for item in items:
-        value = backend.get_password(KEYRING_SERVICE, item)
-        values[item] = value if isinstance(value, str) else None
-    return _Reply(name, None, values)
-
-
-def _keyring_write(item: str, value: str, allow_plaintext: bool) -> str | None:
-    """Store ``value`` and return what the keyring gives back for it (to verify)."""
-    import keyring
-
-    backend = keyring.get_keyring()
-    unusable = _unusable_reason(backend, allow_plaintext)
-    if unusable is not None:
-        raise _KeyringFailed(unusable, kind="unavailable")
-    try:
-        backend.set_password(KEYRING_SERVICE, item, value)
-    except Exception as exc:  # noqa: BLE001 - classified, reported without its message
-        # Keep only the type: a backend could echo what it was asked to store.
-        kind = _classify_failure(exc).kind
-        raise _KeyringFailed(type(exc).__name__, kind=kind) from None
-    read_back = backend.get_password(KEYRING_SERVICE, item)
-    return read_back if isinstance(read_back, str) else None
-
-
-def _keyring_delete(item: str) -> None:
-    import keyring
-    from keyring.errors import PasswordDeleteError
-
-    with contextlib.suppress(PasswordDeleteError):
-        keyring.get_keyring().delete_password(KEYRING_SERVICE, item)
-
-
-# --------------------------------------------------------------------------------------------
-# Files: the key file and the location marker.
-
-
-@dataclass(frozen=True)
-class _Marker:
-    backend: _Stored
-    key_id: str
-    pending_key_id: str | None
-    created: str
-    reason: str
-
-    def to_json(self) -> bytes:
-        document = {
-            "version": _FORMAT_VERSION,
-            "backend": self.backend,
-            "key_id": self.key_id,
-            "pending_key_id": self.pending_key_id,
-            "created": self.created,
-            "reason": self.reason,
-        }
-        return (json.dumps(document, indent=2) + "\n").encode("utf-8")
-
-
-@dataclass(frozen=True)
-class _KeyFile:
-    key: bytes = field(repr=False)
-    pending: bytes | None = field(repr=False, default=None)
-
-    def keys(self) -> dict[str, bytes]:
-        found = {_key_id(self.key): self.key}
-        if self.pending is not None:
-            found[_key_id(self.pending)] = self.pending
-        return found
-
-    def to_json(self) -> bytes:
-        document: dict[str, object] = {
-            "format": _KEY_FILE_FORMAT,
-            "version": _FORMAT_VERSION,
-            "key": _encode_key(self.key),
-            "key_id": _key_id(self.key),
-        }
-        if self.pending is not None:
-            document["pending"] = _encode_key(self.pending)
-            document["pending_key_id"] = _key_id(self.pending)
-        return (json.dumps(document, indent=2) + "\n").encode("utf-8")
-
-
-def _key_id(key: bytes) -> str:
-    return MasterKey(key).key_id_hex
-
-
-def _encode_key(key: bytes) -> str:
-    return base64.b64encode(key).decode("ascii")
-
-
-def _decode_key(text: object) -> bytes | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        key = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        return None
-    return key if len(key) == KEY_SIZE else None
-
-
-def _parse_key_file(text: str) -> tuple[_KeyFile | None, str]:
-    """The key file's content, or ``None`` and what is wrong with it."""
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return None, "not JSON"
-    if not isinstance(document, dict) or document.get("format") != _KEY_FILE_FORMAT:
-        return None, "not an ipysession key file"
-    key = _decode_key(document.get("key"))
-    if key is None:
-        return None, f"no valid {KEY_SIZE}-byte key"
-    pending_text = document.get("pending")
-    pending = None if pending_text is None else _decode_key(pending_text)
-    if pending_text is not None and pending is None:
-        return None, f"the pending key is not a valid {KEY_SIZE}-byte key"
-    if document.get("key_id") != _key_id(key):
-        return None, "the key does not match its recorded key id"
-    return _KeyFile(key, pending), ""
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically (temp file, fsync, ``os.replace``) as a 0600 file in a 0700 dir."""
-    try:
-        directory = paths.ensure_private_dir(path.parent)
-        temp = directory / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.PRIVATE_FILE_MODE)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            temp.replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        if os.name == "posix":
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except OSError as exc:
-        what = f"Cannot write {path.name}: {exc.strerror or exc}"
-        raise KeyStoreError(
-            what, path=path, hint=f"Check the permissions and free space of {path.parent}"
-        ) from exc
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        what = f"Cannot read {path.name}: {getattr(exc, 'strerror', None) or exc}"
-        raise KeyStoreError(what, path=path, hint="Check the file's permissions") from exc
-
-
-def _tighten(path: Path) -> None:
-    """A key file others can read is made private again, and the user is told in the log."""
-    if paths.is_private(path):
-        return
-    log.warning("The key file %s was readable by others; making it private (0600)", path)
-    with contextlib.suppress(OSError):
-        path.chmod(paths.PRIVATE_FILE_MODE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,90 +389,23 @@ class _Store:
 
     # -- the marker and the key file ---------------------------------------------------------
 
-    def read_marker(self) -> _Marker | None:
-        text = _read_text(self.marker_path)
-        if text is None:
-            return None
-        try:
-            document = json.loads(text)
-            backend = document["backend"]
-            key_id = document["key_id"]
-            pending = document.get("pending_key_id")
-            if backend not in ("keyring", "file") or not isinstance(key_id, str):
-                raise TypeError(backend)
-            if pending is not None and not isinstance(pending, str):
-                raise TypeError(pending)
-            return _Marker(
-                backend=backend,
-                key_id=key_id,
-                pending_key_id=pending,
-                created=str(document.get("created", "")),
-                reason=str(document.get("reason", "")),
-            )
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            msg = f"The key location marker is damaged ({type(exc).__name__})"
-            raise KeyStoreError(
-                msg,
-                path=self.marker_path,
-                hint="Restore it from a backup. If you delete it, ipysession adopts the key it "
-                "finds in the key file or the OS keyring, and creates a new key only if there "
-                "is none (sessions sealed with a lost key cannot be read)",
-            ) from None
+    def read_marker(self) -> keyfiles.Marker | None:
+        return keyfiles.read_marker(self.marker_path)
 
-    def write_marker(self, marker: _Marker) -> None:
-        _write_private(self.marker_path, marker.to_json())
+    def write_marker(self, marker: keyfiles.Marker) -> None:
+        keyfiles.write_marker(self.marker_path, marker)
 
-    def read_key_file(self) -> _KeyFile | None:
-        text = _read_text(self.key_path)
-        if text is None:
-            return None
-        _tighten(self.key_path)
-        content, problem = _parse_key_file(text)
-        if content is None:
-            msg = f"The key file is damaged ({problem})"
-            raise KeyStoreError(
-                msg,
-                path=self.key_path,
-                hint="Restore it from a backup: sessions cannot be read without it",
-            )
-        return content
+    def read_key_file(self) -> keyfiles.KeyFile | None:
+        return keyfiles.read_key_file(self.key_path)
 
-    def write_key_file(self, content: _KeyFile) -> None:
-        _write_private(self.key_path, content.to_json())
+    def write_key_file(self, content: keyfiles.KeyFile) -> None:
+        keyfiles.write_key_file(self.key_path, content)
 
-    @contextlib.contextmanager
-    def creation_lock(self) -> Iterator[None]:
+    def creation_lock(self) -> contextlib.AbstractContextManager[None]:
         """Serialize key creation and rotation between processes."""
-        import filelock
-
-        lock_path = self.directory / LOCK_FILE_NAME
-        lock = filelock.FileLock(
-            lock_path, timeout=max(0.0, self.timeout) + _LOCK_SLACK, mode=paths.PRIVATE_FILE_MODE
+        return keyfiles.creation_lock(
+            self.directory / LOCK_FILE_NAME, timeout=max(0.0, self.timeout) + _LOCK_SLACK
         )
-        try:
-            paths.ensure_private_dir(self.directory)
-            lock.acquire()
-        except filelock.Timeout:
-            msg = (
-                "Another ipysession process has been creating or rotating the master key for "
-                "too long"
-            )
-            raise KeyStoreError(
-                msg,
-                path=lock_path,
-                hint="Wait for it to finish and try again",
-            ) from None
-        except OSError as exc:
-            msg = f"Cannot create the key lock file: {exc.strerror or exc}"
-            raise KeyStoreError(
-                msg,
-                path=lock_path,
-                hint=f"Check the permissions of {self.directory}",
-            ) from exc
-        try:
-            yield
-        finally:
-            lock.release()
 
     # -- resolution ----------------------------------------------------------------------------
 
@@ -783,7 +418,7 @@ class _Store:
                     return self.first_use(backend)
         return self.follow(marker, backend)
 
-    def follow(self, marker: _Marker, backend: BackendChoice) -> KeyResolution:
+    def follow(self, marker: keyfiles.Marker, backend: BackendChoice) -> KeyResolution:
         if backend == "keyring" and marker.backend == "file":
             msg = (
                 f"key_backend is 'keyring' but the master key (id {marker.key_id}) lives in the "
@@ -810,7 +445,7 @@ class _Store:
             return self.from_file(marker)
         return self.from_keyring(marker)
 
-    def missing_key_file(self, marker: _Marker) -> KeyStoreError:
+    def missing_key_file(self, marker: keyfiles.Marker) -> KeyStoreError:
         return KeyStoreError(
             f"The key file is missing, but {MARKER_FILE_NAME} says master key "
             f"{marker.key_id} was created there ({marker.created or 'date unknown'})",
@@ -819,7 +454,7 @@ class _Store:
             f"without it. Deleting {self.marker_path} lets ipysession create a new key",
         )
 
-    def from_file(self, marker: _Marker) -> KeyResolution:
+    def from_file(self, marker: keyfiles.Marker) -> KeyResolution:
         content = self.read_key_file()
         if content is None:
             raise self.missing_key_file(marker)
@@ -832,12 +467,12 @@ class _Store:
             config_dir=self.directory,
         )
 
-    def from_keyring(self, marker: _Marker) -> KeyResolution:
+    def from_keyring(self, marker: keyfiles.Marker) -> KeyResolution:
         cached = _STATE.cached(self.cache_key, marker)
         if cached is not None:
             log.debug("Master key %s from this process's keyring cache", marker.key_id)
             return cached
-        items = (KEYRING_ITEM,) if marker.pending_key_id is None else _BOTH_ITEMS
+        items = (KEYRING_ITEM,) if marker.pending_key_id is None else BOTH_ITEMS
         reply = self.keyring_read_for(marker, items)
         found = self.decode_items(reply)
         if not found:
@@ -862,15 +497,15 @@ class _Store:
         _STATE.remember(self.cache_key, marker, resolution)
         return resolution
 
-    def keyring_read_for(self, marker: _Marker, items: tuple[str, ...]) -> _Reply:
+    def keyring_read_for(self, marker: keyfiles.Marker, items: tuple[str, ...]) -> Reply:
         """Read ``items`` for a key the marker says is in the keyring; never falls back."""
         try:
-            reply = _STATE.call(
-                lambda: _keyring_read(items, self.allow_plaintext),
+            reply = keyring_call(
+                lambda: keyring_read(items, self.allow_plaintext),
                 deadline=self.deadline,
                 what="reading the master key from the OS keyring",
             )
-        except _KeyringHung:
+        except KeyringHung:
             msg = (
                 f"The OS keyring did not answer within {self.timeout:g} s; the master key "
                 f"(id {marker.key_id}) is stored there"
@@ -880,7 +515,7 @@ class _Store:
                 path=self.marker_path,
                 hint=_HINT_KEY_IN_KEYRING,
             ) from None
-        except _KeyringFailed as exc:
+        except KeyringFailed as exc:
             raise self.keyring_unavailable(exc, marker) from None
         if reply.unusable is not None:
             msg = (
@@ -894,7 +529,7 @@ class _Store:
             )
         return reply
 
-    def keyring_unavailable(self, exc: _KeyringFailed, marker: _Marker) -> KeyUnavailable:
+    def keyring_unavailable(self, exc: KeyringFailed, marker: keyfiles.Marker) -> KeyUnavailable:
         if exc.kind == "locked":
             what = (
                 f"The OS keyring is locked or its unlock prompt was dismissed ({exc.message}); "
@@ -907,12 +542,12 @@ class _Store:
             )
         return KeyUnavailable(what, path=self.marker_path, hint=_HINT_KEY_IN_KEYRING)
 
-    def decode_items(self, reply: _Reply) -> dict[str, bytes]:
+    def decode_items(self, reply: Reply) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for item, value in reply.values.items():
             if value is None:
                 continue
-            key = _decode_key(value)
+            key = keyfiles.decode_key(value)
             if key is None:
                 msg = (
                     f"The OS keyring item '{item}' of service '{KEYRING_SERVICE}' does not hold a "
@@ -923,10 +558,12 @@ class _Store:
                     path=self.marker_path,
                     hint="Restore the item from a backup; ipysession will not overwrite it",
                 )
-            found[_key_id(key)] = key
+            found[keyfiles.key_id(key)] = key
         return found
 
-    def assemble(self, found: Mapping[str, bytes], marker: _Marker, *, where: str) -> MasterKey:
+    def assemble(
+        self, found: Mapping[str, bytes], marker: keyfiles.Marker, *, where: str
+    ) -> MasterKey:
         """The key the marker names (the pending one during a rotation), reading all found."""
         current = marker.pending_key_id or marker.key_id
         raw = self.require(found, current, where=where)
@@ -958,7 +595,7 @@ class _Store:
             if backend == "keyring":
                 msg = (
                     f"key_backend is 'keyring' but a key file already exists (key id "
-                    f"{_key_id(existing.key)})"
+                    f"{keyfiles.key_id(existing.key)})"
                 )
                 raise KeyStoreError(
                     msg,
@@ -970,19 +607,19 @@ class _Store:
         if backend == "file":
             return self.create_key_file("key_backend is 'file'")
         try:
-            reply = _STATE.call(
-                lambda: _keyring_read((KEYRING_ITEM,), self.allow_plaintext),
+            reply = keyring_call(
+                lambda: keyring_read((KEYRING_ITEM,), self.allow_plaintext),
                 deadline=self.deadline,
                 what="looking for a master key in the OS keyring",
             )
-        except _KeyringHung:
+        except KeyringHung:
             why = f"the OS keyring did not answer within {self.timeout:g} s"
             if backend == "keyring":
                 raise KeyringTimeout(
                     why[0].upper() + why[1:], hint=_HINT_LOCKED_FIRST_USE
                 ) from None
             return self.create_key_file(why, fallback=True)
-        except _KeyringFailed as exc:
+        except KeyringFailed as exc:
             if exc.kind == "locked":
                 msg = (
                     f"The OS keyring is locked or its unlock prompt was dismissed ({exc.message}); "
@@ -1011,20 +648,22 @@ class _Store:
             return self.adopt_keyring_key(found, reply)
         return self.create_in_keyring(reply, backend)
 
-    def adopt_key_file(self, content: _KeyFile) -> KeyResolution:
-        key_id = _key_id(content.key)
-        pending = None if content.pending is None else _key_id(content.pending)
+    def adopt_key_file(self, content: keyfiles.KeyFile) -> KeyResolution:
+        key_id = keyfiles.key_id(content.key)
+        pending = None if content.pending is None else keyfiles.key_id(content.pending)
         log.warning(
             "Found the key file %s without %s; recording it (key id %s)",
             self.key_path,
             MARKER_FILE_NAME,
             key_id,
         )
-        marker = _Marker("file", key_id, pending, _now(), "an existing key file was found")
+        marker = keyfiles.Marker(
+            "file", key_id, pending, keyfiles.now(), "an existing key file was found"
+        )
         self.write_marker(marker)
         return self.from_file(marker)
 
-    def adopt_keyring_key(self, found: dict[str, bytes], reply: _Reply) -> KeyResolution:
+    def adopt_keyring_key(self, found: dict[str, bytes], reply: Reply) -> KeyResolution:
         (key_id,) = found
         log.warning(
             "Found a master key in the OS keyring without %s; recording it (key id %s)",
@@ -1032,7 +671,7 @@ class _Store:
             key_id,
         )
         reason = f"an existing master key was found in the OS keyring ({reply.backend_name})"
-        marker = _Marker("keyring", key_id, None, _now(), reason)
+        marker = keyfiles.Marker("keyring", key_id, None, keyfiles.now(), reason)
         self.write_marker(marker)
         resolution = KeyResolution(
             key=self.assemble(found, marker, where=f"the OS keyring ({reply.backend_name})"),
@@ -1046,9 +685,9 @@ class _Store:
 
     def create_key_file(self, why: str, *, fallback: bool = False) -> KeyResolution:
         raw = new_master_key()
-        key_id = _key_id(raw)
-        self.write_key_file(_KeyFile(raw))
-        marker = _Marker("file", key_id, None, _now(), why)
+        key_id = keyfiles.key_id(raw)
+        self.write_key_file(keyfiles.KeyFile(raw))
+        marker = keyfiles.Marker("file", key_id, None, keyfiles.now(), why)
         self.write_marker(marker)
         notice = (
             f"ipysession created its master key in {self.key_path} (readable only by you) "
@@ -1063,23 +702,23 @@ class _Store:
             log.info("Created the key file %s (key id %s)", self.key_path, key_id)
         return dataclasses.replace(self.from_file(marker), notice=notice)
 
-    def create_in_keyring(self, reply: _Reply, backend: BackendChoice) -> KeyResolution:
+    def create_in_keyring(self, reply: Reply, backend: BackendChoice) -> KeyResolution:
         raw = new_master_key()
-        key_id = _key_id(raw)
+        key_id = keyfiles.key_id(raw)
         why: str | None = None
         try:
-            read_back = _STATE.call(
-                lambda: _keyring_write(KEYRING_ITEM, _encode_key(raw), self.allow_plaintext),
+            read_back = keyring_call(
+                lambda: keyring_write(KEYRING_ITEM, keyfiles.encode_key(raw), self.allow_plaintext),
                 deadline=self.deadline,
                 what="storing a new master key in the OS keyring",
             )
-        except _KeyringHung:
+        except KeyringHung:
             why = f"the OS keyring did not answer within {self.timeout:g} s when storing the key"
             if backend == "keyring":
                 raise KeyringTimeout(
                     why[0].upper() + why[1:], hint=_HINT_LOCKED_FIRST_USE
                 ) from None
-        except _KeyringFailed as exc:
+        except KeyringFailed as exc:
             if exc.kind == "locked":
                 msg = (
                     f"The OS keyring refused to store the new master key: it is locked or its "
@@ -1091,7 +730,7 @@ class _Store:
                 ) from None
             why = f"the OS keyring ({reply.backend_name}) could not store the key ({exc.message})"
         else:
-            if read_back is None or _decode_key(read_back) != raw:
+            if read_back is None or keyfiles.decode_key(read_back) != raw:
                 why = (
                     f"the OS keyring ({reply.backend_name}) did not give the key back after "
                     "storing it"
@@ -1100,7 +739,9 @@ class _Store:
             if backend == "keyring":
                 raise KeyStoreError(why[0].upper() + why[1:], hint=_HINT_LOCKED_FIRST_USE)
             return self.create_key_file(why, fallback=True)
-        marker = _Marker("keyring", key_id, None, _now(), f"OS keyring ({reply.backend_name})")
+        marker = keyfiles.Marker(
+            "keyring", key_id, None, keyfiles.now(), f"OS keyring ({reply.backend_name})"
+        )
         self.write_marker(marker)
         log.info("Stored a new master key (key id %s) in the OS keyring", key_id)
         resolution = KeyResolution(
@@ -1119,7 +760,7 @@ class _Store:
 
     # -- rotation ------------------------------------------------------------------------------
 
-    def current_marker(self) -> _Marker:
+    def current_marker(self) -> keyfiles.Marker:
         marker = self.read_marker()
         if marker is None:
             msg = "There is no master key to rotate yet"
@@ -1154,7 +795,7 @@ class _Store:
                 hint="Run the rotation again (ipysession rekey)",
             )
         if marker.backend == "file":
-            self.write_key_file(_KeyFile(new_key.raw))
+            self.write_key_file(keyfiles.KeyFile(new_key.raw))
         else:
             self.keyring_store(KEYRING_ITEM, new_key.raw, marker)
         committed = dataclasses.replace(marker, key_id=new_id, pending_key_id=None)
@@ -1162,26 +803,31 @@ class _Store:
         log.info("Key rotation committed: the master key is now %s", new_id)
         if marker.backend == "keyring":
             try:
-                _STATE.call(
-                    lambda: _keyring_delete(KEYRING_PENDING_ITEM),
+                keyring_call(
+                    lambda: keyring_delete(KEYRING_PENDING_ITEM),
                     deadline=self.deadline,
                     what="deleting the pending key from the OS keyring",
                 )
-            except (_KeyringHung, _KeyringFailed) as exc:
+            except (KeyringHung, KeyringFailed) as exc:
                 log.warning("Could not delete the keyring item %s: %s", KEYRING_PENDING_ITEM, exc)
         return self.follow(committed, "auto")
 
-    def rotate_file(self, marker: _Marker) -> tuple[MasterKey, MasterKey]:
+    def rotate_file(self, marker: keyfiles.Marker) -> tuple[MasterKey, MasterKey]:
         content = self.read_key_file()
         if content is None:
             raise self.missing_key_file(marker)
         where = f"the key file {self.key_path}"
-        if marker.pending_key_id is not None and _key_id(content.key) == marker.pending_key_id:
+        if (
+            marker.pending_key_id is not None
+            and keyfiles.key_id(content.key) == marker.pending_key_id
+        ):
             # A commit wrote the key file but not the marker: finish it, then rotate anew.
             marker = dataclasses.replace(marker, key_id=marker.pending_key_id, pending_key_id=None)
             self.write_marker(marker)
-            content = _KeyFile(content.key)
-        old_raw = self.require({_key_id(content.key): content.key}, marker.key_id, where=where)
+            content = keyfiles.KeyFile(content.key)
+        old_raw = self.require(
+            {keyfiles.key_id(content.key): content.key}, marker.key_id, where=where
+        )
         if marker.pending_key_id is not None:
             # Resume the rotation that is pending, with the same new key.
             new_raw = self.require(content.keys(), marker.pending_key_id, where=where)
@@ -1190,26 +836,26 @@ class _Store:
             leftover = content.pending if content.pending != content.key else None
             new_raw = leftover if leftover is not None else new_master_key()
             if leftover is None:
-                self.write_key_file(_KeyFile(content.key, new_raw))
-            self.write_marker(dataclasses.replace(marker, pending_key_id=_key_id(new_raw)))
-        log.info("Key rotation pending: %s -> %s", marker.key_id, _key_id(new_raw))
+                self.write_key_file(keyfiles.KeyFile(content.key, new_raw))
+            self.write_marker(dataclasses.replace(marker, pending_key_id=keyfiles.key_id(new_raw)))
+        log.info("Key rotation pending: %s -> %s", marker.key_id, keyfiles.key_id(new_raw))
         return self.rotation_pair(old_raw, new_raw, where=where)
 
-    def rotate_keyring(self, marker: _Marker) -> tuple[MasterKey, MasterKey]:
-        reply = self.keyring_read_for(marker, _BOTH_ITEMS)
-        main = _decode_key(reply.values.get(KEYRING_ITEM))
-        pending = _decode_key(reply.values.get(KEYRING_PENDING_ITEM))
-        if main is not None and marker.pending_key_id == _key_id(main):
+    def rotate_keyring(self, marker: keyfiles.Marker) -> tuple[MasterKey, MasterKey]:
+        reply = self.keyring_read_for(marker, BOTH_ITEMS)
+        main = keyfiles.decode_key(reply.values.get(KEYRING_ITEM))
+        pending = keyfiles.decode_key(reply.values.get(KEYRING_PENDING_ITEM))
+        if main is not None and marker.pending_key_id == keyfiles.key_id(main):
             # A commit rewrote the main item but not the marker: finish it, then rotate anew.
-            marker = dataclasses.replace(marker, key_id=_key_id(main), pending_key_id=None)
+            marker = dataclasses.replace(marker, key_id=keyfiles.key_id(main), pending_key_id=None)
             self.write_marker(marker)
             pending = None
         where = f"the OS keyring ({reply.backend_name})"
-        found_main = {} if main is None else {_key_id(main): main}
+        found_main = {} if main is None else {keyfiles.key_id(main): main}
         old_raw = self.require(found_main, marker.key_id, where=f"{where}, item '{KEYRING_ITEM}'")
         if marker.pending_key_id is not None:
             # Resume the rotation that is pending, with the same new key.
-            found_pending = {} if pending is None else {_key_id(pending): pending}
+            found_pending = {} if pending is None else {keyfiles.key_id(pending): pending}
             new_raw = self.require(
                 found_pending,
                 marker.pending_key_id,
@@ -1222,18 +868,18 @@ class _Store:
             new_raw = leftover if leftover is not None else new_master_key()
             if leftover is None:
                 self.keyring_store(KEYRING_PENDING_ITEM, new_raw, marker)
-            self.write_marker(dataclasses.replace(marker, pending_key_id=_key_id(new_raw)))
-        log.info("Key rotation pending: %s -> %s", marker.key_id, _key_id(new_raw))
+            self.write_marker(dataclasses.replace(marker, pending_key_id=keyfiles.key_id(new_raw)))
+        log.info("Key rotation pending: %s -> %s", marker.key_id, keyfiles.key_id(new_raw))
         return self.rotation_pair(old_raw, new_raw, where=where)
 
-    def keyring_store(self, item: str, raw: bytes, marker: _Marker) -> None:
+    def keyring_store(self, item: str, raw: bytes, marker: keyfiles.Marker) -> None:
         try:
-            read_back = _STATE.call(
-                lambda: _keyring_write(item, _encode_key(raw), self.allow_plaintext),
+            read_back = keyring_call(
+                lambda: keyring_write(item, keyfiles.encode_key(raw), self.allow_plaintext),
                 deadline=self.deadline,
                 what=f"storing '{item}' in the OS keyring",
             )
-        except _KeyringHung:
+        except KeyringHung:
             msg = (
                 f"The OS keyring did not answer within {self.timeout:g} s while storing "
                 f"'{item}'; nothing was changed in the marker"
@@ -1243,9 +889,9 @@ class _Store:
                 path=self.marker_path,
                 hint=_HINT_KEY_IN_KEYRING,
             ) from None
-        except _KeyringFailed as exc:
+        except KeyringFailed as exc:
             raise self.keyring_unavailable(exc, marker) from None
-        if read_back is None or _decode_key(read_back) != raw:
+        if read_back is None or keyfiles.decode_key(read_back) != raw:
             msg = f"The OS keyring did not give '{item}' back after storing it"
             raise KeyStoreError(
                 msg,
@@ -1261,4 +907,3 @@ class _Store:
 
 
 _KEYRING_LOCATION: Final = f"keyring service '{KEYRING_SERVICE}'"
-_BOTH_ITEMS: Final = (KEYRING_ITEM, KEYRING_PENDING_ITEM)
