@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import threading
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -28,6 +31,8 @@ __all__ = [
     "KEY_SIZE",
     "NONCE_SIZE",
     "SALT_SIZE",
+    "STREAM_CHUNK",
+    "TAG_SIZE",
     "AuthenticationFailed",
     "MasterKey",
     "PassphraseKey",
@@ -35,13 +40,20 @@ __all__ = [
     "new_master_key",
     "new_nonce",
     "seal",
+    "seal_to",
     "unseal",
+    "unseal_from",
 ]
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
 SALT_SIZE = 16
 KEY_ID_SIZE = 8
+TAG_SIZE = 16
+#: How much is encrypted or decrypted at a time by :func:`seal_to` and :func:`unseal_from`.
+STREAM_CHUNK = 1 << 20
+# ``update_into`` wants room for one block more than it is given, less one byte.
+_BLOCK_SLACK = algorithms.AES.block_size // 8 - 1
 
 # scrypt cost: about 50 ms per derivation on a laptop; tuned so that exporting or opening a
 # passphrase-sealed session stays interactive while brute force stays expensive.
@@ -80,6 +92,106 @@ def unseal(key: bytes, nonce: bytes, ciphertext: bytes, associated_data: bytes) 
         return AESGCM(key).decrypt(nonce, ciphertext, associated_data)
     except (InvalidTag, ValueError) as exc:
         raise AuthenticationFailed(str(exc) or "authentication failed") from None
+
+
+def seal_to(
+    key: bytes,
+    nonce: bytes,
+    plaintext: bytes | bytearray | memoryview,
+    associated_data: bytes,
+    write: Callable[[memoryview], object],
+) -> int:
+    """:func:`seal`, a chunk at a time: ``write`` receives the ciphertext, then the tag.
+
+    The bytes written are exactly those :func:`seal` returns; only one chunk of ciphertext exists
+    at a time. ``write`` must consume each chunk before returning (the buffer is reused). Returns
+    how many bytes were written.
+    """
+    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(associated_data)
+    source = memoryview(plaintext).cast("B")
+    out = bytearray(STREAM_CHUNK + _BLOCK_SLACK)
+    view = memoryview(out)
+    total = 0
+    for start in range(0, len(source), STREAM_CHUNK):
+        produced = encryptor.update_into(source[start : start + STREAM_CHUNK], out)
+        write(view[:produced])
+        total += produced
+    tail = encryptor.finalize()  # GCM keeps nothing back; a backend that did would return it here
+    write(memoryview(tail + encryptor.tag))
+    return total + len(tail) + TAG_SIZE
+
+
+def unseal_from(
+    key: bytes,
+    nonce: bytes,
+    readinto: Callable[[memoryview], int | None],
+    length: int,
+    associated_data: bytes,
+) -> bytes:
+    """:func:`unseal`, a chunk at a time: ``readinto`` (a file's) supplies ``length`` ciphertext
+    bytes, then the tag.
+
+    The plaintext is decrypted into one preallocated buffer and returned only after the tag
+    verified; on a bad tag (or any failure on the way) the buffer is zeroed and dropped before
+    :class:`AuthenticationFailed` or the error propagates, so unauthenticated plaintext never
+    leaves this function. A short read is a failed authentication.
+
+    The buffer is the ``bytes`` object inside an :class:`io.BytesIO`, written through
+    ``getbuffer()``: callers get ``bytes`` (what they hold values as) without a second copy of
+    the plaintext. Were CPython ever to copy in ``getvalue()``, only the memory saving would go.
+    """
+    if length < 0:
+        msg = "the ciphertext is shorter than its tag"
+        raise AuthenticationFailed(msg)
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
+    decryptor.authenticate_additional_data(associated_data)
+    buffer = io.BytesIO()
+    buffer.seek(length + _BLOCK_SLACK - 1)
+    buffer.write(b"\0")
+    out = buffer.getbuffer()
+    chunk = bytearray(min(length, STREAM_CHUNK))
+    try:
+        done = 0
+        while done < length:
+            wanted = memoryview(chunk)[: min(STREAM_CHUNK, length - done)]
+            _read_exactly(readinto, wanted)
+            done += decryptor.update_into(wanted, out[done:])
+        tag = bytearray(TAG_SIZE)
+        _read_exactly(readinto, memoryview(tag))
+        try:
+            tail = decryptor.finalize_with_tag(bytes(tag))
+        except (InvalidTag, ValueError) as exc:
+            raise AuthenticationFailed(str(exc) or "authentication failed") from None
+        out[done : done + len(tail)] = tail
+        done += len(tail)
+    except BaseException:
+        _wipe(out)
+        out.release()
+        buffer.close()
+        raise
+    out.release()
+    buffer.truncate(done)
+    plaintext = buffer.getvalue()
+    buffer.close()
+    return plaintext
+
+
+def _read_exactly(readinto: Callable[[memoryview], int | None], buffer: memoryview) -> None:
+    filled = 0
+    while filled < len(buffer):
+        got = readinto(buffer[filled:])
+        if not got:
+            msg = "the ciphertext ends early"
+            raise AuthenticationFailed(msg)
+        filled += got
+
+
+def _wipe(buffer: memoryview) -> None:
+    zeros = bytes(min(len(buffer), STREAM_CHUNK))
+    for start in range(0, len(buffer), STREAM_CHUNK):
+        end = min(start + STREAM_CHUNK, len(buffer))
+        buffer[start:end] = zeros[: end - start]
 
 
 def new_master_key() -> bytes:

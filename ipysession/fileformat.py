@@ -17,6 +17,10 @@ id, the salt or the nonce fails authentication. The payload of a session file is
 (:meth:`ipysession.model.Session.to_dict`, binary values base64) carrying its own ``"format"``;
 the payload of a blob is the value's serialized bytes.
 
+Blobs can also be written to and read from an open file a chunk at a time
+(:func:`write_blob`, :func:`read_blob`), so that a large value never sits in memory next to its
+ciphertext; the bytes on disk are the same as :func:`encode_blob`'s.
+
 Reading checks, in order: size, magic, version (newer -> :class:`NewerFormat` naming both
 versions), kind, key id (unknown -> :class:`WrongKey`), authentication (-> :class:`CorruptFile`),
 and only then decompresses and parses. Nothing is unpickled here at all; callers unpickle values
@@ -25,23 +29,27 @@ only from documents this module has authenticated.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from . import migrations
 from .crypto import (
     KEY_ID_SIZE,
     NONCE_SIZE,
     SALT_SIZE,
+    TAG_SIZE,
     AuthenticationFailed,
     SealingKey,
     new_nonce,
     seal,
+    seal_to,
     unseal,
+    unseal_from,
 )
 from .errors import CorruptFile, NewerFormat, WrongKey
 
@@ -54,7 +62,9 @@ __all__ = [
     "decode_session",
     "encode_blob",
     "encode_session",
+    "read_blob",
     "read_header",
+    "write_blob",
 ]
 
 MAGIC = b"IPYSESS\0"
@@ -67,7 +77,7 @@ KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_PASSPHRASE | FLAG_BLOB
 
 _HEADER = struct.Struct(f">8sHH{KEY_ID_SIZE}s{SALT_SIZE}s{NONCE_SIZE}s")
 HEADER_SIZE = _HEADER.size
-_TAG_SIZE = 16
+_TAG_SIZE = TAG_SIZE
 
 # Payloads whose sample does not shrink below this ratio are stored uncompressed.
 _SAMPLE_SIZE = 48 * 1024
@@ -98,9 +108,14 @@ class Header:
 
 def read_header(data: bytes, *, path: PathLike = None) -> Header:
     """Parse and sanity-check the clear header; nothing in it is trusted before authentication."""
-    if len(data) < HEADER_SIZE + _TAG_SIZE:
+    return _parse_header(data, len(data), path=path)
+
+
+def _parse_header(data: bytes, size: int, *, path: PathLike) -> Header:
+    """:func:`read_header` of a file of ``size`` bytes that starts with ``data``."""
+    if size < HEADER_SIZE + _TAG_SIZE or len(data) < HEADER_SIZE:
         msg = (
-            f"Session file is truncated ({len(data)} bytes, a valid one has at least "
+            f"Session file is truncated ({size} bytes, a valid one has at least "
             f"{HEADER_SIZE + _TAG_SIZE})"
         )
         raise CorruptFile(
@@ -123,11 +138,16 @@ def read_header(data: bytes, *, path: PathLike = None) -> Header:
     return Header(version=version, flags=flags, key_id=key_id, salt=salt, nonce=nonce)
 
 
-def _seal_payload(payload: bytes, key: SealingKey, flags: int) -> bytes:
+def _new_header(key: SealingKey, flags: int) -> tuple[bytes, bytes]:
+    """``(raw key, packed header)`` for a new file; the header ends with a fresh nonce."""
     raw_key, salt, key_id = key.for_writing()
     if any(salt):
         flags |= FLAG_PASSPHRASE
-    header = Header(FORMAT_VERSION, flags, key_id, salt, new_nonce()).pack()
+    return raw_key, Header(FORMAT_VERSION, flags, key_id, salt, new_nonce()).pack()
+
+
+def _seal_payload(payload: bytes, key: SealingKey, flags: int) -> bytes:
+    raw_key, header = _new_header(key, flags)
     return header + seal(raw_key, header[-NONCE_SIZE:], payload, header)
 
 
@@ -135,6 +155,16 @@ def _open_payload(
     data: bytes, key: SealingKey, *, path: PathLike, expect_blob: bool
 ) -> tuple[Header, bytes]:
     header = read_header(data, path=path)
+    raw_key = _key_for(header, key, path=path, expect_blob=expect_blob)
+    try:
+        plaintext = unseal(raw_key, header.nonce, data[HEADER_SIZE:], data[:HEADER_SIZE])
+    except AuthenticationFailed:
+        raise _not_authentic(path) from None
+    return header, _decompressed(header, plaintext, path=path)
+
+
+def _key_for(header: Header, key: SealingKey, *, path: PathLike, expect_blob: bool) -> bytes:
+    """The key that opens a file with ``header``, after checking it is the kind expected."""
     kind = "a value blob" if header.is_blob else "a session file"
     if header.is_blob != expect_blob or header.flags & ~KNOWN_FLAGS:
         msg = f"File is {kind} with flags {header.flags:#06x}, not what was expected here"
@@ -159,21 +189,23 @@ def _open_payload(
                 "is in use), or export the session on the machine that has the key"
             ),
         )
-    try:
-        plaintext = unseal(raw_key, header.nonce, data[HEADER_SIZE:], data[:HEADER_SIZE])
-    except AuthenticationFailed:
-        msg = "File failed authentication: it was changed or damaged after it was written"
-        raise CorruptFile(
-            msg,
-            path=path,
-        ) from None
+    return raw_key
+
+
+def _not_authentic(path: PathLike) -> CorruptFile:
+    msg = "File failed authentication: it was changed or damaged after it was written"
+    return CorruptFile(msg, path=path)
+
+
+def _decompressed(header: Header, plaintext: bytes, *, path: PathLike) -> bytes:
+    """The payload of an authenticated file."""
     if header.flags & FLAG_COMPRESSED:
         try:
-            plaintext = zlib.decompress(plaintext)
+            return zlib.decompress(plaintext)
         except zlib.error as exc:
             msg = f"File payload does not decompress ({exc})"
             raise CorruptFile(msg, path=path) from None
-    return header, plaintext
+    return plaintext
 
 
 def encode_session(doc: dict[str, Any], key: SealingKey) -> bytes:
@@ -211,9 +243,27 @@ def decode_session(data: bytes, key: SealingKey, *, path: PathLike = None) -> di
 
 def encode_blob(value: bytes, key: SealingKey) -> bytes:
     """Seal one serialized value into the bytes of a ``.ipyb`` blob file."""
+    payload, flags = _blob_payload(value)
+    return _seal_payload(payload, key, flags)
+
+
+def write_blob(out: IO[bytes], value: bytes, key: SealingKey) -> int:
+    """Seal one serialized value straight into ``out``: the bytes of :func:`encode_blob`.
+
+    The header, then the ciphertext a chunk at a time, then the tag: the ciphertext of a large
+    value never exists whole. Returns how many bytes were written.
+    """
+    payload, flags = _blob_payload(value)
+    raw_key, header = _new_header(key, flags)
+    out.write(header)
+    return HEADER_SIZE + seal_to(raw_key, header[-NONCE_SIZE:], payload, header, out.write)
+
+
+def _blob_payload(value: bytes) -> tuple[bytes, int]:
+    """What is sealed for ``value``, and the flags saying how."""
     if _worth_compressing(value):
-        return _seal_payload(zlib.compress(value, 1), key, FLAG_BLOB | FLAG_COMPRESSED)
-    return _seal_payload(value, key, FLAG_BLOB)
+        return zlib.compress(value, 1), FLAG_BLOB | FLAG_COMPRESSED
+    return value, FLAG_BLOB
 
 
 def _worth_compressing(data: bytes) -> bool:
@@ -241,6 +291,40 @@ def decode_blob(
     valid blob from being swapped in for another one.
     """
     _, value = _open_payload(data, key, path=path, expect_blob=True)
+    _check_content(value, key, path=path, expected_id=expected_id)
+    return value
+
+
+def read_blob(
+    source: io.BufferedIOBase,
+    size: int,
+    key: SealingKey,
+    *,
+    path: PathLike = None,
+    expected_id: str | None = None,
+) -> tuple[Header, bytes]:
+    """:func:`decode_blob` of the ``size`` bytes that ``source`` holds, read a chunk at a time.
+
+    Also returns the header. The file's bytes are never held whole: the plaintext is decrypted as
+    they are read, and released only once the tag has authenticated all of it.
+    """
+    head = source.read(HEADER_SIZE)
+    header = _parse_header(head, size, path=path)
+    raw_key = _key_for(header, key, path=path, expect_blob=True)
+    length = size - HEADER_SIZE - _TAG_SIZE
+    try:
+        plaintext = unseal_from(raw_key, header.nonce, source.readinto, length, head)
+    except AuthenticationFailed:
+        raise _not_authentic(path) from None
+    value = _decompressed(header, plaintext, path=path)
+    del plaintext
+    _check_content(value, key, path=path, expected_id=expected_id)
+    return header, value
+
+
+def _check_content(
+    value: bytes, key: SealingKey, *, path: PathLike, expected_id: str | None
+) -> None:
     if expected_id is not None and key.content_id(value) != expected_id:
         msg = "Blob content does not match its name: it was swapped or renamed"
         raise CorruptFile(
@@ -248,4 +332,3 @@ def decode_blob(
             path=path,
             hint="Variables stored in it cannot be restored from this blob",
         )
-    return value

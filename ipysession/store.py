@@ -41,6 +41,7 @@ import builtins
 import contextlib
 import dataclasses
 import errno
+import io
 import logging
 import os
 import re
@@ -54,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import IO, Literal
 
 import filelock
 
@@ -323,24 +324,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(target: Path, data: bytes) -> os.stat_result:
+def _atomic_write(target: Path, data: bytes | Callable[[IO[bytes]], object]) -> os.stat_result:
     """Write ``data`` to ``target`` atomically; returns the stat of the new file.
 
-    The directory is not fsynced here: callers do it once per batch.
+    ``data`` is the bytes, or a function that writes them to the file it is given (a value blob
+    is sealed straight into its file, a chunk at a time). The directory is not fsynced here:
+    callers do it once per batch.
     """
     tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(tmp, flags, paths.PRIVATE_FILE_MODE)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
             os.fsync(fd)
-        finally:
-            os.close(fd)
         tmp.replace(target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -349,8 +351,9 @@ def _atomic_write(target: Path, data: bytes) -> os.stat_result:
     return target.stat()  # after the rename, which changes the inode's ctime
 
 
-def _read_file(path: Path, limit: int) -> tuple[os.stat_result, bytes]:
-    """The bytes of a session file and its stat, refusing what cannot be one.
+@contextlib.contextmanager
+def _open_file(path: Path, limit: int) -> Iterator[tuple[os.stat_result, io.BufferedReader]]:
+    """A session file open for reading, and its stat, refusing what cannot be one.
 
     Opened without following a symlink and without blocking (a FIFO named like a session file
     must not hang a kernel); anything but a regular file, or a file over ``limit`` bytes (say, a
@@ -370,8 +373,23 @@ def _read_file(path: Path, limit: int) -> tuple[os.stat_result, bytes]:
                 f"({limit:,} bytes at most); it was not read"
             )
             raise CorruptFile(msg, path=path)
-        data = f.read()
-    return st, data
+        yield st, f
+
+
+def _read_file(path: Path, limit: int) -> tuple[os.stat_result, bytes]:
+    """The bytes of a session file and its stat (see :func:`_open_file`)."""
+    with _open_file(path, limit) as (st, f):
+        return st, f.read()
+
+
+def _read_blob_file(
+    path: Path, key: SealingKey, limit: int
+) -> tuple[os.stat_result, fileformat.Header, bytes]:
+    """A blob's stat, header and authenticated value, read a chunk at a time (see
+    :func:`_open_file` and :func:`ipysession.fileformat.read_blob`)."""
+    with _open_file(path, limit) as (st, f):
+        header, value = fileformat.read_blob(f, st.st_size, key, path=path)
+    return st, header, value
 
 
 def _write_error(exc: OSError, path: Path, action: str) -> StoreWriteError:
@@ -964,14 +982,13 @@ class SessionStore:
                 if not self._reuse_blob(path, blob_id):
                     try:
                         paths.ensure_private_dir(blobs_dir)
-                        data = fileformat.encode_blob(record.data, self._key)
-                        st = _atomic_write(path, data)
+                        st = self._write_blob(path, record.data, self._key)
                     except OSError as exc:
                         raise _write_error(exc, path, f"write the value of {var_name!r}") from exc
                     with self._mutex:
                         self._verified_blobs[path] = _blob_key(st)
                     written += 1
-                    nbytes += len(data)
+                    nbytes += st.st_size
                 record = dataclasses.replace(record, data=None, blob=blob_id)
                 changed = True
             elif record.blob is not None:
@@ -993,6 +1010,11 @@ class SessionStore:
         if not changed:
             return session, written, nbytes
         return dataclasses.replace(session, variables=variables), written, nbytes
+
+    @staticmethod
+    def _write_blob(path: Path, value: bytes, key: SealingKey) -> os.stat_result:
+        """Seal ``value`` straight into a new blob file at ``path``, atomically."""
+        return _atomic_write(path, lambda f: fileformat.write_blob(f, value, key))
 
     @staticmethod
     def _touch(path: Path) -> bool:
@@ -1017,9 +1039,7 @@ class SessionStore:
             if self._verified_blobs.get(path) == _blob_key(st):
                 return True
         try:
-            data = _read_file(path, self.max_file_bytes)[1]
-            header = fileformat.read_header(data, path=path)
-            value = fileformat.decode_blob(data, self._key, path=path)
+            _, header, value = _read_blob_file(path, self._key, self.max_file_bytes)
             if not self._blob_id_matches(value, blob_id, header):
                 msg = "Blob content does not match its name"
                 raise CorruptFile(msg, path=path)
@@ -1236,7 +1256,14 @@ class SessionStore:
         _check_blob_id(blob_id, sdir)
         path = sdir / BLOBS_DIR / f"{blob_id}{BLOB_SUFFIX}"
         try:
-            st, data = _read_file(path, self.max_file_bytes)
+            st, header, value = _read_blob_file(path, self._key, self.max_file_bytes)
+            if not self._blob_id_matches(value, blob_id, header):
+                msg = "Blob content does not match its name: it was swapped or renamed"
+                raise CorruptFile(
+                    msg,
+                    path=path,
+                    hint="The variable stored in it cannot be restored from this blob",
+                )
         except CorruptFile as exc:
             _attach_problems(exc, [self._problem(path, exc, sdir, quarantine=True)])
             raise
@@ -1250,19 +1277,6 @@ class SessionStore:
         except OSError as exc:
             msg = f"Stored value cannot be read: {exc.strerror or exc}"
             raise StoreError(msg, path=path, hint=f"Check permissions of {path.parent}") from exc
-        try:
-            header = fileformat.read_header(data, path=path)
-            value = fileformat.decode_blob(data, self._key, path=path)
-            if not self._blob_id_matches(value, blob_id, header):
-                msg = "Blob content does not match its name: it was swapped or renamed"
-                raise CorruptFile(
-                    msg,
-                    path=path,
-                    hint="The variable stored in it cannot be restored from this blob",
-                )
-        except CorruptFile as exc:
-            _attach_problems(exc, [self._problem(path, exc, sdir, quarantine=True)])
-            raise
         with self._mutex:
             self._verified_blobs[path] = _blob_key(st)
         return value
@@ -1674,9 +1688,7 @@ class SessionStore:
             path = Path(entry.path)
             old_id = entry.name[: -len(BLOB_SUFFIX)]
             try:
-                data = _read_file(path, self.max_file_bytes)[1]
-                header = fileformat.read_header(data, path=path)
-                value = fileformat.decode_blob(data, either, path=path)
+                _, header, value = _read_blob_file(path, either, self.max_file_bytes)
                 if not (
                     new_key.content_id(value) == old_id
                     or self._blob_id_matches(value, old_id, header)
@@ -1692,7 +1704,7 @@ class SessionStore:
                 continue  # done by an earlier, interrupted rekey
             target = blobs_dir / f"{new_id}{BLOB_SUFFIX}"
             try:
-                _atomic_write(target, fileformat.encode_blob(value, new_key))
+                self._write_blob(target, value, new_key)
             except OSError as exc:
                 raise _write_error(exc, target, "re-encrypt a stored value") from exc
             report.blobs_rewritten += 1
