@@ -32,7 +32,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import stat
 import sys
 import traceback
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 from . import paths
 from ._version import __version__
+from .atomic import write_atomically
 from .errors import (
     CorruptFile,
     KeyStoreError,
@@ -861,19 +861,8 @@ def _passphrase(variable: str) -> str:
 
 def _write_private_file(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically (temp file in its dir, fsync, rename), 0600."""
-    tmp = target.with_name(f".tmp-{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        write_atomically(target, data)
     except OSError as exc:
         msg = f"Cannot write the export: {exc.strerror or exc}"
         raise StoreWriteError(

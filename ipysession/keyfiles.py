@@ -24,7 +24,6 @@ import binascii
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from . import paths
+from .atomic import fsync_dir, write_atomically
 from .crypto import KEY_SIZE, MasterKey
 from .errors import KeyStoreError
 
@@ -155,24 +155,8 @@ def _write_private(path: Path, data: bytes) -> None:
     """Write ``data`` atomically (temp file, fsync, ``os.replace``) as a 0600 file in a 0700 dir."""
     try:
         directory = paths.ensure_private_dir(path.parent)
-        temp = directory / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, paths.PRIVATE_FILE_MODE)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            temp.replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        if os.name == "posix":
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        write_atomically(path, data)
+        fsync_dir(directory)
     except OSError as exc:
         what = f"Cannot write {path.name}: {exc.strerror or exc}"
         raise KeyStoreError(

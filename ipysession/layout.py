@@ -12,6 +12,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from .atomic import TEMP_PREFIX
 from .errors import StoreError
 
 __all__ = [
@@ -36,8 +37,6 @@ BLOBS_DIR = "blobs"
 CHECKPOINTS_DIR = "checkpoints"
 GENERATION_SUFFIX = ".ipys"
 BLOB_SUFFIX = ".ipyb"
-#: Every temporary file starts with this, so ``repair`` can tell leftovers of a crash.
-TEMP_PREFIX = ".tmp-"
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_READABLE_MAX = 40

@@ -38,7 +38,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -48,7 +47,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from . import paths
-from .layout import SESSIONS_DIR, TEMP_PREFIX, session_dir_for
+from .atomic import write_atomically
+from .layout import SESSIONS_DIR, session_dir_for
 
 __all__ = [
     "LEASE_FILE",
@@ -313,19 +313,7 @@ def _write(path: Path, holder: LeaseHolder, name: str) -> None:
     Not fsynced: a lease is advisory, and one lost in a power cut only looks staler than it was.
     """
     data = json.dumps(holder.to_dict(name), indent=1).encode("utf-8")
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags | getattr(os, "O_CLOEXEC", 0), paths.PRIVATE_FILE_MODE)
-    try:
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    write_atomically(path, data, fsync=False)
 
 
 def _remember(sdir: Path, holder: LeaseHolder, *, held: bool) -> None:

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal
+from typing import Literal
 
 import filelock
 
@@ -95,6 +95,7 @@ __all__ = [
     "slug_for",
 ]
 
+from .atomic import fsync_dir, write_atomically
 from .layout import (
     BLOB_SUFFIX,
     BLOBS_DIR,
@@ -309,46 +310,6 @@ def _blob_key(st: os.stat_result) -> tuple[int, int, int]:
     # Blobs are touched when reused, so their times change; the same inode and size is the same
     # file (every write of a blob is a new inode, moved into place).
     return (st.st_dev, st.st_ino, st.st_size)
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems cannot fsync a directory; the data is still there
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(target: Path, data: bytes | Callable[[IO[bytes]], object]) -> os.stat_result:
-    """Write ``data`` to ``target`` atomically; returns the stat of the new file.
-
-    ``data`` is the bytes, or a function that writes them to the file it is given (a value blob
-    is sealed straight into its file, a chunk at a time). The directory is not fsynced here:
-    callers do it once per batch.
-    """
-    tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, paths.PRIVATE_FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(fd)
-        tmp.replace(target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return target.stat()  # after the rename, which changes the inode's ctime
 
 
 @contextlib.contextmanager
@@ -931,8 +892,8 @@ class SessionStore:
             }
             data = fileformat.encode_session(prepared.to_dict(), self._key)
             try:
-                st = _atomic_write(target, data)
-                _fsync_dir(sdir)
+                st = write_atomically(target, data)
+                fsync_dir(sdir)
             except OSError as exc:
                 raise _write_error(exc, target, f"write generation {number}") from exc
             self._remember(target, st, prepared)
@@ -1004,7 +965,7 @@ class SessionStore:
             variables[var_name] = record
         if written:
             try:
-                _fsync_dir(blobs_dir)
+                fsync_dir(blobs_dir)
             except OSError as exc:
                 raise _write_error(exc, blobs_dir, "flush the blob directory") from exc
         if not changed:
@@ -1014,7 +975,7 @@ class SessionStore:
     @staticmethod
     def _write_blob(path: Path, value: bytes, key: SealingKey) -> os.stat_result:
         """Seal ``value`` straight into a new blob file at ``path``, atomically."""
-        return _atomic_write(path, lambda f: fileformat.write_blob(f, value, key))
+        return write_atomically(path, lambda f: fileformat.write_blob(f, value, key))
 
     @staticmethod
     def _touch(path: Path) -> bool:
@@ -1437,7 +1398,7 @@ class SessionStore:
                     except FileNotFoundError:
                         raise
                     except OSError:  # another device, or a filesystem without hard links
-                        _atomic_write(tmp, _read_file(src, self.max_file_bytes)[1])
+                        write_atomically(tmp, _read_file(src, self.max_file_bytes)[1])
                     tmp.replace(dst)
                 except FileNotFoundError:
                     logger.warning("Stored value %s of %s is missing; not shared", blob_id, source)
@@ -1454,7 +1415,7 @@ class SessionStore:
                 added += 1
             if added:
                 try:
-                    _fsync_dir(blobs_dir)
+                    fsync_dir(blobs_dir)
                 except OSError as exc:
                     raise _write_error(exc, blobs_dir, "flush the blob directory") from exc
         logger.info("Shared %d stored values of %s with %s", added, src_dir.name, dst_dir.name)
@@ -1495,8 +1456,8 @@ class SessionStore:
                 data = fileformat.encode_session(prepared.to_dict(), self._key)
             try:
                 paths.ensure_private_dir(target.parent)
-                st = _atomic_write(target, data)
-                _fsync_dir(target.parent)
+                st = write_atomically(target, data)
+                fsync_dir(target.parent)
             except OSError as exc:
                 raise _write_error(exc, target, f"write checkpoint {label!r}") from exc
             self._remember(target, st, prepared)
@@ -1710,7 +1671,7 @@ class SessionStore:
             report.blobs_rewritten += 1
         try:
             if mapping:
-                _fsync_dir(blobs_dir)
+                fsync_dir(blobs_dir)
         except OSError as exc:
             raise _write_error(exc, blobs_dir, "flush the blob directory") from exc
         files = [path for _, path in self._scan_generations(sdir)]
@@ -1736,14 +1697,14 @@ class SessionStore:
             }
             session = dataclasses.replace(session, variables=variables)
             try:
-                _atomic_write(path, fileformat.encode_session(session.to_dict(), new_key))
+                write_atomically(path, fileformat.encode_session(session.to_dict(), new_key))
             except OSError as exc:
                 raise _write_error(exc, path, "re-encrypt a session file") from exc
             report.files_rewritten += 1
         try:
-            _fsync_dir(sdir)
+            fsync_dir(sdir)
             if (sdir / CHECKPOINTS_DIR).is_dir():
-                _fsync_dir(sdir / CHECKPOINTS_DIR)
+                fsync_dir(sdir / CHECKPOINTS_DIR)
         except OSError as exc:
             raise _write_error(exc, sdir, "flush the session directory") from exc
         if not old_blobs_unused:
