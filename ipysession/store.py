@@ -33,6 +33,10 @@ Guarantees:
 
 Nothing here unpickles anything: values leave the store as bytes. Diagnostics go to the
 ``ipysession`` logger and never contain values, secrets or keys.
+
+Helpers with one job each: :mod:`~ipysession.storefiles` reads files defensively and words write
+failures, :mod:`~ipysession.storescan` names and lists a session's files, and
+:mod:`~ipysession.storemeta` is the cached summary of one file.
 """
 
 from __future__ import annotations
@@ -41,13 +45,10 @@ import builtins
 import contextlib
 import dataclasses
 import errno
-import io
 import logging
 import os
-import re
 import secrets
 import shutil
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -105,16 +106,25 @@ from .layout import (
     QUARANTINE_DIR,
     SESSIONS_DIR,
     TEMP_PREFIX,
-    WINDOWS_RESERVED,
     check_name,
     session_dir_for,
     slug_for,
 )
+from .storefiles import blob_key as _blob_key
+from .storefiles import read_blob_file as _read_blob_file
+from .storefiles import read_file as _read_file
+from .storefiles import stat_key as _stat_key
+from .storefiles import write_error as _write_error
+from .storemeta import FileMeta as _Meta
+from .storescan import SLUG_RE as _SLUG_RE
+from .storescan import check_blob_id as _check_blob_id
+from .storescan import check_label as _check_label
+from .storescan import gen_name as _gen_name
+from .storescan import scan_blobs, scan_checkpoints, scan_generations, scan_session_dirs
 
 logger = logging.getLogger("ipysession")
 
 _TRASH_PREFIX = ".deleting-"
-_GEN_DIGITS = 8
 
 DEFAULT_KEEP = 5
 DEFAULT_BLOB_THRESHOLD = 64 * 1024
@@ -124,11 +134,6 @@ DEFAULT_GRACE = 10 * 60.0
 #: A session file larger than this is not read at all (reading it would exhaust memory): nothing
 #: ipysession writes comes near it, so it is treated as a corrupt file and moved to quarantine.
 DEFAULT_MAX_FILE_BYTES = 8 << 30
-
-_GEN_RE = re.compile(r"gen-(\d{1,18})\.ipys")
-_BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}")
-_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 ProblemKind = Literal["corrupt", "wrong-key", "newer-format", "unreadable"]
 _RELEVANCE: dict[str, int] = {"newer-format": 3, "wrong-key": 2, "corrupt": 1, "unreadable": 0}
@@ -269,127 +274,6 @@ def problems_of(error: BaseException) -> list[FileProblem]:
     return builtins.list(found) if isinstance(found, builtins.list) else []
 
 
-# --- names ----------------------------------------------------------------------------------------
-
-
-def _check_label(label: str) -> None:
-    if (
-        not isinstance(label, str)
-        or not _LABEL_RE.fullmatch(label)
-        or label.endswith(".")
-        or label.split(".")[0].upper() in WINDOWS_RESERVED
-    ):
-        msg = f"Invalid checkpoint label {label!r}"
-        raise StoreError(
-            msg,
-            hint="Use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-        )
-
-
-def _check_blob_id(blob_id: str, where: Path) -> None:
-    if not isinstance(blob_id, str) or not _BLOB_ID_RE.fullmatch(blob_id):
-        msg = f"Invalid blob reference {blob_id!r}"
-        raise CorruptFile(msg, path=where)
-
-
-def _gen_name(number: int) -> str:
-    return f"gen-{number:0{_GEN_DIGITS}d}{GENERATION_SUFFIX}"
-
-
-# --- file helpers ---------------------------------------------------------------------------------
-
-
-_StatKey = tuple[int, int, int, int]
-
-
-def _stat_key(st: os.stat_result) -> _StatKey:
-    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
-
-
-def _blob_key(st: os.stat_result) -> tuple[int, int, int]:
-    # Blobs are touched when reused, so their times change; the same inode and size is the same
-    # file (every write of a blob is a new inode, moved into place).
-    return (st.st_dev, st.st_ino, st.st_size)
-
-
-@contextlib.contextmanager
-def _open_file(path: Path, limit: int) -> Iterator[tuple[os.stat_result, io.BufferedReader]]:
-    """A session file open for reading, and its stat, refusing what cannot be one.
-
-    Opened without following a symlink and without blocking (a FIFO named like a session file
-    must not hang a kernel); anything but a regular file, or a file over ``limit`` bytes (say, a
-    sparse file of a terabyte), is a :class:`CorruptFile` and is never read.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            msg = "Not a regular file, so not a session file"
-            raise CorruptFile(msg, path=path)
-        if st.st_size > limit:
-            msg = (
-                f"File is {st.st_size:,} bytes, larger than any session file "
-                f"({limit:,} bytes at most); it was not read"
-            )
-            raise CorruptFile(msg, path=path)
-        yield st, f
-
-
-def _read_file(path: Path, limit: int) -> tuple[os.stat_result, bytes]:
-    """The bytes of a session file and its stat (see :func:`_open_file`)."""
-    with _open_file(path, limit) as (st, f):
-        return st, f.read()
-
-
-def _read_blob_file(
-    path: Path, key: SealingKey, limit: int
-) -> tuple[os.stat_result, fileformat.Header, bytes]:
-    """A blob's stat, header and authenticated value, read a chunk at a time (see
-    :func:`_open_file` and :func:`ipysession.fileformat.read_blob`)."""
-    with _open_file(path, limit) as (st, f):
-        header, value = fileformat.read_blob(f, st.st_size, key, path=path)
-    return st, header, value
-
-
-def _write_error(exc: OSError, path: Path, action: str) -> StoreWriteError:
-    """Turn an OSError into a message that names the file and says what to do."""
-    code = exc.errno
-    folder = path.parent
-    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        hint = f"Free space on the disk that holds {folder}"
-    elif code == errno.EROFS:
-        hint = (
-            f"Check permissions of {folder}: its filesystem is mounted read-only; remount it "
-            "read-write or set IPYSESSION_DIR to a writable directory"
-        )
-    elif code in (errno.EACCES, errno.EPERM):
-        hint = (
-            f"Check permissions of {folder}: this user must be able to write there (or set "
-            "IPYSESSION_DIR to a directory it can write)"
-        )
-    elif code == errno.EFBIG:
-        hint = "The file exceeds the file size limit; free space or raise the limit (ulimit -f)"
-    elif code in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOTEMPTY):
-        hint = f"Something that is not a session file is in the way at {path}; move it aside"
-    elif code in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
-        hint = (
-            "File locks do not work on this filesystem (a network mount?); point "
-            "IPYSESSION_DIR at a local directory"
-        )
-    elif code == errno.ENOENT:
-        hint = (
-            f"The directory {folder} disappeared during the write (on a removable or network "
-            "drive, check that it is mounted); try again"
-        )
-    else:
-        hint = "Try again; if it persists run `ipysession doctor`"
-    reason = exc.strerror or str(exc)
-    what = f"Could not {action}: {reason}. The previous generation is untouched"
-    return StoreWriteError(what, path=path, hint=hint, errno=code)
-
-
 def _kind_of(exc: BaseException) -> ProblemKind:
     if isinstance(exc, NewerFormat):
         return "newer-format"
@@ -403,84 +287,6 @@ def _kind_of(exc: BaseException) -> ProblemKind:
 def _attach_problems(error: BaseException, problems: builtins.list[FileProblem]) -> None:
     # errors.py has no field for this yet; problems_of() reads it back.
     error.__dict__["problems"] = builtins.list(problems)
-
-
-@dataclass(frozen=True)
-class _Meta:
-    """What the store remembers of a generation or checkpoint it wrote or read."""
-
-    stat_key: _StatKey
-    size: int
-    name: str
-    updated: float
-    cells: int
-    variables: int
-    connections: int
-    blob_refs: frozenset[str]
-    run_id: str
-    kernel_id: str
-    host: str
-    pid: int
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, object], st: os.stat_result, path: Path) -> _Meta:
-        """Summary fields of an authenticated document, without building the whole session.
-
-        ``list()`` must be fast, and building every history entry of every session is what
-        costs; full validation happens when a session is read.
-        """
-        name = doc.get("name")
-        updated = doc.get("updated", 0.0)
-        history = doc.get("history", [])
-        variables = doc.get("variables", {})
-        connections = doc.get("connections", {})
-        writer = doc.get("writer", {})
-        if not (
-            isinstance(name, str)
-            and isinstance(updated, (int, float))
-            and isinstance(history, builtins.list)
-            and isinstance(variables, dict)
-            and isinstance(connections, dict)
-            and isinstance(writer, dict)
-            and all(isinstance(v, dict) for v in variables.values())
-        ):
-            msg = "File is authentic but does not hold a valid session"
-            raise CorruptFile(msg, path=path)
-        refs = frozenset(blob for v in variables.values() if isinstance(blob := v.get("blob"), str))
-        run_id, kernel_id, host, pid = (
-            writer.get(k) for k in ("run_id", "kernel_id", "host", "pid")
-        )
-        return cls(
-            stat_key=_stat_key(st),
-            size=st.st_size,
-            name=name,
-            updated=float(updated),
-            cells=len(history),
-            variables=len(variables),
-            connections=len(connections),
-            blob_refs=refs,
-            run_id=run_id if isinstance(run_id, str) else "",
-            kernel_id=kernel_id if isinstance(kernel_id, str) else "",
-            host=host if isinstance(host, str) else "",
-            pid=pid if isinstance(pid, int) else 0,
-        )
-
-    @classmethod
-    def of(cls, session: Session, st: os.stat_result) -> _Meta:
-        return cls(
-            stat_key=_stat_key(st),
-            size=st.st_size,
-            name=session.name,
-            updated=session.updated,
-            cells=len(session.history),
-            variables=len(session.variables),
-            connections=len(session.connections),
-            blob_refs=frozenset(session.blob_ids()),
-            run_id=session.writer.run_id,
-            kernel_id=session.writer.kernel_id,
-            host=session.writer.host,
-            pid=session.writer.pid,
-        )
 
 
 class _EitherKey:
@@ -627,69 +433,12 @@ class SessionStore:
 
     # -- scanning ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _scan_generations(sdir: Path) -> builtins.list[tuple[int, Path]]:
-        """Generation files of a session, oldest first (regular files only)."""
-        found: builtins.list[tuple[int, Path]] = []
-        try:
-            entries = os.scandir(sdir)
-        except (FileNotFoundError, NotADirectoryError):
-            return found
-        with entries:
-            for entry in entries:
-                match = _GEN_RE.fullmatch(entry.name)
-                if match and entry.is_file(follow_symlinks=False):
-                    found.append((int(match[1]), Path(entry.path)))
-        found.sort()
-        return found
-
-    @staticmethod
-    def _scan_checkpoints(sdir: Path) -> builtins.list[Path]:
-        found: builtins.list[Path] = []
-        try:
-            entries = os.scandir(sdir / CHECKPOINTS_DIR)
-        except (FileNotFoundError, NotADirectoryError):
-            return found
-        with entries:
-            for entry in entries:
-                if (
-                    entry.name.endswith(GENERATION_SUFFIX)
-                    and not entry.name.startswith(".")
-                    and entry.is_file(follow_symlinks=False)
-                ):
-                    found.append(Path(entry.path))
-        found.sort()
-        return found
-
-    @staticmethod
-    def _scan_blobs(sdir: Path) -> builtins.list[os.DirEntry[str]]:
-        found: builtins.list[os.DirEntry[str]] = []
-        try:
-            entries = os.scandir(sdir / BLOBS_DIR)
-        except (FileNotFoundError, NotADirectoryError):
-            return found
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if (
-                    name.endswith(BLOB_SUFFIX)
-                    and _BLOB_ID_RE.fullmatch(name[: -len(BLOB_SUFFIX)])
-                    and entry.is_file(follow_symlinks=False)
-                ):
-                    found.append(entry)
-        return found
+    _scan_generations = staticmethod(scan_generations)
+    _scan_checkpoints = staticmethod(scan_checkpoints)
+    _scan_blobs = staticmethod(scan_blobs)
 
     def _session_dirs(self) -> builtins.list[Path]:
-        try:
-            entries = os.scandir(self.sessions_dir)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        with entries:
-            return sorted(
-                Path(e.path)
-                for e in entries
-                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
-            )
+        return scan_session_dirs(self.sessions_dir)
 
     # -- decoding and caching ---------------------------------------------------------------------
 
