@@ -6,10 +6,11 @@ session's :class:`~ipysession.model.ConnectionRecord` mapping and one
 the user namespace: objects that connect on worker threads are queued and bound by :meth:`settle`,
 which the manager calls between cells (and before every ``%session`` command).
 
-At restore, :meth:`load` starts every auto connection at once, in the background, and returns
-immediately, so kernel start is never held up. The first cell waits for whatever is left of
-``reconnect_wait`` (counted from the restore); what is not ready by then keeps going and is bound
-at a later cell boundary, with a one-line notice.
+At restore, :meth:`load` schedules every auto connection and returns at once; they all start
+together in the background a quarter of a second later (or at the first cell, if sooner), so
+kernel start is neither held up nor slowed by their imports. The first cell waits for whatever is
+left of ``reconnect_wait`` (counted from that start); what is not ready by then keeps going and is
+bound at a later cell boundary, with a one-line notice.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from .model import ConnectionRecord
 __all__ = ["ConnectionSet", "ConnectionSettings"]
 
 log = logging.getLogger("ipysession")
+
+# Reconnection starts this long after a restore, or at the first cell if that comes sooner: its
+# imports (SQLAlchemy alone is about 0.35 s of CPU) would otherwise slow the kernel's own start.
+_START_DELAY = 0.25
 
 # Secrets shorter than this are redacted from the line that defined them, not from every cell of
 # history: a 4-digit port or a short password would otherwise blank out unrelated numbers.
@@ -71,6 +76,9 @@ class ConnectionSet:
         self._bound: dict[str, Any] = {}
         self._deadline: float | None = None
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._pending: list[ConnectionRecord] = []
+        self._timer: threading.Timer | None = None
         self._reconnector: Reconnector | None = None
 
     @property
@@ -104,27 +112,45 @@ class ConnectionSet:
     # --- main thread --------------------------------------------------------------------------
 
     def load(self, records: Mapping[str, ConnectionRecord]) -> list[str]:
-        """Adopt restored records and start reconnecting the auto ones; returns their names.
+        """Adopt restored records and schedule reconnecting the auto ones; returns their names.
 
         A restored record replaces one of the same name that is not live in this kernel.
+        Reconnection starts shortly after (or at the first cell, whichever is sooner), so its
+        imports never compete with the kernel's own start for the interpreter.
         """
         adopted = {n: r for n, r in records.items() if n not in self._bound}
         self.records.update(adopted)
         auto = [r for r in adopted.values() if r.auto]
         if auto:
-            self.reconnector.start(auto)
-            self._deadline = time.monotonic() + self.settings.wait
+            with self._lock:
+                self._pending.extend(auto)
+            timer = threading.Timer(_START_DELAY, self._start_pending)
+            timer.daemon = True
+            timer.name = "ipysession-reconnect-start"
+            self._timer = timer
+            timer.start()
         return [r.name for r in auto]
+
+    def _start_pending(self) -> None:
+        # Held while starting, so a cell that arrives meanwhile waits for the start to finish
+        # instead of collecting before anything was started.
+        with self._start_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if pending:
+                self._deadline = time.monotonic() + self.settings.wait
+                self.reconnector.start(pending)
 
     def settle(self) -> list[str]:
         """Bind what has connected since the last call; wait out the restore budget once.
 
         Returns the names newly bound. Called on the main thread between cells.
         """
+        self._start_pending()  # at the first cell at the latest
         bound: list[str] = []
-        if self._deadline is not None:
-            remaining = max(0.0, self._deadline - time.monotonic())
-            self._deadline = None
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None:
+            remaining = max(0.0, deadline - time.monotonic())
             for name, obj in self.reconnector.wait(remaining).items():
                 self._bind_object(name, obj)
                 bound.append(name)
@@ -278,6 +304,10 @@ class ConnectionSet:
 
     def close(self) -> None:
         """Stop reconnecting and close live objects (on this thread). Safe twice."""
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._start_lock, self._lock:
+            self._pending = []
         with self._lock:
             reconnector, self._reconnector = self._reconnector, None
         if reconnector is not None:

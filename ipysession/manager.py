@@ -256,8 +256,9 @@ class SessionManager(Configurable):
     reconnect_wait = Float(
         1.0,
         help="""Seconds a restored session waits, in total, for its auto connections before the
-        first cell runs. Kernel start itself never waits: connections start in the background at
-        restore. What is not ready by then is bound at a later cell, with a notice.""",
+        first cell runs. Kernel start itself never waits: connections start in the background
+        just after the kernel is up (or at the first cell). What is not ready by then is bound at
+        a later cell, with a notice.""",
     ).tag(config=True)
 
     reconnect_attempts = Int(
