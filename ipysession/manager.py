@@ -106,10 +106,6 @@ class RestoreReport:
     problems: list[str] = field(default_factory=list)
     found: bool = True
 
-    @property
-    def complete(self) -> bool:
-        return not self.skipped and not self.problems
-
 
 @dataclass
 class SaveReport:

@@ -8,10 +8,10 @@ executions with ``store_history=False`` (what frontends run behind the user's ba
 explorers, widget sync, ``user_expressions``) are not recorded, nor are bare ``exit``/``quit``
 lines (IPython leaves those out of its own history too).
 
-The manager hands the new entries to the store with :meth:`HistoryRecorder.take_delta` (for
-incremental autosave) and builds the whole lineage with :meth:`HistoryRecorder.merge`: the
+The manager builds the whole lineage for every snapshot with :meth:`HistoryRecorder.merge`: the
 entries of earlier kernel runs first, then this run's, at most ``max_history`` of them, the
-oldest dropped first.
+oldest dropped first. (:meth:`HistoryRecorder.take_delta` hands out only the entries not taken
+yet; the manager does not use it today, since each generation holds the whole lineage.)
 
 How restored history is offered to the user
 -------------------------------------------
