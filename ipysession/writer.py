@@ -189,6 +189,9 @@ class AutosaveWriter:
                 for event, result in waiters:
                     result.result, result.error = outcome.result, outcome.error
                     event.set()
+            # Waiting for the next write must not keep this one's pickled values alive: for a
+            # large DataFrame that is a second copy of it, held until the next autosave.
+            del snapshot, waiters
 
     def _release_waiters(self, outcome: WriteOutcome) -> None:
         waiters, self._flush_waiters = self._flush_waiters, []

@@ -7,8 +7,10 @@ can be observed. The real store behind it is tested in test_store.py and the ker
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -146,5 +148,22 @@ def test_callbacks_that_raise_are_logged_not_propagated(
         writer.submit(Session(name="x"))
         wait_until(lambda: recorder.written == ["x"])
         wait_until(lambda: "callback failed" in caplog.text)
+    finally:
+        writer.stop()
+
+
+def test_a_written_snapshot_is_not_kept_alive_while_the_writer_waits() -> None:
+    """A snapshot holds every pickled value; the writer waiting out its interval must not keep
+    it (a 100 MB DataFrame would stay in memory twice until the next write)."""
+    recorder = Recorder()
+    writer = AutosaveWriter(recorder, interval=60)
+    writer.start()
+    try:
+        session = Session(name="big")
+        written = weakref.ref(session)
+        writer.submit(session)
+        del session
+        wait_until(lambda: recorder.written == ["big"])
+        wait_until(lambda: gc.collect() >= 0 and written() is None)
     finally:
         writer.stop()
