@@ -34,6 +34,7 @@ __all__ = [
     "STREAM_CHUNK",
     "TAG_SIZE",
     "AuthenticationFailed",
+    "ContentHasher",
     "MasterKey",
     "PassphraseKey",
     "SealingKey",
@@ -207,6 +208,14 @@ def _subkey(key: bytes, label: bytes) -> bytes:
 
 
 @runtime_checkable
+class ContentHasher(Protocol):
+    """An incremental keyed hash (an ``hmac.HMAC``)."""
+
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
 class SealingKey(Protocol):
     """What :mod:`ipysession.fileformat` needs from a key."""
 
@@ -223,6 +232,11 @@ class SealingKey(Protocol):
 
     def content_id(self, data: bytes) -> str:
         """A keyed hash of ``data``: equal values share an id without revealing their content."""
+
+    def content_hasher(self) -> ContentHasher:
+        """The same keyed hash, fed piece by piece: ``content_id(a + b)`` is the hex digest of a
+        hasher given ``a`` then ``b``. It lets a value be checked against its id as it is
+        serialized, without holding its bytes."""
 
 
 class MasterKey:
@@ -271,6 +285,9 @@ class MasterKey:
     def content_id(self, data: bytes) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
 
+    def content_hasher(self) -> ContentHasher:
+        return hmac.new(self._content_key, digestmod=hashlib.sha256)
+
 
 class PassphraseKey:
     """Keys derived from a passphrase with scrypt; one salt per instance for writing."""
@@ -314,3 +331,6 @@ class PassphraseKey:
 
     def content_id(self, data: bytes) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
+
+    def content_hasher(self) -> ContentHasher:
+        return hmac.new(self._content_key, digestmod=hashlib.sha256)

@@ -17,6 +17,7 @@ knows the shell only as an object handed to the capture modules, so it imports n
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 import os
 import queue
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -466,7 +467,7 @@ class SessionManager(Configurable):
         elif now - self._last_full_pass >= self.full_capture_interval:
             self._merge_changes(changes, self._tracker.full_pass(self._user_ns))
             self._last_full_pass = now
-        self._apply_changes(changes.changed, changes.deleted, source)
+        self._apply_changes(changes.changed, changes.deleted, source, verify=changes.recheck)
         self._capture_shell_state()
         self._dirty = True
         if self.autosave and not self.read_only:
@@ -558,7 +559,16 @@ class SessionManager(Configurable):
     def ping(self, names: Sequence[str] | None = None) -> dict[str, bool]:
         return self.connections.ping(names)
 
-    def _apply_changes(self, changed: Iterable[str], deleted: Iterable[str], source: str) -> None:
+    def _apply_changes(
+        self,
+        changed: Iterable[str],
+        deleted: Iterable[str],
+        source: str,
+        *,
+        verify: Container[str] = (),
+    ) -> None:
+        """Capture ``changed`` again and drop ``deleted``. Names in ``verify`` may well be
+        unchanged (a deep pass, an explicit save): one still equal to its stored blob keeps it."""
         user_ns = self._user_ns
         for name in deleted:
             self._records.pop(name, None)
@@ -573,6 +583,8 @@ class SessionManager(Configurable):
         for name in sorted(changed):
             if name not in user_ns or not self._is_persistable(name):
                 continue
+            if name in verify and self._still_in_blob(name, user_ns[name]):
+                continue
             captured = ns_capture.capture_value(
                 name, user_ns[name], limits=limits, imports=known_imports
             )
@@ -584,6 +596,20 @@ class SessionManager(Configurable):
                 self._imports.pop(name, None)
                 self._records[name] = captured
         self._enforce_session_budget()
+
+    def _still_in_blob(self, name: str, value: object) -> bool:
+        """Whether ``value`` serializes to exactly the blob its record refers to.
+
+        Checked by feeding the serialized pieces to the blob id's keyed hash, so an unchanged
+        100 MB DataFrame costs a hash of its data, not a second copy of it in memory (which a
+        re-capture would hold until the writer had deduplicated it)."""
+        record = self._records.get(name)
+        if record is None or record.blob is None or record.encoding is None:
+            return False
+        hasher = self.store.key.content_hasher()
+        if not ns_capture.serialize_into(value, record.encoding, hasher.update):
+            return False
+        return hmac.compare_digest(hasher.hexdigest(), record.blob)
 
     def _enforce_session_budget(self) -> None:
         total = 0
@@ -643,7 +669,10 @@ class SessionManager(Configurable):
     def capture_all(self) -> None:
         """Capture every variable now (used before an explicit save and at the first save)."""
         full = self._tracker.full_pass(self._user_ns)
-        self._apply_changes(full.changed | set(self._persistable_names()), full.deleted, "")
+        names = set(self._persistable_names())
+        self._apply_changes(
+            full.changed | names, full.deleted, "", verify=(names - full.changed) | full.recheck
+        )
         self._capture_shell_state()
 
     def _persistable_names(self) -> list[str]:
@@ -653,6 +682,10 @@ class SessionManager(Configurable):
         """Capture everything and write it now (synchronously, in order with autosaves)."""
         if self.read_only and (name is None or name == self.name):
             raise self._read_only_error()
+        # What is still waiting for the writer goes first: its values then live in blobs, and
+        # the capture below checks them against those instead of holding a second copy.
+        self._writer.flush()
+        self._drop_stored_bytes()
         self.capture_all()
         target = name or self.name
         snapshot = self.snapshot(target)

@@ -61,7 +61,7 @@ from typing import Literal
 import filelock
 
 from . import fileformat, paths
-from .crypto import SealingKey
+from .crypto import ContentHasher, SealingKey
 from .errors import (
     CorruptFile,
     FileFormatError,
@@ -309,6 +309,9 @@ class _EitherKey:
 
     def content_id(self, data: bytes) -> str:
         return self._new.content_id(data)
+
+    def content_hasher(self) -> ContentHasher:
+        return self._new.content_hasher()
 
 
 # --- the store ------------------------------------------------------------------------------------

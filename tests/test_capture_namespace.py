@@ -40,6 +40,7 @@ from ipysession.capture.namespace import (
     is_persistable_name,
     restore_imports,
     restore_value,
+    serialize_into,
     type_name,
 )
 from ipysession.errors import CaptureError
@@ -1381,3 +1382,35 @@ def test_post_cell_without_pre_cell_still_works() -> None:
     assert tracker.post_cell(ns, "a").changed == {"a"}
     ns["a"].append(2)
     assert tracker.post_cell(ns, "a").recheck == {"a"}
+
+
+def test_serialize_into_feeds_exactly_the_bytes_capture_stores(workload: dict[str, Any]) -> None:
+    """Fed to a content hasher, the pieces must be the stored bytes, or an unchanged value would
+    look changed (a wasted write) and, worse, a changed one could look unchanged."""
+    workload["fortran"] = np.asfortranarray(np.arange(60_000.0).reshape(300, 200))
+    workload["frame"] = pd.DataFrame({"a": np.arange(50_000.0), "b": ["x"] * 50_000})
+    encodings = []
+    for name, value in persistable(workload).items():
+        # One after the other: pickling an instance can cache __slotnames__ on its class, which
+        # changes the class's own pickle (the check then re-captures it: the safe direction).
+        record = capture_value(name, value)
+        if not isinstance(record, VariableRecord) or record.encoding not in PICKLE_ENCODINGS:
+            continue
+        pieces: list[bytes] = []
+        assert serialize_into(
+            value, record.encoding, lambda view, into=pieces: into.append(bytes(view))
+        )
+        assert b"".join(pieces) == record.data, name
+        encodings.append(record.encoding)
+    assert len(encodings) >= 10
+    assert set(encodings) == set(PICKLE_ENCODINGS)
+
+
+PICKLE_ENCODINGS = ("pickle", "cloudpickle")
+
+
+def test_serialize_into_says_no_for_what_it_cannot_serialize() -> None:
+    pieces: list[memoryview] = []
+    assert not serialize_into((n for n in range(3)), "pickle", pieces.append)
+    assert not serialize_into(threading.Lock(), "cloudpickle", pieces.append)
+    assert not serialize_into(1, "file", pieces.append)  # not a pickle encoding

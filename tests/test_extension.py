@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import ipysession
+from ipysession.capture import namespace as ns_capture
 from ipysession.extension import get_manager
 from ipysession.manager import SessionManager
 from tests.shell import ipython_shell, restart, run
@@ -165,6 +167,37 @@ def test_stored_values_keep_only_their_blob_reference_in_memory() -> None:
         assert copy.variables["big"].blob is not None
         blob = manager_of(shell).store.read_blob("copy_of_session", copy.variables["big"].blob)
         assert len(blob) > 1_000_000
+
+
+def test_an_explicit_save_checks_large_values_against_their_blob_instead_of_copying(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with ipython_shell(autosave_interval=0.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "import numpy as np\narr = np.arange(200_000, dtype=float)")
+        manager = manager_of(shell)
+        assert manager._writer.flush().error is None
+        run(shell, "pass")  # the next cell boundary drops the bytes the writer stored
+        blob = manager._records["arr"].blob
+        assert blob is not None
+        captured: list[str] = []
+        real_capture = ns_capture.capture_value
+
+        def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+            captured.append(name)
+            return real_capture(name, *args, **kwargs)
+
+        monkeypatch.setattr(ns_capture, "capture_value", spy)
+        run(shell, "%session save")
+        assert "arr" not in captured  # hashed against its blob, not pickled into memory again
+        assert manager._records["arr"].blob == blob
+        # A change in place that no fingerprint sample need see is still found by the check.
+        run(shell, "def poke(a):\n    a[123_457] = -1.0\npoke(arr)")
+        run(shell, "%session save")
+        assert "arr" in captured
+        restart(shell)
+        assert shell.user_ns["arr"][123_457] == -1.0
+        assert shell.user_ns["arr"][123_456] == 123_456.0
 
 
 def test_save_as_another_name_keeps_values_only_held_as_blob_references(

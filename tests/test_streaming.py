@@ -213,3 +213,24 @@ def test_a_failure_while_streaming_a_blob_leaves_no_file(
             store.write(Session(name="nb", variables={"v": record}))
         blobs = store.session_dir("nb") / "blobs"
         assert not blobs.exists() or list(blobs.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [KEY, crypto.PassphraseKey("correct horse"), None],
+    ids=["master", "passphrase", "rekeying"],
+)
+def test_a_content_hasher_fed_in_pieces_gives_the_content_id(
+    key: crypto.SealingKey | None, tmp_path: Path
+) -> None:
+    """Checking a value against its blob as it is serialized relies on this equality."""
+    if key is None:  # the store's read-old-write-new key during a rekey
+        from ipysession.store import _EitherKey
+
+        key = _EitherKey(MasterKey(bytes(32)), KEY)
+    data = os.urandom(300_000)
+    hasher = key.content_hasher()
+    for start in range(0, len(data), 65_536):
+        hasher.update(memoryview(data)[start : start + 65_536])
+    assert hasher.hexdigest() == key.content_id(data)
+    assert key.content_hasher().hexdigest() != key.content_id(data)  # nothing fed: another id

@@ -66,7 +66,7 @@ import importlib
 import logging
 import pickle
 import sys
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any
@@ -96,6 +96,7 @@ __all__ = [
     "is_persistable_name",
     "restore_imports",
     "restore_value",
+    "serialize_into",
     "type_name",
 ]
 
@@ -230,6 +231,47 @@ def _serialize(value: object) -> tuple[str, bytes]:
         if first_error is not None:
             logger.debug("pickle failed first with %s", type(first_error).__name__)
         raise Unsaveable(_cannot_save(value, exc)) from exc
+
+
+def serialize_into(value: object, encoding: str, update: Callable[[memoryview], object]) -> bool:
+    """Serialize ``value`` as ``encoding`` (``"pickle"`` or ``"cloudpickle"``) piece by piece into
+    ``update``, without building the whole byte string; ``False`` if that encoding cannot.
+
+    The pieces, joined, are exactly what :func:`capture_value` stores for the same value: fed to a
+    :meth:`~ipysession.crypto.SealingKey.content_hasher`, they tell whether a value still matches
+    the blob it was stored in. Pickle hands large buffers (numpy and pandas data) to the writer as
+    they are, so checking a 100 MB DataFrame costs a hash of it, not a 100 MB copy.
+    """
+    if encoding == "pickle":
+        pickler: type[pickle.Pickler] = pickle.Pickler
+    elif encoding == "cloudpickle":
+        import cloudpickle
+
+        pickler = cloudpickle.CloudPickler
+    else:
+        return False
+    try:
+        pickler(_Feed(update), protocol=5).dump(value)
+    except Exception:  # noqa: BLE001 - any failure means "not the stored bytes any more"
+        logger.debug("serializing %s as %s failed", type_name(type(value)), encoding)
+        return False
+    return True
+
+
+class _Feed:
+    """The file object a pickler writes to: each piece goes to ``update``, uncopied."""
+
+    def __init__(self, update: Callable[[memoryview], object]) -> None:
+        self._update = update
+
+    def write(self, data: Any) -> int:
+        # Large buffers arrive as pickle.PickleBuffer, which has no len().
+        with memoryview(data) as view:
+            if view.c_contiguous:
+                self._update(view)
+            else:  # a Fortran-ordered array: its bytes in memory order, as pickle stores them
+                self._update(memoryview(view.tobytes(order="A")))
+            return view.nbytes
 
 
 def _module_import(name: str, module: ModuleType) -> ImportRecord:
