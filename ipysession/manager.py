@@ -187,7 +187,9 @@ class SessionManager(Configurable):
     deep_capture_interval = Float(
         600.0,
         help="""Seconds between deep re-checks that re-serialize every variable, catching in-place
-        changes too small for the sampled fingerprints of the regular re-check to see.""",
+        changes too small for the sampled fingerprints of the regular re-check to see. A value
+        already stored in a blob is hashed as it is serialized and compared with the blob's id,
+        so this costs a hash of the data, not a copy of it.""",
     ).tag(config=True)
 
     exclude = List(
