@@ -207,7 +207,6 @@ def _subkey(key: bytes, label: bytes) -> bytes:
     return hmac.new(key, b"ipysession " + label, hashlib.sha256).digest()
 
 
-@runtime_checkable
 class ContentHasher(Protocol):
     """An incremental keyed hash (an ``hmac.HMAC``)."""
 
@@ -216,6 +215,7 @@ class ContentHasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
+@runtime_checkable
 class SealingKey(Protocol):
     """What :mod:`ipysession.fileformat` needs from a key."""
 
