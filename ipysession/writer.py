@@ -63,6 +63,7 @@ class AutosaveWriter:
         self._on_written = on_written
         self._cond = threading.Condition()
         self._pending: Session | None = None
+        self._writing = False
         self._not_before = 0.0
         self._failures = 0
         self._flush_waiters: list[tuple[threading.Event, WriteOutcome]] = []
@@ -81,8 +82,9 @@ class AutosaveWriter:
 
     @property
     def pending(self) -> bool:
+        """Whether a change is not on disk yet: waiting for the interval, or being written."""
         with self._cond:
-            return self._pending is not None
+            return self._pending is not None or self._writing
 
     def submit(self, session: Session) -> None:
         """Queue ``session`` for writing, replacing any snapshot not yet written."""
@@ -167,6 +169,7 @@ class AutosaveWriter:
                 else:
                     snapshot, self._pending = self._pending, None
                     waiters, self._flush_waiters = self._flush_waiters, []
+                    self._writing = True
             if beat_only:
                 self._beat()
                 next_beat = self._next_beat()
@@ -174,6 +177,7 @@ class AutosaveWriter:
             outcome = self._write_now(snapshot)
             next_beat = self._next_beat()
             with self._cond:
+                self._writing = False
                 if outcome.error is None:
                     self._failures = 0
                     self._not_before = time.monotonic() + self.interval

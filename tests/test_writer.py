@@ -167,3 +167,22 @@ def test_a_written_snapshot_is_not_kept_alive_while_the_writer_waits() -> None:
         wait_until(lambda: gc.collect() >= 0 and written() is None)
     finally:
         writer.stop()
+
+
+def test_a_write_in_progress_counts_as_pending() -> None:
+    """`%session status` and tests that wait for an autosave must not take a write that has
+    started, but not finished, for one on disk."""
+    recorder = Recorder()
+    recorder.release.clear()
+    writer = AutosaveWriter(recorder, interval=0)
+    writer.start()
+    try:
+        writer.submit(Session(name="slow"))
+        assert recorder.started.wait(5)
+        assert writer.pending
+        recorder.release.set()
+        wait_until(lambda: not writer.pending)
+        assert recorder.written == ["slow"]
+    finally:
+        recorder.release.set()
+        writer.stop()
