@@ -84,18 +84,27 @@ def kernel_side_ms(reply: dict[str, Any]) -> float | None:
     return (end - start).total_seconds() * 1000.0
 
 
-def read_vmhwm_kib(pid: int | None) -> int | None:
-    """Peak resident set size (``VmHWM``) of a process, from ``/proc/<pid>/status``."""
+#: Fields of ``/proc/<pid>/status`` read after save and after restore: the peak resident set
+#: (``VmHWM``), and the resident set now split into anonymous memory (``RssAnon``: the heap, the
+#: data) and pages mapped from files (``RssFile``: shared libraries and extension modules, clean
+#: pages shared with the page cache).
+MEMORY_FIELDS = ("VmHWM", "RssAnon", "RssFile")
+
+
+def read_status_kib(pid: int | None, fields: tuple[str, ...] = MEMORY_FIELDS) -> dict[str, int]:
+    """The ``fields`` of ``/proc/<pid>/status`` in KiB; empty when the process is gone."""
     if pid is None:
-        return None
+        return {}
     try:
         text = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
     except OSError:
-        return None
+        return {}
+    values: dict[str, int] = {}
     for line in text.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return None
+        name, _, rest = line.partition(":")
+        if name in fields:
+            values[name] = int(rest.split()[0])
+    return values
 
 
 class BenchKernel:
@@ -121,11 +130,16 @@ class BenchKernel:
             connection_file=str(home / f"kernel-{uuid.uuid4()}.json"),
         )
         self.kc: Any = None
+        #: Launch to the reply of the first cell, of the latest start or restart.
+        self.first_cell_s: float | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> float:
-        """Start the kernel; seconds from launch to the first ``kernel_info_reply``."""
+        """Start the kernel; seconds from launch to the first ``kernel_info_reply``.
+
+        Also sets :attr:`first_cell_s` (see :meth:`_wait_ready`).
+        """
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by shutdown()
         t0 = time.perf_counter()
         self.km.start_kernel(
@@ -137,32 +151,39 @@ class BenchKernel:
         )
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
-        return self._wait_ready() - t0
+        return self._wait_ready(t0)
 
     def restart(self) -> tuple[float, float]:
         """``KernelManager.restart_kernel()`` (graceful): seconds of the call, then until ready.
 
         The call covers the old kernel's shutdown (jupyter_client polls for its exit every
-        100 ms, so this part is quantized) and the launch of the new process; the second figure,
-        launch to the first ``kernel_info_reply``, is what a tool that restores at start adds to.
+        100 ms, so this part is quantized) and the launch of the new process; the second figure
+        is from that launch to the first ``kernel_info_reply``. Also sets :attr:`first_cell_s`,
+        from the same launch.
         """
         t0 = time.perf_counter()
         self.km.restart_kernel(now=False)
         t1 = time.perf_counter()
-        ready = self._wait_ready()
-        return t1 - t0, ready - t1
+        return t1 - t0, self._wait_ready(t1)
 
-    def _wait_ready(self) -> float:
-        """Poll ``kernel_info`` every 20 ms; return the ``perf_counter`` of the first reply.
+    def _wait_ready(self, launched: float) -> float:
+        """Poll ``kernel_info`` every 20 ms; return seconds from ``launched`` to the first reply.
 
         ``BlockingKernelClient.wait_for_ready`` would do, but it waits up to 1 s per round and
         starts over when IOPub is not connected yet, which quantizes start times. Here the first
-        reply marks the kernel ready; IOPub is then checked (untimed) before any cell runs.
+        reply marks the kernel ready; IOPub is then checked (the status message of one of these
+        requests must come back on it) before any cell runs, polling as often.
+
+        Then one ``pass`` cell, the first cell the kernel runs, and :attr:`first_cell_s` from
+        ``launched`` to its reply: a tool may leave work to the first cell after a start (ipysession
+        shows its restore summary there), so launch to ready alone would leave that out. It runs
+        before the probe is installed, so every kernel has had the same harness requests by then.
         """
         deadline = time.monotonic() + READY_TIMEOUT
+        sent: set[str] = set()
         ready: float | None = None
         while ready is None:
-            self.kc.kernel_info()
+            sent.add(self.kc.kernel_info())
             until = time.monotonic() + 0.02
             while ready is None and time.monotonic() < until:
                 try:
@@ -172,20 +193,26 @@ class BenchKernel:
                 if msg.get("msg_type") == "kernel_info_reply":
                     ready = time.perf_counter()
             self._check_starting(deadline)
-        # IOPub subscribed: a request's status message must come back on it.
-        while True:
-            msg_id = self.kc.kernel_info()
-            try:
-                while True:
-                    msg = self.kc.get_iopub_msg(timeout=0.5)
-                    if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                        break
-                break
-            except Empty:
-                self._check_starting(deadline)
+        # A status published before IOPub's subscription took effect is lost: waiting on one
+        # request for long would add its wait (0 or all of it) to the first cell's time.
+        subscribed = False
+        while not subscribed:
+            sent.add(self.kc.kernel_info())
+            until = time.monotonic() + 0.02
+            while not subscribed and time.monotonic() < until:
+                try:
+                    msg = self.kc.get_iopub_msg(timeout=0.005)
+                except Empty:
+                    continue
+                subscribed = msg.get("parent_header", {}).get("msg_id") in sent
+            self._check_starting(deadline)
+        # Not silent and stored in history, as a user's cell: silent requests skip cell hooks.
+        # The replies left from the polls are skipped by execute() and dropped after.
+        self.execute("pass").raise_for_error("the first cell")
+        self.first_cell_s = time.perf_counter() - launched
         self._drain()
         self.install_probe()
-        return ready
+        return ready - launched
 
     def _check_starting(self, deadline: float) -> None:
         if not self.km.is_alive():
@@ -223,8 +250,9 @@ class BenchKernel:
             pid = getattr(process, "pid", None)
         return pid
 
-    def vmhwm_kib(self) -> int | None:
-        return read_vmhwm_kib(self.pid)
+    def memory_kib(self) -> dict[str, int]:
+        """``VmHWM``, ``RssAnon`` and ``RssFile`` of the kernel process, read at one moment."""
+        return read_status_kib(self.pid)
 
     def log_tail(self, lines: int = 15) -> str:
         try:

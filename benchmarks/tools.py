@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from .kernel import BenchKernel, ExecResult
+from .kernel import BenchKernel, ExecResult, kernel_env
 from .workloads import Workload
 
 
@@ -142,6 +145,10 @@ class Tool:
         return None
 
     def bytes_on_disk(self, ctx: Context) -> int | None:
+        return None
+
+    def pickled_bytes(self, ctx: Context) -> int | None:
+        """The serialized size of the variables the tool saved, where it can tell."""
         return None
 
 
@@ -370,6 +377,19 @@ class IpysessionTool(Tool):
 
     def bytes_on_disk(self, ctx: Context) -> int | None:
         return tree_bytes(ctx.root / "ipysession-data")
+
+    def pickled_bytes(self, ctx: Context) -> int | None:
+        # What `ipysession show --json` reports for the saved session: the serialized size of each
+        # variable, as the user's own command line shows it.
+        env = kernel_env(**self.env(ctx))
+        command = [sys.executable, "-m", "ipysession", "show", f"bench-{ctx.workload.name}"]
+        done = subprocess.run(
+            [*command, "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode != 0:
+            ctx.notes.append(f"`ipysession show` failed: {done.stderr.strip()[-200:]}")
+            return None
+        return sum(v["size"] for v in json.loads(done.stdout)["variables"] if v["state"] == "saved")
 
 
 class EagerIpysessionTool(IpysessionTool):

@@ -17,7 +17,7 @@ import pytest
 from benchmarks import _kernel_probe, report, store_bench
 from benchmarks.cli import execute, write_results
 from benchmarks.kernel import kernel_side_ms
-from benchmarks.runner import Options
+from benchmarks.runner import Options, _derived
 from benchmarks.tools import IpysessionTool, KishuTool
 
 pytestmark = pytest.mark.kernel
@@ -52,7 +52,11 @@ def _check_common(figures: dict[str, float]) -> None:
     for key in ("ready_s", "workload_s", "cell_client_ms", "cell_kernel_ms", "restart_ready_s"):
         assert figures[key] > 0, key
     assert figures["cell_kernel_ms"] < figures["cell_client_ms"]
+    assert figures["first_cell_s"] > figures["ready_s"]
+    assert figures["restart_first_cell_s"] > figures["restart_ready_s"]
     assert figures["peak_mib"] > 10
+    assert 0 < figures["peak_file_mib"] < figures["peak_mib"]
+    assert figures["rss_anon_save_kib"] > 0
     assert figures["vars_total"] == 46
 
 
@@ -60,8 +64,22 @@ def _check_restored(figures: dict[str, float]) -> None:
     assert 0 <= figures["vars_equal"] <= figures["vars_total"]
     assert figures["launch_to_restored_s"] >= figures["restart_ready_s"]
     assert figures["bytes_on_disk"] > 0
-    for key in ("restore_added_s", "cell_added_kernel_ms", "cell_ratio_client", "peak_added_mib"):
+    for key in (
+        "restore_added_s",
+        "cell_added_kernel_ms",
+        "cell_ratio_client",
+        "peak_added_mib",
+        "peak_file_added_mib",
+    ):
         assert key in figures, key
+    assert figures["rss_file_restore_kib"] > 0
+
+
+def test_ipysession_reports_the_size_of_what_it_pickled(smoke: dict[str, Any]) -> None:
+    figures = _figures(smoke, "ipysession")
+    # The reference workload pickles an array and a DataFrame, even at smoke sizes.
+    assert figures["pickled_bytes"] > 10_000
+    assert "peak memory of save and restore, reference workload" in smoke["_markdown"]
 
 
 def test_plain_kernel_figures(smoke: dict[str, Any]) -> None:
@@ -110,6 +128,12 @@ def test_ipysession_figures_or_reported_failure(smoke: dict[str, Any]) -> None:
     _check_common(figures)
     _check_restored(figures)
     assert "ready_added_s" in figures
+    # Restored at start: first cell of the restarted kernel against the plain kernel's.
+    plain = _figures(smoke, "none")
+    assert figures["restore_added_s"] == pytest.approx(
+        figures["restart_first_cell_s"] - plain["restart_first_cell_s"]
+    )
+    assert "| restart: launch to first cell |" in smoke["_markdown"]
 
 
 def test_markdown_has_every_section(smoke: dict[str, Any]) -> None:
@@ -141,6 +165,34 @@ def test_docs_page(smoke: dict[str, Any]) -> None:
 
 
 # --- pieces that need no kernel -----------------------------------------------------------------
+
+
+def test_derived_figures_against_the_plain_kernel() -> None:
+    plain = {
+        "restart_ready_s": 0.29,
+        "restart_first_cell_s": 0.46,
+        "peak_save_kib": 100 * 1024,
+        "rss_file_save_kib": 30 * 1024,
+    }
+    tool = {
+        "restores_at_start": True,
+        "restart_ready_s": 0.52,
+        "restart_first_cell_s": 0.68,
+        "launch_to_restored_s": 0.75,
+        "peak_save_kib": 110 * 1024,
+        "rss_file_save_kib": 36 * 1024,
+        "peak_restore_kib": 114 * 1024,
+        "rss_file_restore_kib": 37 * 1024,
+    }
+    out = _derived(tool, plain)
+    assert out["restore_added_s"] == pytest.approx(0.22)
+    # The higher peak (after restore), and the file-backed pages read at that same moment.
+    assert out["peak_added_mib"] == pytest.approx(14.0)
+    assert out["peak_file_added_mib"] == pytest.approx(7.0)
+    summary = {"figures": {k: {"median": v} for k, v in out.items()}}
+    assert report._peak("ipysession", summary) == (
+        "+14.0 MiB (114 MiB; +7.0 MiB of it library code mapped from files)"
+    )
 
 
 def _scaling_result() -> dict[str, Any]:
