@@ -298,7 +298,8 @@ class SessionManager(Configurable):
         self._stored_in_blobs: queue.SimpleQueue[tuple[str, VariableRecord, str]] = (
             queue.SimpleQueue()
         )
-        self._imports: dict[str, ImportRecord] = {}
+        # Each name's import records: several for `import a.b` + `import a.c` (see merge_imports).
+        self._imports: dict[str, tuple[ImportRecord, ...]] = {}
         self._forgotten: set[str] = set()
         self._previous_history: list[HistoryEntry] = []
         self._preferences = Preferences()
@@ -577,8 +578,9 @@ class SessionManager(Configurable):
             self._imports.pop(name, None)
         # Imports written in this cell win over ones inferred from the value; either is used
         # only while it still resolves to the very object bound to the name.
-        known_imports = {**self._imports}
-        known_imports.update((rec.name, rec) for rec in ns_capture.imports_in_source(source))
+        cell_imports = ns_capture.imports_in_source(source)
+        known_imports = {name: records[-1] for name, records in self._imports.items()}
+        known_imports.update((rec.name, rec) for rec in cell_imports)
         limits = ns_capture.CaptureLimits(
             max_variable_bytes=self.max_variable_bytes, max_session_bytes=self.max_session_bytes
         )
@@ -593,7 +595,15 @@ class SessionManager(Configurable):
             self._tracker.note_captured(name, captured)
             if isinstance(captured, ImportRecord):
                 self._records.pop(name, None)
-                self._imports[name] = captured
+                value = user_ns[name]
+                this_cell = [
+                    r
+                    for r in cell_imports
+                    if r.name == name and ns_capture.import_matches(r, value)
+                ]
+                self._imports[name] = ns_capture.merge_imports(
+                    self._imports.get(name, ()), [*this_cell, captured]
+                )
             else:
                 self._imports.pop(name, None)
                 self._records[name] = captured
@@ -648,7 +658,7 @@ class SessionManager(Configurable):
             writer=self._writer_info(),
             history=history,
             variables=dict(self._records),
-            imports=list(self._imports.values()),
+            imports=[record for records in self._imports.values() for record in records],
             preferences=self._preferences,
             cwd=self._cwd,
             layout=self._layout,
@@ -906,9 +916,14 @@ class SessionManager(Configurable):
         if "imports" in parts:
             selected = [i for i in session.imports if variables is None or i.name in variables]
             for record, reason in ns_capture.restore_imports(selected, self._user_ns):
-                self._outcome(report, report.imports, record.name, reason)
+                if reason is None and record.name in report.imports:
+                    pass  # another submodule of a package already counted (`import a.b, a.c`)
+                else:
+                    self._outcome(report, report.imports, record.name, reason)
                 if reason is None:
-                    self._imports[record.name] = record
+                    self._imports[record.name] = ns_capture.merge_imports(
+                        self._imports.get(record.name, ()), [record]
+                    )
         if "variables" in parts:
             self._restore_variables(session, source, report, variables)
         if "history" in parts and target == self.name:

@@ -122,13 +122,14 @@ def merge_sessions(
             variables[name] = record
             kept.append(name)
 
-    imports: list[ImportRecord] = list(ours.imports)
-    imports_added: list[str] = []
-    for imported in theirs.imports:
-        if imported.name not in our_imports and imported.name not in ours.variables:
-            imports.append(imported)
-            our_imports.add(imported.name)
-            imports_added.append(imported.name)
+    # Every record of a name only they bind: `import a.b` and `import a.c` are two records of `a`.
+    theirs_only = [
+        imported
+        for imported in theirs.imports
+        if imported.name not in our_imports and imported.name not in ours.variables
+    ]
+    imports: list[ImportRecord] = [*ours.imports, *theirs_only]
+    imports_added = list(dict.fromkeys(imported.name for imported in theirs_only))
 
     connections: dict[str, ConnectionRecord] = dict(ours.connections)
     taken: list[str] = []

@@ -38,6 +38,7 @@ from ipysession.capture.namespace import (
     import_matches,
     imports_in_source,
     is_persistable_name,
+    merge_imports,
     restore_imports,
     restore_value,
     serialize_into,
@@ -1414,3 +1415,18 @@ def test_serialize_into_says_no_for_what_it_cannot_serialize() -> None:
     assert not serialize_into((n for n in range(3)), "pickle", pieces.append)
     assert not serialize_into(threading.Lock(), "cloudpickle", pieces.append)
     assert not serialize_into(1, "file", pieces.append)  # not a pickle encoding
+
+
+def test_merge_imports_keeps_every_submodule_a_package_name_needs() -> None:
+    stats, optimize = ImportRecord("scipy", "scipy.stats"), ImportRecord("scipy", "scipy.optimize")
+    plain = ImportRecord("scipy", "scipy")
+    assert merge_imports((), [stats]) == (stats,)
+    assert merge_imports((stats,), [optimize]) == (stats, optimize)
+    assert merge_imports((stats, optimize), [stats]) == (optimize, stats)  # once, latest last
+    assert merge_imports((stats,), [plain]) == (stats, plain)
+    # Any other kind of import replaces what the name held.
+    as_alias = ImportRecord("scipy", "numpy")
+    assert merge_imports((stats, optimize), [as_alias]) == (as_alias,)
+    assert merge_imports((as_alias,), [stats]) == (stats,)
+    from_import = ImportRecord("path", "os", "path")
+    assert merge_imports((ImportRecord("path", "os.path"),), [from_import]) == (from_import,)

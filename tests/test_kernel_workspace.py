@@ -90,6 +90,22 @@ def test_sigkill_after_autosave_restores(tmp_path: Path) -> None:
         check_reference_restored(kernel, before, first.text)
 
 
+def test_each_submodule_imported_under_one_name_comes_back(tmp_path: Path) -> None:
+    """`import xml.dom.minidom` then `import xml.sax.saxutils` both bind `xml`; after a restart
+    (a new process, where neither submodule is loaded) code using either must still run."""
+    with start_kernel(tmp_path) as kernel:
+        kernel.run("import xml.dom.minidom")
+        kernel.run("import xml.sax.saxutils, wsgiref.util")
+        kernel.restart()
+        first = kernel.run("1")
+        assert "ipysession: restored" in first.text
+        assert kernel.value("xml.dom.minidom.parseString('<a/>').documentElement.tagName") == "a"
+        assert kernel.value("xml.sax.saxutils.escape('<')") == "&lt;"
+        assert kernel.value("wsgiref.util.guess_scheme({})") == "http"
+        # xml counted once: sys (which the test harness imports), xml, wsgiref.
+        assert "3 imports" in first.text
+
+
 def test_generation_and_checkpoint_restore(tmp_path: Path) -> None:
     with start_kernel(tmp_path, "c.SessionManager.autosave = False") as kernel:
         kernel.run("x = 1")

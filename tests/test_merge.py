@@ -94,6 +94,16 @@ def test_imports_union_and_a_name_is_one_kind() -> None:
     assert added.details.imports_added == ("np", "pd")
 
 
+def test_every_submodule_import_of_a_name_only_they_bind_is_kept() -> None:
+    theirs = Session(
+        "nb",
+        imports=[ImportRecord("scipy", "scipy.stats"), ImportRecord("scipy", "scipy.optimize")],
+    )
+    added = merge_sessions(theirs, Session("nb"))
+    assert [i.module for i in added.session.imports] == ["scipy.stats", "scipy.optimize"]
+    assert added.details.imports_added == ("scipy",)
+
+
 def test_connections_union_with_the_most_recently_used_winning() -> None:
     theirs = Session(
         "nb",

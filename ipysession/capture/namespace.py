@@ -66,7 +66,7 @@ import importlib
 import logging
 import pickle
 import sys
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any
@@ -94,6 +94,7 @@ __all__ = [
     "import_matches",
     "imports_in_source",
     "is_persistable_name",
+    "merge_imports",
     "restore_imports",
     "restore_value",
     "serialize_into",
@@ -323,6 +324,30 @@ def import_matches(record: ImportRecord, value: object) -> bool:
 
 
 _MISSING = object()
+
+
+def merge_imports(
+    previous: Sequence[ImportRecord], new: Iterable[ImportRecord]
+) -> tuple[ImportRecord, ...]:
+    """The import records that together make one name what it is, after ``new`` ones.
+
+    ``import scipy.stats`` then ``import scipy.optimize`` bind the one name ``scipy``, and code
+    using it needs both submodules loaded: both records are kept, and both imported on restore.
+    Any other import (``import numpy as np``, ``from os import path``) replaces what the name held.
+    """
+    merged = tuple(previous)
+    for record in new:
+        same_package = _binds_package(record) and all(
+            _binds_package(kept) and kept.name == record.name for kept in merged
+        )
+        kept_ones = [kept for kept in merged if kept != record] if same_package else []
+        merged = (*kept_ones, record)
+    return merged
+
+
+def _binds_package(record: ImportRecord) -> bool:
+    """``import a`` or ``import a.b.c``: both bind ``a`` itself."""
+    return record.attribute is None and record.name == record.module.split(".")[0]
 
 
 # --- restore ------------------------------------------------------------------------------------
