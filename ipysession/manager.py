@@ -587,7 +587,7 @@ class SessionManager(Configurable):
         for name in sorted(changed):
             if name not in user_ns or not self._is_persistable(name):
                 continue
-            if name in verify and self._still_in_blob(name, user_ns[name]):
+            if name in verify and self._still_stored(name, user_ns[name]):
                 continue
             captured = ns_capture.capture_value(
                 name, user_ns[name], limits=limits, imports=known_imports
@@ -609,19 +609,28 @@ class SessionManager(Configurable):
                 self._records[name] = captured
         self._enforce_session_budget()
 
-    def _still_in_blob(self, name: str, value: object) -> bool:
-        """Whether ``value`` serializes to exactly the blob its record refers to.
+    def _still_stored(self, name: str, value: object) -> bool:
+        """Whether ``value`` serializes to exactly the large value its record holds.
 
-        Checked by feeding the serialized pieces to the blob id's keyed hash, so an unchanged
-        100 MB DataFrame costs a hash of its data, not a second copy of it in memory (which a
-        re-capture would hold until the writer had deduplicated it)."""
+        Checked by feeding the serialized pieces to the keyed hash blob ids are made of, against
+        the record's blob id (or, for bytes the writer has not stored yet, their id), so an
+        unchanged 100 MB DataFrame costs a hash of its data, not a second copy of it in memory
+        (which a re-capture would hold until the writer had deduplicated it). Small values are
+        simply captured again."""
         record = self._records.get(name)
-        if record is None or record.blob is None or record.encoding is None:
+        if record is None or record.encoding is None:
             return False
-        hasher = self.store.key.content_hasher()
+        key = self.store.key
+        if record.blob is not None:
+            stored_id = record.blob
+        elif record.data is not None and len(record.data) > self.store.blob_threshold:
+            stored_id = key.content_id(record.data)
+        else:
+            return False
+        hasher = key.content_hasher()
         if not ns_capture.serialize_into(value, record.encoding, hasher.update):
             return False
-        return hmac.compare_digest(hasher.hexdigest(), record.blob)
+        return hmac.compare_digest(hasher.hexdigest(), stored_id)
 
     def _enforce_session_budget(self) -> None:
         total = 0
@@ -694,10 +703,6 @@ class SessionManager(Configurable):
         """Capture everything and write it now (synchronously, in order with autosaves)."""
         if self.read_only and (name is None or name == self.name):
             raise self._read_only_error()
-        # What is still waiting for the writer goes first: its values then live in blobs, and
-        # the capture below checks them against those instead of holding a second copy.
-        self._writer.flush()
-        self._drop_stored_bytes()
         self.capture_all()
         target = name or self.name
         snapshot = self.snapshot(target)
@@ -916,9 +921,7 @@ class SessionManager(Configurable):
         if "imports" in parts:
             selected = [i for i in session.imports if variables is None or i.name in variables]
             for record, reason in ns_capture.restore_imports(selected, self._user_ns):
-                if reason is None and record.name in report.imports:
-                    pass  # another submodule of a package already counted (`import a.b, a.c`)
-                else:
+                if reason is not None or record.name not in report.imports:  # `a.b`, `a.c`: one
                     self._outcome(report, report.imports, record.name, reason)
                 if reason is None:
                     self._imports[record.name] = ns_capture.merge_imports(

@@ -200,6 +200,32 @@ def test_an_explicit_save_checks_large_values_against_their_blob_instead_of_copy
         assert shell.user_ns["arr"][123_456] == 123_456.0
 
 
+def test_an_explicit_save_does_not_copy_a_large_value_still_waiting_for_the_writer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with ipython_shell(autosave_interval=3600.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "x = 1")  # the first write goes at once; the next waits out the interval
+        run(shell, "import numpy as np\narr = np.arange(200_000, dtype=float)")
+        manager = manager_of(shell)
+        waiting = manager._records["arr"].data
+        assert waiting is not None
+        assert manager._writer.pending
+        captured: list[str] = []
+        real_capture = ns_capture.capture_value
+
+        def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+            captured.append(name)
+            return real_capture(name, *args, **kwargs)
+
+        monkeypatch.setattr(ns_capture, "capture_value", spy)
+        run(shell, "%session save")
+        assert "arr" not in captured
+        assert manager._records["arr"].data is waiting or manager._records["arr"].blob
+        restart(shell)
+        assert shell.user_ns["arr"][199_999] == 199_999.0
+
+
 def test_save_as_another_name_keeps_values_only_held_as_blob_references(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
