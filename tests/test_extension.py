@@ -169,6 +169,19 @@ def test_stored_values_keep_only_their_blob_reference_in_memory() -> None:
         assert len(blob) > 1_000_000
 
 
+def spy_on_captures(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names the manager captures (pickles) from now on; capture itself runs unchanged."""
+    captured: list[str] = []
+    real_capture = ns_capture.capture_value
+
+    def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+        captured.append(name)
+        return real_capture(name, *args, **kwargs)
+
+    monkeypatch.setattr(ns_capture, "capture_value", spy)
+    return captured
+
+
 def test_an_explicit_save_checks_large_values_against_their_blob_instead_of_copying(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -180,14 +193,7 @@ def test_an_explicit_save_checks_large_values_against_their_blob_instead_of_copy
         run(shell, "pass")  # the next cell boundary drops the bytes the writer stored
         blob = manager._records["arr"].blob
         assert blob is not None
-        captured: list[str] = []
-        real_capture = ns_capture.capture_value
-
-        def spy(name: str, *args: Any, **kwargs: Any) -> Any:
-            captured.append(name)
-            return real_capture(name, *args, **kwargs)
-
-        monkeypatch.setattr(ns_capture, "capture_value", spy)
+        captured = spy_on_captures(monkeypatch)
         run(shell, "%session save")
         assert "arr" not in captured  # hashed against its blob, not pickled into memory again
         assert manager._records["arr"].blob == blob
@@ -211,14 +217,7 @@ def test_an_explicit_save_does_not_copy_a_large_value_still_waiting_for_the_writ
         waiting = manager._records["arr"].data
         assert waiting is not None
         assert manager._writer.pending
-        captured: list[str] = []
-        real_capture = ns_capture.capture_value
-
-        def spy(name: str, *args: Any, **kwargs: Any) -> Any:
-            captured.append(name)
-            return real_capture(name, *args, **kwargs)
-
-        monkeypatch.setattr(ns_capture, "capture_value", spy)
+        captured = spy_on_captures(monkeypatch)
         run(shell, "%session save")
         assert "arr" not in captured
         assert manager._records["arr"].data is waiting or manager._records["arr"].blob
