@@ -8,8 +8,9 @@ Median of at least 20 runs (``--runs``; smoke: 5) of:
 
 The variable data are pickled float arrays made from random bytes, so compression cannot shrink
 them: the figure is an honest upper bound for numeric data. Run with ``python -m
-benchmarks.store_bench``; ``python -m benchmarks`` runs it too. When ``ipysession.store`` is not
-importable yet, the result says "store not available" and why, and the exit status is 0.
+benchmarks.store_bench``; ``python -m benchmarks`` runs it too. When
+``ipysession.store.session_store`` is not importable yet, the result says "store not available" and
+why, and the exit status is 0.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ TARGETS_MS = {"write": 10.0, "read": 10.0, "list": 100.0}
 def _load_api() -> tuple[Any, ...] | str:
     # Imported by name: the store is written concurrently and may not exist yet.
     try:
-        store = importlib.import_module("ipysession.store")
-        crypto = importlib.import_module("ipysession.crypto")
+        store = importlib.import_module("ipysession.store.session_store")
+        crypto = importlib.import_module("ipysession.keys.crypto")
         model = importlib.import_module("ipysession.model")
         return (
             store.SessionStore,

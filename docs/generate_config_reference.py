@@ -32,7 +32,7 @@ This file is generated from the traits' help text by `docs/generate_config_refer
 
 
 def render() -> str:
-    from ipysession.manager import SessionManager
+    from ipysession.session.manager import SessionManager
 
     lines = [HEADER]
     for name, trait in sorted(SessionManager.class_traits(config=True).items()):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._version import __version__
-from .errors import SessionError
+from ipysession._version import __version__
+from ipysession.errors import SessionError
 
 # A library logs; the application decides where that goes. Without a handler, Python's last
 # resort handler would print every warning (with its traceback) to stderr, which a kernel sends
@@ -29,13 +29,13 @@ __all__ = [
 
 def load_ipython_extension(shell: Any) -> None:
     """Called by ``%load_ext ipysession``."""
-    from .extension import load_ipython_extension as load
+    from ipysession.extension import load_ipython_extension as load
 
     load(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
     """Called by ``%unload_ext ipysession``."""
-    from .extension import unload_ipython_extension as unload
+    from ipysession.extension import unload_ipython_extension as unload
 
     unload(shell)

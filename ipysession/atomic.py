@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from .paths import PRIVATE_FILE_MODE
+from ipysession.paths import PRIVATE_FILE_MODE
 
 __all__ = ["TEMP_PREFIX", "fsync_dir", "write_atomically"]
 

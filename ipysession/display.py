@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .formatting import format_size, format_time
-from .manager import RestoreReport, SaveReport, Status
+from ipysession.formatting import format_size, format_time
+from ipysession.session.reports import RestoreReport, SaveReport, Status
 
 __all__ = [
     "Message",

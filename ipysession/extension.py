@@ -2,8 +2,8 @@
 
 ``%load_ext ipysession`` (or ``c.InteractiveShellApp.extensions = ["ipysession"]``):
 
-1. creates the :class:`~ipysession.manager.SessionManager` (configured from the shell's config),
-2. restores the saved session of the same name, if ``autorestore`` says so,
+1. creates the :class:`~ipysession.session.manager.SessionManager` (configured from the shell's
+config), 2. restores the saved session of the same name, if ``autorestore`` says so,
 3. registers the ``pre_run_cell``/``post_run_cell`` hooks, the ``%session`` magic, the
    ``ipysession`` comm target (in kernels), and a final save at exit,
 4. starts the autosave writer.
@@ -28,11 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import display
-from .capture.frontend import LayoutChannel
-from .errors import SessionError
-from .magics import SessionMagics
-from .manager import SessionManager
+from ipysession import display
+from ipysession.capture.frontend import LayoutChannel
+from ipysession.errors import SessionError
+from ipysession.magics import SessionMagics
+from ipysession.session.manager import SessionManager
 
 __all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
 

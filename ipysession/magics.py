@@ -1,7 +1,7 @@
 """The ``%session`` line magic: parse arguments, call the manager, render through display.
 
 No logic lives here beyond parsing and rendering; every subcommand is one call into
-:class:`~ipysession.manager.SessionManager` (or its store).
+:class:`~ipysession.session.manager.SessionManager` (or its store).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any, NoReturn
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from . import display
-from .errors import SessionError, SessionNotFound
-from .manager import RESTORE_PARTS, SessionManager
+from ipysession import display
+from ipysession.errors import SessionError, SessionNotFound
+from ipysession.session.manager import SessionManager
+from ipysession.session.reports import RESTORE_PARTS
 
 __all__ = ["SessionMagics", "build_parser"]
 

@@ -1,9 +1,9 @@
 """What a session is: plain dataclasses, their JSON form, and validation on load.
 
 This module knows nothing of IPython, files or encryption. ``Session.to_dict()`` gives the JSON
-document that :mod:`ipysession.fileformat` seals; ``Session.from_dict()`` validates a document and
-raises :class:`~ipysession.errors.ModelError` naming the offending field. Fields this version does
-not know are kept in each record's ``extra`` and written back unchanged, so a file written by a
+document that :mod:`ipysession.store.fileformat` seals; ``Session.from_dict()`` validates a document
+and raises :class:`~ipysession.errors.ModelError` naming the offending field. Fields this version
+does not know are kept in each record's ``extra`` and written back unchanged, so a file written by a
 newer minor release survives a round trip through an older one.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
-from .errors import ModelError
+from ipysession.errors import ModelError
 
 __all__ = [
     "ConnectionRecord",

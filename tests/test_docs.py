@@ -40,7 +40,7 @@ def test_every_magic_subcommand_is_documented() -> None:
 
 
 def test_every_cli_command_is_documented() -> None:
-    from ipysession.cli import build_parser
+    from ipysession.cli.app import build_parser
 
     guide = (DOCS / "user-guide.md").read_text()
     for command in _subcommands(build_parser()):

@@ -12,7 +12,7 @@ import pytest
 import ipysession
 from ipysession.capture import namespace as ns_capture
 from ipysession.extension import get_manager
-from ipysession.manager import SessionManager
+from ipysession.session.manager import SessionManager
 from tests.shell import ipython_shell, restart, run
 
 

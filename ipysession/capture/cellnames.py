@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..model import ImportRecord
+from ipysession.model import ImportRecord
 
 __all__ = ["CellNames", "cell_names", "imports_in_source"]
 

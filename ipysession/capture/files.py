@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import CaptureError
-from ..model import VariableRecord
-from .describe import Unsaveable, error_text, type_label, type_name
+from ipysession.capture.describe import Unsaveable, error_text, type_label, type_name
+from ipysession.errors import CaptureError
+from ipysession.model import VariableRecord
 
 __all__ = ["FILE_TYPES", "capture_file", "restore_file"]
 

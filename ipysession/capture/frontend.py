@@ -58,7 +58,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CaptureError
+from ipysession.errors import CaptureError
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -47,8 +47,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CaptureError
-from ..model import HistoryEntry
+from ipysession.errors import CaptureError
+from ipysession.model import HistoryEntry
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult, InteractiveShell

@@ -71,14 +71,22 @@ from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any
 
-from ..errors import CaptureError
-from ..model import ImportRecord, VariableRecord
-from .cellnames import CellNames, cell_names, imports_in_source
-from .describe import GiB, MiB, Unsaveable, error_text, format_bytes, type_label, type_name
-from .files import FILE_TYPES, capture_file, restore_file
-from .names import is_persistable_name
-from .sizing import estimate_size, fingerprint
-from .tracker import RECAPTURE_BELOW, ChangeSet, ChangeTracker
+from ipysession.capture.cellnames import CellNames, cell_names, imports_in_source
+from ipysession.capture.describe import (
+    GiB,
+    MiB,
+    Unsaveable,
+    error_text,
+    format_bytes,
+    type_label,
+    type_name,
+)
+from ipysession.capture.files import FILE_TYPES, capture_file, restore_file
+from ipysession.capture.names import is_persistable_name
+from ipysession.capture.sizing import estimate_size, fingerprint
+from ipysession.capture.tracker import RECAPTURE_BELOW, ChangeSet, ChangeTracker
+from ipysession.errors import CaptureError
+from ipysession.model import ImportRecord, VariableRecord
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -239,9 +247,9 @@ def serialize_into(value: object, encoding: str, update: Callable[[memoryview], 
     ``update``, without building the whole byte string; ``False`` if that encoding cannot.
 
     The pieces, joined, are exactly what :func:`capture_value` stores for the same value: fed to a
-    :meth:`~ipysession.crypto.SealingKey.content_hasher`, they tell whether a value still matches
-    the blob it was stored in. Pickle hands large buffers (numpy and pandas data) to the writer as
-    they are, so checking a 100 MB DataFrame costs a hash of it, not a 100 MB copy.
+    :meth:`~ipysession.keys.crypto.SealingKey.content_hasher`, they tell whether a value still
+    matches the blob it was stored in. Pickle hands large buffers (numpy and pandas data) to the
+    writer as they are, so checking a 100 MB DataFrame costs a hash of it, not a 100 MB copy.
     """
     if encoding == "pickle":
         pickler: type[pickle.Pickler] = pickle.Pickler

@@ -96,8 +96,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CaptureError
-from ..model import Preferences
+from ipysession.errors import CaptureError
+from ipysession.model import Preferences
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any
 
-from .describe import KiB, type_name
+from ipysession.capture.describe import KiB, type_name
 
 __all__ = ["estimate_size", "fingerprint", "is_immutable", "is_ndarray", "pandas_kind"]
 

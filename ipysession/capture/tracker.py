@@ -34,11 +34,17 @@ from dataclasses import dataclass, field
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any, Literal
 
-from ..model import ImportRecord, VariableRecord
-from .cellnames import cell_names
-from .describe import KiB
-from .names import is_persistable_name
-from .sizing import estimate_size, fingerprint, is_immutable, is_ndarray, pandas_kind
+from ipysession.capture.cellnames import cell_names
+from ipysession.capture.describe import KiB
+from ipysession.capture.names import is_persistable_name
+from ipysession.capture.sizing import (
+    estimate_size,
+    fingerprint,
+    is_immutable,
+    is_ndarray,
+    pandas_kind,
+)
+from ipysession.model import ImportRecord, VariableRecord
 
 __all__ = ["RECAPTURE_BELOW", "ChangeSet", "ChangeTracker"]
 

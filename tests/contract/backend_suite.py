@@ -42,8 +42,8 @@ from typing import Any
 
 import pytest
 
-from ipysession.backends import Backend, available_backends, get_backend
-from ipysession.connections import (
+from ipysession.connections.backends import Backend, available_backends, get_backend
+from ipysession.connections.records import (
     ConnectionState,
     Reconnector,
     connect_record,

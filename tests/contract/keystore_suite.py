@@ -1,4 +1,4 @@
-"""What every key location must do: the contract for :mod:`ipysession.keystore`.
+"""What every key location must do: the contract for :mod:`ipysession.keys.resolution`.
 
 Subclass :class:`KeyStoreContract`, set ``backend`` (the ``KeyResolution.backend`` expected) and
 ``stores_key_on_disk``, and provide a ``resolve`` fixture: a callable that resolves the key the way
@@ -30,8 +30,9 @@ import keyring.backend
 import keyring.errors
 import pytest
 
-from ipysession import crypto, keystore
-from ipysession.keystore import KeyResolution
+from ipysession.keys import crypto
+from ipysession.keys import resolution as keystore
+from ipysession.keys.resolution import KeyResolution
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

@@ -9,8 +9,9 @@ import keyring.backend
 import pytest
 from keyring.backends import fail
 
-from ipysession import crypto, keystore
-from ipysession.keystore import KeyResolution
+from ipysession.keys import crypto
+from ipysession.keys import resolution as keystore
+from ipysession.keys.resolution import KeyResolution
 
 from .keystore_suite import KeyStoreContract, MemoryKeyring, use_keyring
 

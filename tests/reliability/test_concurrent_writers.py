@@ -3,12 +3,13 @@ them: no torn file, every surviving generation authenticates, and no history ent
 returned is ever lost (the merge on a generation conflict is what guarantees the last part).
 
 Why ``SessionStore.write`` in plain processes, not kernels: the guarantee under test is the
-store's optimistic concurrency (``base_generation``) plus :func:`ipysession.merge.merge_sessions`,
-which is exactly what ``SessionManager._write_snapshot`` calls. Four kernels x 200 cells would
-spend the time budget starting kernels and running cells, and a kernel adds nothing to a
-concurrent write but latency; a plain process can be killed at any instruction of a write, which
-is the point. Each process does what the manager does: it writes its own capture merged with what
-it carried from earlier merges, and on a conflict merges theirs with its own capture only.
+store's optimistic concurrency (``base_generation``) plus
+:func:`ipysession.session.merge.merge_sessions`, which is exactly what
+``SessionManager._write_snapshot`` calls. Four kernels x 200 cells would spend the time budget
+starting kernels and running cells, and a kernel adds nothing to a concurrent write but latency; a
+plain process can be killed at any instruction of a write, which is the point. Each process does
+what the manager does: it writes its own capture merged with what it carried from earlier merges,
+and on a conflict merges theirs with its own capture only.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import IO
 
 import pytest
 
-from ipysession.crypto import MasterKey
-from ipysession.store import SessionStore
+from ipysession.keys.crypto import MasterKey
+from ipysession.store.session_store import SessionStore
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,11 +49,11 @@ TIME_BUDGET = 75.0
 WRITER = r"""
 import errno, os, random, sys, time
 from pathlib import Path
-from ipysession.crypto import MasterKey
+from ipysession.keys.crypto import MasterKey
 from ipysession.errors import SessionNotFound, StoreWriteError
-from ipysession.merge import history_key, merge_sessions
+from ipysession.session.merge import history_key, merge_sessions
 from ipysession.model import HistoryEntry, Session, VariableRecord
-from ipysession.store import SessionStore
+from ipysession.store.session_store import SessionStore
 
 root, key, proc, run, count, rate, seed = sys.argv[1:8]
 count, rate = int(count), float(rate)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ipysession.crypto import MasterKey
-from ipysession.store import SessionStore
+from ipysession.keys.crypto import MasterKey
+from ipysession.store.session_store import SessionStore
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,10 +32,10 @@ TIME_BUDGET = 55.0
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from ipysession.crypto import MasterKey
+from ipysession.keys.crypto import MasterKey
 from ipysession.errors import SessionNotFound
 from ipysession.model import HistoryEntry, Session, VariableRecord
-from ipysession.store import SessionStore
+from ipysession.store.session_store import SessionStore
 
 root, count, key, size = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 store = SessionStore(root, key=MasterKey(bytes.fromhex(key)), keep=5, gc_grace=0)

@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 
 import ipysession
-from ipysession import display, fileformat
-from ipysession.crypto import MasterKey
+from ipysession import display
 from ipysession.extension import get_manager
-from ipysession.manager import SessionManager
+from ipysession.keys.crypto import MasterKey
+from ipysession.session.manager import SessionManager
+from ipysession.store import fileformat
 from tests.reliability.faults import wait_for
 from tests.shell import ipython_shell, run
 

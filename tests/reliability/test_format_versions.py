@@ -4,8 +4,8 @@ Two kinds of fixtures live in ``tests/fixtures/``, made with the published test 
 ``tests/fixtures/make_fixtures.py`` and never remade:
 
 * ``v<N>-session.ipys`` and ``v<N>-blob.ipyb``, one pair per *format* version;
-  ``tests/test_migrations.py`` checks their content field by field, this module that there is one
-  for every version up to the current one and that a kernel restores it;
+  ``tests/store/test_migrations.py`` checks their content field by field, this module that there is
+  one for every version up to the current one and that a kernel restores it;
 * ``release-<X.Y.Z>-session.ipys`` and ``release-<X.Y.Z>-blob.ipyb``, one pair per *released
   package version*: what that release wrote.
 
@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 import ipysession
-from ipysession import fileformat, keystore
-from ipysession.crypto import MasterKey
 from ipysession.extension import get_manager
-from ipysession.store import SessionStore, session_dir_for
+from ipysession.keys import resolution as keystore
+from ipysession.keys.crypto import MasterKey
+from ipysession.store.session_store import SessionStore, fileformat, session_dir_for
 from tests.shell import ipython_shell
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

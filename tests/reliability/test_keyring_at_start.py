@@ -23,8 +23,9 @@ import keyring.errors
 import pytest
 
 import ipysession
-from ipysession import display, keystore
+from ipysession import display
 from ipysession.extension import get_manager
+from ipysession.keys import resolution as keystore
 from tests.contract.keystore_suite import MemoryKeyring, use_keyring
 from tests.reliability.faults import wait_for
 from tests.shell import ipython_shell, restart, run

@@ -14,9 +14,9 @@ import pytest
 
 import ipysession
 from ipysession.extension import get_manager
-from ipysession.manager import SessionManager
 from ipysession.model import HistoryEntry, VariableRecord
-from ipysession.store import SessionStore
+from ipysession.session.manager import SessionManager
+from ipysession.store.session_store import SessionStore
 from tests.reliability.faults import wait_for
 from tests.shell import ipython_shell, run
 

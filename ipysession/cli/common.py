@@ -1,0 +1,152 @@
+"""What every ``ipysession`` command shares: exit codes, the context (store root, key), output.
+
+The context resolves the key and opens the store on first use; the helpers format times, counts,
+tables and ``--json`` output the same way for every command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+from ipysession.errors import SessionNotFound
+from ipysession.formatting import format_time
+
+if TYPE_CHECKING:
+    from ipysession.keys.crypto import SealingKey
+    from ipysession.keys.resolution import BackendChoice, KeyResolution
+    from ipysession.store.session_store import FileProblem, SessionStore
+
+PROG = "ipysession"
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_DATA = 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT
+EXIT_BROKEN_PIPE = 141  # as a shell reports SIGPIPE: `ipysession list | head`
+
+
+class UsageError(Exception):
+    """The command was called in a way it cannot run (exit code 1)."""
+
+
+# --- context: where the store is, which key ----------------------------------------------------
+
+
+@dataclass
+class Context:
+    root: Path
+    key_backend: str
+    keyring_timeout: float
+    _resolution: KeyResolution | None = field(default=None, repr=False)
+    _store: SessionStore | None = field(default=None, repr=False)
+
+    @property
+    def out(self) -> TextIO:
+        return sys.stdout
+
+    def say(self, text: str = "") -> None:
+        print(text, file=sys.stdout)
+
+    def warn(self, text: str) -> None:
+        print(f"{PROG}: {text}", file=sys.stderr)
+
+    def resolution(self) -> KeyResolution:
+        """The key, resolved once (on first use this may create it, with a notice on stderr)."""
+        if self._resolution is None:
+            from ipysession.keys.resolution import resolve_key
+
+            self._resolution = resolve_key(
+                backend=cast("BackendChoice", self.key_backend),  # argparse checked it
+                keyring_timeout=self.keyring_timeout,
+            )
+            if self._resolution.notice:
+                print(self._resolution.notice, file=sys.stderr)
+        return self._resolution
+
+    def store(self) -> SessionStore:
+        if self._store is None:
+            self._store = self.open_store(self.resolution().key)
+        return self._store
+
+    def open_store(self, key: SealingKey) -> SessionStore:
+        from ipysession.store.session_store import SessionStore
+
+        return SessionStore(self.root, key=key)
+
+    @property
+    def sessions_dir(self) -> Path:
+        from ipysession.store.names import SESSIONS_DIR
+
+        return self.root / SESSIONS_DIR
+
+    def has_sessions(self) -> bool:
+        """Whether any session directory exists; answered without the key."""
+        try:
+            with os.scandir(self.sessions_dir) as entries:
+                return any(not e.name.startswith(".") for e in entries)
+        except OSError:
+            return False
+
+    def require_session(self, name: str) -> None:
+        """Raise :class:`SessionNotFound` early (before any key is needed) if nothing is stored."""
+        if not self.has_sessions():
+            msg = f"No session named {name!r}: there are no saved sessions in {self.root}"
+            raise SessionNotFound(
+                msg,
+                path=self.sessions_dir,
+                hint="Check --root or $IPYSESSION_DIR; `ipysession list` shows what is saved",
+            )
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def when_or_dash(timestamp: float | None) -> str:
+    return format_time(timestamp, missing="-")
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return indent + "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def emit_json(ctx: Context, value: object) -> None:
+    json.dump(value, ctx.out, indent=2, default=str)
+    ctx.out.write("\n")
+
+
+def problem_json(problem: FileProblem) -> dict[str, Any]:
+    return {
+        "path": str(problem.path),
+        "kind": problem.kind,
+        "message": problem.message,
+        "quarantined_to": str(problem.quarantined_to) if problem.quarantined_to else None,
+    }
+
+
+def count_files(directory: Path) -> int:
+    total = 0
+    with contextlib.suppress(OSError):
+        for _dirpath, _dirs, files in os.walk(directory):
+            total += len(files)
+    return total

@@ -1,0 +1,409 @@
+"""The ``jupyter`` backend: a running Jupyter kernel, bound as a ``BlockingKernelClient``.
+
+Spec
+----
+- the path of a kernel's connection file (``~`` is expanded);
+- a kernel id or any part of a connection file's name, resolved with
+  ``jupyter_client.find_connection_file`` in the current directory and Jupyter's runtime
+  directory, exactly as ``jupyter console --existing ID`` does (the most recently used match wins);
+- or a mapping of connection info (what ``KernelManager.get_connection_info()`` returns).
+
+The whole connection info (ip, the five ports, the HMAC key, CurveZMQ keys where present) is
+the secret: a connection file is useless without its key and the key is useless without the
+ports. It is stored, encrypted, in ``secrets["connection_info"]``; a reconnect uses that copy,
+never the file again (files in the runtime directory are cleaned up). ``params`` keep only what
+may be shown: where the info came from (``source``, ``connection_file``), ``transport``,
+``signature_scheme``, ``kernel_name`` and the SSH settings. A kernel restarted by its own
+manager with new ports needs a new ``%session connect NAME NEWPATH``: the stored info is stale,
+and the connection fails with a message saying so.
+
+Options
+-------
+``path``
+    a directory or list of directories searched for a kernel id (default: the current
+    directory and ``jupyter --runtime-dir``).
+``ssh``
+    ``[user@]host[:port]`` (an ``~/.ssh/config`` alias works): reach the kernel through SSH
+    tunnels, as ``jupyter console --ssh`` does. The five ports are forwarded from random local
+    ports with ``jupyter_client.tunnel_to_kernel`` at every connect, so a reconnect after a
+    restart rebuilds the tunnels. Only key or agent authentication is supported (a worker thread
+    cannot ask for a password); the connect timeout includes building the tunnels, so allow a few
+    seconds. The kernel's ``ip`` is resolved on the SSH server (``127.0.0.1`` there means the
+    server itself).
+``sshkey``
+    the path of the private key to use for ``ssh``.
+
+No separate secrets are accepted (``options["secrets"]`` must be empty).
+
+Because the ip and the ports are secrets too, any of them that turns up in a message (a ZeroMQ
+or ssh error) is shown as ``***``; ``describe`` shows the connection file's name, the transport
+and the SSH server instead (``kernel kernel-1234.json (tcp) via ssh me@gateway``).
+
+Behaviour
+---------
+``connect`` first pings the kernel's heartbeat on a socket of its own (a dead kernel or a stale
+file fails here, within the timeout, before any channel is started), then starts the client's
+channels and waits for a ``kernel_info`` reply (a wrong key shows up here: the kernel ignores
+messages it cannot authenticate) and for IOPub to deliver. ``is_alive`` pings the heartbeat on a
+socket of its own, so it never takes messages from the channels the user reads, and it is safe
+from a monitor thread while the user runs code. ``close`` stops the client's channels; it never
+shuts the kernel down: we never stop or restart a kernel we do not own.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from ipysession.connections.backends.base import call_with_timeout, check_options, redact_text
+from ipysession.errors import ConnectFailed, InvalidSpec
+
+__all__ = ["JupyterBackend"]
+
+log = logging.getLogger("ipysession")
+
+_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+# tunnel_to_kernel returns the local ends in this order.
+_TUNNEL_ORDER = ("shell_port", "iopub_port", "stdin_port", "hb_port", "control_port")
+_PARAM_FIELDS = ("transport", "signature_scheme", "kernel_name")
+_BYTES_FIELDS = ("key", "curve_publickey", "curve_secretkey", "curve_serverkey")
+_SSH_RE = re.compile(r"^(?:[A-Za-z0-9._+-]+@)?[A-Za-z0-9._-]+(?::[0-9]{1,5})?$")
+_STALE_HINT = (
+    "The kernel may have stopped, or been restarted with new ports: connect again with its "
+    "current connection file"
+)
+
+
+@functools.cache
+def _probe_context() -> Any:
+    """One ZeroMQ context for heartbeat probes, never shared with a user's client."""
+    import zmq
+
+    return zmq.Context()
+
+
+def _hb_url(info: Mapping[str, Any]) -> str:
+    transport = info.get("transport", "tcp")
+    ip = info.get("ip", "127.0.0.1")
+    port = int(info["hb_port"])
+    if transport == "tcp":
+        return f"tcp://{ip}:{port}"
+    return f"{transport}://{ip}-{port}"
+
+
+def _ping(info: Mapping[str, Any], timeout: float) -> bool:
+    """Send one heartbeat and wait up to ``timeout`` seconds for its echo."""
+    import zmq
+
+    sock = _probe_context().socket(zmq.REQ)
+    try:
+        sock.linger = 0
+        sock.connect(_hb_url(info))
+        sock.send(b"ping")
+        if sock.poll(max(0, int(timeout * 1000)), zmq.POLLIN):
+            sock.recv()
+            return True
+        return False
+    finally:
+        sock.close(linger=0)
+
+
+def _text(value: Any, field: str) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            msg = f"The connection info field '{field}' is not valid UTF-8"
+            raise InvalidSpec(msg) from None
+    if isinstance(value, str):
+        return value
+    msg = f"The connection info field '{field}' must be a string, not {type(value).__name__}"
+    raise InvalidSpec(msg)
+
+
+def _normalize(info: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate connection info and make it JSON-serializable (keys as str, no Session)."""
+    out: dict[str, Any] = {}
+    for port in _PORTS:
+        value = info.get(port)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            msg = f"The connection info has no valid '{port}'"
+            raise InvalidSpec(msg, hint="Is this a Jupyter kernel connection file?")
+        out[port] = value
+    out["ip"] = _text(info.get("ip", "127.0.0.1"), "ip") or "127.0.0.1"
+    out["transport"] = _text(info.get("transport", "tcp"), "transport") or "tcp"
+    if out["transport"] not in ("tcp", "ipc"):
+        msg = f"Unknown kernel transport {out['transport']!r} (expected tcp or ipc)"
+        raise InvalidSpec(msg)
+    out["signature_scheme"] = _text(info.get("signature_scheme", "hmac-sha256"), "signature_scheme")
+    out["key"] = _text(info.get("key", ""), "key")
+    for field in _BYTES_FIELDS[1:]:
+        if info.get(field):
+            out[field] = _text(info[field], field)
+    for field, value in info.items():
+        if field in out or field == "session":
+            continue
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            out[field] = value
+    return out
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        msg = "The Jupyter connection file does not exist"
+        raise InvalidSpec(msg, path=path, hint=_STALE_HINT) from None
+    except (OSError, ValueError) as exc:
+        msg = f"The Jupyter connection file could not be read ({type(exc).__name__})"
+        raise InvalidSpec(msg, path=path) from None
+    if not isinstance(info, dict):
+        msg = "The Jupyter connection file does not hold a JSON object"
+        raise InvalidSpec(msg, path=path)
+    return info
+
+
+def _find(spec: str, search: Any) -> str:
+    from jupyter_client.connect import find_connection_file
+
+    if search is not None and not isinstance(search, (str, list)):
+        msg = "The jupyter option 'path' must be a directory or a list of directories"
+        raise InvalidSpec(msg)
+    try:
+        return str(find_connection_file(str(Path(spec).expanduser()), path=search))
+    except OSError:
+        msg = f"No Jupyter connection file matches {spec!r}"
+        raise InvalidSpec(
+            msg,
+            hint=(
+                "Give the path of the kernel's connection file, or its kernel id; "
+                "`jupyter --runtime-dir` shows where running kernels keep theirs"
+            ),
+        ) from None
+
+
+class JupyterBackend:
+    """A remote (or local) Jupyter kernel as a started ``BlockingKernelClient``."""
+
+    kind = "jupyter"
+
+    # --- spec ---------------------------------------------------------------------------------
+
+    def split_spec(
+        self, spec: str | Mapping[str, Any] | None, options: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        check_options(self.kind, options, ("path", "ssh", "sshkey"))
+        if options.get("secrets"):
+            msg = "The jupyter backend takes no separate secrets: the connection file is the secret"
+            raise InvalidSpec(msg)
+        connection_file: str | None = None
+        if isinstance(spec, Mapping):
+            raw: Mapping[str, Any] = spec
+            source = "connection info"
+        elif isinstance(spec, str) and spec.strip():
+            connection_file = _find(spec.strip(), options.get("path"))
+            raw = _read_file(connection_file)
+            source = spec.strip()
+        else:
+            msg = "The jupyter backend needs a connection file, a kernel id or connection info"
+            raise InvalidSpec(
+                msg, hint="For example: %session connect remote jupyter kernel-1234.json"
+            )
+        info = _normalize(raw)
+        params: dict[str, Any] = {"source": source, "connection_file": connection_file}
+        for field in _PARAM_FIELDS:
+            if field in info:
+                params[field] = info.pop(field)
+        ssh = options.get("ssh")
+        if ssh:
+            if not isinstance(ssh, str) or not _SSH_RE.match(ssh):
+                msg = "The ssh option must look like [user@]host[:port]"
+                raise InvalidSpec(msg)
+            params["ssh"] = ssh
+        sshkey = options.get("sshkey")
+        if sshkey:
+            if not isinstance(sshkey, str):
+                msg = "The sshkey option must be the path of a private key file"
+                raise InvalidSpec(msg)
+            params["sshkey"] = str(Path(sshkey).expanduser())
+        return params, {"connection_info": info}
+
+    def describe(self, params: Mapping[str, Any], secrets: Mapping[str, Any]) -> str:
+        source = str(params.get("source") or params.get("connection_file") or "connection info")
+        if "/" in source or os.sep in source:
+            source = Path(source).name
+        text = f"kernel {source} ({params.get('transport', 'tcp')})"
+        if params.get("ssh"):
+            text += f" via ssh {params['ssh']}"
+        return redact_text(text, secrets)
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def _connection_info(
+        self, params: Mapping[str, Any], secrets: Mapping[str, Any], target: str
+    ) -> dict[str, Any]:
+        stored = secrets.get("connection_info")
+        try:
+            if isinstance(stored, Mapping):
+                info = _normalize(
+                    {**stored, **{f: params[f] for f in _PARAM_FIELDS if f in params}}
+                )
+            elif params.get("connection_file"):
+                info = _normalize(_read_file(str(params["connection_file"])))
+            else:
+                msg = "The record holds no connection info"
+                raise InvalidSpec(msg)
+        except InvalidSpec as exc:
+            raise ConnectFailed(
+                redact_text(exc.what, secrets), path=exc.path, target=target, hint=exc.hint
+            ) from None
+        return info
+
+    def _tunnel(
+        self, info: dict[str, Any], params: Mapping[str, Any], timeout: float, target: str
+    ) -> dict[str, Any]:
+        server = str(params["ssh"])
+        keyfile = params.get("sshkey") or None
+
+        def build() -> tuple[Any, ...]:
+            from jupyter_client.connect import tunnel_to_kernel
+            from jupyter_client.ssh.tunnel import try_passwordless_ssh
+
+            if not try_passwordless_ssh(server, keyfile):
+                msg = f"SSH to {server} asks for a password"
+                raise ConnectFailed(
+                    msg,
+                    target=target,
+                    hint="Only key or agent authentication works here: add a key (ssh-add)",
+                )
+            return tuple(tunnel_to_kernel(cast(Any, dict(info)), server, keyfile))
+
+        try:
+            ports = call_with_timeout(build, timeout, name="ipysession-ssh-tunnel")
+        except ConnectFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ssh and pexpect raise anything
+            text = f"Could not build SSH tunnels through {server} ({type(exc).__name__}: {exc})"
+            msg = redact_text(text, info)
+            raise ConnectFailed(msg, target=target) from None
+        tunneled = dict(info)
+        tunneled["ip"] = "127.0.0.1"
+        tunneled.update(zip(_TUNNEL_ORDER, ports, strict=True))
+        return tunneled
+
+    def connect(
+        self, params: Mapping[str, Any], secrets: Mapping[str, Any], *, timeout: float
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        target = self.describe(params, secrets)
+        info = self._connection_info(params, secrets, target)
+        if params.get("ssh"):
+            info = self._tunnel(info, params, timeout, target)
+        try:
+            alive = _ping(info, deadline - time.monotonic())
+        except Exception as exc:  # noqa: BLE001 - reported redacted, never chained
+            text = redact_text(f"{type(exc).__name__}: {exc}", secrets)
+            msg = f"Could not reach the kernel's heartbeat ({text})"
+            raise ConnectFailed(msg, target=target, hint=_STALE_HINT) from None
+        if not alive:
+            msg = f"The kernel did not answer its heartbeat within {timeout:g} s"
+            raise ConnectFailed(msg, target=target, hint=_STALE_HINT)
+
+        from jupyter_client.blocking.client import BlockingKernelClient
+
+        client = BlockingKernelClient()
+        try:
+            client.load_connection_info(cast(Any, info))
+            client.start_channels()
+            _handshake(client, deadline, timeout)
+        except Exception as exc:  # noqa: BLE001 - reported redacted, never chained
+            self.close(client)
+            text = redact_text(f"{type(exc).__name__}: {exc}", [info, secrets])
+            msg = f"The kernel did not complete the connection ({text})"
+            raise ConnectFailed(msg, target=target, hint=_STALE_HINT) from None
+        log.debug("Connected to %s", target)
+        return client
+
+    def is_alive(self, obj: Any, *, timeout: float) -> bool:
+        try:
+            if not getattr(obj, "channels_running", False):
+                return False
+            return _ping(obj.get_connection_info(), timeout)
+        except Exception as exc:  # noqa: BLE001 - a failed probe means not alive
+            log.debug("Heartbeat probe failed (%s)", type(exc).__name__)
+            return False
+
+    def close(self, obj: Any) -> None:
+        # Stop our channels only: never shutdown() a kernel we do not own.
+        stop = getattr(obj, "stop_channels", None)
+        if not callable(stop):
+            return
+        try:
+            stop()
+        except Exception as exc:  # noqa: BLE001 - close() never raises
+            log.debug("Stopping a kernel client's channels failed (%s)", type(exc).__name__)
+
+
+def _await_reply(channel: Any, msg_id: str, deadline: float) -> dict[str, Any] | None:
+    """The ``kernel_info_reply`` to ``msg_id`` on the shell channel, or None at the deadline."""
+    from queue import Empty
+
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            msg: dict[str, Any] = channel.get_msg(timeout=remaining)
+        except Empty:
+            return None
+        parent = msg.get("parent_header") or {}
+        if parent.get("msg_id") == msg_id and msg.get("msg_type") == "kernel_info_reply":
+            return msg
+
+
+def _drain(channel: Any) -> None:
+    """Drop the messages already received (``get_msgs()`` would block: it polls forever)."""
+    from queue import Empty
+
+    while True:
+        try:
+            channel.get_msg(timeout=0)
+        except Empty:
+            return
+
+
+def _handshake(client: Any, deadline: float, timeout: float) -> None:
+    """Wait for a kernel_info reply, then for IOPub to deliver (ZeroMQ subscriptions join late)."""
+    from queue import Empty
+
+    replied = False
+    while time.monotonic() < deadline:
+        reply = _await_reply(client.shell_channel, client.kernel_info(), deadline)
+        if reply is None:
+            break
+        if not replied:
+            replied = True
+            handle = getattr(client, "_handle_kernel_info_reply", None)
+            if callable(handle):
+                handle(reply)
+        try:
+            client.iopub_channel.get_msg(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+        except Empty:
+            continue
+        _drain(client.iopub_channel)  # the status messages of our requests
+        return
+    if not replied:
+        msg = (
+            f"the kernel answered its heartbeat but not a kernel_info request within "
+            f"{timeout:g} s; the connection key or signature scheme may be wrong"
+        )
+        raise TimeoutError(msg)
+    log.debug("Kernel replied to kernel_info but IOPub delivered nothing before the deadline")

@@ -1,0 +1,75 @@
+"""What the manager tells the faces: reports of a restore and a save, and the session's status.
+
+Plain dataclasses with no IPython and no traitlets, so the presentation module (shared by the
+magic and the command line) can build its views from them without importing a shell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipysession.session.lease import LeaseHolder
+
+__all__ = ["RESTORE_PARTS", "RestoreReport", "SaveReport", "Status"]
+
+# The parts of a session, in the order a restore applies them.
+RESTORE_PARTS = ("preferences", "cwd", "imports", "variables", "history", "layout", "connections")
+
+
+@dataclass
+class RestoreReport:
+    """What a restore brought back, what it skipped and why."""
+
+    session: str
+    generation: int | None = None
+    checkpoint: str | None = None
+    path: str | None = None
+    seconds: float = 0.0
+    variables: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    preferences: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    history: int = 0
+    layout: bool = False
+    connections: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    found: bool = True
+
+
+@dataclass
+class SaveReport:
+    session: str
+    generation: int | None
+    path: str | None
+    variables: int
+    skipped: list[tuple[str, str]]
+    checkpoint: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Status:
+    session: str
+    root: str
+    key: str
+    autosave: bool
+    autosave_interval: float
+    last_save: float | None
+    last_generation: int | None
+    last_error: str | None
+    pending: bool
+    variables: int
+    skipped: list[tuple[str, str]]
+    history: int
+    restore: RestoreReport | None
+    disabled: str | None
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    lease_holder: LeaseHolder | None = None
+    lease_ours: bool = False
+    lease_problem: str | None = None
+    read_only: bool = False
+    fork_of: str | None = None
+    merges: int = 0
+    last_merge: str | None = None

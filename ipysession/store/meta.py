@@ -1,0 +1,95 @@
+"""What the session store remembers of a generation or checkpoint: the summary fields of one
+sealed session file (name, times, counts, blob references, writer), keyed by the file's stat so a
+changed file is decoded again. ``list()`` and blob collection are answered from these records.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipysession.errors import CorruptFile
+from ipysession.model import Session
+from ipysession.store.files import StatKey, stat_key
+
+__all__ = ["FileMeta"]
+
+
+@dataclass(frozen=True)
+class FileMeta:
+    """What the store remembers of a generation or checkpoint it wrote or read."""
+
+    stat_key: StatKey
+    size: int
+    name: str
+    updated: float
+    cells: int
+    variables: int
+    connections: int
+    blob_refs: frozenset[str]
+    run_id: str
+    kernel_id: str
+    host: str
+    pid: int
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, object], st: os.stat_result, path: Path) -> FileMeta:
+        """Summary fields of an authenticated document, without building the whole session.
+
+        ``list()`` must be fast, and building every history entry of every session is what
+        costs; full validation happens when a session is read.
+        """
+        name = doc.get("name")
+        updated = doc.get("updated", 0.0)
+        history = doc.get("history", [])
+        variables = doc.get("variables", {})
+        connections = doc.get("connections", {})
+        writer = doc.get("writer", {})
+        if not (
+            isinstance(name, str)
+            and isinstance(updated, (int, float))
+            and isinstance(history, builtins.list)
+            and isinstance(variables, dict)
+            and isinstance(connections, dict)
+            and isinstance(writer, dict)
+            and all(isinstance(v, dict) for v in variables.values())
+        ):
+            msg = "File is authentic but does not hold a valid session"
+            raise CorruptFile(msg, path=path)
+        refs = frozenset(blob for v in variables.values() if isinstance(blob := v.get("blob"), str))
+        run_id, kernel_id, host, pid = (
+            writer.get(k) for k in ("run_id", "kernel_id", "host", "pid")
+        )
+        return cls(
+            stat_key=stat_key(st),
+            size=st.st_size,
+            name=name,
+            updated=float(updated),
+            cells=len(history),
+            variables=len(variables),
+            connections=len(connections),
+            blob_refs=refs,
+            run_id=run_id if isinstance(run_id, str) else "",
+            kernel_id=kernel_id if isinstance(kernel_id, str) else "",
+            host=host if isinstance(host, str) else "",
+            pid=pid if isinstance(pid, int) else 0,
+        )
+
+    @classmethod
+    def of(cls, session: Session, st: os.stat_result) -> FileMeta:
+        return cls(
+            stat_key=stat_key(st),
+            size=st.st_size,
+            name=session.name,
+            updated=session.updated,
+            cells=len(session.history),
+            variables=len(session.variables),
+            connections=len(session.connections),
+            blob_refs=frozenset(session.blob_ids()),
+            run_id=session.writer.run_id,
+            kernel_id=session.writer.kernel_id,
+            host=session.writer.host,
+            pid=session.writer.pid,
+        )

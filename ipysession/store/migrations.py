@@ -1,0 +1,64 @@
+"""Upgrading session documents from older format versions.
+
+A reader accepts every older version: the document is passed through each registered step,
+``v1 -> v2 -> ...``, up to :data:`CURRENT_VERSION`. Each step is a pure function from one
+document dict to the next; it must keep fields it does not know. Fixture files of every released
+version live in ``tests/fixtures/`` and are read by the tests forever.
+
+To add version N+1: bump :data:`CURRENT_VERSION`, register ``@step(N)`` that turns a version N
+document into a version N+1 document, and add a fixture written by the last release of version N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ipysession.errors import NewerFormat
+
+__all__ = ["CURRENT_VERSION", "Document", "Step", "step", "upgrade"]
+
+CURRENT_VERSION = 1
+
+Document = dict[str, Any]
+Step = Callable[[Document], Document]
+
+#: from-version -> the step that produces a document of from-version + 1
+STEPS: dict[int, Step] = {}
+
+
+def step(from_version: int, registry: dict[int, Step] | None = None) -> Callable[[Step], Step]:
+    """Register ``fn`` as the migration from ``from_version`` to ``from_version + 1``."""
+    target = STEPS if registry is None else registry
+
+    def register(fn: Step) -> Step:
+        if from_version in target:
+            msg = f"a migration from version {from_version} is already registered"
+            raise ValueError(msg)
+        target[from_version] = fn
+        return fn
+
+    return register
+
+
+def upgrade(
+    doc: Document,
+    from_version: int,
+    *,
+    to_version: int = CURRENT_VERSION,
+    steps: Mapping[int, Step] | None = None,
+) -> Document:
+    """Bring ``doc`` from ``from_version`` up to ``to_version``, one registered step at a time."""
+    chain = STEPS if steps is None else steps
+    if from_version > to_version:
+        raise NewerFormat(found=from_version, supported=to_version)
+    version = from_version
+    while version < to_version:
+        migrate = chain.get(version)
+        if migrate is None:
+            msg = f"no migration registered from format version {version} to {version + 1}"
+            raise LookupError(msg)
+        doc = migrate(doc)
+        version += 1
+        doc["format"] = version
+    return doc

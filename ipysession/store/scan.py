@@ -1,0 +1,137 @@
+"""The names inside a session store and the listing of its directories: which entries are
+generations, checkpoints, blobs and session directories, and which labels and blob ids are valid.
+
+Only regular files (never followed symlinks) with a valid name are listed; everything else in a
+session directory is ignored. Nothing here reads a file's content.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ipysession.errors import CorruptFile, StoreError
+from ipysession.store.names import (
+    BLOB_SUFFIX,
+    BLOBS_DIR,
+    CHECKPOINTS_DIR,
+    GENERATION_SUFFIX,
+    WINDOWS_RESERVED,
+)
+
+__all__ = [
+    "BLOB_ID_RE",
+    "GEN_RE",
+    "SLUG_RE",
+    "check_blob_id",
+    "check_label",
+    "gen_name",
+    "scan_blobs",
+    "scan_checkpoints",
+    "scan_generations",
+    "scan_session_dirs",
+]
+
+_GEN_DIGITS = 8
+
+GEN_RE = re.compile(r"gen-(\d{1,18})\.ipys")
+BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}")
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+def check_label(label: str) -> None:
+    if (
+        not isinstance(label, str)
+        or not _LABEL_RE.fullmatch(label)
+        or label.endswith(".")
+        or label.split(".")[0].upper() in WINDOWS_RESERVED
+    ):
+        msg = f"Invalid checkpoint label {label!r}"
+        raise StoreError(
+            msg,
+            hint="Use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
+def check_blob_id(blob_id: str, where: Path) -> None:
+    if not isinstance(blob_id, str) or not BLOB_ID_RE.fullmatch(blob_id):
+        msg = f"Invalid blob reference {blob_id!r}"
+        raise CorruptFile(msg, path=where)
+
+
+def gen_name(number: int) -> str:
+    return f"gen-{number:0{_GEN_DIGITS}d}{GENERATION_SUFFIX}"
+
+
+# --- listing --------------------------------------------------------------------------------------
+
+
+def scan_generations(sdir: Path) -> list[tuple[int, Path]]:
+    """Generation files of a session, oldest first (regular files only)."""
+    found: list[tuple[int, Path]] = []
+    try:
+        entries = os.scandir(sdir)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    with entries:
+        for entry in entries:
+            match = GEN_RE.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False):
+                found.append((int(match[1]), Path(entry.path)))
+    found.sort()
+    return found
+
+
+def scan_checkpoints(sdir: Path) -> list[Path]:
+    found: list[Path] = []
+    try:
+        entries = os.scandir(sdir / CHECKPOINTS_DIR)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    with entries:
+        for entry in entries:
+            if (
+                entry.name.endswith(GENERATION_SUFFIX)
+                and not entry.name.startswith(".")
+                and entry.is_file(follow_symlinks=False)
+            ):
+                found.append(Path(entry.path))
+    found.sort()
+    return found
+
+
+def scan_blobs(sdir: Path) -> list[os.DirEntry[str]]:
+    found: list[os.DirEntry[str]] = []
+    try:
+        entries = os.scandir(sdir / BLOBS_DIR)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if (
+                name.endswith(BLOB_SUFFIX)
+                and BLOB_ID_RE.fullmatch(name[: -len(BLOB_SUFFIX)])
+                and entry.is_file(follow_symlinks=False)
+            ):
+                found.append(entry)
+    return found
+
+
+def scan_session_dirs(sessions_dir: Path) -> list[Path]:
+    """Session directories under ``sessions_dir``, sorted; hidden entries (trash) are skipped."""
+    try:
+        entries = os.scandir(sessions_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with entries:
+        return sorted(
+            Path(e.path)
+            for e in entries
+            if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+        )

@@ -1,0 +1,351 @@
+"""The jupyter backend against a second, real ipykernel started with jupyter_client."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipysession.connections.backends.jupyter import JupyterBackend
+from ipysession.connections.records import ConnectionState, Reconnector
+from ipysession.errors import ConnectFailed, InvalidSpec
+from ipysession.model import ConnectionRecord
+from tests.contract.backend_suite import BackendContract, Target, assert_no_secret
+
+pytestmark = pytest.mark.kernel
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def dead_info(key: str = "dead-key-6c1e") -> dict[str, Any]:
+    return {
+        "ip": "127.0.0.1",
+        "transport": "tcp",
+        "signature_scheme": "hmac-sha256",
+        "key": key,
+        **{
+            name: closed_port()
+            for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+        },
+    }
+
+
+def run(client: Any, code: str, expression: str) -> str:
+    """Run ``code`` on the remote kernel and return the repr of ``expression`` there."""
+    reply = client.execute(
+        code, user_expressions={"v": expression}, reply=True, timeout=30, allow_stdin=False
+    )
+    assert reply["content"]["status"] == "ok", reply["content"]
+    value: str = reply["content"]["user_expressions"]["v"]["data"]["text/plain"]
+    return value
+
+
+class _Kernel:
+    def __init__(self, manager: Any, runtime: Path) -> None:
+        self.manager = manager
+        self.runtime = runtime
+        self.info = json.loads(Path(manager.connection_file).read_text())
+        # Where jupyter-server keeps the file of a kernel it manages: <runtime>/kernel-<id>.json
+        self.kernel_id = str(uuid.uuid4())
+        self.connection_file = str(runtime / f"kernel-{self.kernel_id}.json")
+        Path(self.connection_file).write_text(json.dumps(self.info))
+
+
+def _start(runtime: Path) -> tuple[Any, Any]:
+    from jupyter_client.manager import start_new_kernel
+
+    return start_new_kernel(kernel_name="python3", startup_timeout=60)
+
+
+@pytest.fixture(scope="module")
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    runtime = tmp_path_factory.mktemp("jupyter-runtime")
+    old = os.environ.get("JUPYTER_RUNTIME_DIR")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    yield runtime
+    if old is None:
+        os.environ.pop("JUPYTER_RUNTIME_DIR", None)
+    else:
+        os.environ["JUPYTER_RUNTIME_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def remote(runtime_dir: Path) -> Iterator[_Kernel]:
+    """A second, real ipykernel: the remote backend the tests connect to."""
+    manager, client = _start(runtime_dir)
+    client.stop_channels()  # the tests make their own clients, as a user's session would
+    try:
+        yield _Kernel(manager, runtime_dir)
+    finally:
+        manager.shutdown_kernel(now=True)
+
+
+class TestJupyterContract(BackendContract):
+    connect_timeout = 10.0
+    dead_timeout = 1.0
+
+    @pytest.fixture
+    def backend(self) -> JupyterBackend:
+        return JupyterBackend()
+
+    @pytest.fixture
+    def live_target(self, remote: _Kernel) -> Target:
+        return Target(remote.connection_file, secret_values=[remote.info["key"]])
+
+    @pytest.fixture
+    def dead_target(self) -> Target:
+        info = dead_info()
+        return Target(info, secret_values=[info["key"]])
+
+    @pytest.fixture
+    def invalid_target(self) -> Target:
+        return Target(
+            {"key": "invalid-key-31f2", "ip": "127.0.0.1"}, secret_values=["invalid-key-31f2"]
+        )
+
+    def exercise(self, obj: Any) -> None:
+        assert run(obj, "contract_value = 6 * 7", "contract_value") == "42"
+
+
+@pytest.fixture
+def backend() -> JupyterBackend:
+    return JupyterBackend()
+
+
+def test_split_keeps_only_a_description_in_params(backend: JupyterBackend, remote: _Kernel) -> None:
+    params, secrets = backend.split_spec(remote.connection_file, {})
+    assert params == {
+        "source": remote.connection_file,
+        "connection_file": remote.connection_file,
+        "transport": "tcp",
+        "signature_scheme": remote.info["signature_scheme"],
+        "kernel_name": remote.info["kernel_name"],
+    }
+    info = secrets["connection_info"]
+    assert info["key"] == remote.info["key"]
+    for port in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+        assert info[port] == remote.info[port]
+    assert backend.describe(params, secrets) == f"kernel {Path(remote.connection_file).name} (tcp)"
+
+
+def test_kernel_id_is_resolved_like_jupyter_console_existing(
+    backend: JupyterBackend, remote: _Kernel
+) -> None:
+    params, secrets = backend.split_spec(remote.kernel_id, {})
+    assert params["source"] == remote.kernel_id
+    assert params["connection_file"] == remote.connection_file
+    assert backend.describe(params, secrets) == f"kernel {remote.kernel_id} (tcp)"
+    # A prefix is enough, as with --existing.
+    params, _ = backend.split_spec(remote.kernel_id[:8], {"path": str(remote.runtime)})
+    assert params["connection_file"] == remote.connection_file
+
+
+def test_missing_connection_file_is_an_invalid_spec(
+    backend: JupyterBackend, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidSpec, match="No Jupyter connection file matches"):
+        backend.split_spec(str(tmp_path / "kernel-gone.json"), {})
+    with pytest.raises(InvalidSpec, match="needs a connection file"):
+        backend.split_spec(None, {})
+
+
+def test_connection_info_dict_with_bytes_key_and_curve_keys(backend: JupyterBackend) -> None:
+    info = dead_info()
+    info.update(
+        key=b"bytes-key-0d2a",
+        curve_publickey=b"pub-key-1b7e",
+        curve_secretkey=b"sec-key-9f3a",
+        kernel_name="python3",
+    )
+    params, secrets = backend.split_spec(info, {})
+    stored = secrets["connection_info"]
+    assert stored["key"] == "bytes-key-0d2a"
+    assert stored["curve_secretkey"] == "sec-key-9f3a"
+    assert stored["curve_publickey"] == "pub-key-1b7e"
+    assert json.loads(json.dumps(secrets)) == secrets
+    shown = json.dumps(params) + backend.describe(params, secrets)
+    assert_no_secret(shown, ["bytes-key-0d2a", "sec-key-9f3a", "pub-key-1b7e"], "params")
+    assert params["source"] == "connection info"
+
+
+@pytest.mark.parametrize(
+    ("info", "match"),
+    [
+        ({"key": "k"}, "no valid 'shell_port'"),
+        ({**dead_info(), "hb_port": "1234"}, "no valid 'hb_port'"),
+        ({**dead_info(), "transport": "udp"}, "Unknown kernel transport"),
+        ({**dead_info(), "key": 5}, "must be a string"),
+        ({**dead_info(), "key": b"\xff\xfe"}, "not valid UTF-8"),
+    ],
+)
+def test_invalid_connection_info(backend: JupyterBackend, info: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidSpec, match=match):
+        backend.split_spec(info, {})
+
+
+def test_unreadable_connection_file(backend: JupyterBackend, tmp_path: Path) -> None:
+    bad = tmp_path / "kernel-bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InvalidSpec, match="could not be read"):
+        backend.split_spec(str(bad), {})
+    bad.write_text("[1, 2]")
+    with pytest.raises(InvalidSpec, match="JSON object"):
+        backend.split_spec(str(bad), {})
+
+
+@pytest.mark.parametrize(
+    ("ssh", "ok"),
+    [
+        ("me@gateway.example.org", True),
+        ("gateway", True),
+        ("me@10.0.0.5:2222", True),
+        ("gateway:22", True),
+        ("me@@gateway", False),
+        ("me@gate way", False),
+        ("-oProxyCommand=evil", False),
+        ("gateway:port", False),
+        ("", True),  # empty means no tunnel
+    ],
+)
+def test_ssh_option_parsing(backend: JupyterBackend, ssh: str, ok: bool) -> None:
+    info = dead_info()
+    if ok:
+        params, _ = backend.split_spec(info, {"ssh": ssh, "sshkey": "~/.ssh/id_ed25519"})
+        if ssh:
+            assert params["ssh"] == ssh
+            assert backend.describe(params, {}).endswith(f"via ssh {ssh}")
+        else:
+            assert "ssh" not in params
+        assert params["sshkey"] == str(Path("~/.ssh/id_ed25519").expanduser())
+    else:
+        with pytest.raises(InvalidSpec, match="ssh"):
+            backend.split_spec(info, {"ssh": ssh})
+
+
+def test_separate_secrets_are_refused(backend: JupyterBackend) -> None:
+    with pytest.raises(InvalidSpec, match="no separate secrets"):
+        backend.split_spec(dead_info(), {"secrets": {"key": "x"}})
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
+def test_ssh_tunnel_to_an_unreachable_server_fails_within_the_timeout(
+    backend: JupyterBackend,
+) -> None:
+    # Real ssh, real jupyter_client tunnel code; nothing listens on the SSH port.
+    info = dead_info()
+    params, secrets = backend.split_spec(info, {"ssh": f"nobody@127.0.0.1:{closed_port()}"})
+    started = time.monotonic()
+    with pytest.raises(ConnectFailed) as error:
+        backend.connect(params, secrets, timeout=5.0)
+    assert time.monotonic() - started < 7.0
+    assert info["key"] not in str(error.value)
+    assert "SSH tunnels" in str(error.value)
+    assert "via ssh nobody@" in str(error.value)
+
+
+def test_remote_variable_survives_a_new_client(backend: JupyterBackend, remote: _Kernel) -> None:
+    """What a local restart does: a new client from the stored record sees the remote's state."""
+    params, secrets = backend.split_spec(remote.connection_file, {})
+    record = ConnectionRecord(name="remote", kind="jupyter", params=params, secrets=secrets)
+    first = backend.connect(params, secrets, timeout=10.0)
+    assert run(first, "survivor = 'still here'", "survivor") == "'still here'"
+    backend.close(first)
+    stored = json.loads(json.dumps(record.to_dict()))
+    again = ConnectionRecord.from_dict("remote", stored, "connections.remote")
+    second = backend.connect(again.params, again.secrets, timeout=10.0)
+    try:
+        assert run(second, "", "survivor") == "'still here'"
+    finally:
+        backend.close(second)
+
+
+def test_connect_uses_the_stored_info_not_the_file(
+    backend: JupyterBackend, remote: _Kernel, tmp_path: Path
+) -> None:
+    copy = tmp_path / "kernel-copy.json"
+    copy.write_text(Path(remote.connection_file).read_text())
+    params, secrets = backend.split_spec(str(copy), {})
+    copy.unlink()  # runtime directories get cleaned; the record must not need the file
+    client = backend.connect(params, secrets, timeout=10.0)
+    try:
+        assert backend.is_alive(client, timeout=5.0)
+    finally:
+        backend.close(client)
+    # Without stored info the file is read, and a missing file fails at once.
+    started = time.monotonic()
+    with pytest.raises(ConnectFailed, match="does not exist"):
+        backend.connect(params, {}, timeout=10.0)
+    assert time.monotonic() - started < 5.0  # at once, not after the 10 s timeout
+
+
+def test_wrong_key_fails_clearly(backend: JupyterBackend, remote: _Kernel) -> None:
+    info = {**remote.info, "key": "not-the-key-44aa"}
+    params, secrets = backend.split_spec(info, {})
+    started = time.monotonic()
+    with pytest.raises(ConnectFailed, match="key or signature scheme") as error:
+        backend.connect(params, secrets, timeout=1.5)
+    assert time.monotonic() - started < 3.0
+    assert "not-the-key-44aa" not in str(error.value)
+    assert remote.info["key"] not in str(error.value)
+
+
+def test_closed_client_is_not_alive(backend: JupyterBackend, remote: _Kernel) -> None:
+    params, secrets = backend.split_spec(remote.connection_file, {})
+    client = backend.connect(params, secrets, timeout=10.0)
+    assert backend.is_alive(client, timeout=5.0)
+    backend.close(client)
+    assert backend.is_alive(client, timeout=1.0) is False
+
+
+def test_dead_kernel_fails_fast_then_is_watched_to_failed_and_never_restarted(
+    backend: JupyterBackend, runtime_dir: Path
+) -> None:
+    """A kernel that dies under a live client: heartbeat miss -> retrying -> failed."""
+    manager, first = _start(runtime_dir)
+    first.stop_channels()
+    try:
+        params, secrets = backend.split_spec(str(manager.connection_file), {})
+        record = ConnectionRecord(name="doomed", kind="jupyter", params=params, secrets=secrets)
+        client = backend.connect(params, secrets, timeout=10.0)
+        states: list[tuple[str, ConnectionState, str]] = []
+        with Reconnector(
+            attempts=2, backoff=0.1, timeout=0.5, heartbeat=0.2, heartbeat_timeout=0.3,
+            on_state=lambda *a: states.append(a),
+        ) as reconnector:  # fmt: skip
+            reconnector.watch(record, client)
+            pid = manager.provisioner.process.pid
+            manager.shutdown_kernel(now=True)
+            deadline = time.monotonic() + 10
+            while reconnector.state("doomed") is not ConnectionState.FAILED:
+                assert time.monotonic() < deadline, states
+                time.sleep(0.05)
+            seen = [s for _, s, _ in states]
+            assert ConnectionState.RETRYING in seen
+            assert record.stats.failures == 1
+            assert "heartbeat" in (record.stats.last_error or "")
+            # Nobody started the kernel again.
+            assert not manager.is_alive()
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        backend.close(client)
+        # And connecting to the dead kernel's stored info fails within its timeout.
+        started = time.monotonic()
+        with pytest.raises(ConnectFailed, match="heartbeat"):
+            backend.connect(params, secrets, timeout=1.0)
+        assert time.monotonic() - started < 2.0
+    finally:
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)

@@ -1,0 +1,429 @@
+"""The lease: who uses a session now, when a claim is stale, and racing kernels."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import pickle
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+import pytest
+
+import ipysession
+from ipysession.extension import get_manager
+from ipysession.session import lease
+from ipysession.session.lease import LeaseHolder, RootDirs, acquire, holder, refresh, release
+from ipysession.session.manager import SessionManager
+from tests.reliability.faults import wait_for
+from tests.shell import ipython_shell, run
+
+TIMEOUT = 120.0
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> RootDirs:
+    return RootDirs(tmp_path / "root")
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process on this host that is not us."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def me(run_id: str = "run-me", kernel_id: str = "") -> LeaseHolder:
+    return LeaseHolder.this_process(kernel_id=kernel_id, run_id=run_id)
+
+
+def other(pid: int, *, run_id: str = "run-other", **kwargs: object) -> LeaseHolder:
+    base = LeaseHolder.this_process(run_id=run_id)
+    return LeaseHolder(
+        host=str(kwargs.get("host", base.host)),
+        pid=pid,
+        kernel_id=str(kwargs.get("kernel_id", "")),
+        run_id=run_id,
+        started=time.time(),
+        process_start=str(kwargs.get("process_start", lease._process_start(pid) or "")),
+    )
+
+
+def test_a_free_lease_is_acquired_written_privately_and_renewed(dirs: RootDirs) -> None:
+    mine = me()
+    outcome = acquire(dirs, "nb", mine, timeout=TIMEOUT)
+    assert outcome.state == "acquired"
+    assert outcome.ours
+    path = dirs.session_dir("nb") / lease.LEASE_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(dirs.root.stat().st_mode) == 0o700
+    doc = json.loads(path.read_text())
+    assert doc["session"] == "nb"
+    assert doc["pid"] == os.getpid()
+    assert doc["run_id"] == "run-me"
+    first = holder(dirs, "nb")
+    assert first is not None
+    assert first.same_as(mine)
+    time.sleep(0.01)
+    again = refresh(dirs, "nb", mine, timeout=TIMEOUT)
+    assert again.state == "renewed"
+    second = holder(dirs, "nb")
+    assert second is not None
+    assert second.heartbeat > first.heartbeat
+    assert not list(path.parent.glob(".tmp-*"))
+    assert release(dirs, "nb", mine)
+    assert holder(dirs, "nb") is None
+
+
+def test_a_live_holder_keeps_it_unless_forced(
+    dirs: RootDirs, sleeper: subprocess.Popen[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    theirs = other(sleeper.pid)
+    assert acquire(dirs, "nb", theirs, timeout=TIMEOUT).ours
+    outcome = acquire(dirs, "nb", me(), timeout=TIMEOUT)
+    assert outcome.state == "held"
+    assert not outcome.ours
+    assert outcome.holder is not None
+    assert outcome.holder.same_as(theirs)
+    assert not release(dirs, "nb", me())  # not ours: left alone
+    with caplog.at_level(logging.WARNING, logger="ipysession"):
+        forced = acquire(dirs, "nb", me(), timeout=TIMEOUT, force=True)
+    assert forced.state == "forced"
+    assert forced.previous is not None
+    assert forced.previous.same_as(theirs)
+    assert "Took over the lease" in caplog.text
+    # The former holder finds out at its next refresh, and writes nothing.
+    lost = refresh(dirs, "nb", theirs, timeout=TIMEOUT)
+    assert lost.state == "held"
+    current = holder(dirs, "nb")
+    assert current is not None
+    assert current.same_as(me())
+
+
+def test_a_dead_process_lease_is_taken_over_with_a_log_line(
+    dirs: RootDirs, caplog: pytest.LogCaptureFixture
+) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    acquire(dirs, "nb", other(proc.pid, process_start=""), timeout=TIMEOUT)
+    with caplog.at_level(logging.WARNING, logger="ipysession"):
+        outcome = acquire(dirs, "nb", me(), timeout=TIMEOUT)
+    assert outcome.state == "taken-over"
+    assert f"process {proc.pid} is gone" in outcome.reason
+    assert "Took over the lease of session 'nb'" in caplog.text
+
+
+def test_permission_error_means_alive(dirs: RootDirs, sleeper: subprocess.Popen[bytes]) -> None:
+    acquire(dirs, "nb", other(sleeper.pid, process_start=""), timeout=TIMEOUT)
+
+    def kill(pid: int, sig: int) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    with pytest.MonkeyPatch.context() as patch:  # undone before the sleeper is killed
+        patch.setattr(os, "kill", kill)
+        assert acquire(dirs, "nb", me(), timeout=TIMEOUT).state == "held"
+
+
+def test_a_reused_process_id_is_stale(dirs: RootDirs, sleeper: subprocess.Popen[bytes]) -> None:
+    if lease._process_start(sleeper.pid) is None:
+        pytest.skip("process start times need /proc")
+    acquire(dirs, "nb", other(sleeper.pid, process_start="1"), timeout=TIMEOUT)
+    outcome = acquire(dirs, "nb", me(), timeout=TIMEOUT)
+    assert outcome.state == "taken-over"
+    assert "now belongs to another process" in outcome.reason
+
+
+def test_an_old_heartbeat_is_stale_even_on_another_host(dirs: RootDirs) -> None:
+    theirs = other(12345, host="elsewhere.example")
+    acquire(dirs, "nb", theirs, timeout=TIMEOUT)
+    assert acquire(dirs, "nb", me(), timeout=TIMEOUT).state == "held"
+    outcome = acquire(dirs, "nb", me(), timeout=0.0)
+    time.sleep(0.01)
+    assert outcome.state == "taken-over"
+    assert "last heartbeat" in outcome.reason
+
+
+def test_an_earlier_run_of_the_same_kernel_is_stale(
+    dirs: RootDirs, sleeper: subprocess.Popen[bytes]
+) -> None:
+    # A kernel restarted by Jupyter keeps its kernel id; the old process may linger a moment.
+    acquire(dirs, "nb", other(sleeper.pid, kernel_id="k-1"), timeout=TIMEOUT)
+    outcome = acquire(dirs, "nb", me(kernel_id="k-1"), timeout=TIMEOUT)
+    assert outcome.state == "taken-over"
+    assert "earlier run of this kernel" in outcome.reason
+
+
+def test_this_process_knows_which_of_its_leases_are_live(dirs: RootDirs) -> None:
+    first, second = me("run-1"), me("run-2")
+    assert acquire(dirs, "nb", first, timeout=TIMEOUT).ours
+    assert acquire(dirs, "nb", second, timeout=TIMEOUT).state == "held"
+    lease._remember(dirs.session_dir("nb"), first, held=False)  # its manager is gone
+    assert acquire(dirs, "nb", second, timeout=TIMEOUT).state == "taken-over"
+    release(dirs, "nb", second)
+
+
+@pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b'{"host": 1}', b"x" * 70_000])
+def test_a_damaged_lease_counts_as_free(dirs: RootDirs, content: bytes) -> None:
+    sdir = dirs.session_dir("nb")
+    sdir.mkdir(parents=True)
+    (sdir / lease.LEASE_FILE).write_bytes(content)
+    assert holder(dirs, "nb") is None
+    assert acquire(dirs, "nb", me(), timeout=TIMEOUT).state == "acquired"
+    release(dirs, "nb", me())
+
+
+def test_trouble_is_unavailable_never_an_exception(
+    dirs: RootDirs, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert acquire(dirs, "nb", me(), timeout=TIMEOUT, create=False).state == "unavailable"
+    assert not dirs.session_dir("nb").exists()
+    acquire(dirs, "nb", me(), timeout=TIMEOUT)
+
+    def no_locks(self: filelock.BaseFileLock, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", no_locks)
+    with caplog.at_level(logging.WARNING, logger="ipysession"):
+        outcome = acquire(dirs, "nb", me(), timeout=TIMEOUT)
+    assert outcome.state == "unavailable"
+    assert "No locks available" in outcome.reason
+    assert "carrying on without it" in caplog.text
+    assert not release(dirs, "nb", me())
+
+
+def test_describe_names_kernel_host_and_pid() -> None:
+    text = LeaseHolder("host-a", 42, kernel_id="1a2b3c4d5e6f", run_id="r").describe()
+    assert text == "kernel 1a2b3c4d (host host-a, pid 42)"
+    assert "run abc" in LeaseHolder("h", 1, run_id="abc").describe()
+    assert LeaseHolder.from_dict({"host": "h", "pid": True}) is None
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from ipysession.session.lease import LeaseHolder, RootDirs, acquire
+root, go = Path(sys.argv[1]), Path(sys.argv[2])
+me = LeaseHolder.this_process(run_id=sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+print(acquire(RootDirs(root), "nb", me, timeout=120).state, flush=True)
+sys.stdin.read()  # stay alive (a live holder) until the test is done
+"""
+
+
+def test_racing_kernels_get_one_consistent_answer(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(tmp_path / "root"), str(go), f"racer-{i}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        time.sleep(0.5)
+        go.touch()
+        states = []
+        for proc in racers:
+            assert proc.stdout is not None
+            states.append(proc.stdout.readline().strip())
+    finally:
+        for proc in racers:
+            proc.communicate("", timeout=30)
+    assert sorted(states) == ["acquired", "held", "held", "held"]
+
+
+# --- the manager's policy, in an in-process shell (real kernels: tests/reliability) ------------
+
+
+@pytest.fixture
+def shown() -> Iterator[list[str]]:
+    from ipysession import display
+
+    messages: list[str] = []
+    real = display.show
+    display.show = lambda message: messages.append(message.text)  # type: ignore[assignment]
+    yield messages
+    display.show = real  # type: ignore[assignment]
+
+
+def _manager(shell: Any) -> SessionManager:
+    found = get_manager(shell)
+    assert found is not None
+    return found
+
+
+def _saved_session(**config: Any) -> tuple[Any, SessionManager]:
+    """A shell that saved ``a = 1`` and a large ``big``, then stopped (extension unloaded)."""
+    context = ipython_shell(autosave_interval=0.05, **config)
+    shell = context.__enter__()
+    ipysession.load_ipython_extension(shell)
+    run(shell, "a = 1\nbig = b'x' * 100_000")
+    run(shell, "%session save")
+    manager = _manager(shell)
+    ipysession.unload_ipython_extension(shell)
+    shell.reset(new_session=True)
+    shell._test_context = context
+    return shell, manager
+
+
+def _other_holds(manager: SessionManager, pid: int, name: str | None = None) -> LeaseHolder:
+    theirs = other(pid)
+    outcome = acquire(RootDirs(Path(manager.root)), name or manager.name, theirs, timeout=TIMEOUT)
+    assert outcome.ours
+    return theirs
+
+
+@pytest.fixture
+def stopped_shell() -> Iterator[tuple[Any, SessionManager]]:
+    shell, manager = _saved_session()
+    yield shell, manager
+    shell._test_context.__exit__(None, None, None)
+
+
+def test_a_kernel_forks_a_session_another_live_kernel_holds(
+    stopped_shell: tuple[Any, SessionManager],
+    sleeper: subprocess.Popen[bytes],
+    shown: list[str],
+) -> None:
+    shell, first = stopped_shell
+    original = first.name
+    _other_holds(first, sleeper.pid)
+    ipysession.load_ipython_extension(shell)  # a second kernel starts
+    manager = _manager(shell)
+    assert manager.fork_of == original
+    assert manager.name == f"{original} (fork {manager.run_id[:8]})"
+    assert shell.user_ns["big"] == b"x" * 100_000
+    notice = "\n".join(shown)
+    assert f"session '{original}' is in use by run run-othe" in notice
+    assert f"restored a copy and saves it as a new session, '{manager.name}'" in notice
+    wait_for(lambda: manager.last_generation is not None, "the fork saved")
+    # The fork stands alone: its large value was shared into its own directory.
+    fork = manager.store.read(manager.name).session
+    blob = fork.variables["big"].blob
+    assert blob is not None
+    assert pickle.loads(manager.store.read_blob(manager.name, blob)) == b"x" * 100_000
+    current = holder(RootDirs(Path(manager.root)), original)
+    assert current is not None
+    assert current.pid == sleeper.pid  # the original is left to its holder
+    mine = holder(RootDirs(Path(manager.root)), manager.name)
+    assert mine is not None
+    assert mine.run_id == manager.run_id
+    status = manager.status()
+    assert status.fork_of == original
+    assert status.lease_ours
+
+
+def test_a_readonly_kernel_never_writes(
+    stopped_shell: tuple[Any, SessionManager],
+    sleeper: subprocess.Popen[bytes],
+    shown: list[str],
+) -> None:
+    shell, first = stopped_shell
+    _other_holds(first, sleeper.pid)
+    sdir = first.store.session_dir(first.name)
+    before = sorted(p.name for p in sdir.iterdir())
+    shell.config.SessionManager.on_conflict = "readonly"
+    ipysession.load_ipython_extension(shell)
+    manager = _manager(shell)
+    assert manager.read_only
+    assert shell.user_ns["a"] == 1
+    run(shell, "a = 2")
+    run(shell, "%session save")
+    run(shell, "%session autosave on")
+    run(shell, "%session status")
+    text = "\n".join(shown)
+    assert "restored it read-only" in text
+    assert "read-only: run run-othe" in text
+    assert "Lease:     read-only" in text
+    assert manager.status().pending is False
+    ipysession.unload_ipython_extension(shell)  # no final save either
+    assert sorted(p.name for p in sdir.iterdir()) == before
+    shell.config.SessionManager.on_conflict = "fork"
+
+
+def test_takeover_and_the_loser_continues_as_a_fork(
+    stopped_shell: tuple[Any, SessionManager],
+    sleeper: subprocess.Popen[bytes],
+    shown: list[str],
+) -> None:
+    shell, first = stopped_shell
+    theirs = _other_holds(first, sleeper.pid)
+    shell.config.SessionManager.on_conflict = "takeover"
+    try:
+        ipysession.load_ipython_extension(shell)
+        manager = _manager(shell)
+        assert manager.fork_of is None
+        assert f"took session '{manager.name}' over from run run-othe" in "\n".join(shown)
+        original = manager.name
+        # Now the other one takes it back: this kernel notices at its next heartbeat or save.
+        forced = acquire(
+            RootDirs(Path(manager.root)), original, theirs, timeout=TIMEOUT, force=True
+        )
+        assert forced.state == "forced"
+        run(shell, "b = 2")
+        wait_for(lambda: manager.fork_of == original, "this kernel continued as a fork")
+        wait_for(lambda: manager.status().pending is False, "saved")
+        run(shell, "pass")
+        assert f"took session '{original}' over" in "\n".join(shown)
+        assert f"saves its work as a new session, '{manager.name}'" in "\n".join(shown)
+    finally:
+        shell.config.SessionManager.on_conflict = "fork"
+
+
+def test_the_lease_is_taken_at_the_first_save_and_kept_fresh_while_idle(
+    shown: list[str], sleeper: subprocess.Popen[bytes]
+) -> None:
+    with ipython_shell(autosave_interval=0.05, lease_timeout=0.4) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = _manager(shell)
+        dirs = RootDirs(Path(manager.root))
+        assert holder(dirs, manager.name) is None  # nothing saved, nothing claimed
+        assert manager.status().lease_holder is None
+        run(shell, "a = 1")
+        wait_for(lambda: manager.last_generation is not None, "saved")
+        first = holder(dirs, manager.name)
+        assert first is not None
+        assert first.run_id == manager.run_id
+        time.sleep(0.35)  # idle: heartbeats every lease_timeout / 4
+        later = holder(dirs, manager.name)
+        assert later is not None
+        assert later.heartbeat > first.heartbeat
+        # Lost to another kernel while idle: noticed by the heartbeat, before any save.
+        name = manager.name
+        acquire(dirs, name, other(sleeper.pid), timeout=TIMEOUT, force=True)
+        wait_for(lambda: manager.fork_of == name, "the heartbeat noticed")
+        ipysession.unload_ipython_extension(shell)
+        kept = holder(dirs, name)
+        assert kept is not None
+        assert kept.pid == sleeper.pid  # releasing never removes someone else's lease
+
+
+def test_a_fresh_kernel_forks_at_its_first_save_when_the_session_is_held(
+    shown: list[str], sleeper: subprocess.Popen[bytes]
+) -> None:
+    with ipython_shell(autosave_interval=0.05) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = _manager(shell)
+        name = manager.name
+        _other_holds(manager, sleeper.pid)  # another kernel claimed it, saved nothing yet
+        run(shell, "a = 1")
+        wait_for(lambda: manager.fork_of == name, "forked at the first save")
+        wait_for(lambda: manager.last_generation is not None, "saved")
+        run(shell, "pass")
+        assert f"saves its work as a new session, '{manager.name}'" in "\n".join(shown)
+        assert manager.store.read(manager.name).session.variables.keys() >= {"a"}
+        assert not (manager.store.session_dir(name) / "gen-00000001.ipys").exists()
