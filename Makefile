@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-smoke clean
+.PHONY: demo test test-under-load lint typecheck unit bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ unit: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# The whole suite with every core kept busy by other processes: no test may depend on speed.
+test-under-load: $(INSTALLED)
+	$(BIN)/python tests/run_under_load.py $(MAKE) test
 
 bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]" || echo "bench extras failed to install; tools that are missing are reported as such"
