@@ -1,9 +1,11 @@
 """Input history: record each cell, keep the lineage across kernel restarts, search it.
 
 A :class:`HistoryRecorder` is fed from IPython's ``pre_run_cell`` and ``post_run_cell`` events.
-Each cell the user runs becomes one :class:`~ipysession.model.HistoryEntry`: its source (after
-the optional ``redact`` callback), its execution count, the time it finished, whether it
-succeeded, and the id of the kernel run it came from. Empty cells, silent executions and
+Each cell the user runs becomes one :class:`~ipysession.model.HistoryEntry`: its source (with
+URL passwords, secret query parameters and ``%env`` values blanked by
+:func:`~ipysession.redaction.redact_source`, then the optional ``redact`` callback), its
+execution count, the time it finished, whether it succeeded, and the id of the kernel run it
+came from. Empty cells, silent executions and
 executions with ``store_history=False`` (what frontends run behind the user's back: variable
 explorers, widget sync, ``user_expressions``) are not recorded, nor are bare ``exit``/``quit``
 lines (IPython leaves those out of its own history too).
@@ -49,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from ipysession.errors import CaptureError
 from ipysession.model import HistoryEntry
+from ipysession.redaction import redact_source
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult, InteractiveShell
@@ -69,9 +72,9 @@ class HistoryRecorder:
     """Records the cells of one kernel run.
 
     ``run_id`` identifies this kernel run in every entry it records. ``max_history`` caps both
-    what is kept in memory and the lineage :meth:`merge` builds. ``redact``, when given, is
-    applied to every cell's source before it is kept; if it raises, the cell is dropped rather
-    than kept unredacted.
+    what is kept in memory and the lineage :meth:`merge` builds. Every cell's source is passed
+    through :func:`~ipysession.redaction.redact_source`, then through ``redact`` when given (the
+    connections' own secrets); if that raises, the cell is dropped rather than kept unredacted.
 
     Connect it with ``shell.events.register("pre_run_cell", recorder.pre_run_cell)`` and
     ``shell.events.register("post_run_cell", recorder.post_run_cell)``. Both hooks log and
@@ -140,6 +143,7 @@ class HistoryRecorder:
             return None
         if not source.strip() or _EXIT_RE.match(source.strip()):
             return None
+        source = redact_source(source)
         if self.redact is not None:
             try:
                 source = self.redact(source)
