@@ -1,4 +1,8 @@
-"""Shared fixtures: every test gets its own session root and config dir; nothing touches $HOME."""
+"""Shared fixtures: every test gets its own session root and config dir; nothing touches $HOME.
+
+Builders (sessions, the test key, shells) are in ``tests/builders.py``; ``make_shell`` here hands
+out fresh terminal shells (``tests.shell.ShellFactory``) and cleans up after them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.shell import ShellFactory
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +22,11 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     for name in ("IPYSESSION_NAME", "IPYSESSION_PASSPHRASE", "JPY_SESSION_NAME"):
         monkeypatch.delenv(name, raising=False)
     return root
+
+
+@pytest.fixture
+def make_shell(tmp_path: Path) -> Iterator[ShellFactory]:
+    """Fresh terminal shells (not IPython's global one); what they change is put back after."""
+    factory = ShellFactory(tmp_path / "ipython")
+    yield factory
+    factory.close()
