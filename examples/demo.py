@@ -55,6 +55,26 @@ def run(kc, code: str) -> str:  # type: ignore[no-untyped-def]
             return "\n".join(s.rstrip() for s in shown if s.strip())
 
 
+def wait_until_saved(kc, deadline: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until autosave has written everything, asking the kernel as a frontend would.
+
+    A user expression runs outside the user's history, so the demo's session is unchanged.
+    """
+    probe = (
+        "__import__('ipysession.extension').extension.get_manager(get_ipython()).status().pending"
+    )
+    give_up = time.monotonic() + deadline
+    while time.monotonic() < give_up:
+        kc.execute("", silent=True, user_expressions={"pending": probe})
+        reply = kc.get_shell_msg(timeout=60)
+        result = reply["content"].get("user_expressions", {}).get("pending", {})
+        if result.get("data", {}).get("text/plain") == "False":
+            return
+        time.sleep(0.2)
+    msg = "autosave did not finish writing within two minutes"
+    raise SystemExit(msg)
+
+
 def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="ipysession-demo-"))
     profile = home / "ipython" / "profile_default"
@@ -71,7 +91,9 @@ def main() -> int:
         "IPYSESSION_CONFIG_DIR": str(home / "config"),
         "IPYSESSION_NAME": "demo-notebook.ipynb",
     }
-    km = KernelManager(kernel_name="python3")
+    # IPC sockets in the private temporary directory: nothing listens on the network, and the
+    # kernel has no reason to warn about plain-text TCP.
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(home / "kernel"))
     km.start_kernel(env=env, cwd=str(home))
     kc = km.client()
     kc.start_channels()
@@ -83,7 +105,7 @@ def main() -> int:
             run(kc, cell)
         before = run(kc, "print(pt, square(12), counts.most_common(1), round(total, 3), len(df))")
         print(f"   -> {before}")
-        time.sleep(1.5)  # let autosave (every 0.5 s here) write the last cell
+        wait_until_saved(kc)
         print("2. The kernel is killed with SIGKILL (no chance to save anything at exit).")
         kc.stop_channels()
         started = time.perf_counter()
