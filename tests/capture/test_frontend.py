@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import queue
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ipysession.capture.frontend import MAX_LAYOUT_BYTES, TARGET_NAME, LayoutChannel
 from ipysession.errors import CaptureError
+from tests.shell import ShellFactory
 
 TIMEOUT = 30
 
@@ -261,24 +260,12 @@ def test_frontend_closing_its_comm_is_forgotten(client: Client) -> None:
 # --- without a kernel ---------------------------------------------------------------------------
 
 
-def test_terminal_ipython_has_no_comms(tmp_path: Path) -> None:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    cfg = Config()
-    cfg.HistoryManager.hist_file = ":memory:"
-    main = sys.modules.get("__main__")
-    try:
-        shell = InteractiveShell(config=cfg, ipython_dir=str(tmp_path / "ipython"))
-        channel = LayoutChannel()
-        assert channel.register(shell) is False
-        assert channel.registered is False
-        channel.close()
-        channel.close()
-        shell.history_manager.end_session()
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
+def test_terminal_ipython_has_no_comms(make_shell: ShellFactory) -> None:
+    channel = LayoutChannel()
+    assert channel.register(make_shell()) is False
+    assert channel.registered is False
+    channel.close()
+    channel.close()
 
 
 def test_set_layout_validates_and_copies() -> None:

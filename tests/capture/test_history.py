@@ -2,57 +2,19 @@
 
 from __future__ import annotations
 
-import builtins
 import logging
 import os
 import re
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from traitlets.config import Config
 
 from ipysession.capture.history import HistoryRecorder, ipython_keeps_history, search
 from ipysession.errors import CaptureError
 from ipysession.model import HistoryEntry, Session
-
-MakeShell = Callable[..., Any]
-
-
-@pytest.fixture
-def make_shell(tmp_path: Path) -> Iterator[MakeShell]:
-    """Build fresh terminal shells (not the global singleton); put back what they change."""
-    from IPython.terminal.interactiveshell import TerminalInteractiveShell
-
-    saved_hooks = (sys.displayhook, sys.excepthook, sys.modules.get("__main__"))
-    saved_builtins = set(vars(builtins))
-    shells: list[Any] = []
-
-    def make(hist_file: str = ":memory:", **history_config: Any) -> Any:
-        cfg = Config()
-        cfg.HistoryManager.hist_file = hist_file
-        for name, value in history_config.items():
-            cfg.HistoryManager[name] = value
-        cfg.TerminalInteractiveShell.simple_prompt = True
-        cfg.TerminalInteractiveShell.term_title = False
-        shell = TerminalInteractiveShell(config=cfg, ipython_dir=str(tmp_path / "ipython"))
-        shells.append(shell)
-        return shell
-
-    yield make
-
-    for shell in shells:
-        shell.history_manager.end_session()
-        if shell.history_manager.save_thread is not None:
-            shell.history_manager.save_thread.stop()
-    sys.displayhook, sys.excepthook = saved_hooks[0], saved_hooks[1]
-    if saved_hooks[2] is not None:
-        sys.modules["__main__"] = saved_hooks[2]
-    for name in set(vars(builtins)) - saved_builtins:
-        delattr(builtins, name)
+from tests.shell import ShellFactory
 
 
 def attach(shell: Any, recorder: HistoryRecorder) -> HistoryRecorder:
@@ -68,7 +30,7 @@ def entry(source: str, count: int, run_id: str = "old", when: float = 1.0) -> Hi
 # --- recording from shell events ----------------------------------------------------------------
 
 
-def test_records_each_cell_with_count_time_and_outcome(make_shell: MakeShell) -> None:
+def test_records_each_cell_with_count_time_and_outcome(make_shell: ShellFactory) -> None:
     shell = make_shell()
     recorder = attach(shell, HistoryRecorder("run-1"))
     before = time.time()
@@ -95,7 +57,7 @@ def test_records_each_cell_with_count_time_and_outcome(make_shell: MakeShell) ->
     assert all(raw[e.execution_count] == e.source for e in entries)
 
 
-def test_skips_empty_silent_and_unstored_cells(make_shell: MakeShell) -> None:
+def test_skips_empty_silent_and_unstored_cells(make_shell: ShellFactory) -> None:
     shell = make_shell()
     recorder = attach(shell, HistoryRecorder("run-1"))
     shell.run_cell("", store_history=True)
@@ -114,7 +76,7 @@ def test_exit_lines_are_not_recorded() -> None:
     assert [e.source for e in recorder.entries] == ["exit_code = 3"]
 
 
-def test_nested_run_cell_records_the_outer_cell(make_shell: MakeShell) -> None:
+def test_nested_run_cell_records_the_outer_cell(make_shell: ShellFactory) -> None:
     shell = make_shell()
     recorder = attach(shell, HistoryRecorder("run-1"))
     shell.run_cell("get_ipython().run_cell('inner = 1')\nouter = 2", store_history=True)
@@ -126,7 +88,7 @@ def test_nested_run_cell_records_the_outer_cell(make_shell: MakeShell) -> None:
     assert shell.user_ns["inner"] == 1
 
 
-def test_redact_is_applied_before_anything_is_kept(make_shell: MakeShell) -> None:
+def test_redact_is_applied_before_anything_is_kept(make_shell: ShellFactory) -> None:
     def redact(source: str) -> str:
         return re.sub(r"password=\w+", "password=***", source)
 
@@ -138,7 +100,7 @@ def test_redact_is_applied_before_anything_is_kept(make_shell: MakeShell) -> Non
 
 
 def test_a_failing_redact_drops_the_cell_and_never_breaks_it(
-    make_shell: MakeShell, caplog: pytest.LogCaptureFixture
+    make_shell: ShellFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     def redact(source: str) -> str:
         if "secret" in source:
@@ -160,7 +122,7 @@ def test_a_failing_redact_drops_the_cell_and_never_breaks_it(
 # --- delta and cap ------------------------------------------------------------------------------
 
 
-def test_take_delta_hands_each_entry_out_once(make_shell: MakeShell) -> None:
+def test_take_delta_hands_each_entry_out_once(make_shell: ShellFactory) -> None:
     shell = make_shell()
     recorder = attach(shell, HistoryRecorder("run-1"))
     assert recorder.take_delta() == []
@@ -201,7 +163,9 @@ def test_merge_puts_previous_runs_first_and_caps() -> None:
     assert [e.source for e in HistoryRecorder("r", max_history=0).merge(previous)] == []
 
 
-def test_lineage_survives_two_restarts_through_the_session_document(make_shell: MakeShell) -> None:
+def test_lineage_survives_two_restarts_through_the_session_document(
+    make_shell: ShellFactory,
+) -> None:
     stored: list[HistoryEntry] = []
     for run, cells in enumerate((["a = 1", "b = 2"], ["c = 3"], ["d = 4"])):
         shell = make_shell()
@@ -269,27 +233,29 @@ def test_search_rejects_bad_input_clearly() -> None:
 
 
 def test_ipython_keeps_history_only_with_a_database_file(
-    make_shell: MakeShell, tmp_path: Path
+    make_shell: ShellFactory, tmp_path: Path
 ) -> None:
     assert ipython_keeps_history(make_shell()) is False
-    on_disk = make_shell(hist_file=str(tmp_path / "history.sqlite"))
+    on_disk = make_shell(HistoryManager__hist_file=str(tmp_path / "history.sqlite"))
     assert ipython_keeps_history(on_disk) is True
-    disabled = make_shell(hist_file=str(tmp_path / "other.sqlite"), enabled=False)
+    disabled = make_shell(
+        HistoryManager__hist_file=str(tmp_path / "other.sqlite"), HistoryManager__enabled=False
+    )
     assert ipython_keeps_history(disabled) is False
 
 
 def test_restored_history_is_not_written_into_ipython_history(
-    make_shell: MakeShell, tmp_path: Path
+    make_shell: ShellFactory, tmp_path: Path
 ) -> None:
     """Our recorder leaves IPython's own history exactly as IPython wrote it."""
     hist_file = str(tmp_path / "history.sqlite")
-    first = make_shell(hist_file=hist_file)
+    first = make_shell(HistoryManager__hist_file=hist_file)
     recorder = attach(first, HistoryRecorder("run-0"))
     first.run_cell("a = 1", store_history=True)
     first.history_manager.writeout_cache()
     stored = recorder.merge([])
 
-    second = make_shell(hist_file=hist_file)
+    second = make_shell(HistoryManager__hist_file=hist_file)
     attach(second, HistoryRecorder("run-1")).merge(stored)
     second.run_cell("b = 2", store_history=True)
     second.history_manager.writeout_cache()

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import builtins
 import logging
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from traitlets.config import Config
 
 from ipysession.capture.preferences import (
     apply_cwd,
@@ -27,45 +25,7 @@ from ipysession.capture.preferences import (
 )
 from ipysession.errors import CaptureError
 from ipysession.model import Preferences
-
-MakeShell = Callable[..., Any]
-
-
-@pytest.fixture
-def make_shell(tmp_path: Path) -> Iterator[MakeShell]:
-    """Build fresh terminal shells (not the global singleton); put back what they change."""
-    from IPython.terminal.interactiveshell import TerminalInteractiveShell
-
-    saved_hooks = (sys.displayhook, sys.excepthook, sys.modules.get("__main__"))
-    saved_builtins = dict(vars(builtins))
-    saved_env = dict(os.environ)
-    saved_cwd = os.getcwd()
-    shells: list[Any] = []
-
-    def make(**config: Any) -> Any:
-        cfg = Config()
-        cfg.HistoryManager.hist_file = ":memory:"
-        cfg.TerminalInteractiveShell.simple_prompt = True
-        cfg.TerminalInteractiveShell.term_title = False
-        for dotted, value in config.items():
-            section, name = dotted.split("__")
-            cfg[section][name] = value
-        shell = TerminalInteractiveShell(config=cfg, ipython_dir=str(tmp_path / "ipython"))
-        shells.append(shell)
-        return shell
-
-    yield make
-
-    for shell in shells:
-        shell.history_manager.end_session()
-    sys.displayhook, sys.excepthook = saved_hooks[0], saved_hooks[1]
-    if saved_hooks[2] is not None:
-        sys.modules["__main__"] = saved_hooks[2]
-    for name in set(vars(builtins)) - set(saved_builtins):
-        delattr(builtins, name)
-    os.environ.clear()
-    os.environ.update(saved_env)
-    os.chdir(saved_cwd)
+from tests.shell import ShellFactory
 
 
 def run(shell: Any, code: str) -> None:
@@ -80,7 +40,7 @@ def ok(results: list[tuple[str, str | None]]) -> bool:
 # --- a fresh shell records nothing --------------------------------------------------------------
 
 
-def test_fresh_shell_has_nothing_to_restore(make_shell: MakeShell) -> None:
+def test_fresh_shell_has_nothing_to_restore(make_shell: ShellFactory) -> None:
     shell = make_shell()
     prefs = capture_preferences(shell, env_baseline=dict(os.environ))
     assert prefs.extensions == []
@@ -105,7 +65,7 @@ def test_fresh_shell_has_nothing_to_restore(make_shell: MakeShell) -> None:
         ("%autocall 1", "autocall", "1"),
     ],
 )
-def test_magic_round_trip(make_shell: MakeShell, cell: str, magic: str, argument: str) -> None:
+def test_magic_round_trip(make_shell: ShellFactory, cell: str, magic: str, argument: str) -> None:
     first = make_shell()
     run(first, cell)
     prefs = capture_preferences(first, env_baseline=dict(os.environ))
@@ -118,7 +78,7 @@ def test_magic_round_trip(make_shell: MakeShell, cell: str, magic: str, argument
     assert capture_magics(second, env_baseline=dict(os.environ)) == {magic: argument}
 
 
-def test_replayed_state_is_the_real_state(make_shell: MakeShell) -> None:
+def test_replayed_state_is_the_real_state(make_shell: ShellFactory) -> None:
     first = make_shell()
     run(first, "%precision 4\n%xmode Plain\n%pdb on\n%automagic off\n%autocall 2\n%colors nocolor")
     second = make_shell()
@@ -135,14 +95,14 @@ def test_replayed_state_is_the_real_state(make_shell: MakeShell) -> None:
     assert second.colors == "nocolor"
 
 
-def test_setting_put_back_to_default_is_not_recorded(make_shell: MakeShell) -> None:
+def test_setting_put_back_to_default_is_not_recorded(make_shell: ShellFactory) -> None:
     shell = make_shell()
     run(shell, "%precision 3\n%xmode Verbose\n%pdb on")
     run(shell, "%precision\n%xmode Context\n%pdb off")
     assert capture_magics(shell, env_baseline={}) == {}
 
 
-def test_defaults_come_from_the_shell_configuration(make_shell: MakeShell) -> None:
+def test_defaults_come_from_the_shell_configuration(make_shell: ShellFactory) -> None:
     config = {
         "InteractiveShell__xmode": "Plain",
         "InteractiveShell__pdb": True,
@@ -178,7 +138,7 @@ def test_defaults_come_from_the_shell_configuration(make_shell: MakeShell) -> No
     ],
 )
 def test_autoreload_mode_round_trip(
-    make_shell: MakeShell, mode: str, enabled: bool, check_all: bool, autoload_obj: bool
+    make_shell: ShellFactory, mode: str, enabled: bool, check_all: bool, autoload_obj: bool
 ) -> None:
     first = make_shell()
     run(first, f"%load_ext autoreload\n%autoreload {mode}")
@@ -198,7 +158,7 @@ def test_autoreload_mode_round_trip(
     )
 
 
-def test_autoreload_off_records_only_the_extension(make_shell: MakeShell) -> None:
+def test_autoreload_off_records_only_the_extension(make_shell: ShellFactory) -> None:
     shell = make_shell()
     run(shell, "%load_ext autoreload")
     assert capture_preferences(shell, env_baseline={}).magics == {}
@@ -208,7 +168,7 @@ def test_autoreload_off_records_only_the_extension(make_shell: MakeShell) -> Non
     assert prefs.magics == {}
 
 
-def test_autoreload_flags_round_trip(make_shell: MakeShell) -> None:
+def test_autoreload_flags_round_trip(make_shell: ShellFactory) -> None:
     first = make_shell()
     run(first, "%load_ext autoreload\n%autoreload 2 --full --hide-errors")
     prefs = capture_preferences(first, env_baseline={})
@@ -234,7 +194,7 @@ def importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str
             del sys.modules[name]
 
 
-def test_aimport_round_trip(make_shell: MakeShell, importable: Callable[[str], None]) -> None:
+def test_aimport_round_trip(make_shell: ShellFactory, importable: Callable[[str], None]) -> None:
     importable("ipys_mod_a")
     importable("ipys_mod_b")
     first = make_shell()
@@ -250,7 +210,7 @@ def test_aimport_round_trip(make_shell: MakeShell, importable: Callable[[str], N
 
 
 def test_aimport_of_a_vanished_module_does_not_stop_the_others(
-    make_shell: MakeShell, importable: Callable[[str], None]
+    make_shell: ShellFactory, importable: Callable[[str], None]
 ) -> None:
     importable("ipys_mod_c")
     prefs = Preferences(
@@ -271,7 +231,7 @@ def test_aimport_of_a_vanished_module_does_not_stop_the_others(
 # --- extensions -----------------------------------------------------------------------------------
 
 
-def test_extensions_leave_out_storemagic_and_ipysession(make_shell: MakeShell) -> None:
+def test_extensions_leave_out_storemagic_and_ipysession(make_shell: ShellFactory) -> None:
     shell = make_shell()
     run(shell, "%load_ext storemagic\n%load_ext autoreload")
     # What IPython records when ipysession is loaded (it may not be loadable in isolation here).
@@ -279,14 +239,14 @@ def test_extensions_leave_out_storemagic_and_ipysession(make_shell: MakeShell) -
     assert capture_extensions(shell) == ["IPython.extensions.autoreload"]
 
 
-def test_extension_already_loaded_is_fine(make_shell: MakeShell) -> None:
+def test_extension_already_loaded_is_fine(make_shell: ShellFactory) -> None:
     shell = make_shell()
     run(shell, "%load_ext autoreload")
     results = apply_preferences(shell, Preferences(extensions=["IPython.extensions.autoreload"]))
     assert results == [("extension IPython.extensions.autoreload", None)]
 
 
-def test_extension_failures_are_reported_and_do_not_stop_the_rest(make_shell: MakeShell) -> None:
+def test_extension_failures_are_reported_and_do_not_stop_the_rest(make_shell: ShellFactory) -> None:
     prefs = Preferences(
         extensions=["ipys_no_such_extension", "json", "IPython.extensions.autoreload"],
         magics={"autoreload": "2"},
@@ -316,7 +276,7 @@ def test_extension_failures_are_reported_and_do_not_stop_the_rest(make_shell: Ma
 
 
 def test_bad_values_are_reported_rolled_back_and_do_not_stop_the_rest(
-    make_shell: MakeShell,
+    make_shell: ShellFactory,
 ) -> None:
     shell = make_shell()
     prefs = Preferences(
@@ -350,14 +310,14 @@ def test_bad_values_are_reported_rolled_back_and_do_not_stop_the_rest(
     assert isinstance(result.error_in_exec, ZeroDivisionError)
 
 
-def test_magic_of_an_extension_that_is_not_loaded(make_shell: MakeShell) -> None:
+def test_magic_of_an_extension_that_is_not_loaded(make_shell: ShellFactory) -> None:
     shell = make_shell()
     reasons = dict(apply_preferences(shell, Preferences(magics={"autoreload": "2"})))
     assert reasons["%autoreload 2"] is not None
     assert "not found" in reasons["%autoreload 2"]
 
 
-def test_unknown_magics_are_not_run(make_shell: MakeShell, tmp_path: Path) -> None:
+def test_unknown_magics_are_not_run(make_shell: ShellFactory, tmp_path: Path) -> None:
     shell = make_shell()
     marker = tmp_path / "ran"
     prefs = Preferences(magics={"system": f"touch {marker}", "precision": "2"})
@@ -370,7 +330,7 @@ def test_unknown_magics_are_not_run(make_shell: MakeShell, tmp_path: Path) -> No
 
 
 def test_replay_is_quiet_unless_asked(
-    make_shell: MakeShell, capsys: pytest.CaptureFixture[str]
+    make_shell: ShellFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prefs = Preferences(magics={"xmode": "Verbose", "pdb": "on", "automagic": "off"})
     shell = make_shell()
@@ -386,7 +346,7 @@ def test_replay_is_quiet_unless_asked(
 # --- environment --------------------------------------------------------------------------------
 
 
-def test_env_set_in_the_session_round_trip(make_shell: MakeShell) -> None:
+def test_env_set_in_the_session_round_trip(make_shell: ShellFactory) -> None:
     os.environ["IPYS_TEST_CHANGED"] = "before"
     os.environ["IPYS_TEST_SAME"] = "same"
     baseline = dict(os.environ)
@@ -516,7 +476,7 @@ def test_capture_never_imports_matplotlib(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def matplotlib_shell(make_shell: MakeShell, monkeypatch: pytest.MonkeyPatch) -> Any:
+def matplotlib_shell(make_shell: ShellFactory, monkeypatch: pytest.MonkeyPatch) -> Any:
     pytest.importorskip("matplotlib")
     pytest.importorskip("matplotlib_inline")
     monkeypatch.delenv("MPLBACKEND", raising=False)
@@ -528,7 +488,7 @@ def matplotlib_shell(make_shell: MakeShell, monkeypatch: pytest.MonkeyPatch) -> 
     plt.switch_backend("agg")
 
 
-def test_matplotlib_inline_round_trip(matplotlib_shell: Any, make_shell: MakeShell) -> None:
+def test_matplotlib_inline_round_trip(matplotlib_shell: Any, make_shell: ShellFactory) -> None:
     import matplotlib
 
     run(matplotlib_shell, "%matplotlib inline")
