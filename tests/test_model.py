@@ -9,88 +9,26 @@ from typing import Any
 import pytest
 
 from ipysession.errors import ModelError
-from ipysession.model import (
-    ConnectionRecord,
-    ConnectionStats,
-    HistoryEntry,
-    ImportRecord,
-    Preferences,
-    Session,
-    VariableRecord,
-    WriterInfo,
-    redact,
-)
-
-SECRET = "s3cr3t-t0ken-for-the-model-test"
+from ipysession.model import HistoryEntry, ImportRecord, Session, VariableRecord, redact
+from tests.builders import CONN_SECRET, ENV_SECRET, make_session
 
 
 def full_session() -> Session:
-    """A session with every field populated."""
-    return Session(
-        name="notebooks/analysis.ipynb",
-        created=1_700_000_000.5,
-        updated=1_700_000_100.25,
-        writer=WriterInfo(
-            python="3.11.7",
-            ipython="8.20.0",
-            ipysession="0.1.0",
-            host="laptop",
-            pid=4242,
-            kernel_id="0f1e2d3c-kernel",
-            run_id="run-1",
-        ),
-        history=[
-            HistoryEntry("import numpy as np", 1, 1_700_000_001.0),
-            HistoryEntry("x = 1 / 0", 2, 1_700_000_002.0, success=False, run_id="run-1"),
-            HistoryEntry("y = 'héllo ✓'", 3, 1_700_000_003.0),
-        ],
-        variables={
-            "small": VariableRecord("small", "int", 5, encoding="pickle", data=b"\x80\x04K*."),
-            "big": VariableRecord(
-                "big", "numpy.ndarray", 8_000_000, encoding="pickle", blob="ab" * 32
-            ),
-            "fh": VariableRecord("fh", "_io.TextIOWrapper", 0, skipped="open file handle"),
-            "fn": VariableRecord(
-                "fn",
-                "function",
-                120,
-                encoding="cloudpickle",
-                data=bytes(range(256)),
-                fingerprint="f00d",
-            ),
-        },
-        imports=[
-            ImportRecord("np", "numpy"),
-            ImportRecord("os", "os"),
-            ImportRecord("path", "os", "path"),
-            ImportRecord("j", "os.path", "join"),
-        ],
-        preferences=Preferences(
-            extensions=["autoreload"],
-            magics={"autoreload": "2", "precision": "3"},
-            env={"API_TOKEN": SECRET, "MODE": "dev"},
-        ),
-        cwd="/home/ada/project",
-        layout={"cells": [{"id": "c1", "collapsed": False}], "zoom": 1.5},
-        connections={
-            "db": ConnectionRecord(
-                name="db",
-                kind="sqlalchemy",
-                params={"url": "postgresql://ada@db.example/prod"},
-                secrets={"password": SECRET},
-                variable="engine",
-                auto=False,
-                stats=ConnectionStats(
-                    created=1_700_000_000.0,
-                    last_used=1_700_000_050.0,
-                    successes=3,
-                    failures=1,
-                    last_error="timeout",
-                ),
-            ),
-            "remote": ConnectionRecord(name="remote", kind="jupyter", params={"host": "gpu1"}),
-        },
+    """The complete session plus every variant of a record the model must carry."""
+    session = make_session("notebooks/analysis.ipynb", complete=True)
+    session.history.append(
+        HistoryEntry("y = 'héllo ✓' / 0", 3, 1_700_000_003.0, success=False, run_id="run-1")
     )
+    session.variables["ref"] = VariableRecord(
+        "ref", "numpy.ndarray", 8_000_000, encoding="pickle", blob="ab" * 32
+    )
+    session.variables["fn"] = VariableRecord(
+        "fn", "function", 120, encoding="cloudpickle", data=bytes(range(256)), fingerprint="f00d"
+    )
+    session.imports.append(ImportRecord("j", "os.path", "join"))
+    session.preferences.env["MODE"] = "dev"
+    session.layout = {"cells": [{"id": "c1", "collapsed": False}], "zoom": 1.5}
+    return session
 
 
 def test_round_trip_every_field() -> None:
@@ -100,10 +38,10 @@ def test_round_trip_every_field() -> None:
     again = Session.from_dict(json.loads(json.dumps(doc)))
     assert again == session
     assert again.to_dict() == doc
-    assert again.variables["small"].data == b"\x80\x04K*."
-    assert again.variables["big"].blob == "ab" * 32
+    assert again.variables["x"].data == b"\x80\x04K*."
+    assert again.variables["ref"].blob == "ab" * 32
     assert again.variables["fh"].saved is False
-    assert again.connections["remote"].variable == "remote"
+    assert again.connections["old"].variable == "old"
     assert session.blob_ids() == {"ab" * 32}
 
 
@@ -112,7 +50,7 @@ def test_unknown_fields_survive_at_every_level() -> None:
     doc["future_top"] = {"nested": [1, 2, 3]}
     doc["writer"]["future_writer"] = "w"
     doc["history"][0]["future_cell"] = {"outputs": 2}
-    doc["variables"]["small"]["future_var"] = [None]
+    doc["variables"]["x"]["future_var"] = [None]
     doc["preferences"]["future_pref"] = True
     doc["connections"]["db"]["future_conn"] = "c"
     doc["connections"]["db"]["stats"]["future_stat"] = 7
@@ -120,7 +58,10 @@ def test_unknown_fields_survive_at_every_level() -> None:
 
     again = Session.from_dict(doc).to_dict()
     assert again == expected
-    assert Session.from_dict(doc).extra == {"future_top": {"nested": [1, 2, 3]}}
+    assert Session.from_dict(doc).extra == {
+        "future_field": {"kept": True},
+        "future_top": {"nested": [1, 2, 3]},
+    }
 
 
 @pytest.mark.parametrize(
@@ -134,10 +75,10 @@ def test_unknown_fields_survive_at_every_level() -> None:
         ),
         (lambda d: d["history"][0].update(time=True), "session.history[0].time"),
         (
-            lambda d: d["variables"]["small"].update(data="not base64!"),
-            "session.variables.small.data",
+            lambda d: d["variables"]["x"].update(data="not base64!"),
+            "session.variables.x.data",
         ),
-        (lambda d: d["variables"]["small"].pop("type"), "session.variables.small.type"),
+        (lambda d: d["variables"]["x"].pop("type"), "session.variables.x.type"),
         (lambda d: d["imports"][0].update(module=None), "session.imports[0].module"),
         (lambda d: d["preferences"]["env"].update(MODE=1), "preferences.env.MODE"),
         (lambda d: d["preferences"].update(extensions=[1]), "preferences.extensions[0]"),
@@ -174,10 +115,11 @@ def test_not_a_document() -> None:
 def test_connection_repr_hides_secrets() -> None:
     record = full_session().connections["db"]
     text = repr(record)
-    assert SECRET not in text
+    assert CONN_SECRET not in text
     assert "'password': '***'" in text
-    assert SECRET not in repr(full_session())
-    assert SECRET not in repr(full_session().preferences)
+    for secret in (CONN_SECRET, ENV_SECRET):
+        assert secret not in repr(full_session())
+        assert secret not in repr(full_session().preferences)
     assert redact("") == ""
     assert redact(None) == ""
     assert redact("x") == "***"
