@@ -5,7 +5,17 @@ one major version in ``pyproject.toml``; ``tests/test_paths.py`` freezes the res
 platformdirs upgrade cannot silently move users' sessions.
 
 ``$IPYSESSION_DIR`` overrides the data root (sessions, quarantine) and ``$IPYSESSION_CONFIG_DIR``
-the configuration directory (key file).
+the configuration directory (key file). Without them, today's locations are:
+
+=========  =====================================================  ===============================
+platform   data root                                              configuration (key file)
+=========  =====================================================  ===============================
+Linux      ``~/.local/share/ipysession`` (``$XDG_DATA_HOME/...``)  ``~/.config/ipysession``
+                                                                  (``$XDG_CONFIG_HOME/...``)
+macOS      ``~/Library/Application Support/ipysession``           the same directory
+           (the XDG directories where those variables are set)
+Windows    ``%LOCALAPPDATA%\\ipysession`` (not roaming)            the same directory
+=========  =====================================================  ===============================
 """
 
 from __future__ import annotations
