@@ -112,7 +112,9 @@ def test_macos_keeps_data_and_key_in_application_support(monkeypatch: pytest.Mon
 
 
 def test_macos_follows_xdg_variables_where_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    """platformdirs 4 (not 3) honours XDG variables on macOS too: frozen as it resolves today."""
+    """Frozen as it resolves today. Earlier 4.x releases ignored XDG variables on macOS; a minor
+    release began to honour them (borgbackup/borg#9558 hit the same), so the ``<5`` pin alone did
+    not keep such a user's store in Application Support."""
     on_posix(monkeypatch, MacOS, "/Users/ada")
     monkeypatch.setenv("XDG_DATA_HOME", "/Users/ada/.local/share")
     monkeypatch.setenv("XDG_CONFIG_HOME", "/Users/ada/.config")
