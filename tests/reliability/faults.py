@@ -30,7 +30,8 @@ from typing import Any
 SAVE_FAILED = "could not save the session"
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Return once ``condition()`` is true; the deadline only bounds a failing test."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -220,9 +221,17 @@ def run_scenario(fault_name: str, root: Path) -> dict[str, Any]:
             assert manager is not None
             run(shell, "a = 1")
             wait_for(lambda: manager.last_generation and not manager.status().pending, "saved")
-            time.sleep(0.3)  # let a write still under way finish
+            # The files as they are with no write under way: read them again if one began.
+            quiet: dict[str, Any] = {}
+
+            def settled() -> bool:
+                generation = manager.last_generation
+                quiet["files"] = _gen_files(root)
+                return not manager.status().pending and manager.last_generation == generation
+
+            wait_for(settled, "no write under way")
             before_generation = manager.last_generation
-            before = _gen_files(root)
+            before = quiet["files"]
             fault = FAULTS[fault_name](root, manager.store.session_dir(manager.name))
 
             fault.inject()
@@ -243,7 +252,6 @@ def run_scenario(fault_name: str, root: Path) -> dict[str, Any]:
             wait_for(
                 lambda: manager.last_error is None and manager.last_generation != before_generation,
                 "autosave retried and succeeded",
-                timeout=30,
             )
             recovered = manager.last_generation
             run(shell, "d = 4")
