@@ -11,6 +11,9 @@ this version does not know). Keyword arguments named after ``Session`` fields re
 ``memory_key()`` is ``KEY`` as a key resolution (what a ``SessionManager`` holds), touching neither
 the disk nor a keyring.
 
+``wait_for(condition, what)`` waits for a condition, never for a duration: tests assert what
+happened, and the deadline (generous, for a loaded machine) only bounds a test that fails.
+
 Shells live in :mod:`tests.shell` and are re-exported here: ``ipython_shell`` (IPython's global
 test shell with ipysession's ``SessionManager`` config, for tests of the extension) and
 ``ShellFactory`` behind the ``make_shell`` fixture of ``tests/conftest.py`` (fresh terminal shells
@@ -20,6 +23,7 @@ with their own config and ``tmp_path``, for tests of one capture part).
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from ipysession.keys import memory_key as _memory_key
@@ -37,6 +41,8 @@ from ipysession.model import (
 from tests.shell import ShellFactory, ipython_shell, restart, run
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ipysession.keys import KeyResolution
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "memory_key",
     "restart",
     "run",
+    "wait_for",
 ]
 
 #: TEST KEYS, not secrets: published so that tests can read what they write.
@@ -67,6 +74,18 @@ BIG = bytes(range(256)) * 1024
 #: Pickled ``1`` and ``42``: small values that stay inline in a generation.
 _ONE = b"\x80\x04K\x01."
 _FORTY_TWO = b"\x80\x04K*."
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Return once ``condition()`` is true; fail naming ``what`` if it is not after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            msg = f"timed out waiting until {what}"
+            raise AssertionError(msg)
+        time.sleep(0.02)
 
 
 def memory_key(key: MasterKey = KEY) -> KeyResolution:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ast
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.builders import wait_for
 from tests.kernels import Kernel, start_kernel
 from tests.workload import CALLABLES, IMPORTS, PICKLABLE, REFERENCE_CELLS, fingerprint_code
 
@@ -21,14 +21,14 @@ def fingerprints(kernel: Kernel) -> dict[str, str]:
     return ast.literal_eval(kernel.run(fingerprint_code(PICKLABLE)).stdout.strip())
 
 
-def wait_for_autosave(kernel: Kernel, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = kernel.value(f"(lambda s: (s.pending, s.last_generation))({MANAGER}.status())")
-        if not status[0] and status[1]:
-            return
-        time.sleep(0.1)
-    raise AssertionError("autosave did not complete")
+def wait_for_autosave(kernel: Kernel) -> None:
+    def saved() -> bool:
+        pending, generation = kernel.value(
+            f"(lambda s: (s.pending, s.last_generation))({MANAGER}.status())"
+        )
+        return not pending and bool(generation)
+
+    wait_for(saved, "autosave wrote a generation and nothing is pending")
 
 
 def run_reference_workload(kernel: Kernel) -> None:

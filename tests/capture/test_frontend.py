@@ -14,6 +14,7 @@ import pytest
 
 from ipysession.capture.frontend import MAX_LAYOUT_BYTES, TARGET_NAME, LayoutChannel
 from ipysession.errors import CaptureError
+from tests.builders import wait_for
 from tests.shell import ShellFactory
 
 TIMEOUT = 30
@@ -251,10 +252,10 @@ def test_frontend_closing_its_comm_is_forgotten(client: Client) -> None:
     assert client.request(comm, {"action": "fetch"})["status"] == "ok"
     before = int(client.execute("", n="len(ch._comms)")["n"])
     client.close(comm)
-    deadline = time.monotonic() + TIMEOUT
-    while int(client.execute("", n="len(ch._comms)")["n"]) != before - 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(
+        lambda: int(client.execute("", n="len(ch._comms)")["n"]) == before - 1,
+        "the kernel forgot the closed comm",
+    )
 
 
 # --- without a kernel ---------------------------------------------------------------------------

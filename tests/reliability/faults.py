@@ -23,21 +23,14 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.builders import wait_for
+
+__all__ = ["FAULTS", "SAVE_FAILED", "run_scenario", "wait_for"]
+
 SAVE_FAILED = "could not save the session"
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
-    """Return once ``condition()`` is true; the deadline only bounds a failing test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting until {what}")
 
 
 def _gen_files(root: Path) -> dict[str, bytes]:
