@@ -1,8 +1,7 @@
-"""Where the master key lives: passphrase, OS keyring (real keyring library), key file.
+"""Resolving the master key: passphrase, OS keyring (the real keyring library), key file.
 
-Keyring backends are small ``keyring.backend.KeyringBackend`` subclasses installed with keyring's
-own ``keyring.set_keyring``; the ``use_keyring`` fixture restores the original afterwards. Files
-are real, in ``tmp_path``.
+The order, what the marker decides, first use, and every way a keyring misbehaves (hangs, is
+locked, drops writes, lost the key): never a second key. Rotation is in ``test_rotation.py``.
 """
 
 from __future__ import annotations
@@ -10,188 +9,47 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keyring
 import keyring.backend
-import keyring.compat.properties
 import keyring.errors
 import pytest
-from keyring.backends import chainer, fail, null
+from keyring.backends import fail, null
 
 from ipysession.errors import KeyringTimeout, KeyStoreError, KeyUnavailable
-from ipysession.keys import crypto
+from ipysession.keys import crypto, files, location
 from ipysession.keys import resolution as keystore
 from ipysession.keys.resolution import KeyResolution, resolve_key
-from tests.contract.keystore_suite import MemoryKeyring, secret_forms, use_keyring
-
-__all__ = ["use_keyring"]  # a fixture, imported to be found
-
-InstallKeyring = Callable[[keyring.backend.KeyringBackend], None]
-
-TIMEOUT = 0.5
-SLACK = 1.0  # scheduling noise on a loaded 2-core machine; the point is "not 30 s, not forever"
-
-SERVICE_ITEM = (keystore.KEYRING_SERVICE, keystore.KEYRING_ITEM)
-PENDING_ITEM = (keystore.KEYRING_SERVICE, keystore.KEYRING_PENDING_ITEM)
-
-_RELEASE: list[threading.Event] = []
-
-
-class HangingKeyring(MemoryKeyring):
-    """A keyring whose calls block (like an unlock prompt nobody can see) until released."""
-
-    def __init__(self, *, hang_get: bool = True, hang_set: bool = True) -> None:
-        super().__init__()
-        self.hang_get = hang_get
-        self.hang_set = hang_set
-        self.release = threading.Event()
-        _RELEASE.append(self.release)
-
-    def get_password(self, service: str, username: str) -> str | None:
-        if self.hang_get:
-            self.release.wait(60)
-        return super().get_password(service, username)
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        if self.hang_set:
-            self.release.wait(60)
-        super().set_password(service, username, password)
-
-
-class LockedKeyring(MemoryKeyring):
-    """SecretService/kwallet/macOS say KeyringLocked when unlocking fails or is dismissed."""
-
-    def get_password(self, service: str, username: str) -> str | None:
-        self.gets += 1
-        raise keyring.errors.KeyringLocked("Failed to unlock the collection!")
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.sets += 1
-        raise keyring.errors.KeyringLocked("Failed to unlock the collection!")
-
-
-class LockedOnSetKeyring(MemoryKeyring):
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.sets += 1
-        raise keyring.errors.KeyringLocked("Can't store password on keychain: denied")
-
-
-class BrokenKeyring(MemoryKeyring):
-    def get_password(self, service: str, username: str) -> str | None:
-        raise keyring.errors.InitError("Failed to create the collection: no D-Bus")
-
-
-class NullLikeKeyring(MemoryKeyring):
-    """Like keyring's null backend: negative priority, silently drops writes."""
-
-    priority = -1
-
-    def get_password(self, service: str, username: str) -> str | None:
-        self.gets += 1
-        return None
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.sets += 1
-
-
-class DroppingKeyring(MemoryKeyring):
-    """Claims a real priority but silently keeps nothing new: caught by the read-back."""
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.sets += 1
-
-
-class PlaintextFileKeyring(MemoryKeyring):
-    """Like keyrings.alt's PlaintextKeyring: priority 0.5, 'no encryption'."""
-
-    priority = 0.5
-    scheme = "no encryption"
-
-
-class LowPriorityKeyring(MemoryKeyring):
-    priority = 0.2
-
-
-class NotViableKeyring(MemoryKeyring):
-    """keyring backends raise RuntimeError from ``priority`` where they cannot work."""
-
-    @keyring.compat.properties.classproperty
-    def priority(cls) -> float:
-        raise RuntimeError("Requires Windows and pywin32")
-
-
-class SetFailsKeyring(MemoryKeyring):
-    def set_password(self, service: str, username: str, password: str) -> None:
-        raise keyring.errors.PasswordSetError(f"refused {password}")  # echoes the secret
-
-
-class UndeletableKeyring(MemoryKeyring):
-    def delete_password(self, service: str, username: str) -> None:
-        raise keyring.errors.KeyringError("delete not supported")
-
-
-class EmptyChainer(chainer.ChainerBackend):
-    """keyring's chainer, with nothing to chain (as on a machine with no OS keyring)."""
-
-    viable = False
-    backends = ()  # type: ignore[assignment]
-
-
-def chainer_of(*backends: keyring.backend.KeyringBackend) -> chainer.ChainerBackend:
-    cls = type("TestChainer", (chainer.ChainerBackend,), {"viable": False, "backends": backends})
-    instance: chainer.ChainerBackend = cls()
-    return instance
-
-
-@pytest.fixture(autouse=True)
-def _release_hanging_keyrings() -> Iterator[None]:
-    yield
-    for event in _RELEASE:
-        event.set()
-    _RELEASE.clear()
-
-
-@pytest.fixture
-def config_dir(tmp_path: Path) -> Path:
-    return tmp_path / "config"
-
-
-def resolve(config_dir: Path, **kwargs: object) -> KeyResolution:
-    kwargs.setdefault("environ", {})
-    return resolve_key(config_dir=config_dir, **kwargs)  # type: ignore[arg-type]
-
-
-def marker(config_dir: Path) -> dict[str, object]:
-    result: dict[str, object] = json.loads((config_dir / keystore.MARKER_FILE_NAME).read_text())
-    return result
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
-
-
-def raw(resolution: KeyResolution) -> bytes:
-    assert isinstance(resolution.key, crypto.MasterKey)
-    return resolution.key.raw
-
-
-def key_id(resolution: KeyResolution) -> str:
-    assert isinstance(resolution.key, crypto.MasterKey)
-    return resolution.key.key_id_hex
-
-
-def can_read(reader: KeyResolution | crypto.MasterKey, writer: crypto.MasterKey) -> bool:
-    key = reader.key if isinstance(reader, KeyResolution) else reader
-    _, salt, written_id = writer.for_writing()
-    return key.for_reading(salt, written_id) == writer.raw
-
+from tests.contract.keystore_suite import MemoryKeyring, secret_forms
+from tests.keys.keyrings import (
+    PENDING_ITEM,
+    SERVICE_ITEM,
+    TIMEOUT,
+    BrokenKeyring,
+    DroppingKeyring,
+    EmptyChainer,
+    HangingKeyring,
+    InstallKeyring,
+    LockedKeyring,
+    LockedOnSetKeyring,
+    LowPriorityKeyring,
+    NotViableKeyring,
+    NullLikeKeyring,
+    PlaintextFileKeyring,
+    SetFailsKeyring,
+    can_read,
+    chainer_of,
+    finishes,
+    key_id,
+    key_in_keyring,
+    marker,
+    mode,
+    raw,
+    resolve,
+)
 
 # ---------------------------------------------------------------------------------------------
 # No keyring (this headless machine): the key file
@@ -227,7 +85,7 @@ def test_machine_default_keyring_and_file_fast_path_in_fresh_processes(tmp_path:
     """Real discovery in a fresh interpreter; later processes never import keyring at all."""
     code = (
         "import sys\n"
-        "from ipysession import keystore\n"
+        "from ipysession.keys import resolution as keystore\n"
         "r = keystore.resolve_key()\n"
         "print(r.backend, 'keyring' in sys.modules, r.key.key_id_hex, r.notice is not None)\n"
     )
@@ -249,7 +107,7 @@ def test_machine_default_keyring_and_file_fast_path_in_fresh_processes(tmp_path:
 
 
 def test_concurrent_first_use_creates_one_key(tmp_path: Path) -> None:
-    code = "from ipysession import keystore; print(keystore.resolve_key().key.key_id_hex)"
+    code = "from ipysession.keys import resolve_key; print(resolve_key().key.key_id_hex)"
     env = {k: v for k, v in os.environ.items() if not k.startswith("IPYSESSION_")}
     env["IPYSESSION_CONFIG_DIR"] = str(tmp_path / "config")
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
@@ -499,14 +357,15 @@ def test_waiting_for_another_process_creating_the_key_is_bounded(
     import filelock
 
     use_keyring(fail.Keyring())
-    monkeypatch.setattr(keystore, "_LOCK_SLACK", 0.2)
+    monkeypatch.setattr(location, "_LOCK_SLACK", 0.2)
     config_dir.mkdir(mode=0o700)
-    with filelock.FileLock(config_dir / keystore.LOCK_FILE_NAME):
-        started = time.monotonic()
-        with pytest.raises(KeyStoreError, match="creating or rotating the master key"):
-            # The lock is per open file, so a second lock in this process waits like another one.
-            resolve(config_dir, keyring_timeout=0.1)
-        assert time.monotonic() - started < 0.3 + SLACK
+    # The lock is per open file, so a second lock in this process waits like another one. It
+    # gives up with an error that says why, instead of waiting for the holder.
+    with (
+        filelock.FileLock(config_dir / files.LOCK_FILE_NAME),
+        pytest.raises(KeyStoreError, match="creating or rotating the master key"),
+    ):
+        finishes(lambda: resolve(config_dir, keyring_timeout=0.1))
     assert not (config_dir / keystore.KEY_FILE_NAME).exists()
 
 
@@ -517,30 +376,32 @@ def test_waiting_for_another_process_creating_the_key_is_bounded(
 def test_hanging_keyring_on_first_use_falls_back_within_timeout(
     config_dir: Path, use_keyring: InstallKeyring
 ) -> None:
-    use_keyring(HangingKeyring())
-    started = time.monotonic()
-    resolution = resolve(config_dir, keyring_timeout=TIMEOUT)
-    elapsed = time.monotonic() - started
-    assert elapsed < TIMEOUT + SLACK
+    ring = HangingKeyring()
+    use_keyring(ring)
+    resolution = finishes(lambda: resolve(config_dir, keyring_timeout=TIMEOUT))
+    # The keyring was asked, is still stuck in that call (abandoned, not awaited), and the
+    # timeout is why the key went to a file.
+    assert ring.entered == 1
+    assert not ring.release.is_set()
     assert resolution.backend == "file"
     assert resolution.notice is not None
     assert f"did not answer within {TIMEOUT:g} s" in resolution.notice
     assert marker(config_dir)["backend"] == "file"
 
-    # Later resolves take the file's fast path: the hung keyring is not asked again (asking it
-    # would hang for the whole 60 s timeout given here).
-    started = time.monotonic()
-    assert raw(resolve(config_dir, keyring_timeout=60)) == raw(resolution)
-    assert time.monotonic() - started < 10
+    # Later resolves take the file's fast path: the hung keyring is not asked again, even with
+    # a timeout long enough to wait for it.
+    assert raw(finishes(lambda: resolve(config_dir, keyring_timeout=60))) == raw(resolution)
+    assert ring.entered == 1
 
 
 def test_keyring_hanging_while_storing_falls_back(
     config_dir: Path, use_keyring: InstallKeyring
 ) -> None:
-    use_keyring(HangingKeyring(hang_get=False, hang_set=True))
-    started = time.monotonic()
-    resolution = resolve(config_dir, keyring_timeout=TIMEOUT)
-    assert time.monotonic() - started < TIMEOUT + SLACK
+    ring = HangingKeyring(hang_get=False, hang_set=True)
+    use_keyring(ring)
+    resolution = finishes(lambda: resolve(config_dir, keyring_timeout=TIMEOUT))
+    assert ring.entered == 2  # the read answered; the write is still stuck, abandoned
+    assert ring.items == {}
     assert resolution.backend == "file"
     assert resolution.notice is not None
     assert "when storing the key" in resolution.notice
@@ -554,23 +415,15 @@ def test_forced_keyring_that_hangs_raises(config_dir: Path, use_keyring: Install
     assert not config_dir.joinpath(keystore.MARKER_FILE_NAME).exists()
 
 
-def _key_in_keyring(config_dir: Path, use_keyring: InstallKeyring) -> tuple[KeyResolution, bytes]:
-    use_keyring(MemoryKeyring())
-    first = resolve(config_dir)
-    assert first.backend == "keyring"
-    keystore.clear_key_cache()  # the next resolve is a new process
-    return first, (config_dir / keystore.MARKER_FILE_NAME).read_bytes()
-
-
 def test_hanging_keyring_holding_the_key_raises_timeout(
     config_dir: Path, use_keyring: InstallKeyring
 ) -> None:
-    _, marker_bytes = _key_in_keyring(config_dir, use_keyring)
-    use_keyring(HangingKeyring())
-    started = time.monotonic()
+    _, marker_bytes = key_in_keyring(config_dir, use_keyring)
+    ring = HangingKeyring()
+    use_keyring(ring)
     with pytest.raises(KeyringTimeout) as caught:
-        resolve(config_dir, keyring_timeout=TIMEOUT)
-    assert time.monotonic() - started < TIMEOUT + SLACK
+        finishes(lambda: resolve(config_dir, keyring_timeout=TIMEOUT))
+    assert ring.entered == 1
     message = str(caught.value)
     assert f"did not answer within {TIMEOUT:g} s" in message
     assert "IPYSESSION_PASSPHRASE" in message
@@ -580,11 +433,11 @@ def test_hanging_keyring_holding_the_key_raises_timeout(
     assert not (config_dir / keystore.KEY_FILE_NAME).exists()
     assert (config_dir / keystore.MARKER_FILE_NAME).read_bytes() == marker_bytes
 
-    # A second attempt while the first call still hangs does not pile up threads or wait longer.
-    started = time.monotonic()
+    # A second attempt while the first call still hangs does not pile up threads: it times out
+    # waiting for the earlier call, and never calls the keyring a second time.
     with pytest.raises(KeyringTimeout):
-        resolve(config_dir, keyring_timeout=TIMEOUT)
-    assert time.monotonic() - started < TIMEOUT + SLACK
+        finishes(lambda: resolve(config_dir, keyring_timeout=TIMEOUT))
+    assert ring.entered == 1
 
 
 def test_locked_keyring_on_first_use_creates_nothing(
@@ -618,7 +471,7 @@ def test_keyring_refusing_to_store_creates_nothing(
 def test_locked_keyring_holding_the_key_raises(
     config_dir: Path, use_keyring: InstallKeyring
 ) -> None:
-    _, marker_bytes = _key_in_keyring(config_dir, use_keyring)
+    _, marker_bytes = key_in_keyring(config_dir, use_keyring)
     ring = LockedKeyring()
     use_keyring(ring)
     with pytest.raises(KeyUnavailable) as caught:
@@ -645,7 +498,7 @@ def test_keyring_without_the_key_it_should_hold_raises(
     error: type[Exception],
     words: str,
 ) -> None:
-    _, marker_bytes = _key_in_keyring(config_dir, use_keyring)
+    _, marker_bytes = key_in_keyring(config_dir, use_keyring)
     use_keyring(backend())  # another keyring now: empty, absent, or broken
     with pytest.raises(error, match=words):
         resolve(config_dir)
@@ -805,207 +658,6 @@ def test_unwritable_key_file_is_reported(
 
 
 # ---------------------------------------------------------------------------------------------
-# Rotation (ipysession rekey)
-
-
-class Crash(BaseException):
-    """Stands for the process being killed at that point."""
-
-
-def crash_on_marker_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    def crash(self: object, marker: object) -> None:
-        raise Crash
-
-    monkeypatch.setattr(keystore._Store, "write_marker", crash)
-
-
-def fresh(config_dir: Path) -> KeyResolution:
-    keystore.clear_key_cache()
-    return resolve(config_dir)
-
-
-@pytest.mark.parametrize("where", ["file", "keyring"])
-def test_rotation_keeps_both_keys_until_commit(
-    config_dir: Path, use_keyring: InstallKeyring, where: str
-) -> None:
-    ring = MemoryKeyring() if where == "keyring" else None
-    use_keyring(ring or fail.Keyring())
-    start = resolve(config_dir)
-    assert start.backend == where
-    old_key = start.key
-    assert isinstance(old_key, crypto.MasterKey)
-
-    old, new = keystore.rotate_key(start)
-    assert old.raw == old_key.raw
-    assert new.raw != old.raw
-    assert can_read(new, old)
-    assert can_read(new, new)
-    assert marker(config_dir)["pending_key_id"] == new.key_id_hex
-    if ring is not None:
-        assert ring.items[PENDING_ITEM] == secret_forms(new.raw)[1]
-        assert ring.items[SERVICE_ITEM] == secret_forms(old.raw)[1]
-
-    during = fresh(config_dir)  # e.g. a kernel starting while `ipysession rekey` runs
-    assert key_id(during) == new.key_id_hex  # writes with the new key
-    assert can_read(during, old)
-    assert can_read(during, new)
-
-    assert keystore.rotate_key(during)[1].raw == new.raw  # resuming keeps the same new key
-
-    committed = keystore.commit_rotation(during, new)
-    assert raw(committed) == new.raw
-    assert not can_read(committed, old)
-    assert marker(config_dir)["key_id"] == new.key_id_hex
-    assert marker(config_dir)["pending_key_id"] is None
-    if ring is not None:
-        assert PENDING_ITEM not in ring.items
-        assert ring.items[SERVICE_ITEM] == secret_forms(new.raw)[1]
-    after = fresh(config_dir)
-    assert raw(after) == new.raw
-    assert not can_read(after, old)
-    assert raw(keystore.commit_rotation(after, new)) == new.raw  # committing twice is harmless
-
-
-@pytest.mark.parametrize("where", ["file", "keyring"])
-def test_crash_while_starting_rotation_keeps_both_keys(
-    config_dir: Path, use_keyring: InstallKeyring, monkeypatch: pytest.MonkeyPatch, where: str
-) -> None:
-    use_keyring(MemoryKeyring() if where == "keyring" else fail.Keyring())
-    start = resolve(config_dir)
-    old = start.key
-    assert isinstance(old, crypto.MasterKey)
-    with monkeypatch.context() as patch:
-        crash_on_marker_write(patch)
-        with pytest.raises(Crash):
-            keystore.rotate_key(start)  # new key stored, marker not yet written
-
-    after = fresh(config_dir)
-    assert key_id(after) == old.key_id_hex  # still the old key for writing...
-    old_again, new = keystore.rotate_key(after)  # ...and the rotation resumes with the stored key
-    assert old_again.raw == old.raw
-    assert can_read(fresh(config_dir), old)
-    assert can_read(fresh(config_dir), new)
-    if where == "file":
-        document = json.loads((config_dir / keystore.KEY_FILE_NAME).read_text())
-        assert document["pending_key_id"] == new.key_id_hex
-
-
-@pytest.mark.parametrize("where", ["file", "keyring"])
-def test_crash_while_committing_rotation_loses_nothing(
-    config_dir: Path, use_keyring: InstallKeyring, monkeypatch: pytest.MonkeyPatch, where: str
-) -> None:
-    use_keyring(MemoryKeyring() if where == "keyring" else fail.Keyring())
-    start = resolve(config_dir)
-    old, new = keystore.rotate_key(start)
-    with monkeypatch.context() as patch:
-        crash_on_marker_write(patch)
-        with pytest.raises(Crash):
-            keystore.commit_rotation(start, new)  # key store rewritten, marker not yet
-
-    after = fresh(config_dir)
-    assert key_id(after) == new.key_id_hex
-    assert can_read(after, new)
-    # Running rekey again finishes the interrupted commit and rotates from the new key.
-    again_old, again_new = keystore.rotate_key(after)
-    assert again_old.raw == new.raw
-    assert again_new.raw not in (old.raw, new.raw)
-    keystore.commit_rotation(after, again_new)
-    assert raw(fresh(config_dir)) == again_new.raw
-
-
-def test_rotating_after_a_commit_that_could_not_delete_the_pending_item(
-    config_dir: Path, use_keyring: InstallKeyring
-) -> None:
-    ring = MemoryKeyring()
-    use_keyring(ring)
-    start = resolve(config_dir)
-    _, new = keystore.rotate_key(start)
-    keystore.commit_rotation(start, new)
-    ring.items[PENDING_ITEM] = ring.items[SERVICE_ITEM]  # as if the delete had failed
-    old, newer = keystore.rotate_key(fresh(config_dir))
-    assert old.raw == new.raw
-    assert newer.raw != new.raw
-
-
-def test_commit_survives_a_pending_item_that_cannot_be_deleted(
-    config_dir: Path, use_keyring: InstallKeyring, caplog: pytest.LogCaptureFixture
-) -> None:
-    use_keyring(UndeletableKeyring())
-    start = resolve(config_dir)
-    _, new = keystore.rotate_key(start)
-    with caplog.at_level(logging.WARNING, logger="ipysession"):
-        committed = keystore.commit_rotation(start, new)
-    assert raw(committed) == new.raw
-    assert "Could not delete the keyring item master-key-pending" in caplog.text
-    old, newer = keystore.rotate_key(fresh(config_dir))
-    assert old.raw == new.raw
-    assert newer.raw != new.raw
-
-
-def test_rotation_with_a_keyring_that_lost_the_pending_key(
-    config_dir: Path, use_keyring: InstallKeyring
-) -> None:
-    ring = MemoryKeyring()
-    use_keyring(ring)
-    start = resolve(config_dir)
-    _, new = keystore.rotate_key(start)
-    del ring.items[PENDING_ITEM]
-    keystore.clear_key_cache()
-    with pytest.raises(KeyStoreError) as caught:
-        keystore.rotate_key(start)
-    assert new.key_id_hex in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("backend", "error", "words"),
-    [
-        (LockedOnSetKeyring, KeyUnavailable, "locked"),
-        (lambda: HangingKeyring(hang_get=False), KeyringTimeout, "while storing"),
-        (DroppingKeyring, KeyStoreError, "did not give 'master-key-pending' back"),
-    ],
-)
-def test_rotation_with_a_keyring_that_will_not_store_changes_nothing(
-    config_dir: Path,
-    use_keyring: InstallKeyring,
-    backend: Callable[[], MemoryKeyring],
-    error: type[Exception],
-    words: str,
-) -> None:
-    start, marker_bytes = _key_in_keyring(config_dir, use_keyring)
-    ring = backend()
-    ring.items[SERVICE_ITEM] = secret_forms(raw(start))[1]
-    use_keyring(ring)
-    with pytest.raises(error, match=words):
-        keystore.rotate_key(start, keyring_timeout=TIMEOUT)
-    assert (config_dir / keystore.MARKER_FILE_NAME).read_bytes() == marker_bytes
-
-
-def test_rotation_needs_a_stored_key(config_dir: Path) -> None:
-    passphrase = resolve(config_dir, environ={keystore.PASSPHRASE_ENV: "pw"})
-    with pytest.raises(KeyStoreError, match="passphrase key cannot be rotated"):
-        keystore.rotate_key(passphrase)
-    with pytest.raises(KeyStoreError, match="memory key cannot be rotated"):
-        keystore.rotate_key(keystore.memory_key())
-
-
-def test_commit_of_a_key_that_is_not_pending(config_dir: Path, use_keyring: InstallKeyring) -> None:
-    use_keyring(fail.Keyring())
-    start = resolve(config_dir)
-    keystore.rotate_key(start)
-    stranger = crypto.MasterKey(crypto.new_master_key())
-    with pytest.raises(KeyStoreError, match="is not the pending key"):
-        keystore.commit_rotation(start, stranger)
-
-
-def test_rotation_without_marker(config_dir: Path, use_keyring: InstallKeyring) -> None:
-    use_keyring(fail.Keyring())
-    start = resolve(config_dir)
-    (config_dir / keystore.MARKER_FILE_NAME).unlink()
-    with pytest.raises(KeyStoreError, match="no master key to rotate"):
-        keystore.rotate_key(start)
-
-
-# ---------------------------------------------------------------------------------------------
 # Secrets stay secret; the test double
 
 
@@ -1058,6 +710,7 @@ def test_memory_key_touches_nothing(
 
 def test_zero_timeout_never_waits(config_dir: Path, use_keyring: InstallKeyring) -> None:
     use_keyring(HangingKeyring())
-    started = time.monotonic()
-    assert resolve(config_dir, keyring_timeout=0).backend == "file"
-    assert time.monotonic() - started < SLACK
+    resolution = finishes(lambda: resolve(config_dir, keyring_timeout=0))
+    assert resolution.backend == "file"
+    assert resolution.notice is not None
+    assert "did not answer within 0 s" in resolution.notice
