@@ -15,7 +15,7 @@ from tests.shell import ShellFactory
 
 
 @pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "ipysession-data"
     monkeypatch.setenv("IPYSESSION_DIR", str(root))
     monkeypatch.setenv("IPYSESSION_CONFIG_DIR", str(tmp_path / "ipysession-config"))
