@@ -16,6 +16,11 @@ snapshot (values are already bytes); only encryption and disk I/O run here, as I
   manager refreshes the session's lease with it, so an idle kernel's lease stays fresh; a write
   refreshes it too, so the beat restarts after each write);
 * never prints; ``stop()`` is safe to call twice and flushes what is pending.
+
+What it calls is the manager's choice: ``write`` is
+:meth:`Sharing.write <ipysession.session.sharing.Sharing.write>` (the lease, then the merging
+write), whose :class:`~ipysession.store.WriteResult` goes to ``on_written``; ``None`` from
+``write`` means nothing was written (a read-only kernel) and calls nothing.
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from ipysession.model import Session
+
+if TYPE_CHECKING:
+    from ipysession.store import WriteResult
 
 __all__ = ["AutosaveWriter", "WriteOutcome"]
 
@@ -35,23 +44,27 @@ log = logging.getLogger("ipysession")
 
 _MAX_RETRY_DELAY = 300.0
 
+_Arg = TypeVar("_Arg")
+
 
 @dataclass
 class WriteOutcome:
-    """What happened to one snapshot: the store's result, or the error it raised."""
+    """What happened to one snapshot: the store's result, or the error it raised.
 
-    result: object | None = None
+    Neither: nothing was pending, or this kernel is read-only and wrote nothing."""
+
+    result: WriteResult | None = None
     error: BaseException | None = None
 
 
 class AutosaveWriter:
     def __init__(
         self,
-        write: Callable[[Session], object],
+        write: Callable[[Session], WriteResult | None],
         *,
         interval: float,
         on_error: Callable[[BaseException], None] | None = None,
-        on_written: Callable[[object], None] | None = None,
+        on_written: Callable[[WriteResult], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
         heartbeat_interval: float = 0.0,
     ) -> None:
@@ -211,15 +224,13 @@ class AutosaveWriter:
             if self._on_error is not None:
                 self._call_safely(self._on_error, exc)
             return WriteOutcome(error=exc)
-        if self._on_written is not None:
+        if result is not None and self._on_written is not None:
             self._call_safely(self._on_written, result)
         return WriteOutcome(result=result)
 
     @staticmethod
-    def _call_safely(
-        callback: Callable[[object], None] | Callable[[BaseException], None], arg: object
-    ) -> None:
+    def _call_safely(callback: Callable[[_Arg], None], arg: _Arg) -> None:
         try:
-            callback(arg)  # type: ignore[arg-type]
+            callback(arg)
         except Exception:
             log.exception("ipysession writer callback failed")

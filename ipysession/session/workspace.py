@@ -1,0 +1,442 @@
+"""The workspace: what this kernel captured of its shell, and the ways between it and a Session.
+
+* **records -> Session.** Between cells, on the main thread, :meth:`Workspace.end_cell` captures
+  what the cell changed (variables, imports, history, preferences, cwd) into records;
+  :meth:`Workspace.snapshot` turns them into an immutable :class:`~ipysession.model.Session`
+  (values are already bytes: no pickling there), which the writer thread seals and writes.
+* **Session -> shell.** :meth:`Workspace.apply` applies a restored session part by part, in the
+  order of :data:`~ipysession.session.reports.RESTORE_PARTS`; one item that fails is reported as
+  skipped and never stops the rest.
+
+It knows nothing of leases, forks or the writer: the manager decides when to capture and when to
+save, :mod:`.sharing` decides where a snapshot goes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import os
+import queue
+import socket
+import sys
+import time
+from collections.abc import Callable, Container, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ipysession._version import __version__
+from ipysession.capture import history as history_capture
+from ipysession.capture import namespace as ns_capture
+from ipysession.capture import preferences as pref_capture
+from ipysession.errors import SessionError
+from ipysession.model import (
+    HistoryEntry,
+    ImportRecord,
+    Preferences,
+    Session,
+    VariableRecord,
+    WriterInfo,
+)
+from ipysession.session.reports import RestoreReport
+
+if TYPE_CHECKING:
+    from ipysession.connections.live import ConnectionSet
+    from ipysession.store import SessionStore
+
+__all__ = ["CaptureSettings", "Workspace", "writer_info"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureSettings:
+    """The manager's capture options as they are now (``%config`` may change them any time)."""
+
+    limits: ns_capture.CaptureLimits
+    full_capture_interval: float
+    deep_capture_interval: float
+
+
+class Workspace:
+    """The captured state of one shell's namespace, history and settings."""
+
+    def __init__(
+        self,
+        shell: Any,
+        connections: ConnectionSet,
+        *,
+        store: Callable[[], SessionStore],
+        run_id: str,
+        max_history: int,
+        exclude: Sequence[str],
+    ) -> None:
+        self.shell = shell
+        self.connections = connections
+        # A callable, not the store: the key behind it is resolved on first need only.
+        self._store = store
+        self.created = time.time()
+        self.records: dict[str, VariableRecord] = {}
+        # Each name's import records: several for `import a.b` + `import a.c` (see merge_imports).
+        self.imports: dict[str, tuple[ImportRecord, ...]] = {}
+        self.forgotten: set[str] = set()
+        self.previous_history: list[HistoryEntry] = []
+        self.preferences = Preferences()
+        self.cwd: str | None = None
+        self.layout: Any = None
+        self.extra: dict[str, Any] = {}
+        self._env_baseline = dict(os.environ)
+        self._last_full_pass = self._last_deep_pass = time.monotonic()
+        # (name, record, blob id) from the writer thread: values now safely in a blob, whose
+        # bytes the main thread can drop (a 50 MB DataFrame would otherwise be held twice).
+        self._stored_in_blobs: queue.SimpleQueue[tuple[str, VariableRecord, str]] = (
+            queue.SimpleQueue()
+        )
+        self._restored_names: set[str] = set()
+        # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
+        hidden = getattr(shell, "user_ns_hidden", None)
+        self.tracker = ns_capture.ChangeTracker(
+            exclude=tuple(exclude), hidden=hidden if hidden is not None else frozenset()
+        )
+        self.history = history_capture.HistoryRecorder(
+            run_id, max_history=max_history, redact=connections.redact
+        )
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        ns: dict[str, Any] = self.shell.user_ns
+        return ns
+
+    # --- capture, between cells (main thread) --------------------------------------------------
+
+    def catch_up(self) -> None:
+        """Before a cell: settle what happened since the last one (restore, writer)."""
+        if self._restored_names:
+            self._unhide_restored()
+        self._drop_stored_bytes()
+
+    def start_cell(self, info: Any) -> None:
+        self.history.pre_run_cell(info)
+        self.tracker.pre_cell(self.user_ns)
+
+    def end_cell(self, result: Any, settings: CaptureSettings) -> None:
+        """Capture what the cell that just ran changed (and, now and then, everything)."""
+        self.history.post_run_cell(result)
+        info = getattr(result, "info", None)
+        source = getattr(info, "raw_cell", "") or ""
+        transformed = getattr(info, "transformed_cell", None)
+        changes = self.tracker.post_cell(self.user_ns, source, transformed=transformed)
+        now = time.monotonic()
+        if now - self._last_deep_pass >= settings.deep_capture_interval:
+            _merge_changes(changes, self.tracker.full_pass(self.user_ns, deep=True))
+            self._last_deep_pass = self._last_full_pass = now
+        elif now - self._last_full_pass >= settings.full_capture_interval:
+            _merge_changes(changes, self.tracker.full_pass(self.user_ns))
+            self._last_full_pass = now
+        self._apply_changes(
+            changes.changed, changes.deleted, source, settings.limits, verify=changes.recheck
+        )
+        self._capture_shell_state()
+
+    def capture_all(self, limits: ns_capture.CaptureLimits) -> None:
+        """Capture every variable now (before an explicit save)."""
+        full = self.tracker.full_pass(self.user_ns)
+        names = {name for name in self.user_ns if self._is_persistable(name)}
+        self._apply_changes(
+            full.changed | names,
+            full.deleted,
+            "",
+            limits,
+            verify=(names - full.changed) | full.recheck,
+        )
+        self._capture_shell_state()
+
+    def forget(self, names: Iterable[str]) -> list[str]:
+        """Stop persisting these names; returns those that had a value or an import here."""
+        forgotten = []
+        for name in names:
+            self.forgotten.add(name)
+            self.tracker.forget(name)
+            had_value = self.records.pop(name, None) is not None
+            had_import = self.imports.pop(name, None) is not None
+            if had_value or had_import:
+                forgotten.append(name)
+        return forgotten
+
+    def _is_persistable(self, name: str) -> bool:
+        return (
+            name not in self.forgotten
+            and self.tracker.persistable(name)
+            and name not in self.connections.variables()
+        )
+
+    def _apply_changes(
+        self,
+        changed: Iterable[str],
+        deleted: Iterable[str],
+        source: str,
+        limits: ns_capture.CaptureLimits,
+        *,
+        verify: Container[str] = (),
+    ) -> None:
+        """Capture ``changed`` again and drop ``deleted``. Names in ``verify`` may well be
+        unchanged (a deep pass, an explicit save): one still equal to its stored blob keeps it."""
+        user_ns = self.user_ns
+        for name in deleted:
+            self.records.pop(name, None)
+            self.imports.pop(name, None)
+        # Imports written in this cell win over ones inferred from the value; either is used
+        # only while it still resolves to the very object bound to the name.
+        cell_imports = ns_capture.imports_in_source(source)
+        known_imports = {name: records[-1] for name, records in self.imports.items()}
+        known_imports.update((rec.name, rec) for rec in cell_imports)
+        for name in sorted(changed):
+            if name not in user_ns or not self._is_persistable(name):
+                continue
+            if name in verify and self._still_stored(name, user_ns[name]):
+                continue
+            captured = ns_capture.capture_value(
+                name, user_ns[name], limits=limits, imports=known_imports
+            )
+            self.tracker.note_captured(name, captured)
+            if isinstance(captured, ImportRecord):
+                self.records.pop(name, None)
+                value = user_ns[name]
+                this_cell = [
+                    r
+                    for r in cell_imports
+                    if r.name == name and ns_capture.import_matches(r, value)
+                ]
+                self.imports[name] = ns_capture.merge_imports(
+                    self.imports.get(name, ()), [*this_cell, captured]
+                )
+            else:
+                self.imports.pop(name, None)
+                self.records[name] = captured
+        self._enforce_session_budget(limits.max_session_bytes)
+
+    def _still_stored(self, name: str, value: object) -> bool:
+        """Whether ``value`` serializes to exactly the large value its record holds.
+
+        Checked by feeding the serialized pieces to the keyed hash blob ids are made of, against
+        the record's blob id (or, for bytes the writer has not stored yet, their id), so an
+        unchanged 100 MB DataFrame costs a hash of its data, not a second copy of it in memory
+        (which a re-capture would hold until the writer had deduplicated it). Small values are
+        simply captured again."""
+        record = self.records.get(name)
+        if record is None or record.encoding is None:
+            return False
+        store = self._store()
+        if record.blob is not None:
+            stored_id = record.blob
+        elif record.data is not None and len(record.data) > store.blob_threshold:
+            stored_id = store.key.content_id(record.data)
+        else:
+            return False
+        hasher = store.key.content_hasher()
+        if not ns_capture.serialize_into(value, record.encoding, hasher.update):
+            return False
+        return hmac.compare_digest(hasher.hexdigest(), stored_id)
+
+    def _enforce_session_budget(self, max_session_bytes: int) -> None:
+        total = 0
+        for name, record in sorted(self.records.items(), key=lambda item: item[1].size):
+            if not record.saved or record.data is None:
+                continue
+            total += record.size
+            if total > max_session_bytes:
+                self.records[name] = VariableRecord(
+                    name=name,
+                    type_name=record.type_name,
+                    size=record.size,
+                    skipped=(
+                        f"the session is over max_session_bytes ({max_session_bytes:,} "
+                        "bytes); raise SessionManager.max_session_bytes to keep it"
+                    ),
+                )
+
+    def _capture_shell_state(self) -> None:
+        self.preferences = pref_capture.capture_preferences(
+            self.shell, env_baseline=self._env_baseline
+        )
+        self.cwd = pref_capture.capture_cwd()
+
+    # --- records -> Session --------------------------------------------------------------------
+
+    def snapshot(self, name: str, writer: WriterInfo) -> Session:
+        """An immutable picture of the workspace as captured so far (cheap: no pickling)."""
+        return Session(
+            name=name,
+            created=self.created,
+            updated=time.time(),
+            writer=writer,
+            history=self.all_history(),
+            variables=dict(self.records),
+            imports=[record for records in self.imports.values() for record in records],
+            preferences=self.preferences,
+            cwd=self.cwd,
+            layout=self.layout,
+            connections=self.connections.snapshot(),
+            extra=dict(self.extra),
+        )
+
+    def all_history(self) -> list[HistoryEntry]:
+        """The restored history followed by this run's cells."""
+        return self.history.merge(self.previous_history)
+
+    def blob_ids(self) -> set[str]:
+        """The blobs this workspace's records refer to."""
+        return {record.blob for record in self.records.values() if record.blob is not None}
+
+    def stored_in_blobs(self, blobs: dict[str, str], written: Session) -> None:
+        """The writer stored these values (name -> blob id) of ``written`` (any thread).
+
+        Only queued here: the records are replaced on the main thread, at the next cell.
+        """
+        for name, blob_id in blobs.items():
+            record = written.variables.get(name)
+            if record is not None and record.data is not None:
+                self._stored_in_blobs.put((name, record, blob_id))
+
+    def _drop_stored_bytes(self) -> None:
+        """Keep only the blob reference of values the writer has stored (main thread)."""
+        while True:
+            try:
+                name, written, blob_id = self._stored_in_blobs.get_nowait()
+            except queue.Empty:
+                return
+            if self.records.get(name) is written:  # not captured again since that write
+                self.records[name] = dataclasses.replace(written, data=None, blob=blob_id)
+
+    # --- Session -> shell ----------------------------------------------------------------------
+
+    def apply(
+        self,
+        session: Session,
+        report: RestoreReport,
+        *,
+        source: str,
+        parts: Container[str],
+        variables: Sequence[str] | None,
+        own: bool,
+    ) -> None:
+        """Apply ``session`` (read from session ``source``) to the shell, part by part.
+
+        ``own``: it is this kernel's own session, whose history, creation time and extra fields
+        it continues; ``variables`` limits imports and variables to these names.
+        """
+        if "preferences" in parts:
+            for item, reason in pref_capture.apply_preferences(self.shell, session.preferences):
+                _outcome(report, report.preferences, item, reason)
+        if "cwd" in parts and session.cwd:
+            reason = pref_capture.apply_cwd(session.cwd)
+            if reason is None:
+                report.cwd = session.cwd
+            else:
+                report.skipped.append(("cwd", reason))
+        if "imports" in parts:
+            self._restore_imports(session, report, variables)
+        if "variables" in parts:
+            self._restore_variables(session, source, report, variables)
+        if "history" in parts and own:
+            self.previous_history = list(session.history)
+            report.history = len(session.history)
+        if "layout" in parts and session.layout is not None:
+            self.layout = session.layout
+            report.layout = True
+        if "connections" in parts and session.connections:
+            report.connections = self.connections.load(session.connections)
+        if own:
+            self.created = session.created or self.created
+            self.extra = dict(session.extra)
+        # What was just restored is what is saved: only later changes need capturing again.
+        self.tracker.sync(self.user_ns)
+        self._restored_names.update(report.variables, report.imports)
+
+    def _restore_imports(
+        self, session: Session, report: RestoreReport, only: Sequence[str] | None
+    ) -> None:
+        selected = [i for i in session.imports if only is None or i.name in only]
+        for record, reason in ns_capture.restore_imports(selected, self.user_ns):
+            if reason is not None or record.name not in report.imports:  # `a.b`, `a.c`: one
+                _outcome(report, report.imports, record.name, reason)
+            if reason is None:
+                self.imports[record.name] = ns_capture.merge_imports(
+                    self.imports.get(record.name, ()), [record]
+                )
+
+    def _restore_variables(
+        self,
+        session: Session,
+        source: str,
+        report: RestoreReport,
+        only: Sequence[str] | None,
+    ) -> None:
+        user_ns = self.user_ns
+        for var_name, record in session.variables.items():
+            if only is not None and var_name not in only:
+                continue
+            if record.skipped is not None:
+                report.skipped.append((var_name, f"not saved: {record.skipped}"))
+                continue
+            try:
+                data = record.data
+                if data is None and record.blob is not None:
+                    data = self._store().read_blob(source, record.blob)
+                if data is None:  # pragma: no cover - the model forbids it
+                    continue
+                user_ns[var_name] = ns_capture.restore_value(record, data, namespace=user_ns)
+            except Exception as exc:  # noqa: BLE001 - unpickling can raise anything; one bad value never stops the rest
+                report.skipped.append((var_name, _describe_error(exc)))
+                # Carried forward so the next save does not drop a value that failed to load
+                # here (a missing package, say) but may load elsewhere.
+                self.records[var_name] = record
+                continue
+            report.variables.append(var_name)
+            self.records[var_name] = record
+
+    def _unhide_restored(self) -> None:
+        """Names this kernel restored are the user's, not IPython's own.
+
+        A kernel restores while IPython loads its extensions; right after, IPython hides every
+        name then in the namespace from ``%who`` (``hide_initial_ns``), which would also stop
+        capture from saving them. Unhide those still bound to the restored object.
+        """
+        names, self._restored_names = self._restored_names, set()
+        hidden = getattr(self.shell, "user_ns_hidden", None)
+        if not isinstance(hidden, dict):
+            return
+        user_ns = self.user_ns
+        for name in names:
+            if name in hidden and name in user_ns and hidden[name] is user_ns[name]:
+                del hidden[name]
+
+
+def writer_info(kernel_id: str, run_id: str) -> WriterInfo:
+    """Who writes a snapshot: this process, its versions, its kernel and run."""
+    ipython = sys.modules.get("IPython")
+    return WriterInfo(
+        python=sys.version.split()[0],
+        ipython=getattr(ipython, "__version__", ""),
+        ipysession=__version__,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        kernel_id=kernel_id,
+        run_id=run_id,
+    )
+
+
+def _describe_error(exc: BaseException) -> str:
+    """One line for a report: our own errors speak for themselves, others get their type."""
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, SessionError) else f"{type(exc).__name__}: {text}"
+
+
+def _outcome(report: RestoreReport, done: list[str], item: str, reason: str | None) -> None:
+    if reason is None:
+        done.append(item)
+    else:
+        report.skipped.append((item, reason))
+
+
+def _merge_changes(into: ns_capture.ChangeSet, more: ns_capture.ChangeSet) -> None:
+    into.changed |= more.changed
+    into.deleted |= more.deleted
+    into.recheck |= more.recheck
