@@ -2,8 +2,8 @@
 
 :class:`ConnectionSet` is the manager's half of issue "connection persistence". It owns the
 session's :class:`~ipysession.model.ConnectionRecord` mapping and one
-:class:`~ipysession.connections.records.Reconnector`, and keeps the rule that only the main thread
-touches the user namespace: objects that connect on worker threads are queued and bound by
+:class:`~ipysession.connections.reconnector.Reconnector`, and keeps the rule that only the main
+thread touches the user namespace: objects that connect on worker threads are queued and bound by
 :meth:`settle`, which the manager calls between cells (and before every ``%session`` command).
 
 At restore, :meth:`load` schedules every auto connection and returns at once; they all start
@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ipysession.connections.backends import get_backend, redact_text
+from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.connections.records import (
-    ConnectionState,
-    Reconnector,
     connect_record,
     describe_record,
     format_table,
