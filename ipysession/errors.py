@@ -28,11 +28,19 @@ kills a kernel or breaks a user's cell.
         └── ConnectFailed
 
 Messages never contain secrets: backends redact before they raise.
+
+A :class:`StoreError` that comes from reading several files carries one :class:`FileProblem` per
+file it could not use (:attr:`StoreError.problems`). The record lives here, not in
+:mod:`ipysession.store`, because this module is the lowest layer and imports nothing of the
+package: an error must be able to hold it without ``errors`` importing the store that raises it.
+:mod:`ipysession.store` re-exports both names; its ``problems_of()`` is the accessor callers use.
 """
 
 from __future__ import annotations
 
+import enum
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
@@ -42,6 +50,7 @@ __all__ = [
     "ConnectionSetupError",
     "CorruptFile",
     "FileFormatError",
+    "FileProblem",
     "InvalidSpec",
     "KeyStoreError",
     "KeyUnavailable",
@@ -49,6 +58,7 @@ __all__ = [
     "LockTimeout",
     "ModelError",
     "NewerFormat",
+    "ProblemKind",
     "SessionError",
     "SessionInUse",
     "SessionNotFound",
@@ -92,8 +102,9 @@ class SessionError(Exception):
         return message
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only constructor arguments do not survive the default pickling of exceptions.
-        return (_rebuild, (type(self), self.what, self.path, self.target, self.hint))
+        # Keyword-only constructor arguments do not survive the default pickling of exceptions;
+        # the instance dictionary carries what subclasses add (``errno``, ``problems``).
+        return (_rebuild, (type(self), self.what, self.path, self.target, self.hint), self.__dict__)
 
 
 def _rebuild(
@@ -104,8 +115,56 @@ def _rebuild(
     return error
 
 
+class ProblemKind(str, enum.Enum):
+    """Why a session file could not be used. The values are what ``ipysession`` prints (and
+    writes in its JSON output), so they never change."""
+
+    #: Failed authentication or validation: moved to quarantine.
+    CORRUPT = "corrupt"
+    #: Sealed under another key (or passphrase): intact, left in place.
+    WRONG_KEY = "wrong-key"
+    #: Written by a newer ipysession: intact, left in place.
+    NEWER_FORMAT = "newer-format"
+    #: The operating system refused to read it: left in place.
+    UNREADABLE = "unreadable"
+
+    def __str__(self) -> str:
+        # The value, not "ProblemKind.CORRUPT", in messages and f-strings on every Python.
+        return self.value
+
+    @classmethod
+    def of(cls, error: BaseException) -> ProblemKind:
+        """The kind of problem an error raised while reading a file stands for."""
+        if isinstance(error, NewerFormat):
+            return cls.NEWER_FORMAT
+        if isinstance(error, WrongKey):
+            return cls.WRONG_KEY
+        if isinstance(error, (CorruptFile, ModelError)):
+            return cls.CORRUPT
+        return cls.UNREADABLE
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """One file that could not be used, and why (see :class:`ProblemKind`).
+
+    ``quarantined_to`` is where a corrupt file was moved; ``None`` when it was left in place.
+    """
+
+    path: Path
+    kind: ProblemKind
+    message: str
+    quarantined_to: Path | None = None
+
+
 class StoreError(SessionError):
-    """Something went wrong reading or writing session files."""
+    """Something went wrong reading or writing session files.
+
+    ``problems`` lists the files that were tried and could not be used, when the error comes
+    from reading a session (empty otherwise).
+    """
+
+    problems: tuple[FileProblem, ...] = ()
 
 
 class SessionNotFound(StoreError, LookupError):
@@ -170,7 +229,7 @@ class NewerFormat(FileFormatError):
         self.supported = supported
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_newer, (self.found, self.supported, self.path))
+        return (_rebuild_newer, (self.found, self.supported, self.path), self.__dict__)
 
 
 def _rebuild_newer(found: int, supported: int, path: Path | None) -> NewerFormat:

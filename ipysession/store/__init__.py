@@ -2,26 +2,30 @@
 
 :class:`SessionStore` is to :class:`~ipysession.session.manager.SessionManager` what IPython's
 ``HistoryAccessor`` is to its ``HistoryManager``: it works without a shell (the command line uses
-it). Inside: :mod:`.names` (every name on disk), :mod:`.scan` (listing a directory),
-:mod:`.files` (safe reads and writes of one file), :mod:`.meta` (what a file says about itself),
-:mod:`.fileformat` and :mod:`.migrations` (bytes <-> :class:`~ipysession.model.Session`).
+it). Inside, highest first: :mod:`.session_store` (the read/write path), :mod:`.maintenance`
+(inspect, repair, rekey, share_blobs), :mod:`.reading`, :mod:`.blobs`, :mod:`.retention` and
+:mod:`.summaries` (the newest readable generation, large values, what is kept, listings),
+:mod:`.disk` (the files of one root under one key), :mod:`.scan` and :mod:`.meta` (listing a
+directory, what a file says about itself), :mod:`.files` (safe reads of one file),
+:mod:`.fileformat` and :mod:`.migrations` (bytes <-> :class:`~ipysession.model.Session`),
+:mod:`.names` (every name on disk) and :mod:`.results` (the records returned).
 Plain Python: no IPython here.
 """
 
 from __future__ import annotations
 
-from ipysession.store.session_store import (
+from ipysession.store.results import (
     CheckpointInfo,
     FileProblem,
     GenerationInfo,
     ReadResult,
     RekeyReport,
     RepairReport,
-    SessionStore,
     SessionSummary,
     WriteResult,
     problems_of,
 )
+from ipysession.store.session_store import SessionStore
 
 __all__ = [
     "CheckpointInfo",

@@ -1,6 +1,9 @@
 """What the session store remembers of a generation or checkpoint: the summary fields of one
 sealed session file (name, times, counts, blob references, writer), keyed by the file's stat so a
 changed file is decoded again. ``list()`` and blob collection are answered from these records.
+
+``variables`` counts the variables whose value was saved and ``skipped`` those recorded with the
+reason they were not, as ``%session status`` counts them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class FileMeta:
     updated: float
     cells: int
     variables: int
+    skipped: int
     connections: int
     blob_refs: frozenset[str]
     run_id: str
@@ -59,6 +63,8 @@ class FileMeta:
             msg = "File is authentic but does not hold a valid session"
             raise CorruptFile(msg, path=path)
         refs = frozenset(blob for v in variables.values() if isinstance(blob := v.get("blob"), str))
+        # A record with a "skipped" reason is one whose value was not saved (VariableRecord.saved).
+        skipped = sum(1 for v in variables.values() if v.get("skipped") is not None)
         run_id, kernel_id, host, pid = (
             writer.get(k) for k in ("run_id", "kernel_id", "host", "pid")
         )
@@ -68,7 +74,8 @@ class FileMeta:
             name=name,
             updated=float(updated),
             cells=len(history),
-            variables=len(variables),
+            variables=len(variables) - skipped,
+            skipped=skipped,
             connections=len(connections),
             blob_refs=refs,
             run_id=run_id if isinstance(run_id, str) else "",
@@ -79,13 +86,15 @@ class FileMeta:
 
     @classmethod
     def of(cls, session: Session, st: os.stat_result) -> FileMeta:
+        saved = sum(1 for record in session.variables.values() if record.saved)
         return cls(
             stat_key=stat_key(st),
             size=st.st_size,
             name=session.name,
             updated=session.updated,
             cells=len(session.history),
-            variables=len(session.variables),
+            variables=saved,
+            skipped=len(session.variables) - saved,
             connections=len(session.connections),
             blob_refs=frozenset(session.blob_ids()),
             run_id=session.writer.run_id,

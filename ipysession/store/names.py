@@ -24,6 +24,7 @@ __all__ = [
     "QUARANTINE_DIR",
     "SESSIONS_DIR",
     "TEMP_PREFIX",
+    "TRASH_PREFIX",
     "WINDOWS_RESERVED",
     "check_name",
     "session_dir_for",
@@ -37,6 +38,9 @@ BLOBS_DIR = "blobs"
 CHECKPOINTS_DIR = "checkpoints"
 GENERATION_SUFFIX = ".ipys"
 BLOB_SUFFIX = ".ipyb"
+#: A session being deleted is first renamed to ``sessions/.deleting-<slug>-<random>``; a leftover
+#: one (the removal was interrupted) is finished by ``ipysession doctor --repair``.
+TRASH_PREFIX = ".deleting-"
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_READABLE_MAX = 40

@@ -1045,7 +1045,7 @@ def test_merge_with_nothing_readable_on_disk_is_a_conflict(root: Path) -> None:
     ],
 )
 def test_every_write_error_names_the_file_and_the_fix(code: int, fix: str) -> None:
-    from ipysession.store.session_store import _write_error
+    from ipysession.store.files import write_error as _write_error
 
     target = Path("/some/dir/gen-00000002.ipys")
     error = _write_error(OSError(code, os.strerror(code)), target, "write generation 2")

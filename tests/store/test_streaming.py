@@ -225,7 +225,7 @@ def test_a_content_hasher_fed_in_pieces_gives_the_content_id(
 ) -> None:
     """Checking a value against its blob as it is serialized relies on this equality."""
     if key is None:  # the store's read-old-write-new key during a rekey
-        from ipysession.store.session_store import _EitherKey
+        from ipysession.store.maintenance import _EitherKey
 
         key = _EitherKey(MasterKey(bytes(32)), KEY)
     data = os.urandom(300_000)

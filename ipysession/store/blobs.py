@@ -1,0 +1,192 @@
+"""Large values, each sealed in its own file ``blobs/<id>.ipyb`` and shared by every generation
+that refers to it.
+
+A blob's id is ``key.content_id(value)``, a keyed hash: equal values share a blob without the name
+revealing their content. :func:`check_blob_name` is the one place that decides whether a blob
+holds the value its name promises; every read of a blob goes through it. Blobs are written before
+the generation that refers to them, so a generation never refers to a blob that is not on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from ipysession import paths
+from ipysession.atomic import fsync_dir, write_atomically
+from ipysession.errors import CorruptFile, NewerFormat, StoreError, WrongKey
+from ipysession.keys.crypto import SealingKey
+from ipysession.model import Session, VariableRecord
+from ipysession.store import fileformat
+from ipysession.store.disk import Disk
+from ipysession.store.files import blob_key, read_blob_file, write_error
+from ipysession.store.names import BLOB_SUFFIX, BLOBS_DIR
+from ipysession.store.scan import check_blob_id
+
+__all__ = [
+    "blob_path",
+    "check_blob_name",
+    "externalize",
+    "read_checked_blob",
+    "touch",
+    "write_blob",
+]
+
+logger = logging.getLogger("ipysession")
+
+_MISMATCH = "Blob content does not match its name: it was swapped or renamed"
+
+
+def blob_path(sdir: Path, blob_id: str) -> Path:
+    return sdir / BLOBS_DIR / f"{blob_id}{BLOB_SUFFIX}"
+
+
+def check_blob_name(
+    path: Path,
+    value: bytes,
+    blob_id: str,
+    header: fileformat.Header,
+    key: SealingKey,
+    *,
+    hint: str | None = None,
+) -> None:
+    """Raise :class:`CorruptFile` unless the authenticated ``value`` is what ``blob_id`` names.
+
+    A blob swapped for another authentic one, or renamed, fails here. One exception: a blob
+    sealed under a previous master key (a rekey was interrupted) is named by that key's content
+    id, which the key protocol cannot compute. It authenticated under a key we hold, so it is
+    accepted with a warning, and ``rekey`` renames it. Passphrase content ids never change with
+    the salt, so a passphrase blob has no such excuse.
+    """
+    if key.content_id(value) == blob_id:
+        return
+    if header.uses_passphrase or header.key_id == key.for_writing()[2]:
+        raise CorruptFile(_MISMATCH, path=path, hint=hint)
+    logger.warning(
+        "Blob %s is sealed under a previous key; its name cannot be verified until "
+        "`ipysession rekey` completes",
+        blob_id,
+    )
+
+
+def write_blob(path: Path, value: bytes, key: SealingKey) -> os.stat_result:
+    """Seal ``value`` straight into a new blob file at ``path``, atomically."""
+    return write_atomically(path, lambda f: fileformat.write_blob(f, value, key))
+
+
+def touch(path: Path) -> bool:
+    """True if ``path`` exists; refreshes its mtime so a grace period protects it."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return path.is_file()
+    return True
+
+
+def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> bytes:
+    """The bytes of one stored value, authenticated and checked against its id.
+
+    A corrupt blob is quarantined and its :class:`CorruptFile` carries the problem; a missing
+    one raises :class:`CorruptFile` too (the caller skips that one variable), and one the
+    operating system refuses to read a :class:`StoreError`.
+    """
+    check_blob_id(blob_id, sdir)
+    path = blob_path(sdir, blob_id)
+    try:
+        st, header, value = read_blob_file(path, disk.key, disk.max_file_bytes)
+        check_blob_name(
+            path,
+            value,
+            blob_id,
+            header,
+            disk.key,
+            hint="The variable stored in it cannot be restored from this blob",
+        )
+    except CorruptFile as exc:
+        exc.problems = (disk.problem(path, exc, sdir, quarantine=True),)
+        raise
+    except FileNotFoundError:
+        msg = f"Stored value {blob_id} is missing"
+        raise CorruptFile(
+            msg,
+            path=path,
+            hint="The variable stored in it cannot be restored; other variables are unaffected",
+        ) from None
+    except OSError as exc:
+        msg = f"Stored value cannot be read: {exc.strerror or exc}"
+        raise StoreError(msg, path=path, hint=f"Check permissions of {path.parent}") from exc
+    disk.mark_blob_verified(path, blob_key(st))
+    return value
+
+
+def _reuse_blob(disk: Disk, path: Path, blob_id: str) -> bool:
+    """True if a good blob for ``blob_id`` is already there (checked once per process)."""
+    if not touch(path):
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if disk.blob_verified(path, blob_key(st)):
+        return True
+    try:
+        _, header, value = read_blob_file(path, disk.key, disk.max_file_bytes)
+        check_blob_name(path, value, blob_id, header, disk.key)
+    except (WrongKey, NewerFormat):
+        return False  # valid under another key or release: write ours over it
+    except (CorruptFile, OSError) as exc:
+        disk.problem(path, exc, path.parent.parent, quarantine=True)
+        return False
+    disk.mark_blob_verified(path, blob_key(st))
+    return True
+
+
+def externalize(
+    disk: Disk, sdir: Path, session: Session, threshold: int
+) -> tuple[Session, int, int]:
+    """Move values larger than ``threshold`` bytes to blobs, written (and flushed) before the
+    generation that will refer to them. Returns the session to seal, the number of blobs
+    written and their size in bytes."""
+    blobs_dir = sdir / BLOBS_DIR
+    variables: dict[str, VariableRecord] = {}
+    changed = False
+    written = 0
+    nbytes = 0
+    for var_name, record in session.variables.items():
+        if record.data is not None and len(record.data) > threshold:
+            blob_id = disk.key.content_id(record.data)
+            path = blob_path(sdir, blob_id)
+            if not _reuse_blob(disk, path, blob_id):
+                try:
+                    paths.ensure_private_dir(blobs_dir)
+                    st = write_blob(path, record.data, disk.key)
+                except OSError as exc:
+                    raise write_error(exc, path, f"write the value of {var_name!r}") from exc
+                disk.mark_blob_verified(path, blob_key(st))
+                written += 1
+                nbytes += st.st_size
+            record = dataclasses.replace(record, data=None, blob=blob_id)
+            changed = True
+        elif record.blob is not None:
+            check_blob_id(record.blob, sdir)
+            if not touch(blob_path(sdir, record.blob)):
+                # Kept as it is: restoring will report this one variable as lost, and failing
+                # the whole write would lose everything else too.
+                logger.warning(
+                    "Variable %s refers to a stored value that no longer exists (%s)",
+                    var_name,
+                    sdir.name,
+                )
+        variables[var_name] = record
+    if written:
+        try:
+            fsync_dir(blobs_dir)
+        except OSError as exc:
+            raise write_error(exc, blobs_dir, "flush the blob directory") from exc
+    if not changed:
+        return session, written, nbytes
+    return dataclasses.replace(session, variables=variables), written, nbytes

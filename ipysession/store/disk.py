@@ -1,0 +1,297 @@
+"""The files of one store root under one key: where a session's files are, decoding and checking
+one, the remembered summary of each, quarantine, and a session's write lock.
+
+This is the store's shared ground, as diskcache's ``Disk`` is its ``Cache``'s: the read/write path
+(:mod:`~ipysession.store.session_store`), blobs (:mod:`~ipysession.store.blobs`), retention,
+summaries and maintenance all work through one :class:`Disk`, which decides nothing about which
+generation to read, keep or repair. Nothing here unpickles: a session leaves as a validated
+:class:`~ipysession.model.Session` holding bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import filelock
+
+from ipysession import paths
+from ipysession.errors import (
+    CorruptFile,
+    FileProblem,
+    LockTimeout,
+    ModelError,
+    ProblemKind,
+    SessionError,
+    SessionNotFound,
+    StoreWriteError,
+)
+from ipysession.keys.crypto import SealingKey
+from ipysession.model import Session
+from ipysession.store import fileformat
+from ipysession.store.files import read_file, stat_key, write_error
+from ipysession.store.meta import FileMeta
+from ipysession.store.names import (
+    LOCK_FILE,
+    QUARANTINE_DIR,
+    SESSIONS_DIR,
+    session_dir_for,
+    slug_for,
+)
+from ipysession.store.scan import SLUG_RE, scan_session_dirs
+
+__all__ = ["BlobStamp", "Disk"]
+
+logger = logging.getLogger("ipysession")
+
+#: Device, inode and size of a blob file: a blob is touched when reused, so its times change,
+#: but every write of a blob is a new inode moved into place (see ``files.blob_key``).
+BlobStamp = tuple[int, int, int]
+
+
+class Disk:
+    """The files under ``root``, sealed with ``key``; safe to share between threads.
+
+    ``lock_timeout`` bounds the wait for another writer's lock; a file larger than
+    ``max_file_bytes`` is never read.
+    """
+
+    def __init__(
+        self, root: Path, *, key: SealingKey, lock_timeout: float, max_file_bytes: int
+    ) -> None:
+        self.root = root
+        #: Replaced only by :meth:`use_key` (``rekey``), which also forgets what was decoded.
+        self.key = key
+        self.lock_timeout = lock_timeout
+        self.max_file_bytes = max_file_bytes
+        self._mutex = threading.Lock()
+        self._meta: dict[Path, FileMeta] = {}
+        self._verified_blobs: dict[Path, BlobStamp] = {}
+
+    # -- where things are -------------------------------------------------------------------------
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.root / SESSIONS_DIR
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / QUARANTINE_DIR
+
+    def session_dir(self, name: str) -> Path:
+        """Where the session called ``name`` lives (whether or not it exists)."""
+        return session_dir_for(self.root, name)
+
+    def find_dir(self, name: str) -> Path | None:
+        """The directory of ``name``; a slug (as ``list`` shows it) is accepted too."""
+        primary = self.session_dir(name)
+        if primary.is_dir():
+            return primary
+        if SLUG_RE.fullmatch(name):
+            by_slug = self.sessions_dir / name
+            if by_slug.is_dir():
+                return by_slug
+        return None
+
+    def existing_dir(self, name: str) -> Path:
+        found = self.find_dir(name)
+        if found is None:
+            msg = f"No session named {name!r}"
+            raise SessionNotFound(
+                msg,
+                path=self.session_dir(name),
+                hint="Run `ipysession list` to see the saved sessions",
+            )
+        return found
+
+    def session_dirs(self) -> list[Path]:
+        return scan_session_dirs(self.sessions_dir)
+
+    def ensure_session_dirs(self, sdir: Path) -> None:
+        if not self.root.exists():
+            paths.ensure_private_dir(self.root)
+        paths.ensure_private_dir(self.sessions_dir)
+        paths.ensure_private_dir(sdir)
+
+    # -- decoding and remembering -----------------------------------------------------------------
+
+    def decode(
+        self, data: bytes, path: Path, sdir: Path | None, key: SealingKey | None = None
+    ) -> Session:
+        """Authenticate, decrypt, migrate and validate one ``.ipys`` file.
+
+        Raises :class:`FileFormatError` (a model error after authentication is a corrupt file).
+        With ``sdir``, the session's name must belong in that directory: an authentic file of
+        another session copied here is not accepted as this one.
+        """
+        doc = fileformat.decode_session(data, key if key is not None else self.key, path=path)
+        doc.pop("format", None)
+        try:
+            session = Session.from_dict(doc)
+        except ModelError as exc:
+            msg = f"File is authentic but does not hold a valid session: {exc.what}"
+            raise CorruptFile(msg, path=path) from None
+        if sdir is not None and slug_for(session.name) != sdir.name:
+            msg = (
+                f"File holds session {session.name!r}, which does not belong in "
+                f"directory {sdir.name!r}: it was moved or copied here"
+            )
+            raise CorruptFile(msg, path=path)
+        return session
+
+    def load(self, path: Path, sdir: Path) -> Session:
+        """Read and decode one generation or checkpoint, remembering its summary."""
+        st, data = read_file(path, self.max_file_bytes)
+        session = self.decode(data, path, sdir)
+        self.remember(path, st, session)
+        return session
+
+    def remember(self, path: Path, st: os.stat_result, session: Session) -> FileMeta:
+        meta = FileMeta.of(session, st)
+        with self._mutex:
+            self._meta[path] = meta
+        return meta
+
+    def meta_for(self, path: Path, sdir: Path) -> FileMeta:
+        """The summary of a generation or checkpoint, decoding it only if not remembered.
+
+        Only the summary fields are read (see :meth:`FileMeta.from_doc`): no session is built.
+        """
+        st = path.stat()
+        with self._mutex:
+            cached = self._meta.get(path)
+        if cached is not None and cached.stat_key == stat_key(st):
+            return cached
+        st, data = read_file(path, self.max_file_bytes)
+        doc = fileformat.decode_session(data, self.key, path=path)
+        meta = FileMeta.from_doc(doc, st, path)
+        if slug_for(meta.name) != sdir.name:
+            msg = f"File holds session {meta.name!r}, which does not belong in {sdir.name!r}"
+            raise CorruptFile(msg, path=path)
+        with self._mutex:
+            self._meta[path] = meta
+        return meta
+
+    def blob_verified(self, path: Path, stamp: BlobStamp) -> bool:
+        """True if this blob file, unchanged since, was checked against its name already."""
+        with self._mutex:
+            return self._verified_blobs.get(path) == stamp
+
+    def mark_blob_verified(self, path: Path, stamp: BlobStamp) -> None:
+        with self._mutex:
+            self._verified_blobs[path] = stamp
+
+    def forget(self, path: Path) -> None:
+        with self._mutex:
+            self._meta.pop(path, None)
+            self._verified_blobs.pop(path, None)
+
+    def forget_dir(self, sdir: Path) -> None:
+        with self._mutex:
+            for cache in (self._meta, self._verified_blobs):
+                for path in [p for p in cache if p.is_relative_to(sdir)]:
+                    del cache[path]
+
+    def forget_all(self) -> None:
+        with self._mutex:
+            self._meta.clear()
+            self._verified_blobs.clear()
+
+    def use_key(self, key: SealingKey) -> None:
+        """Seal with ``key`` from now on; what was decoded under the old one is forgotten."""
+        self.key = key
+        self.forget_all()
+
+    # -- files that cannot be used ----------------------------------------------------------------
+
+    def quarantine(self, path: Path, sdir: Path) -> Path | None:
+        """Move ``path`` to ``<root>/quarantine/<slug>/...`` with a timestamp; never deletes."""
+        try:
+            relative = path.relative_to(sdir)
+        except ValueError:
+            relative = Path(path.name)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        try:
+            target_dir = paths.ensure_private_dir(self.quarantine_dir)
+            for part in (sdir.name, *relative.parent.parts):
+                target_dir = paths.ensure_private_dir(target_dir / part)  # each level 0700
+            target = target_dir / f"{relative.name}.{stamp}"
+            counter = 0
+            while target.exists():
+                counter += 1
+                target = target_dir / f"{relative.name}.{stamp}-{counter}"
+            path.replace(target)
+        except FileNotFoundError:
+            return None  # someone else moved it already
+        except OSError as exc:
+            logger.error("Could not move %s to quarantine: %s; it stays in place", path, exc)
+            return None
+        self.forget(path)
+        logger.warning("Moved unreadable file %s to quarantine as %s", path, target)
+        return target
+
+    def problem(
+        self, path: Path, exc: BaseException, sdir: Path, *, quarantine: bool
+    ) -> FileProblem:
+        """What ``exc`` says about ``path``; a corrupt file is quarantined if ``quarantine``."""
+        kind = ProblemKind.of(exc)
+        corrupt = kind is ProblemKind.CORRUPT
+        moved = self.quarantine(path, sdir) if corrupt and quarantine else None
+        message = str(exc)
+        if isinstance(exc, OSError) and not isinstance(exc, SessionError):
+            message = f"Cannot read {path}: {exc.strerror or exc}"
+        if not corrupt:
+            logger.info("Skipping %s (%s)", path, kind)
+        return FileProblem(path=path, kind=kind, message=message, quarantined_to=moved)
+
+    # -- the write lock ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, sdir: Path, *, create: bool) -> Iterator[None]:
+        """Hold the session's write lock; re-creates the directory if it vanished meanwhile."""
+        lock_path = sdir / LOCK_FILE
+        for _attempt in range(5):
+            if create:
+                try:
+                    self.ensure_session_dirs(sdir)
+                except OSError as exc:
+                    raise write_error(exc, sdir, "create the session directory") from exc
+            elif not sdir.is_dir():
+                msg = f"Session directory {sdir.name!r} no longer exists"
+                raise SessionNotFound(msg, path=sdir)
+            lock = filelock.FileLock(
+                lock_path, timeout=self.lock_timeout, mode=paths.PRIVATE_FILE_MODE
+            )
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                msg = (
+                    f"Another process has been writing this session for more than "
+                    f"{self.lock_timeout:g} s"
+                )
+                raise LockTimeout(
+                    msg,
+                    path=lock_path,
+                    hint="Wait for the other kernel or `ipysession` command to finish, then retry",
+                ) from None
+            except FileNotFoundError:
+                continue  # the session was deleted while we waited: start over
+            except OSError as exc:
+                raise write_error(exc, lock_path, "lock the session") from exc
+            except NotImplementedError as exc:  # filelock: this filesystem has no flock at all
+                no_locks = OSError(errno.ENOLCK, f"file locks are not supported ({exc})")
+                raise write_error(no_locks, lock_path, "lock the session") from exc
+            try:
+                if lock_path.exists():
+                    yield
+                    return
+            finally:
+                lock.release()
+        msg = "The session directory keeps disappearing while locking it"
+        raise StoreWriteError(msg, path=sdir, hint="Is another process deleting it? Try again")

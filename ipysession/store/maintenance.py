@@ -1,0 +1,320 @@
+"""Keeping the store healthy: check one file (``inspect``), check and clean every session
+(``repair``), re-encrypt everything under a new key (``rekey``), and share a session's blobs with
+its fork (``share_blobs``).
+
+These are what ``ipysession doctor``, ``ipysession rekey`` and a forking kernel ask of the store;
+:class:`~ipysession.store.session_store.SessionStore` offers them as methods of the same names.
+Each works session by session under that session's write lock, so it never races a writer, and
+leaves every file readable if it is interrupted: running it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from ipysession import paths
+from ipysession.atomic import fsync_dir, write_atomically
+from ipysession.errors import (
+    CorruptFile,
+    FileFormatError,
+    FileProblem,
+    LockTimeout,
+    ProblemKind,
+    SessionNotFound,
+    StoreWriteError,
+)
+from ipysession.keys.crypto import ContentHasher, SealingKey
+from ipysession.store import fileformat
+from ipysession.store.blobs import blob_path, check_blob_name, write_blob
+from ipysession.store.disk import Disk
+from ipysession.store.files import read_blob_file, read_file, write_error
+from ipysession.store.names import (
+    BLOB_SUFFIX,
+    BLOBS_DIR,
+    CHECKPOINTS_DIR,
+    TEMP_PREFIX,
+    TRASH_PREFIX,
+)
+from ipysession.store.results import RekeyReport, RepairReport
+from ipysession.store.retention import collect_blobs
+from ipysession.store.scan import check_blob_id, scan_blobs, scan_checkpoints, scan_generations
+
+__all__ = ["inspect", "rekey", "repair", "share_blobs"]
+
+logger = logging.getLogger("ipysession")
+
+
+# --- inspect and repair ---------------------------------------------------------------------------
+
+
+def inspect(disk: Disk, path: Path) -> FileProblem | None:
+    """Check one file fully (authentication, validation, blob name); ``None`` if it is good.
+
+    Nothing is moved: this is what ``ipysession doctor`` reports.
+    """
+    try:
+        data = read_file(path, disk.max_file_bytes)[1]
+        header = fileformat.read_header(data, path=path)
+        if header.is_blob:
+            value = fileformat.decode_blob(data, disk.key, path=path)
+            check_blob_name(path, value, path.name.removesuffix(BLOB_SUFFIX), header, disk.key)
+        else:
+            sdir: Path | None = path.parent
+            if path.parent.name == CHECKPOINTS_DIR:
+                sdir = path.parent.parent
+            if sdir is not None and sdir.parent != disk.sessions_dir:
+                sdir = None  # not in the store (an export file): no directory to match
+            disk.decode(data, path, sdir)
+    except (FileFormatError, OSError, LookupError) as exc:
+        return disk.problem(path, exc, path.parent, quarantine=False)
+    return None
+
+
+def repair(disk: Disk, *, grace: float) -> RepairReport:
+    """Check every file of every session; see :meth:`SessionStore.repair`."""
+    report = RepairReport()
+    with contextlib.suppress(OSError), os.scandir(disk.sessions_dir) as entries:
+        for entry in entries:
+            if entry.name.startswith(TRASH_PREFIX) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                report.temp_files_removed.append(Path(entry.path))
+    for sdir in disk.session_dirs():
+        try:
+            with disk.locked(sdir, create=False):
+                _repair_session(disk, sdir, grace, report)
+        except (LockTimeout, StoreWriteError, SessionNotFound) as exc:
+            report.sessions_skipped.append((sdir, str(exc)))
+    return report
+
+
+def _repair_session(disk: Disk, sdir: Path, grace: float, report: RepairReport) -> None:
+    now = time.time()
+    for folder in (sdir, sdir / BLOBS_DIR, sdir / CHECKPOINTS_DIR):
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if not entry.name.startswith(TEMP_PREFIX):
+                    continue
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime >= grace:
+                        Path(entry.path).unlink()
+                        report.temp_files_removed.append(Path(entry.path))
+    disk.forget_dir(sdir)  # check every file afresh
+    files = [path for _, path in scan_generations(sdir)]
+    files += scan_checkpoints(sdir)
+    files += [Path(e.path) for e in scan_blobs(sdir)]
+    for path in files:
+        report.files_checked += 1
+        problem = inspect(disk, path)
+        if problem is None:
+            continue
+        if problem.kind is ProblemKind.CORRUPT:
+            moved = disk.quarantine(path, sdir)
+            report.quarantined.append(dataclasses.replace(problem, quarantined_to=moved))
+        else:
+            report.left_in_place.append(problem)
+    report.blobs_removed += collect_blobs(disk, sdir, grace=grace)
+
+
+# --- rekey ----------------------------------------------------------------------------------------
+
+
+class _EitherKey:
+    """Reads with the old or the new key, writes with the new one (used only by ``rekey``)."""
+
+    def __init__(self, new: SealingKey, old: SealingKey) -> None:
+        self._new = new
+        self._old = old
+
+    @property
+    def description(self) -> str:
+        return f"{self._new.description} (re-encrypting from the {self._old.description})"
+
+    def for_writing(self) -> tuple[bytes, bytes, bytes]:
+        return self._new.for_writing()
+
+    def for_reading(self, salt: bytes, key_id: bytes) -> bytes | None:
+        found = self._old.for_reading(salt, key_id)
+        return found if found is not None else self._new.for_reading(salt, key_id)
+
+    def content_id(self, data: bytes) -> str:
+        return self._new.content_id(data)
+
+    def content_hasher(self) -> ContentHasher:
+        return self._new.content_hasher()
+
+
+def rekey(disk: Disk, new_key: SealingKey) -> RekeyReport:
+    """Re-encrypt every file of every session under ``new_key``; see :meth:`SessionStore.rekey`.
+
+    Afterwards ``disk`` seals with ``new_key``.
+    """
+    old_key = disk.key
+    either = _EitherKey(new=new_key, old=old_key)
+    report = RekeyReport()
+    for sdir in disk.session_dirs():
+        try:
+            with disk.locked(sdir, create=False):
+                _rekey_session(disk, sdir, old_key, either, new_key, report)
+        except SessionNotFound:
+            continue
+        report.sessions += 1
+    disk.use_key(new_key)
+    logger.info(
+        "Re-encrypted %d sessions (%d files, %d blobs, %d problems)",
+        report.sessions,
+        report.files_rewritten,
+        report.blobs_rewritten,
+        len(report.problems),
+    )
+    return report
+
+
+def _rekey_blobs(
+    disk: Disk,
+    sdir: Path,
+    old_key: SealingKey,
+    either: _EitherKey,
+    new_key: SealingKey,
+    report: RekeyReport,
+) -> dict[str, str]:
+    """Re-seal every blob under its new id (the old blobs stay); returns old id -> new id."""
+    blobs_dir = sdir / BLOBS_DIR
+    new_key_id = new_key.for_writing()[2]
+    renamed: dict[str, str] = {}
+    for entry in scan_blobs(sdir):
+        path = Path(entry.path)
+        old_id = entry.name[: -len(BLOB_SUFFIX)]
+        try:
+            _, header, value = read_blob_file(path, either, disk.max_file_bytes)
+            # Named under the new key already: re-sealed by an earlier, interrupted rekey.
+            if new_key.content_id(value) != old_id:
+                check_blob_name(path, value, old_id, header, old_key)
+        except (FileFormatError, OSError) as exc:
+            report.problems.append(disk.problem(path, exc, sdir, quarantine=True))
+            continue
+        new_id = new_key.content_id(value)
+        renamed[old_id] = new_id
+        if new_id == old_id and header.key_id == new_key_id:
+            continue  # done by an earlier, interrupted rekey
+        target = blob_path(sdir, new_id)
+        try:
+            write_blob(target, value, new_key)
+        except OSError as exc:
+            raise write_error(exc, target, "re-encrypt a stored value") from exc
+        report.blobs_rewritten += 1
+    try:
+        if renamed:
+            fsync_dir(blobs_dir)
+    except OSError as exc:
+        raise write_error(exc, blobs_dir, "flush the blob directory") from exc
+    return renamed
+
+
+def _rekey_session(
+    disk: Disk,
+    sdir: Path,
+    old_key: SealingKey,
+    either: _EitherKey,
+    new_key: SealingKey,
+    report: RekeyReport,
+) -> None:
+    """(1) Re-seal every blob under its new id, (2) rewrite every generation and checkpoint in
+    place, each atomically, referring to the new ids, (3) remove the old blobs."""
+    renamed = _rekey_blobs(disk, sdir, old_key, either, new_key, report)
+    files = [path for _, path in scan_generations(sdir)]
+    files += scan_checkpoints(sdir)
+    # Old blobs go only if every file that may refer to them now refers to the new ones.
+    old_blobs_unused = True
+    for path in files:
+        try:
+            data = read_file(path, disk.max_file_bytes)[1]
+            session = disk.decode(data, path, sdir, key=either)
+        except (FileFormatError, OSError, LookupError) as exc:
+            problem = disk.problem(path, exc, sdir, quarantine=True)
+            report.problems.append(problem)
+            old_blobs_unused &= problem.kind is ProblemKind.CORRUPT
+            continue
+        variables = {
+            var_name: (
+                dataclasses.replace(record, blob=renamed[record.blob])
+                if record.blob is not None and record.blob in renamed
+                else record
+            )
+            for var_name, record in session.variables.items()
+        }
+        session = dataclasses.replace(session, variables=variables)
+        try:
+            write_atomically(path, fileformat.encode_session(session.to_dict(), new_key))
+        except OSError as exc:
+            raise write_error(exc, path, "re-encrypt a session file") from exc
+        report.files_rewritten += 1
+    try:
+        fsync_dir(sdir)
+        if (sdir / CHECKPOINTS_DIR).is_dir():
+            fsync_dir(sdir / CHECKPOINTS_DIR)
+    except OSError as exc:
+        raise write_error(exc, sdir, "flush the session directory") from exc
+    if not old_blobs_unused:
+        logger.warning("Keeping the old blobs of %s: some files could not be re-encrypted", sdir)
+        return
+    for old_id, new_id in renamed.items():
+        if old_id != new_id:
+            with contextlib.suppress(FileNotFoundError):
+                blob_path(sdir, old_id).unlink()
+
+
+# --- forks ----------------------------------------------------------------------------------------
+
+
+def share_blobs(disk: Disk, source: str, target: str, blob_ids: Iterable[str]) -> int:
+    """Hard-link (or copy) blobs of ``source`` into ``target``; see
+    :meth:`SessionStore.share_blobs`. Returns how many were added."""
+    ids = sorted(set(blob_ids))
+    if not ids:
+        return 0
+    src_dir = disk.existing_dir(source)
+    dst_dir = disk.session_dir(target)
+    blobs_dir = dst_dir / BLOBS_DIR
+    added = 0
+    with disk.locked(dst_dir, create=True):
+        for blob_id in ids:
+            check_blob_id(blob_id, src_dir)
+            src, dst = blob_path(src_dir, blob_id), blob_path(dst_dir, blob_id)
+            if dst.is_file():
+                continue
+            tmp = blobs_dir / f"{TEMP_PREFIX}{dst.name}.{os.getpid()}.{secrets.token_hex(4)}"
+            try:
+                paths.ensure_private_dir(blobs_dir)
+                try:
+                    os.link(src, tmp, follow_symlinks=False)
+                except FileNotFoundError:
+                    raise
+                except OSError:  # another device, or a filesystem without hard links
+                    write_atomically(tmp, read_file(src, disk.max_file_bytes)[1])
+                tmp.replace(dst)
+            except FileNotFoundError:
+                logger.warning("Stored value %s of %s is missing; not shared", blob_id, source)
+                continue
+            except (OSError, CorruptFile) as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                if isinstance(exc, CorruptFile):
+                    logger.warning("Stored value %s of %s is damaged; not shared", blob_id, source)
+                    continue
+                raise write_error(exc, dst, "share a stored value with the fork") from exc
+            added += 1
+        if added:
+            try:
+                fsync_dir(blobs_dir)
+            except OSError as exc:
+                raise write_error(exc, blobs_dir, "flush the blob directory") from exc
+    logger.info("Shared %d stored values of %s with %s", added, src_dir.name, dst_dir.name)
+    return added

@@ -1,0 +1,153 @@
+"""What the session store hands back: the records of a write, a read, a listing, a repair.
+
+Records are plain data; the command line and the ``%session`` magic render them (through the
+presentation module), never the store. :class:`~ipysession.errors.FileProblem` and
+:class:`~ipysession.errors.ProblemKind` are defined in :mod:`ipysession.errors` (errors carry
+them, and errors are the lowest layer) and re-exported here with the other records.
+
+Variable counts mean one thing everywhere: ``variables`` counts the variables whose value was
+saved, ``skipped`` those the file lists with the reason they could not be saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ipysession.errors import FileProblem, ProblemKind, StoreError
+from ipysession.model import Session
+
+__all__ = [
+    "CheckpointInfo",
+    "FileProblem",
+    "GenerationInfo",
+    "ProblemKind",
+    "ReadResult",
+    "RekeyReport",
+    "RepairReport",
+    "SessionSummary",
+    "WriteResult",
+    "problems_of",
+]
+
+
+def problems_of(error: BaseException) -> list[FileProblem]:
+    """The files an error raised by :meth:`SessionStore.read` could not use (empty for others)."""
+    return list(error.problems) if isinstance(error, StoreError) else []
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    generation: int
+    path: Path
+    bytes_written: int
+    blobs_written: int
+    merged: bool
+    #: Variables whose value now lives in a blob, with the blob's id: a caller holding the
+    #: serialized bytes can drop them and keep the reference.
+    blobs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A session as read. ``generation`` is ``None`` for a checkpoint.
+
+    Variables larger than the blob threshold keep their ``blob`` reference; fetch their bytes
+    with :meth:`SessionStore.read_blob`. ``problems`` lists newer files that were skipped.
+    """
+
+    session: Session
+    generation: int | None
+    path: Path
+    problems: list[FileProblem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One line of ``ipysession list``. ``name`` is ``None`` when no generation could be read.
+
+    ``variables`` and ``skipped`` count the saved and the skipped variables of the newest
+    readable generation.
+    """
+
+    name: str | None
+    slug: str
+    path: Path
+    updated: float | None
+    size_bytes: int
+    generations: int
+    variables: int
+    connections: int
+    newest_readable: int | None
+    problem: FileProblem | None = None
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class GenerationInfo:
+    """One generation file; the decoded fields are ``None`` when ``problem`` is set."""
+
+    number: int
+    path: Path
+    size: int
+    mtime: float
+    time: float | None = None
+    cells: int | None = None
+    variables: int | None = None
+    writer_run_id: str | None = None
+    writer_kernel_id: str | None = None
+    writer_host: str | None = None
+    writer_pid: int | None = None
+    problem: FileProblem | None = None
+    skipped: int | None = None
+
+    @property
+    def writer(self) -> str | None:
+        """Who wrote it, for display: ``"host pid 123, kernel 1a2b3c4d"`` (``None`` if unknown)."""
+        parts = []
+        if self.writer_host:
+            parts.append(self.writer_host)
+        if self.writer_pid:
+            parts.append(f"pid {self.writer_pid}")
+        described = " ".join(parts)
+        if self.writer_kernel_id:
+            kernel = f"kernel {self.writer_kernel_id[:8]}"
+            described = f"{described}, {kernel}" if described else kernel
+        return described or None
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One named checkpoint; the decoded fields are ``None`` when ``problem`` is set."""
+
+    label: str
+    path: Path
+    size: int
+    mtime: float
+    time: float | None = None
+    cells: int | None = None
+    variables: int | None = None
+    problem: FileProblem | None = None
+    skipped: int | None = None
+
+
+@dataclass
+class RepairReport:
+    """What :meth:`SessionStore.repair` did (``ipysession doctor --repair``)."""
+
+    quarantined: list[FileProblem] = field(default_factory=list)
+    left_in_place: list[FileProblem] = field(default_factory=list)
+    temp_files_removed: list[Path] = field(default_factory=list)
+    blobs_removed: list[Path] = field(default_factory=list)
+    sessions_skipped: list[tuple[Path, str]] = field(default_factory=list)
+    files_checked: int = 0
+
+
+@dataclass
+class RekeyReport:
+    """What :meth:`SessionStore.rekey` did."""
+
+    sessions: int = 0
+    files_rewritten: int = 0
+    blobs_rewritten: int = 0
+    problems: list[FileProblem] = field(default_factory=list)
