@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,12 @@ from typing import Any
 import pytest
 
 from ipysession.connections.backends.jupyter import JupyterBackend
-from ipysession.connections.records import ConnectionState, Reconnector
+from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.errors import ConnectFailed, InvalidSpec
 from ipysession.model import ConnectionRecord
+from tests.builders import wait_for
 from tests.contract.backend_suite import BackendContract, Target, assert_no_secret
+from tests.contract.deadlines import finishes
 
 pytestmark = pytest.mark.kernel
 
@@ -247,10 +248,8 @@ def test_ssh_tunnel_to_an_unreachable_server_fails_within_the_timeout(
     # Real ssh, real jupyter_client tunnel code; nothing listens on the SSH port.
     info = dead_info()
     params, secrets = backend.split_spec(info, {"ssh": f"nobody@127.0.0.1:{closed_port()}"})
-    started = time.monotonic()
     with pytest.raises(ConnectFailed) as error:
-        backend.connect(params, secrets, timeout=5.0)
-    assert time.monotonic() - started < 7.0
+        finishes(lambda: backend.connect(params, secrets, timeout=5.0))
     assert info["key"] not in str(error.value)
     assert "SSH tunnels" in str(error.value)
     assert "via ssh nobody@" in str(error.value)
@@ -284,20 +283,17 @@ def test_connect_uses_the_stored_info_not_the_file(
         assert backend.is_alive(client, timeout=5.0)
     finally:
         backend.close(client)
-    # Without stored info the file is read, and a missing file fails at once.
-    started = time.monotonic()
+    # Without stored info the file is read, and a missing file fails at once: with an hour's
+    # timeout, only a failure that does not wait for it returns within the test's deadline.
     with pytest.raises(ConnectFailed, match="does not exist"):
-        backend.connect(params, {}, timeout=10.0)
-    assert time.monotonic() - started < 5.0  # at once, not after the 10 s timeout
+        finishes(lambda: backend.connect(params, {}, timeout=3600.0))
 
 
 def test_wrong_key_fails_clearly(backend: JupyterBackend, remote: _Kernel) -> None:
     info = {**remote.info, "key": "not-the-key-44aa"}
     params, secrets = backend.split_spec(info, {})
-    started = time.monotonic()
     with pytest.raises(ConnectFailed, match="key or signature scheme") as error:
-        backend.connect(params, secrets, timeout=1.5)
-    assert time.monotonic() - started < 3.0
+        finishes(lambda: backend.connect(params, secrets, timeout=1.5))
     assert "not-the-key-44aa" not in str(error.value)
     assert remote.info["key"] not in str(error.value)
 
@@ -328,10 +324,10 @@ def test_dead_kernel_fails_fast_then_is_watched_to_failed_and_never_restarted(
             reconnector.watch(record, client)
             pid = manager.provisioner.process.pid
             manager.shutdown_kernel(now=True)
-            deadline = time.monotonic() + 10
-            while reconnector.state("doomed") is not ConnectionState.FAILED:
-                assert time.monotonic() < deadline, states
-                time.sleep(0.05)
+            wait_for(
+                lambda: reconnector.state("doomed") is ConnectionState.FAILED,
+                "the dead kernel's connection has failed",
+            )
             seen = [s for _, s, _ in states]
             assert ConnectionState.RETRYING in seen
             assert record.stats.failures == 1
@@ -341,11 +337,9 @@ def test_dead_kernel_fails_fast_then_is_watched_to_failed_and_never_restarted(
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         backend.close(client)
-        # And connecting to the dead kernel's stored info fails within its timeout.
-        started = time.monotonic()
+        # And connecting to the dead kernel's stored info gives up at its timeout, saying why.
         with pytest.raises(ConnectFailed, match="heartbeat"):
-            backend.connect(params, secrets, timeout=1.0)
-        assert time.monotonic() - started < 2.0
+            finishes(lambda: backend.connect(params, secrets, timeout=1.0))
     finally:
         if manager.has_kernel:
             manager.shutdown_kernel(now=True)

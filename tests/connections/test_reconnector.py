@@ -26,7 +26,7 @@ from tests.connections.peers import (
     sqlite_record,
     unreachable_kernel,
 )
-from tests.keys.keyrings import finishes
+from tests.contract.deadlines import finishes
 
 
 def connect_threads(*names: str) -> list[threading.Thread]:

@@ -12,7 +12,6 @@ import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import keyring
 import keyring.backend
@@ -23,21 +22,20 @@ from keyring.backends import chainer
 from ipysession.keys import crypto
 from ipysession.keys import resolution as keystore
 from ipysession.keys.resolution import KeyResolution, resolve_key
+from tests.contract.deadlines import finishes
 from tests.contract.keystore_suite import MemoryKeyring
+
+__all__ = ["finishes"]  # re-exported for the key tests
 
 InstallKeyring = Callable[[keyring.backend.KeyringBackend], None]
 
 # The keyring timeout the tests give: short, since a hanging double always uses all of it.
 TIMEOUT = 0.5
-# How long a test waits for something that should happen at once: far longer than any keyring
-# timeout used here, so a loaded machine never fails a test, yet a hang still ends the test.
-GENEROUS = 30.0
 
 SERVICE_ITEM = (keystore.KEYRING_SERVICE, keystore.KEYRING_ITEM)
 PENDING_ITEM = (keystore.KEYRING_SERVICE, keystore.KEYRING_PENDING_ITEM)
 
 _RELEASE: list[threading.Event] = []
-_Result = TypeVar("_Result")
 
 
 class HangingKeyring(MemoryKeyring):
@@ -154,30 +152,6 @@ def release_hanging_keyrings() -> None:
     for event in _RELEASE:
         event.set()
     _RELEASE.clear()
-
-
-def finishes(call: Callable[[], _Result], *, within: float = GENEROUS) -> _Result:
-    """``call()``'s result (or its exception), failing the test if it has not returned ``within``.
-
-    For calls that must give up on a hanging keyring instead of waiting for it: the deadline is
-    generous, so what is checked is "returns, never hangs", not how fast.
-    """
-    outcome: list[_Result] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as exc:  # handed back to the test's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=run, name="test-finishes", daemon=True)
-    worker.start()
-    worker.join(within)
-    assert not worker.is_alive(), f"still waiting after {within} s: it hangs"
-    if failure:
-        raise failure[0]
-    return outcome[0]
 
 
 def resolve(config_dir: Path, **kwargs: object) -> KeyResolution:

@@ -137,9 +137,12 @@ def test_an_unavailable_keyring_at_start_creates_nothing_and_orphans_nothing(
         use_keyring(bad)
         keystore.clear_key_cache()  # a new kernel process reads the keyring afresh
         shown.clear()
-        started = time.monotonic()
         restart(shell)  # the kernel starts while the keyring will not give the key
-        assert time.monotonic() - started < TIMEOUT + 5  # bounded, never forever
+        if isinstance(bad, HangingKeyring):
+            # The start gave up on the keyring call, which is still blocked: asked once,
+            # abandoned, not awaited.
+            assert bad.gets == 1
+            assert not bad.release.is_set()
         assert "kept" not in shell.user_ns
         manager = get_manager(shell)
         assert manager is not None
