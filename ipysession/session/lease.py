@@ -3,9 +3,9 @@
 A kernel that restores or saves a session records itself in the lease (host, process id, kernel
 id, run id, when it started, and a heartbeat it refreshes with every autosave and while idle). A
 second kernel opening the same session finds the lease held and follows its
-``SessionManager.on_conflict`` policy (fork, read-only or take over); that policy lives in the
-manager. This module only answers "who holds it, and may I have it?", without IPython and without
-the encryption key (the lease holds no secret and no user data)::
+``SessionManager.on_conflict`` policy (fork, read-only or take over); that policy lives in
+:mod:`ipysession.session.sharing`. This module only answers "who holds it, and may I have it?",
+without IPython and without the encryption key (the lease holds no secret and no user data)::
 
     {"version": 1, "session": "analysis.ipynb", "host": "ada-laptop", "pid": 4242,
      "kernel_id": "1a2b3c4d-...", "run_id": "9f8e7d6c5b4a", "started": 1750000000.0,

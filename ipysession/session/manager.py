@@ -49,11 +49,10 @@ from ipysession.connections.live import ConnectionSet, ConnectionSettings
 from ipysession.errors import KeyStoreError, NewerFormat, SessionNotFound, WrongKey
 from ipysession.model import HistoryEntry, Session, VariableRecord
 from ipysession.session.hooks import HookGuard
-from ipysession.session.lease import LeaseOutcome
 from ipysession.session.reports import RESTORE_PARTS, RestoreReport, SaveReport, Status
 from ipysession.session.sharing import LeaseDecision, Sharing, default_session_name
 from ipysession.session.workspace import CaptureSettings, Workspace, writer_info
-from ipysession.session.writer import AutosaveWriter
+from ipysession.session.writer import AutosaveWriter, WriteLog
 
 if TYPE_CHECKING:
     from ipysession.capture.tracker import ChangeTracker
@@ -214,10 +213,7 @@ class SessionManager(Configurable):
         self._dirty = False
         self._hooks = HookGuard(self._notify)
         self.last_restore: RestoreReport | None = None
-        self.last_save: float | None = None
-        self.last_generation: int | None = None
-        self.last_error: str | None = None
-        self._error_reported = False
+        self._write_log = WriteLog(self._notify)
         self.connections = ConnectionSet(
             ConnectionSettings(
                 wait=self.reconnect_wait,
@@ -238,15 +234,15 @@ class SessionManager(Configurable):
             max_history=self.max_history,
             exclude=self.exclude,
         )
-        self._sharing = Sharing(
+        self.sharing = Sharing(
             self, self.workspace, default_name=self._default_name, notify=self._notify
         )
         self._writer = AutosaveWriter(
-            self._sharing.write,
+            self.sharing.write,
             interval=self.autosave_interval,
-            on_error=self._on_write_error,
-            on_written=self._on_written,
-            heartbeat=self._sharing.heartbeat,
+            on_error=self._write_log.write_failed,
+            on_written=self._write_log.written,
+            heartbeat=self.sharing.heartbeat,
             heartbeat_interval=self.lease_timeout / 4,
         )
 
@@ -263,7 +259,7 @@ class SessionManager(Configurable):
     @property
     def name(self) -> str:
         """The session this kernel saves to (a fork of its own, when another kernel holds it)."""
-        return self._sharing.name
+        return self.sharing.name
 
     @property
     def key(self) -> KeyResolution:
@@ -306,25 +302,31 @@ class SessionManager(Configurable):
     @property
     def read_only(self) -> bool:
         """This kernel never writes its session (another kernel holds it; on_conflict)."""
-        return self._sharing.read_only
+        return self.sharing.read_only
 
     @property
     def fork_of(self) -> str | None:
         """The session this kernel forked from, if it continues as a fork."""
-        return self._sharing.fork_of
+        return self.sharing.fork_of
 
     @property
-    def lease(self) -> LeaseOutcome | None:
-        return self._sharing.lease
+    def last_save(self) -> float | None:
+        """When the writer last wrote this kernel's session (``time.time()``)."""
+        return self._write_log.last_save
+
+    @property
+    def last_generation(self) -> int | None:
+        return self._write_log.last_generation
+
+    @property
+    def last_error(self) -> str | None:
+        """The last save's error (or the key's), cleared by the next write."""
+        return self._write_log.last_error
 
     @property
     def merges(self) -> int:
         """Saves merged with another writer's since this kernel started."""
-        return self._sharing.merges
-
-    @property
-    def last_merge(self) -> str | None:
-        return self._sharing.last_merge
+        return self.sharing.merges
 
     @property
     def layout(self) -> Any:
@@ -464,7 +466,7 @@ class SessionManager(Configurable):
     def save(self, name: str | None = None, *, checkpoint: str | None = None) -> SaveReport:
         """Capture everything and write it now (synchronously, in order with autosaves)."""
         if self.read_only and (name is None or name == self.name):
-            raise self._sharing.read_only_error()
+            raise self.sharing.read_only_error()
         self.workspace.capture_all(self._limits())
         target = name or self.name
         snapshot = self.snapshot(target)
@@ -491,34 +493,6 @@ class SessionManager(Configurable):
             checkpoint=checkpoint,
         )
 
-    def _on_written(self, result: WriteResult) -> None:
-        """The writer wrote a snapshot (writer thread): what `%session status` shows."""
-        self.last_save = time.time()
-        self.last_generation = result.generation
-        self.last_error = None
-        self._error_reported = False
-
-    def _on_write_error(self, error: BaseException) -> None:
-        self.last_error = str(error)
-        if not self._error_reported:
-            self._error_reported = True
-            self._notify(
-                f"ipysession could not save the session: {error}. Your work is unaffected; "
-                "autosave will try again."
-            )
-
-    def _key_failed(self, error: KeyStoreError) -> None:
-        # The user is told about the key once, where it failed (the restore); autosave keeps
-        # retrying quietly, and saves (merging with what is on disk) once the key is available.
-        self.last_error = str(error)
-        if not self._error_reported:
-            self._error_reported = True
-            self._notify(
-                "Meanwhile this kernel works as usual; autosave keeps trying and, once the key "
-                "can be read, saves this kernel's work merged with the saved session (nothing "
-                "of it is lost). `%session restore` then brings the saved session back."
-            )
-
     def set_autosave(self, *, enabled: bool, interval: float | None = None) -> None:
         self.autosave = enabled
         if interval is not None:
@@ -536,7 +510,7 @@ class SessionManager(Configurable):
         """Stop persisting these variables (until ``forget`` is undone by a new assignment)."""
         wanted = list(dict.fromkeys(names))
         here = set(self.workspace.forget(wanted))
-        carried = self._sharing.forget(wanted)  # other writers' values this kernel carried
+        carried = self.sharing.forget(wanted)  # other writers' values this kernel carried
         self._changed()
         return [name for name in wanted if name in here or name in carried]
 
@@ -562,11 +536,11 @@ class SessionManager(Configurable):
             raise ValueError(msg)
         own = target == self.name
         latest = generation is None and checkpoint is None
-        decision = self._sharing.claim_for_restore() if own else LeaseDecision.WRITE
+        decision = self.sharing.claim_for_restore() if own else LeaseDecision.WRITE
         source = target
         # A kernel restarted by Jupyter keeps its id, so its fork keeps its name: it comes back
         # to its own fork, not to a fresh copy of the session another kernel holds.
-        own_fork = self._sharing.fork_name(target)
+        own_fork = self.sharing.fork_name(target)
         if decision is LeaseDecision.FORK and latest and self.has_saved_session(own_fork):
             source = own_fork
         try:
@@ -576,11 +550,11 @@ class SessionManager(Configurable):
             report.seconds = time.perf_counter() - started
             return report
         except KeyStoreError as exc:
-            self._key_failed(exc)
+            self._write_log.key_failed(exc)
             raise
         except (WrongKey, NewerFormat) as exc:
             if own and latest:
-                self._sharing.unreadable(exc)
+                self.sharing.unreadable(exc)
             raise
         report.generation = result.generation
         report.path = str(result.path)
@@ -588,7 +562,7 @@ class SessionManager(Configurable):
         self.workspace.apply(
             result.session, report, source=source, parts=parts, variables=variables, own=own
         )
-        if own and self._sharing.restored(
+        if own and self.sharing.restored(
             result.generation, latest=latest, decision=decision, from_fork=source != target
         ):
             self._changed()  # a new fork: its copy of the session is saved under its own name
@@ -600,7 +574,7 @@ class SessionManager(Configurable):
 
     def status(self) -> Status:
         records = self.workspace.records
-        lease = self.lease
+        lease = self.sharing.lease
         return Status(
             session=self.name,
             root=self.root,
@@ -624,7 +598,7 @@ class SessionManager(Configurable):
             read_only=self.read_only,
             fork_of=self.fork_of,
             merges=self.merges,
-            last_merge=self.last_merge,
+            last_merge=self.sharing.last_merge,
             connections=self.connections.table(),
         )
 
@@ -641,7 +615,7 @@ class SessionManager(Configurable):
             except Exception:
                 log.exception("ipysession could not build the final snapshot")
         self._writer.stop()
-        self._sharing.release()
+        self.sharing.release()
         self.connections.close()
         with self._store_lock:
             store, self._store = self._store, None

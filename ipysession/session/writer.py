@@ -38,7 +38,7 @@ from ipysession.model import Session
 if TYPE_CHECKING:
     from ipysession.store import WriteResult
 
-__all__ = ["AutosaveWriter", "WriteOutcome"]
+__all__ = ["AutosaveWriter", "WriteLog", "WriteOutcome"]
 
 log = logging.getLogger("ipysession")
 
@@ -55,6 +55,51 @@ class WriteOutcome:
 
     result: WriteResult | None = None
     error: BaseException | None = None
+
+
+class WriteLog:
+    """What the writer has done, as ``%session status`` shows it; each run of failures told once.
+
+    A write clears the error. The user hears of the first failure after a success, through
+    ``notify`` (never printed from the writer thread); a key that could not be read at restore
+    counts as that first failure, since the restore already told the user about the key.
+    """
+
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        self._notify = notify
+        self._told = False
+        self.last_save: float | None = None
+        self.last_generation: int | None = None
+        self.last_error: str | None = None
+
+    def written(self, result: WriteResult) -> None:
+        self.last_save = time.time()
+        self.last_generation = result.generation
+        self.last_error = None
+        self._told = False
+
+    def write_failed(self, error: BaseException) -> None:
+        self._failed(
+            error,
+            f"ipysession could not save the session: {error}. Your work is unaffected; "
+            "autosave will try again.",
+        )
+
+    def key_failed(self, error: BaseException) -> None:
+        # Autosave keeps retrying quietly, and saves (merging with what is on disk) once the
+        # key is available.
+        self._failed(
+            error,
+            "Meanwhile this kernel works as usual; autosave keeps trying and, once the key "
+            "can be read, saves this kernel's work merged with the saved session (nothing "
+            "of it is lost). `%session restore` then brings the saved session back.",
+        )
+
+    def _failed(self, error: BaseException, notice: str) -> None:
+        self.last_error = str(error)
+        if not self._told:
+            self._told = True
+            self._notify(notice)
 
 
 class AutosaveWriter:

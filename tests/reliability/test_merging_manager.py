@@ -16,7 +16,7 @@ import ipysession
 from ipysession.extension import get_manager
 from ipysession.model import HistoryEntry, VariableRecord
 from ipysession.session.manager import SessionManager
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore
 from tests.reliability.faults import wait_for
 from tests.shell import ipython_shell, run
 

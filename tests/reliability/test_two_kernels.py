@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ipysession.keys.resolution import resolve_key
-from ipysession.store.session_store import GenerationInfo, SessionStore
+from ipysession.store import GenerationInfo, SessionStore
 from tests.kernels import Kernel, start_kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]

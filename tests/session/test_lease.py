@@ -6,25 +6,18 @@ import errno
 import json
 import logging
 import os
-import pickle
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import filelock
 import pytest
 
-import ipysession
-from ipysession.extension import get_manager
 from ipysession.session import lease
 from ipysession.session.lease import LeaseHolder, RootDirs, acquire, holder, refresh, release
-from ipysession.session.manager import SessionManager
-from tests.reliability.faults import wait_for
-from tests.shell import ipython_shell, run
 
 TIMEOUT = 120.0
 
@@ -244,186 +237,3 @@ def test_racing_kernels_get_one_consistent_answer(tmp_path: Path) -> None:
         for proc in racers:
             proc.communicate("", timeout=30)
     assert sorted(states) == ["acquired", "held", "held", "held"]
-
-
-# --- the manager's policy, in an in-process shell (real kernels: tests/reliability) ------------
-
-
-@pytest.fixture
-def shown() -> Iterator[list[str]]:
-    from ipysession import display
-
-    messages: list[str] = []
-    real = display.show
-    display.show = lambda message: messages.append(message.text)  # type: ignore[assignment]
-    yield messages
-    display.show = real  # type: ignore[assignment]
-
-
-def _manager(shell: Any) -> SessionManager:
-    found = get_manager(shell)
-    assert found is not None
-    return found
-
-
-def _saved_session(**config: Any) -> tuple[Any, SessionManager]:
-    """A shell that saved ``a = 1`` and a large ``big``, then stopped (extension unloaded)."""
-    context = ipython_shell(autosave_interval=0.05, **config)
-    shell = context.__enter__()
-    ipysession.load_ipython_extension(shell)
-    run(shell, "a = 1\nbig = b'x' * 100_000")
-    run(shell, "%session save")
-    manager = _manager(shell)
-    ipysession.unload_ipython_extension(shell)
-    shell.reset(new_session=True)
-    shell._test_context = context
-    return shell, manager
-
-
-def _other_holds(manager: SessionManager, pid: int, name: str | None = None) -> LeaseHolder:
-    theirs = other(pid)
-    outcome = acquire(RootDirs(Path(manager.root)), name or manager.name, theirs, timeout=TIMEOUT)
-    assert outcome.ours
-    return theirs
-
-
-@pytest.fixture
-def stopped_shell() -> Iterator[tuple[Any, SessionManager]]:
-    shell, manager = _saved_session()
-    yield shell, manager
-    shell._test_context.__exit__(None, None, None)
-
-
-def test_a_kernel_forks_a_session_another_live_kernel_holds(
-    stopped_shell: tuple[Any, SessionManager],
-    sleeper: subprocess.Popen[bytes],
-    shown: list[str],
-) -> None:
-    shell, first = stopped_shell
-    original = first.name
-    _other_holds(first, sleeper.pid)
-    ipysession.load_ipython_extension(shell)  # a second kernel starts
-    manager = _manager(shell)
-    assert manager.fork_of == original
-    assert manager.name == f"{original} (fork {manager.run_id[:8]})"
-    assert shell.user_ns["big"] == b"x" * 100_000
-    notice = "\n".join(shown)
-    assert f"session '{original}' is in use by run run-othe" in notice
-    assert f"restored a copy and saves it as a new session, '{manager.name}'" in notice
-    wait_for(lambda: manager.last_generation is not None, "the fork saved")
-    # The fork stands alone: its large value was shared into its own directory.
-    fork = manager.store.read(manager.name).session
-    blob = fork.variables["big"].blob
-    assert blob is not None
-    assert pickle.loads(manager.store.read_blob(manager.name, blob)) == b"x" * 100_000
-    current = holder(RootDirs(Path(manager.root)), original)
-    assert current is not None
-    assert current.pid == sleeper.pid  # the original is left to its holder
-    mine = holder(RootDirs(Path(manager.root)), manager.name)
-    assert mine is not None
-    assert mine.run_id == manager.run_id
-    status = manager.status()
-    assert status.fork_of == original
-    assert status.lease_ours
-
-
-def test_a_readonly_kernel_never_writes(
-    stopped_shell: tuple[Any, SessionManager],
-    sleeper: subprocess.Popen[bytes],
-    shown: list[str],
-) -> None:
-    shell, first = stopped_shell
-    _other_holds(first, sleeper.pid)
-    sdir = first.store.session_dir(first.name)
-    before = sorted(p.name for p in sdir.iterdir())
-    shell.config.SessionManager.on_conflict = "readonly"
-    ipysession.load_ipython_extension(shell)
-    manager = _manager(shell)
-    assert manager.read_only
-    assert shell.user_ns["a"] == 1
-    run(shell, "a = 2")
-    run(shell, "%session save")
-    run(shell, "%session autosave on")
-    run(shell, "%session status")
-    text = "\n".join(shown)
-    assert "restored it read-only" in text
-    assert "read-only: run run-othe" in text
-    assert "Lease:     read-only" in text
-    assert manager.status().pending is False
-    ipysession.unload_ipython_extension(shell)  # no final save either
-    assert sorted(p.name for p in sdir.iterdir()) == before
-    shell.config.SessionManager.on_conflict = "fork"
-
-
-def test_takeover_and_the_loser_continues_as_a_fork(
-    stopped_shell: tuple[Any, SessionManager],
-    sleeper: subprocess.Popen[bytes],
-    shown: list[str],
-) -> None:
-    shell, first = stopped_shell
-    theirs = _other_holds(first, sleeper.pid)
-    shell.config.SessionManager.on_conflict = "takeover"
-    try:
-        ipysession.load_ipython_extension(shell)
-        manager = _manager(shell)
-        assert manager.fork_of is None
-        assert f"took session '{manager.name}' over from run run-othe" in "\n".join(shown)
-        original = manager.name
-        # Now the other one takes it back: this kernel notices at its next heartbeat or save.
-        forced = acquire(
-            RootDirs(Path(manager.root)), original, theirs, timeout=TIMEOUT, force=True
-        )
-        assert forced.state == "forced"
-        run(shell, "b = 2")
-        wait_for(lambda: manager.fork_of == original, "this kernel continued as a fork")
-        wait_for(lambda: manager.status().pending is False, "saved")
-        run(shell, "pass")
-        assert f"took session '{original}' over" in "\n".join(shown)
-        assert f"saves its work as a new session, '{manager.name}'" in "\n".join(shown)
-    finally:
-        shell.config.SessionManager.on_conflict = "fork"
-
-
-def test_the_lease_is_taken_at_the_first_save_and_kept_fresh_while_idle(
-    shown: list[str], sleeper: subprocess.Popen[bytes]
-) -> None:
-    with ipython_shell(autosave_interval=0.05, lease_timeout=0.4) as shell:
-        ipysession.load_ipython_extension(shell)
-        manager = _manager(shell)
-        dirs = RootDirs(Path(manager.root))
-        assert holder(dirs, manager.name) is None  # nothing saved, nothing claimed
-        assert manager.status().lease_holder is None
-        run(shell, "a = 1")
-        wait_for(lambda: manager.last_generation is not None, "saved")
-        first = holder(dirs, manager.name)
-        assert first is not None
-        assert first.run_id == manager.run_id
-        time.sleep(0.35)  # idle: heartbeats every lease_timeout / 4
-        later = holder(dirs, manager.name)
-        assert later is not None
-        assert later.heartbeat > first.heartbeat
-        # Lost to another kernel while idle: noticed by the heartbeat, before any save.
-        name = manager.name
-        acquire(dirs, name, other(sleeper.pid), timeout=TIMEOUT, force=True)
-        wait_for(lambda: manager.fork_of == name, "the heartbeat noticed")
-        ipysession.unload_ipython_extension(shell)
-        kept = holder(dirs, name)
-        assert kept is not None
-        assert kept.pid == sleeper.pid  # releasing never removes someone else's lease
-
-
-def test_a_fresh_kernel_forks_at_its_first_save_when_the_session_is_held(
-    shown: list[str], sleeper: subprocess.Popen[bytes]
-) -> None:
-    with ipython_shell(autosave_interval=0.05) as shell:
-        ipysession.load_ipython_extension(shell)
-        manager = _manager(shell)
-        name = manager.name
-        _other_holds(manager, sleeper.pid)  # another kernel claimed it, saved nothing yet
-        run(shell, "a = 1")
-        wait_for(lambda: manager.fork_of == name, "forked at the first save")
-        wait_for(lambda: manager.last_generation is not None, "saved")
-        run(shell, "pass")
-        assert f"saves its work as a new session, '{manager.name}'" in "\n".join(shown)
-        assert manager.store.read(manager.name).session.variables.keys() >= {"a"}
-        assert not (manager.store.session_dir(name) / "gen-00000001.ipys").exists()

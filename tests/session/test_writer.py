@@ -11,11 +11,14 @@ import gc
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 
+from ipysession.errors import KeyStoreError
 from ipysession.model import Session
-from ipysession.session.writer import AutosaveWriter
+from ipysession.session.writer import AutosaveWriter, WriteLog
+from ipysession.store import WriteResult
 
 
 class Recorder:
@@ -186,3 +189,40 @@ def test_a_write_in_progress_counts_as_pending() -> None:
     finally:
         recorder.release.set()
         writer.stop()
+
+
+def test_nothing_written_calls_nothing_and_counts_as_nothing() -> None:
+    """``None`` from ``write``: a read-only kernel wrote nothing, so nothing is reported."""
+    written: list[object] = []
+    writer = AutosaveWriter(lambda session: None, interval=0, on_written=written.append)
+    outcome = writer.flush(Session(name="read-only"))
+    assert outcome.result is None
+    assert outcome.error is None
+    assert written == []
+
+
+def test_the_write_log_tells_each_run_of_failures_once_and_a_write_clears_it() -> None:
+    notices: list[str] = []
+    log = WriteLog(notices.append)
+    full = OSError(28, "No space left on device")
+    log.write_failed(full)
+    log.write_failed(full)
+    assert log.last_error == str(full)
+    assert len(notices) == 1
+    assert "could not save the session" in notices[0]
+    log.written(WriteResult(7, Path("gen-7"), 10, 0, merged=False))
+    assert log.last_error is None
+    assert log.last_generation == 7
+    assert log.last_save is not None
+    log.write_failed(full)
+    assert len(notices) == 2  # a new run of failures is told again
+
+
+def test_a_key_failure_told_at_restore_is_the_first_failure_of_its_run() -> None:
+    notices: list[str] = []
+    log = WriteLog(notices.append)
+    log.key_failed(KeyStoreError("the keyring is locked"))
+    log.write_failed(KeyStoreError("the keyring is locked"))
+    assert len(notices) == 1
+    assert "once the key can be read" in notices[0]
+    assert log.last_error == "the keyring is locked"
