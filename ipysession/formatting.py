@@ -1,10 +1,16 @@
-"""How times and sizes read wherever ipysession shows them (magics, command line, tables)."""
+"""How times, sizes and counts read wherever ipysession shows them.
+
+One formatter for each, used by the magic, the command line and the reasons capture gives, so a
+size never reads "1536 bytes" in one place and "1.5 KiB" in another.
+"""
 
 from __future__ import annotations
 
 import time
 
-__all__ = ["format_size", "format_time"]
+__all__ = ["count", "format_size", "format_time"]
+
+_KIB = 1024
 
 
 def format_time(timestamp: float | None, *, missing: str = "never") -> str:
@@ -15,12 +21,22 @@ def format_time(timestamp: float | None, *, missing: str = "never") -> str:
 
 
 def format_size(n: int | None) -> str:
-    """Bytes in the largest binary unit that keeps the number under 1024."""
+    """Bytes in the largest binary unit that keeps the number under 1024: ``"1.5 KiB"``.
+
+    ``None`` (a size that could not be read) is ``"?"``; whole bytes carry no decimals.
+    """
     if n is None:
         return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+    if n < _KIB:
+        return f"{n} B"
+    size = n / _KIB
+    for unit in ("KiB", "MiB"):
+        if size < _KIB:
+            return f"{size:.1f} {unit}"
+        size /= _KIB
     return f"{size:.1f} GiB"
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 cell"``, ``"3 cells"``; ``plural`` for nouns that do not just add an s."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from ipysession import display
+from ipysession import display, presentation
 from ipysession.errors import SessionError, SessionNotFound
 from ipysession.session.manager import SessionManager
 from ipysession.session.reports import RESTORE_PARTS
@@ -197,78 +197,34 @@ class SessionMagics(Magics):
         display.show(display.render_restore(report))
 
     def _cmd_list(self, args: argparse.Namespace) -> None:
-        rows = []
-        for s in self.manager.store.list():
-            current = " (this kernel)" if s.name == self.manager.name else ""
-            rows.append(
-                [
-                    (s.name or f"(unreadable: {s.slug})") + current,
-                    display.format_time(s.updated),
-                    display.format_size(s.size_bytes),
-                    s.generations,
-                    s.variables,
-                    s.connections,
-                    s.problem.message if s.problem else "ok",
-                ]
-            )
-        headers = ["session", "updated", "size", "generations", "variables", "connections", "state"]
-        display.show(display.render_table(headers, rows, empty="No saved sessions yet."))
+        rows = presentation.session_rows(self.manager.store.list(), current=self.manager.name)
+        display.show(
+            display.render_table(presentation.sessions_table(rows, empty="No saved sessions yet."))
+        )
 
     def _cmd_show(self, args: argparse.Namespace) -> None:
-        name = args.name or self.manager.name
-        result = self.manager.store.read(name)
-        session = result.session
-        rows: list[list[object]] = []
-        for var, record in session.variables.items():
-            state = "saved" if record.saved else f"skipped: {record.skipped}"
-            rows.append([var, record.type_name, display.format_size(record.size), state])
-        for imp in session.imports:
-            rows.append([imp.name, "import", "", imp.statement()])
-        env = ", ".join(f"{k}=***" for k in session.preferences.env) or "none"
-        settings = ", ".join(f"%{k} {v}" for k, v in session.preferences.magics.items()) or "none"
-        header = display.text_message(
-            f"Session '{session.name}', generation {result.generation}, updated "
-            f"{display.format_time(session.updated)}; cwd {session.cwd or '-'}; "
-            f"{len(session.history)} history cells; env set: {env}; settings: {settings}"
+        result = self.manager.store.read(args.name or self.manager.name)
+        for problem in result.problems:
+            display.show(
+                display.text_message(
+                    f"ipysession: skipped {problem.path} ({problem.kind}: {problem.message})",
+                    level="warning",
+                )
+            )
+        view = presentation.show_view(
+            result.session, generation=result.generation, path=result.path
         )
-        display.show(header)
-        display.show(
-            display.render_table(["name", "type", "size", "state"], rows, empty="No variables.")
-        )
+        display.show(display.render_show(view))
 
     def _cmd_status(self, args: argparse.Namespace) -> None:
-        display.show(display.render_status(self.manager.status()))
+        display.show(display.render_status(presentation.status_view(self.manager.status())))
 
     def _cmd_snapshots(self, args: argparse.Namespace) -> None:
         name = args.name or self.manager.name
         store = self.manager.store
-        rows: list[list[object]] = []
-        for info in store.generations(name):
-            rows.append(
-                [
-                    f"generation {info.number}",
-                    display.format_time(info.time or info.mtime),
-                    display.format_size(info.size),
-                    info.cells if info.cells is not None else "?",
-                    info.variables if info.variables is not None else "?",
-                    info.writer or "",
-                    info.problem.message if info.problem else "ok",
-                ]
-            )
-        for checkpoint in store.checkpoints(name):
-            rows.append(
-                [
-                    f"checkpoint {checkpoint.label}",
-                    display.format_time(checkpoint.time or checkpoint.mtime),
-                    display.format_size(checkpoint.size),
-                    checkpoint.cells if checkpoint.cells is not None else "?",
-                    checkpoint.variables if checkpoint.variables is not None else "?",
-                    "",
-                    checkpoint.problem.message if checkpoint.problem else "ok",
-                ]
-            )
-        headers = ["snapshot", "time", "size", "cells", "variables", "written by", "state"]
-        display.show(display.render_table(headers, rows, empty=f"No snapshots of '{name}'."))
+        rows = presentation.snapshot_rows(store.generations(name), store.checkpoints(name))
+        table = presentation.snapshots_table(rows, empty=f"No snapshots of '{name}'.")
+        display.show(display.render_table(table))
 
     def _cmd_delete(self, args: argparse.Namespace) -> None:
         store = self.manager.store
@@ -299,18 +255,18 @@ class SessionMagics(Magics):
 
     def _cmd_history(self, args: argparse.Namespace) -> None:
         entries = self.manager.search_history(n=args.n, grep=args.grep)
-        rows = [
-            [
+        rows = tuple(
+            (
                 e.run_id[:6] + (" (this run)" if e.run_id == self.manager.run_id else ""),
-                e.execution_count,
+                str(e.execution_count),
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(e.time)),
                 "" if e.success else "error",
                 e.source if len(e.source) < 400 else e.source[:400] + " ...",
-            ]
+            )
             for e in entries
-        ]
-        headers = ["run", "#", "time", "", "source"]
-        display.show(display.render_table(headers, rows, empty="No history yet."))
+        )
+        table = presentation.Table(("run", "#", "time", "", "source"), rows, "No history yet.")
+        display.show(display.render_table(table))
 
     def _cmd_autosave(self, args: argparse.Namespace) -> None:
         setting = args.setting.lower()
@@ -387,33 +343,9 @@ class SessionMagics(Magics):
         )
 
     def _cmd_connections(self, args: argparse.Namespace) -> None:
-        rows = [
-            [
-                r["name"],
-                r["kind"],
-                r["target"],
-                r["state"],
-                r["variable"],
-                r["last_used"],
-                r["successes"],
-                r["failures"],
-                r["last_error"],
-            ]
-            for r in self.manager.connections.table()
-        ]
-        headers = [
-            "name",
-            "kind",
-            "target",
-            "state",
-            "variable",
-            "last used",
-            "ok",
-            "failed",
-            "last error",
-        ]
-        empty = "No connections. `%session connect NAME KIND SPEC` adds one."
-        display.show(display.render_table(headers, rows, empty=empty))
+        connections = self.manager.connections
+        rows = presentation.connection_rows(connections.snapshot(), connections.states())
+        display.show(display.render_table(presentation.connections_table(rows)))
 
     def _cmd_reconnect(self, args: argparse.Namespace) -> None:
         if not args.all and not args.name:

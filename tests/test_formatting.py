@@ -1,4 +1,4 @@
-"""How sizes and times read in every table ipysession shows."""
+"""How sizes, times and counts read in every table and message ipysession shows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from ipysession.formatting import format_size, format_time
+from ipysession.capture.describe import format_bytes
+from ipysession.formatting import count, format_size, format_time
 
 
 @pytest.mark.parametrize(
@@ -29,3 +30,22 @@ def test_time_format() -> None:
     assert format_time(stamp) == "2026-11-24 09:30:05"
     assert format_time(None) == "never"
     assert format_time(0, missing="-") == "-"
+
+
+@pytest.mark.parametrize(
+    ("n", "noun", "plural", "text"),
+    [
+        (0, "cell", None, "0 cells"),
+        (1, "cell", None, "1 cell"),
+        (2, "success", "successes", "2 successes"),
+        (1, "success", "successes", "1 success"),
+    ],
+)
+def test_count(n: int, noun: str, plural: str | None, text: str) -> None:
+    assert count(n, noun, plural) == text
+
+
+def test_capture_reasons_use_the_same_size_format() -> None:
+    # One formatter: a skip reason and a table never disagree on how a size reads.
+    assert format_bytes(1536) == format_size(1536) == "1.5 KiB"
+    assert format_bytes(12) == "12 B"

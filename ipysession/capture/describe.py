@@ -2,12 +2,15 @@
 
 ``VariableRecord.type_name`` is :func:`type_name` (``module.QualName``). A reason speaks the user's
 words instead: :func:`type_label` (``generator``, not ``builtins.generator``), sizes in KiB, MiB or
-GiB (:func:`format_bytes`), and an error as ``TypeError: ...`` cut to 200 characters
+GiB (:func:`format_bytes`, which is :func:`ipysession.formatting.format_size`: one formatter for
+every size ipysession shows), and an error as ``TypeError: ...`` cut to 200 characters
 (:func:`error_text`). Code that finds a value cannot be saved raises :class:`Unsaveable` with the
 reason; :func:`~ipysession.capture.namespace.capture_value` records the value as skipped with it.
 """
 
 from __future__ import annotations
+
+from ipysession.formatting import format_size as format_bytes
 
 __all__ = [
     "GiB",
@@ -40,14 +43,6 @@ def type_label(cls: type) -> str:
     """A type as reasons name it: users know `generator` and `int`, not `builtins.generator`."""
     name = type_name(cls)
     return name.removeprefix("builtins.")
-
-
-def format_bytes(size: int) -> str:
-    """``size`` in the largest unit it reaches: ``"1.5 MiB"``, ``"12 bytes"``."""
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
 
 
 def error_text(exc: BaseException) -> str:

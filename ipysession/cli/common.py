@@ -1,7 +1,8 @@
 """What every ``ipysession`` command shares: exit codes, the context (store root, key), output.
 
-The context resolves the key and opens the store on first use; the helpers format times, counts,
-tables and ``--json`` output the same way for every command.
+The context resolves the key and opens the store on first use; ``--json`` output is written the
+same way for every command. Rows, tables, counts and state words come from
+:mod:`ipysession.presentation` and :mod:`ipysession.formatting`, shared with the ``%session`` magic.
 """
 
 from __future__ import annotations
@@ -10,18 +11,16 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
 from ipysession.errors import SessionNotFound
-from ipysession.formatting import format_time
 
 if TYPE_CHECKING:
     from ipysession.keys.crypto import SealingKey
     from ipysession.keys.resolution import BackendChoice, KeyResolution
-    from ipysession.store.session_store import FileProblem, SessionStore
+    from ipysession.store.session_store import SessionStore
 
 PROG = "ipysession"
 EXIT_OK = 0
@@ -109,39 +108,12 @@ class Context:
             store.close()
 
 
-# --- formatting ---------------------------------------------------------------------------------
-
-
-def when_or_dash(timestamp: float | None) -> str:
-    return format_time(timestamp, missing="-")
-
-
-def count(n: int, noun: str, plural: str | None = None) -> str:
-    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        return indent + "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, cells)])
+# --- output -------------------------------------------------------------------------------------
 
 
 def emit_json(ctx: Context, value: object) -> None:
     json.dump(value, ctx.out, indent=2, default=str)
     ctx.out.write("\n")
-
-
-def problem_json(problem: FileProblem) -> dict[str, Any]:
-    return {
-        "path": str(problem.path),
-        "kind": problem.kind,
-        "message": problem.message,
-        "quarantined_to": str(problem.quarantined_to) if problem.quarantined_to else None,
-    }
 
 
 def count_files(directory: Path) -> int:

@@ -14,13 +14,12 @@ from ipysession.cli.common import (
     EXIT_DATA,
     EXIT_OK,
     Context,
-    count,
     count_files,
     emit_json,
-    problem_json,
-    table,
 )
 from ipysession.errors import KeyStoreError, SessionNotFound
+from ipysession.formatting import count
+from ipysession.presentation import State, problem_json, text_table
 
 if TYPE_CHECKING:
     import argparse
@@ -95,7 +94,7 @@ def _check_sessions(store: SessionStore) -> list[dict[str, Any]]:
                 {
                     "path": str(path),
                     "kind": kind,
-                    "state": problem.kind if problem else "ok",
+                    "state": str(State.of_file(problem)),
                     "message": problem.message if problem else None,
                 }
             )
@@ -249,7 +248,7 @@ def _doctor_text(report: dict[str, Any]) -> str:
             for f in session["files"]
         ]
         if rows:
-            lines.append(table(["file", "name", "state"], rows, indent="  "))
+            lines.append(text_table(["file", "name", "state"], rows, indent="  "))
         else:
             lines.append("  (no files)")
     repair = report["repair"]

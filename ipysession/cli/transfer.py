@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ipysession.atomic import write_atomically
-from ipysession.cli.common import EXIT_DATA, EXIT_OK, Context, UsageError, count, count_files
+from ipysession.cli.common import EXIT_DATA, EXIT_OK, Context, UsageError, count_files
 from ipysession.errors import (
     CorruptFile,
     ModelError,
@@ -21,7 +21,7 @@ from ipysession.errors import (
     StoreWriteError,
     WrongKey,
 )
-from ipysession.formatting import format_size
+from ipysession.formatting import count, format_size
 from ipysession.model import Session, VariableRecord
 
 if TYPE_CHECKING:

@@ -271,18 +271,21 @@ def test_list_text_and_json(capsys: pytest.CaptureFixture[str], saved: Session) 
         "size",
         "generations",
         "variables",
+        "skipped",
         "connections",
         "state",
     ]
     row = next(line for line in out.splitlines() if line.startswith("analysis"))
-    assert row.split()[-4:] == ["2", "3", "2", "ok"]
+    # generations, variables saved (x, arr), skipped (fh), connections, state
+    assert row.split()[-5:] == ["2", "2", "1", "2", "ok"]
 
     code, out, _ = run(capsys, "list", "--json")
     assert code == EXIT_OK
     rows = {r["name"]: r for r in json.loads(out)}
     assert set(rows) == {"analysis", "second"}
     first = rows["analysis"]
-    assert (first["generations"], first["variables"], first["connections"]) == (2, 3, 2)
+    assert (first["generations"], first["variables"], first["skipped"]) == (2, 2, 1)
+    assert first["connections"] == 2
     assert first["state"] == "ok"
     assert first["problem"] is None
     sdir = Path(first["path"])
@@ -509,7 +512,8 @@ def test_snapshots(capsys: pytest.CaptureFixture[str], saved: Session) -> None:
     records = json.loads(out)
     assert [r["generation"] for r in records] == [2, 1, None]
     assert records[2]["checkpoint"] == "before-refactor"
-    assert all(r["state"] == "ok" and r["cells"] == 2 and r["variables"] == 3 for r in records)
+    assert all(r["state"] == "ok" and r["cells"] == 2 for r in records)
+    assert all((r["variables"], r["skipped"]) == (2, 1) for r in records)
     assert records[0]["writer_kernel_id"] == "kernel-abcdef123456"
     assert (records[0]["writer_host"], records[0]["writer_pid"]) == ("lab", 4242)
 
@@ -1110,7 +1114,9 @@ def test_list_shows_an_older_readable_generation(
     newest.write_bytes(bytes(data))
     code, out, _ = run(capsys, "list")
     assert code == EXIT_OK
-    assert "ok (generation 1; a newer one is corrupt)" in out
+    assert "corrupt (falls back to generation 1)" in out
+    row = json.loads(run(capsys, "list", "--json")[1])[0]
+    assert (row["state"], row["newest_readable"]) == ("corrupt", 1)  # text and JSON agree
 
 
 def test_export_write_failure_names_the_file(
