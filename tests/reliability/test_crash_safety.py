@@ -24,7 +24,6 @@ pytestmark = [
 KEY = MasterKey(b"crash test key; public, not real", description="crash test key")
 WRITES = 200
 VALUE_SIZE = 100 * 1024
-TIME_BUDGET = 55.0
 
 # Continues the session from its newest readable generation, then saves it again and again:
 # one more history cell and a fresh 100 KB value (a new blob) each time. A generation number
@@ -88,10 +87,11 @@ def test_random_sigkills_never_lose_the_newest_generation(tmp_path: Path) -> Non
     acknowledged = 0  # highest generation whose write returned
     completed = kills = runs = 0
     started = time.monotonic()
+    # A run that acknowledged nothing is followed by one that is not killed before its first
+    # acknowledged write: every two runs make progress, so the test ends however slow the machine
+    # is (no time budget to miss), and kills still land at random moments of a write.
+    stalled = False
     while completed < WRITES:
-        assert time.monotonic() - started < TIME_BUDGET, (
-            f"only {completed} writes in {TIME_BUDGET} s (seed {seed})"
-        )
         remaining = WRITES - completed
         writer = subprocess.Popen(
             [
@@ -111,6 +111,7 @@ def test_random_sigkills_never_lose_the_newest_generation(tmp_path: Path) -> Non
         assert writer.stdout is not None
         ready = writer.stdout.readline()
         assert ready.startswith("ready"), writer.communicate()[1]
+        first_ack = writer.stdout.readline() if stalled else ""
         time.sleep(rng.uniform(0.0, 0.050))
         if writer.poll() is None:
             writer.send_signal(signal.SIGKILL)
@@ -118,7 +119,8 @@ def test_random_sigkills_never_lose_the_newest_generation(tmp_path: Path) -> Non
         out, err = writer.communicate(timeout=30)
         if writer.returncode not in (0, -signal.SIGKILL):
             pytest.fail(f"writer failed (seed {seed}): {err}")
-        acked = [int(line) for line in out.split()]
+        acked = [int(line) for line in (first_ack + out).split()]
+        stalled = not acked
         completed += len(acked)
         if acked:
             assert acked == list(range(acked[0], acked[-1] + 1))
