@@ -103,7 +103,7 @@ class SessionError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only constructor arguments do not survive the default pickling of exceptions;
-        # the instance dictionary carries what subclasses add (``errno``, ``problems``).
+        # the instance dictionary carries what was set after construction (``problems``).
         return (_rebuild, (type(self), self.what, self.path, self.target, self.hint), self.__dict__)
 
 
