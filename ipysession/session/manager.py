@@ -23,6 +23,9 @@ restore, status, connect...); the work is done by its parts:
    ``%session status`` shows), and the workspace drops the bytes of values now stored in blobs
    before the next cell.
 
+Its length: the traits and their help text are a third of this file (the configuration reference
+is generated from them); the rest is the hooks and one short entry point per thing the faces ask.
+
 The manager never prints: it returns reports (:class:`RestoreReport`, :class:`SaveReport`,
 :class:`Status`) and collects :attr:`notices` that the extension layer shows between cells. It
 knows the shell only as an object handed to the capture modules, so it imports no IPython module.
