@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_list,
         "list saved sessions",
         "List saved sessions, most recently updated first: name, last update, size on disk\n"
-        "(values included), generations kept, numbers of variables and connections, and\n"
-        "whether the newest generation reads.",
+        "(values included), generations kept, variables saved and skipped (those that could\n"
+        "not be saved), connections, and the state: ok, or why the newest generation does\n"
+        "not read (corrupt, wrong-key, newer-format, unreadable) and which older one is used.",
     )
     json_option(sub)
 
@@ -198,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_snapshots,
         "list a session's generations and checkpoints",
         "List the generations (newest first) and checkpoints of a session: time, size,\n"
-        "cells, variables, which kernel wrote it, and whether it reads. Restore one in\n"
-        "IPython with `%session restore --generation N` or `--checkpoint LABEL`.",
+        "cells, variables saved and skipped, which kernel wrote it, and its state (ok, or\n"
+        "why it does not read). Restore one in IPython with\n"
+        "`%session restore --generation N` or `--checkpoint LABEL`.",
     )
     sub.add_argument("name", metavar="NAME", help="session name")
     json_option(sub)
