@@ -28,7 +28,6 @@ from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.connections.records import (
     connect_record,
     describe_record,
-    format_table,
     make_record,
     update_record,
 )
@@ -267,15 +266,6 @@ class ConnectionSet:
             reconnector = self._reconnector
         states = reconnector.states() if reconnector is not None else {}
         return {name: str(states.get(name, ConnectionState.DISCONNECTED)) for name in self.records}
-
-    def table(self) -> list[dict[str, Any]]:
-        snapshot = self._reconnector.snapshot() if self._reconnector is not None else {}
-        rows = format_table(self.snapshot(), {n: s for n, (s, _) in snapshot.items()})
-        for row in rows:
-            state, message = snapshot.get(row["name"], (None, ""))
-            if state is ConnectionState.FAILED and message and not row["last_error"]:
-                row["last_error"] = message
-        return rows
 
     def snapshot(self) -> dict[str, ConnectionRecord]:
         """Copies of the records, consistent with the reconnector's updates of their stats."""

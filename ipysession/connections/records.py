@@ -10,8 +10,8 @@ connects records in the background, and the manager and the ``%session`` magics 
   keeping its history and variable.
 - :func:`connect_record` connects one record synchronously (``%session connect``), updating its
   history; :func:`record_success` and :func:`record_failure` are the history updates themselves.
-- :func:`mru_order` sorts records most recently used first; :func:`format_table` turns them
-  into rows for ``%session connections`` and ``ipysession show``, secrets redacted.
+- :func:`mru_order` sorts records most recently used first (the order every view shows; the
+  rows themselves are built by :mod:`ipysession.presentation`).
 - :func:`redacted_error` is what a failure says, secrets redacted, for a state or ``last_error``.
 """
 
@@ -30,13 +30,11 @@ from ipysession.errors import (
     InvalidSpec,
     SessionError,
 )
-from ipysession.formatting import format_time
 from ipysession.model import ConnectionRecord, ConnectionStats
 
 __all__ = [
     "connect_record",
     "describe_record",
-    "format_table",
     "make_record",
     "mru_order",
     "record_failure",
@@ -172,35 +170,3 @@ def connect_record(record: ConnectionRecord, *, timeout: float) -> Any:
         raise ConnectFailed(error, target=describe_record(record)) from None
     record_success(record)
     return obj
-
-
-def format_table(
-    records: Mapping[str, ConnectionRecord] | Iterable[ConnectionRecord],
-    states: Mapping[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Rows for display, most recently used first, secrets redacted.
-
-    Each row: ``name``, ``kind``, ``target``, ``state`` (from ``states``, else
-    ``disconnected``; a :class:`~ipysession.connections.reconnector.ConnectionState` is a
-    ``str``), ``variable``, ``auto``, ``last_used`` (local time or ``never``),
-    ``successes``, ``failures``, ``last_error`` (``""`` if none).
-    """
-    states = states or {}
-    rows = []
-    for record in mru_order(records):
-        state = states.get(record.name, "disconnected")
-        rows.append(
-            {
-                "name": record.name,
-                "kind": record.kind,
-                "target": describe_record(record),
-                "state": str(state),
-                "variable": record.variable,
-                "auto": record.auto,
-                "last_used": format_time(record.stats.last_used),
-                "successes": record.stats.successes,
-                "failures": record.stats.failures,
-                "last_error": redact_text(record.stats.last_error or "", record.secrets),
-            }
-        )
-    return rows

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ipysession.connections.backends import redact_text
 from ipysession.connections.records import describe_record, mru_order
 from ipysession.formatting import count, format_time
 from ipysession.presentation.base import Level, Notice, State, Table
@@ -92,7 +93,8 @@ def connection_rows(
             last_used=record.stats.last_used,
             successes=record.stats.successes,
             failures=record.stats.failures,
-            last_error=record.stats.last_error or "",
+            # Redacted when it was recorded; again here, in case a record came from elsewhere.
+            last_error=redact_text(record.stats.last_error or "", record.secrets),
         )
         for record in mru_order(records)
     ]
@@ -233,9 +235,9 @@ def status_view(status: Status) -> StatusView:
         lines.extend(f"  {name}: {reason}" for name, reason in status.skipped)
     if status.connections:
         lines.append(f"Connections ({len(status.connections)}):")
-        for row in status.connections:
-            error = f" — {row['last_error']}" if row["last_error"] else ""
-            lines.append(f"  {row['name']}: {row['state']} ({row['target']}){error}")
+        for row in connection_rows(status.connections, status.connection_states):
+            error = f" — {row.last_error}" if row.last_error else ""
+            lines.append(f"  {row.name}: {row.state} ({row.target}){error}")
     if status.restore is not None:
         lines.append("Last restore:")
         lines.extend(f"  {line}" for line in restore_notice(status.restore).lines)

@@ -602,7 +602,8 @@ class SessionManager(Configurable):
             fork_of=self.fork_of,
             merges=self.merges,
             last_merge=self.sharing.last_merge,
-            connections=self.connections.table(),
+            connections=self.connections.snapshot(),
+            connection_states=self.connections.states(),
         )
 
     def start(self) -> None:

@@ -7,8 +7,8 @@ magic and the command line) can build its views from them without importing a sh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from ipysession.model import ConnectionRecord
 from ipysession.session.lease import LeaseHolder
 
 __all__ = ["RESTORE_PARTS", "RestoreReport", "SaveReport", "Status"]
@@ -65,7 +65,9 @@ class Status:
     history: int
     restore: RestoreReport | None
     disabled: str | None
-    connections: list[dict[str, Any]] = field(default_factory=list)
+    # Copies of the records (secrets stay inside; the views redact) and their live states.
+    connections: dict[str, ConnectionRecord] = field(default_factory=dict)
+    connection_states: dict[str, str] = field(default_factory=dict)
     lease_holder: LeaseHolder | None = None
     lease_ours: bool = False
     lease_problem: str | None = None

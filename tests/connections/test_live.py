@@ -6,6 +6,7 @@ Real peers: the factory backend importing a client module from ``tmp_path`` (see
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from ipysession.connections import ConnectionSet, ConnectionSettings
 from ipysession.errors import ConnectFailed, SessionNotFound
+from ipysession.presentation import connection_rows
 from tests.builders import wait_for
 from tests.connections.peers import SECRET, factory_record
 
@@ -142,12 +144,12 @@ def test_the_table_shows_states_and_errors_without_secrets(
     connections.load({"bad": factory_record("bad", "refuse", password=SECRET)})
     connections.settle()
     wait_for(lambda: connections.states()["bad"] == "failed", "bad has failed")
-    rows = {row["name"]: row for row in connections.table()}
-    assert rows["ok"]["state"] == "connected"
-    assert rows["ok"]["successes"] == 1
-    assert rows["bad"]["state"] == "failed"
-    assert "bob:***" in rows["bad"]["last_error"]
-    assert SECRET not in json.dumps(list(rows.values()))
+    rows = {row.name: row for row in connection_rows(connections.snapshot(), connections.states())}
+    assert rows["ok"].state == "connected"
+    assert rows["ok"].successes == 1
+    assert rows["bad"].state == "failed"
+    assert "bob:***" in rows["bad"].last_error
+    assert SECRET not in json.dumps([dataclasses.asdict(row) for row in rows.values()])
     assert SECRET not in connections.describe("bad")
     wait_for(lambda: bool(namespace.notices), "the failure was reported")
     assert "connection 'bad' failed" in namespace.notices[0]

@@ -4,6 +4,7 @@ module)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -15,9 +16,9 @@ import pytest
 from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.connections.records import (
     connect_record,
-    format_table,
 )
 from ipysession.model import ConnectionRecord
+from ipysession.presentation import connection_rows
 from tests.builders import wait_for
 from tests.connections.peers import (
     SECRET,
@@ -76,7 +77,8 @@ def test_three_targets_one_unreachable(
         for _, _, text in events.states:
             assert SECRET not in text
         assert SECRET not in caplog.text
-        assert SECRET not in json.dumps(format_table(records, reconnector.states()))
+        rows = connection_rows(records, reconnector.states())
+        assert SECRET not in json.dumps([dataclasses.asdict(row) for row in rows])
     finally:
         reconnector.close(close_objects=True)
     assert reconnector.states()["db"] is ConnectionState.DISCONNECTED

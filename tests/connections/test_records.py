@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -14,7 +15,6 @@ from ipysession.connections.reconnector import ConnectionState
 from ipysession.connections.records import (
     connect_record,
     describe_record,
-    format_table,
     make_record,
     mru_order,
     record_failure,
@@ -23,6 +23,7 @@ from ipysession.connections.records import (
 )
 from ipysession.errors import BackendNotFound, ConnectFailed, InvalidSpec
 from ipysession.model import ConnectionRecord, ConnectionStats
+from ipysession.presentation import connection_rows
 from tests.connections.peers import (
     SECRET,
     factory_record,
@@ -126,42 +127,30 @@ def test_connect_record_updates_history_and_redacts(
     assert SECRET not in caplog.text
 
 
-def test_format_table(tmp_path: Path) -> None:
+def test_describe_record_never_raises() -> None:
+    broken = ConnectionRecord(name="b", kind="sqlalchemy", params={"url": 42})  # type: ignore[dict-item]
+    assert isinstance(describe_record(broken), str)
+
+
+def test_rows_of_used_failed_and_uninstalled_records(tmp_path: Path) -> None:
     db = sqlite_record("db", tmp_path / "t.db")
     record_success(db, now=time.mktime((2024, 5, 1, 12, 30, 0, 0, 0, -1)))
     kernel = unreachable_kernel("remote")
     record_failure(kernel, f"no heartbeat from key {SECRET}")
     ghost = ConnectionRecord(name="ghost", kind="not-installed", secrets={"token": SECRET})
-    rows = format_table(
+    rows = connection_rows(
         {r.name: r for r in (kernel, db, ghost)},
         {"db": ConnectionState.CONNECTED, "remote": "failed"},
     )
     # Used ones first; then never-used ones, newest created first.
-    assert [r["name"] for r in rows] == ["db", "ghost", "remote"]
-    db_row = rows[0]
-    assert db_row["target"].startswith("sqlite:///file")
-    assert db_row["target"].endswith("t.db?uri=true&token=***")
-    db_row["target"] = "checked"
-    assert db_row == {
-        "name": "db",
-        "kind": "sqlalchemy",
-        "target": "checked",
-        "state": "connected",
-        "variable": "db",
-        "auto": True,
-        "last_used": "2024-05-01 12:30:00",
-        "successes": 1,
-        "failures": 0,
-        "last_error": "",
-    }
-    assert rows[2]["state"] == "failed"
-    assert rows[2]["last_error"] == "no heartbeat from key ***"
-    assert rows[2]["last_used"] == "never"
-    assert rows[1]["target"] == "not-installed (backend not installed)"
-    assert rows[1]["state"] == "disconnected"
-    assert SECRET not in json.dumps(rows)
-
-
-def test_describe_record_never_raises() -> None:
-    broken = ConnectionRecord(name="b", kind="sqlalchemy", params={"url": 42})  # type: ignore[dict-item]
-    assert isinstance(describe_record(broken), str)
+    assert [r.name for r in rows] == ["db", "ghost", "remote"]
+    db_row, ghost_row, kernel_row = rows
+    assert db_row.target.startswith("sqlite:///file")
+    assert db_row.target.endswith("t.db?uri=true&token=***")
+    assert db_row.cells()[3:] == ("connected", "db", "2024-05-01 12:30:00", "1", "0", "")
+    assert kernel_row.state == "failed"
+    assert kernel_row.last_error == "no heartbeat from key ***"
+    assert kernel_row.cells()[5] == "never"
+    assert ghost_row.target == "not-installed (backend not installed)"
+    assert ghost_row.state == "disconnected"
+    assert SECRET not in json.dumps([dataclasses.asdict(row) for row in rows])

@@ -33,6 +33,7 @@ the connections table, exception messages and log records.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -46,10 +47,10 @@ from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.connections.records import (
     connect_record,
     describe_record,
-    format_table,
 )
 from ipysession.errors import ConnectFailed, InvalidSpec
 from ipysession.model import ConnectionRecord
+from ipysession.presentation import connection_rows
 from tests.contract.deadlines import GENEROUS, finishes
 
 __all__ = ["BackendContract", "Target", "assert_no_secret", "secret_strings"]
@@ -177,8 +178,9 @@ class BackendContract:
         hidden = self._secrets(backend, live_target)
         assert_no_secret(repr(record), hidden, "repr(record)")
         assert_no_secret(describe_record(record), hidden, "describe_record")
-        table = format_table({"c": record}, {"c": ConnectionState.FAILED})
-        assert_no_secret(json.dumps(table), hidden, "format_table")
+        rows = connection_rows({"c": record}, {"c": ConnectionState.FAILED})
+        shown = json.dumps([dataclasses.asdict(row) for row in rows])
+        assert_no_secret(shown, hidden, "connection_rows")
 
     # --- connect, is_alive, close -------------------------------------------------------------
 
