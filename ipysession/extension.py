@@ -12,9 +12,16 @@ config), 2. restores the saved session of the same name, if ``autorestore`` says
 never doubles a hook. Nothing here lets a session problem escape into the user's cell or kill the
 kernel: errors are logged and shown once.
 
-In a kernel, output produced while the extension loads at startup belongs to no cell and
-frontends do not show it, so the restore summary is shown under the first cell that runs (and is
-always available from ``%session status``). In a terminal it is printed at once.
+Where messages go. ipysession never writes into the output of a cell that did not ask for it:
+
+- The restore summary: in a kernel, output produced while the extension loads at startup belongs
+  to no cell and frontends do not show it, so the summary (with any notice raised while restoring)
+  is shown under the first cell that runs; in a terminal it is printed at once. It stays available
+  from ``%session status``.
+- Notices raised later (a key file created, a save that failed, a connection that changed state,
+  a lease taken over): in a kernel they are shown only under a ``%session`` cell, the cell that
+  asked; otherwise they go to ``%session status`` (its "Notices" section) and the log. In a
+  terminal they are printed after the cell's own output, before the next prompt.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ class _Extension:
         self.layout = LayoutChannel()
         self.pending: list[Callable[[], display.Message]] = []
         self.in_kernel = hasattr(shell, "kernel")
+        # Whether the cell now running is a %session command: only such a cell shows notices.
+        self.cell_asks = False
         self.closed = False
 
     def load(self) -> None:
@@ -114,6 +123,7 @@ class _Extension:
         self.manager.set_layout(layout)
 
     def pre_run_cell(self, info: Any) -> None:
+        self.cell_asks = _asks_for_session(getattr(info, "raw_cell", None))
         self.manager.pre_run_cell(info)
 
     def post_run_cell(self, result: Any) -> None:
@@ -122,8 +132,10 @@ class _Extension:
             pending, self.pending = self.pending, []
             for render in pending:
                 display.show(render())
-            for notice in self.manager.take_notices():
-                display.show(display.text_message(notice, level="warning"))
+            notices = self.manager.take_notices()
+            if not self.in_kernel or self.cell_asks:
+                for notice in notices:
+                    display.show(display.text_message(notice, level="warning"))
         except Exception:
             log.exception("ipysession could not show its messages")
 
@@ -154,6 +166,13 @@ def _unregister_magics(shell: Any, magics: SessionMagics) -> None:
             if manager.magics[kind].get(name) == method:
                 manager.magics[kind].pop(name, None)
     manager.registry.pop(type(magics).__name__, None)
+
+
+def _asks_for_session(source: object) -> bool:
+    """Whether a cell runs ``%session`` (on any line): that cell asked to hear from ipysession."""
+    if not isinstance(source, str):
+        return False
+    return any(line.lstrip().startswith("%session") for line in source.splitlines())
 
 
 def _kernel_id() -> str:

@@ -241,6 +241,12 @@ def status_view(status: Status) -> StatusView:
     if status.restore is not None:
         lines.append("Last restore:")
         lines.extend(f"  {line}" for line in restore_notice(status.restore).lines)
+    if status.notices:
+        lines.append(f"Notices ({len(status.notices)}, oldest first):")
+        for when, text in status.notices:
+            first, *rest = text.splitlines() or [""]
+            lines.append(f"  {format_time(when)}  {first}")
+            lines.extend(f"    {line}" for line in rest)
     level = Level.WARNING if status.disabled or status.last_error else Level.INFO
     return StatusView(
         session=status.session,

@@ -33,6 +33,7 @@ knows the shell only as an object handed to the capture modules, so it imports n
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 __all__ = ["SessionManager", "default_session_name"]
 
 log = logging.getLogger("ipysession")
+
+# How many notices %session status lists.
+_RECENT_NOTICES = 20
 
 
 class SessionManager(Configurable):
@@ -208,6 +212,11 @@ class SessionManager(Configurable):
         self.kernel_id = ""
         self.started = time.time()
         self.notices: list[str] = []
+        # What %session status shows: the newest notices with their time, whether or not a
+        # cell ever showed them (in a kernel, most never are: see extension.py).
+        self.recent_notices: collections.deque[tuple[float, str]] = collections.deque(
+            maxlen=_RECENT_NOTICES
+        )
         self._notice_lock = threading.Lock()
         self._store: SessionStore | None = None
         self._key: KeyResolution | None = None
@@ -345,11 +354,17 @@ class SessionManager(Configurable):
     def _tracker(self) -> ChangeTracker:
         return self.workspace.tracker
 
-    # --- notices (shown by the extension between cells; never printed from a thread) -----------
+    # --- notices (kept for status and the log; the extension decides where they show) ---------
 
     def _notify(self, message: str) -> None:
+        log.info("%s", message)
         with self._notice_lock:
             self.notices.append(message)
+            self.recent_notices.append((time.time(), message))
+
+    def _recent_notices(self) -> list[tuple[float, str]]:
+        with self._notice_lock:
+            return list(self.recent_notices)
 
     def take_notices(self) -> list[str]:
         with self._notice_lock:
@@ -604,6 +619,7 @@ class SessionManager(Configurable):
             last_merge=self.sharing.last_merge,
             connections=self.connections.snapshot(),
             connection_states=self.connections.states(),
+            notices=self._recent_notices(),
         )
 
     def start(self) -> None:

@@ -68,6 +68,8 @@ class Status:
     # Copies of the records (secrets stay inside; the views redact) and their live states.
     connections: dict[str, ConnectionRecord] = field(default_factory=dict)
     connection_states: dict[str, str] = field(default_factory=dict)
+    # The newest notices (time, text), oldest first: what a kernel did not show under a cell.
+    notices: list[tuple[float, str]] = field(default_factory=list)
     lease_holder: LeaseHolder | None = None
     lease_ours: bool = False
     lease_problem: str | None = None
