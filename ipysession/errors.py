@@ -22,6 +22,7 @@ kills a kernel or breaks a user's cell.
     │   └── KeyringTimeout (TimeoutError)
     ├── ModelError (ValueError)
     ├── CaptureError
+    ├── UnsafeFile (OSError)
     └── ConnectionSetupError
         ├── BackendNotFound (LookupError)
         ├── InvalidSpec (ValueError)
@@ -64,6 +65,7 @@ __all__ = [
     "SessionNotFound",
     "StoreError",
     "StoreWriteError",
+    "UnsafeFile",
     "WriteConflict",
     "WrongKey",
 ]
@@ -257,6 +259,15 @@ class ModelError(SessionError, ValueError):
 
 class CaptureError(SessionError):
     """Capturing part of the workspace failed."""
+
+
+class UnsafeFile(SessionError, OSError):
+    """A file ipysession refuses to open: not a regular file (a FIFO, a device, a socket, a
+    directory), reached through a symbolic link where none may be, or larger than its limit.
+
+    ``path`` is the file, or the directory on the way that is a link (see
+    :mod:`ipysession.safe_open`).
+    """
 
 
 class ConnectionSetupError(SessionError):
