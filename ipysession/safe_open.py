@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from ipysession.errors import UnsafeFile
 from ipysession.paths import PRIVATE_DIR_MODE
 
-__all__ = ["check_directory", "ensure_directory", "open_regular", "read_regular"]
+__all__ = ["check_directory", "ensure_directory", "open_regular", "read_regular", "refuse_special"]
 
 _READ_FLAGS = (
     os.O_RDONLY
@@ -104,14 +104,6 @@ def _link_on_the_way(path: Path, root: Path) -> UnsafeFile:
     )
 
 
-def _not_a_directory(path: Path) -> UnsafeFile:
-    return UnsafeFile(
-        f"{path.name} is in the way: ipysession expects a directory there",
-        path=path,
-        hint="Move it away or remove it",
-    )
-
-
 def _too_large(path: Path, size: int, limit: int) -> UnsafeFile:
     return UnsafeFile(
         f"{path.name} is {size:,} bytes, more than the {limit:,} bytes such a file may have, so "
@@ -137,11 +129,9 @@ def _below(root: Path, path: Path) -> tuple[str, ...]:
 # --- directories ----------------------------------------------------------------------------------
 
 
-def _check_dir_stat(path: Path, st: os.stat_result, root: Path) -> None:
+def _refuse_link(path: Path, st: os.stat_result, root: Path) -> None:
     if stat.S_ISLNK(st.st_mode) or _is_junction(st):
         raise _link_on_the_way(path, root)
-    if not stat.S_ISDIR(st.st_mode):
-        raise _not_a_directory(path)
 
 
 def _is_junction(st: os.stat_result) -> bool:
@@ -151,9 +141,9 @@ def _is_junction(st: os.stat_result) -> bool:
 
 
 def check_directory(path: Path, *, root: Path) -> bool:
-    """Whether ``path`` is a real directory at or below ``root``: ``False`` if it (or a directory
-    on the way) does not exist; :class:`UnsafeFile` if something on the way below ``root`` is a
-    symbolic link or not a directory."""
+    """Whether ``path`` is a real directory at or below ``root``: ``False`` if it, or a directory
+    on the way, is missing or not a directory; :class:`UnsafeFile` if one on the way below
+    ``root`` is a symbolic link."""
     current = root
     for part in _below(root, path):
         current = current / part
@@ -161,23 +151,40 @@ def check_directory(path: Path, *, root: Path) -> bool:
             st = os.lstat(current)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        _check_dir_stat(current, st, root)
+        _refuse_link(current, st, root)
+        if not stat.S_ISDIR(st.st_mode):
+            return False
     return root.is_dir()
 
 
 def ensure_directory(path: Path, *, root: Path) -> Path:
-    """Create ``path`` and the directories on the way below ``root`` (0700), refusing a symbolic
-    link or a file on the way (:class:`UnsafeFile`). ``root`` itself must exist."""
+    """Create ``path`` and the directories on the way below ``root``, each made 0700 (POSIX),
+    refusing a symbolic link on the way (:class:`UnsafeFile`); a file in the way is a
+    ``NotADirectoryError``. ``root`` must exist."""
     current = root
     for part in _below(root, path):
         current = current / part
-        with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+        with contextlib.suppress(FileExistsError):  # there already, or another process made it
             current.mkdir(mode=PRIVATE_DIR_MODE)
-        _check_dir_stat(current, os.lstat(current), root)
-    if os.name == "posix" and stat.S_IMODE(os.lstat(path).st_mode) != PRIVATE_DIR_MODE:
-        with contextlib.suppress(PermissionError):  # someone else's directory: leave it
-            path.chmod(PRIVATE_DIR_MODE)
+        st = os.lstat(current)
+        _refuse_link(current, st, root)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way", str(current))
+        if os.name == "posix" and stat.S_IMODE(st.st_mode) != PRIVATE_DIR_MODE:
+            with contextlib.suppress(PermissionError):  # someone else's directory: leave it
+                current.chmod(PRIVATE_DIR_MODE)
     return path
+
+
+def refuse_special(path: Path) -> None:
+    """:class:`UnsafeFile` if something other than a regular file (a link, a FIFO, a device) is
+    at ``path``; nothing there is fine. For files opened by others' code (a lock file opened by
+    ``filelock`` with ``O_TRUNC`` would truncate the target of a planted link)."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    _check_file_stat(path, st)
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -194,8 +201,9 @@ def _open_by_descriptor(path: Path, root: Path) -> int:
             try:
                 next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
+                # O_DIRECTORY | O_NOFOLLOW on a link says ENOTDIR on Linux, ELOOP elsewhere.
                 if exc.errno in (*_LINK_ERRNOS, errno.ENOTDIR):
-                    _check_dir_stat(current, os.stat(part, dir_fd=fd, follow_symlinks=False), root)
+                    _refuse_link(current, os.stat(part, dir_fd=fd, follow_symlinks=False), root)
                 raise
             os.close(fd)
             fd = next_fd
@@ -232,7 +240,7 @@ def _open_file(path: Path, opener: Callable[[], int]) -> int:
 @contextlib.contextmanager
 def open_regular(
     path: Path, *, limit: int, root: Path | None = None
-) -> Iterator[tuple[os.stat_result, BinaryIO]]:
+) -> Iterator[tuple[os.stat_result, io.BufferedReader]]:
     """``path`` open for reading, and its ``fstat``, if it is a regular file of at most ``limit``
     bytes reached without a symbolic link below ``root`` (see the module's docstring).
 

@@ -143,10 +143,11 @@ def test_directories_are_checked_and_created(tmp_path: Path) -> None:
     if os.name == "posix":
         assert made.stat().st_mode & 0o777 == 0o700
     (tmp_path / "a" / "file").write_bytes(b"")
-    with pytest.raises(UnsafeFile, match="in the way"):
+    with pytest.raises(NotADirectoryError, match="in the way"):
         safe_open.ensure_directory(tmp_path / "a" / "file" / "c", root=tmp_path)
-    with pytest.raises(UnsafeFile, match="in the way"):
-        safe_open.check_directory(tmp_path / "a" / "file", root=tmp_path)
+    assert not safe_open.check_directory(tmp_path / "a" / "file", root=tmp_path)
+    with pytest.raises(NotADirectoryError):
+        safe_open.read_regular(tmp_path / "a" / "file" / "x", limit=10, root=tmp_path)
 
 
 def test_paths_outside_the_root_are_a_programming_error(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ Both live in the config dir (:func:`ipysession.paths.config_dir`) and are writte
 * ``key.lock``: a cross-process lock (:func:`creation_lock`) so that two kernels starting
   together create one key, not two.
 
-What the marker means, and the rules that follow from it, are in :mod:`ipysession.keys.resolution`.
+Both are read only if they are regular files of a few kilobytes, never through a symbolic link
+(:mod:`ipysession.safe_open`): a FIFO planted as either would block every kernel's start, and a
+linked key file would be followed silently. What the marker means, and the rules that follow from
+it, are in :mod:`ipysession.keys.resolution`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from ipysession import paths
+from ipysession import paths, safe_open
 from ipysession.atomic import fsync_dir, write_atomically
-from ipysession.errors import KeyStoreError
+from ipysession.errors import KeyStoreError, UnsafeFile
 from ipysession.keys.crypto import KEY_SIZE, MasterKey
 
 __all__ = [
@@ -61,6 +64,8 @@ LOCK_FILE_NAME: Final = "key.lock"
 
 _KEY_FILE_FORMAT: Final = "ipysession-master-key"
 _FORMAT_VERSION: Final = 1
+#: Both files are a few hundred bytes; anything much larger is not one of them.
+_MAX_FILE_BYTES: Final = 64 * 1024
 
 Stored = Literal["keyring", "file"]
 
@@ -165,10 +170,14 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _read_text(path: Path) -> str | None:
+    """The text of ``path``, opened as :mod:`ipysession.safe_open` opens files: a FIFO, a device
+    or a symbolic link planted as the key file is refused (never followed, never waited on)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return safe_open.read_regular(path, limit=_MAX_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None
+    except UnsafeFile as exc:
+        raise KeyStoreError(exc.what, path=path, hint=exc.hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         what = f"Cannot read {path.name}: {getattr(exc, 'strerror', None) or exc}"
         raise KeyStoreError(what, path=path, hint="Check the file's permissions") from exc
@@ -251,7 +260,10 @@ def creation_lock(lock_path: Path, *, timeout: float) -> Iterator[None]:
     lock = filelock.FileLock(lock_path, timeout=timeout, mode=paths.PRIVATE_FILE_MODE)
     try:
         paths.ensure_private_dir(directory)
+        safe_open.refuse_special(lock_path)  # filelock would truncate a link's target
         lock.acquire()
+    except UnsafeFile as exc:
+        raise KeyStoreError(exc.what, path=lock_path, hint=exc.hint) from None
     except filelock.Timeout:
         msg = "Another ipysession process has been creating or rotating the master key for too long"
         raise KeyStoreError(

@@ -14,7 +14,6 @@ import logging
 import os
 from pathlib import Path
 
-from ipysession import paths
 from ipysession.atomic import fsync_dir, write_atomically
 from ipysession.errors import CorruptFile, NewerFormat, StoreError, WrongKey
 from ipysession.keys.crypto import SealingKey
@@ -97,7 +96,7 @@ def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> bytes:
     check_blob_id(blob_id, sdir)
     path = blob_path(sdir, blob_id)
     try:
-        st, header, value = read_blob_file(path, disk.key, disk.max_file_bytes)
+        st, header, value = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)
         check_blob_name(
             path,
             value,
@@ -134,7 +133,7 @@ def _reuse_blob(disk: Disk, path: Path, blob_id: str) -> bool:
     if disk.blob_verified(path, blob_key(st)):
         return True
     try:
-        _, header, value = read_blob_file(path, disk.key, disk.max_file_bytes)
+        _, header, value = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)
         check_blob_name(path, value, blob_id, header, disk.key)
     except (WrongKey, NewerFormat):
         return False  # valid under another key or release: write ours over it
@@ -162,7 +161,7 @@ def externalize(
             path = blob_path(sdir, blob_id)
             if not _reuse_blob(disk, path, blob_id):
                 try:
-                    paths.ensure_private_dir(blobs_dir)
+                    disk.ensure_dir(blobs_dir)
                     st = write_blob(path, record.data, disk.key)
                 except OSError as exc:
                     raise write_error(exc, path, f"write the value of {var_name!r}") from exc

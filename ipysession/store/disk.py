@@ -21,7 +21,7 @@ from pathlib import Path
 
 import filelock
 
-from ipysession import paths
+from ipysession import paths, safe_open
 from ipysession.errors import (
     CorruptFile,
     FileProblem,
@@ -31,11 +31,12 @@ from ipysession.errors import (
     SessionError,
     SessionNotFound,
     StoreWriteError,
+    UnsafeFile,
 )
 from ipysession.keys.crypto import SealingKey
 from ipysession.model import Session
 from ipysession.store import fileformat
-from ipysession.store.files import read_file, stat_key, write_error
+from ipysession.store.files import read_file, stat_key, too_large_for_memory, write_error
 from ipysession.store.meta import FileMeta
 from ipysession.store.names import (
     LOCK_FILE,
@@ -89,13 +90,17 @@ class Disk:
         return session_dir_for(self.root, name)
 
     def find_dir(self, name: str) -> Path | None:
-        """The directory of ``name``; a slug (as ``list`` shows it) is accepted too."""
+        """The directory of ``name``; a slug (as ``list`` shows it) is accepted too.
+
+        A symbolic link as the session directory (or as ``sessions/``) is refused with an
+        :class:`~ipysession.errors.UnsafeFile`, never followed out of the store.
+        """
         primary = self.session_dir(name)
-        if primary.is_dir():
+        if safe_open.check_directory(primary, root=self.root):
             return primary
         if SLUG_RE.fullmatch(name):
             by_slug = self.sessions_dir / name
-            if by_slug.is_dir():
+            if safe_open.check_directory(by_slug, root=self.root):
                 return by_slug
         return None
 
@@ -113,11 +118,14 @@ class Disk:
     def session_dirs(self) -> list[Path]:
         return scan_session_dirs(self.sessions_dir)
 
+    def ensure_dir(self, path: Path) -> Path:
+        """Create ``path`` below the root (each level 0700), refusing a link on the way."""
+        return safe_open.ensure_directory(path, root=self.root)
+
     def ensure_session_dirs(self, sdir: Path) -> None:
         if not self.root.exists():
             paths.ensure_private_dir(self.root)
-        paths.ensure_private_dir(self.sessions_dir)
-        paths.ensure_private_dir(sdir)
+        safe_open.ensure_directory(sdir, root=self.root)
 
     # -- decoding and remembering -----------------------------------------------------------------
 
@@ -147,8 +155,11 @@ class Disk:
 
     def load(self, path: Path, sdir: Path) -> Session:
         """Read and decode one generation or checkpoint, remembering its summary."""
-        st, data = read_file(path, self.max_file_bytes)
-        session = self.decode(data, path, sdir)
+        st, data = read_file(path, self.max_file_bytes, root=self.root)
+        try:
+            session = self.decode(data, path, sdir)
+        except MemoryError:
+            raise too_large_for_memory(path, st.st_size) from None
         self.remember(path, st, session)
         return session
 
@@ -168,8 +179,11 @@ class Disk:
             cached = self._meta.get(path)
         if cached is not None and cached.stat_key == stat_key(st):
             return cached
-        st, data = read_file(path, self.max_file_bytes)
-        doc = fileformat.decode_session(data, self.key, path=path)
+        st, data = read_file(path, self.max_file_bytes, root=self.root)
+        try:
+            doc = fileformat.decode_session(data, self.key, path=path)
+        except MemoryError:
+            raise too_large_for_memory(path, st.st_size) from None
         meta = FileMeta.from_doc(doc, st, path)
         if slug_for(meta.name) != sdir.name:
             msg = f"File holds session {meta.name!r}, which does not belong in {sdir.name!r}"
@@ -218,9 +232,11 @@ class Disk:
             relative = Path(path.name)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         try:
-            target_dir = paths.ensure_private_dir(self.quarantine_dir)
-            for part in (sdir.name, *relative.parent.parts):
-                target_dir = paths.ensure_private_dir(target_dir / part)  # each level 0700
+            # Each level 0700, and never through a link: a planted ``quarantine`` link would
+            # move the user's files out of the store.
+            target_dir = safe_open.ensure_directory(
+                self.quarantine_dir.joinpath(sdir.name, *relative.parent.parts), root=self.root
+            )
             target = target_dir / f"{relative.name}.{stamp}"
             counter = 0
             while target.exists():
@@ -260,11 +276,14 @@ class Disk:
             if create:
                 try:
                     self.ensure_session_dirs(sdir)
+                except UnsafeFile:
+                    raise  # a planted link or file: its own message says what to do
                 except OSError as exc:
                     raise write_error(exc, sdir, "create the session directory") from exc
-            elif not sdir.is_dir():
+            elif not safe_open.check_directory(sdir, root=self.root):
                 msg = f"Session directory {sdir.name!r} no longer exists"
                 raise SessionNotFound(msg, path=sdir)
+            safe_open.refuse_special(lock_path)  # filelock would truncate a link's target
             lock = filelock.FileLock(
                 lock_path, timeout=self.lock_timeout, mode=paths.PRIVATE_FILE_MODE
             )

@@ -2,8 +2,8 @@
 an operating-system failure to write one as a message that names the file and says what to do.
 
 Reading refuses what cannot be a session file (a symlink, a FIFO, a device, a file larger than
-the store's limit) before reading a byte of it. The stat keys tell the store's caches whether a
-file is still the one it decoded.
+the store's limit) before reading a byte of it, and junk after reading only its header. The stat
+keys tell the store's caches whether a file is still the one it decoded.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import contextlib
 import errno
 import io
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from ipysession.errors import CorruptFile, StoreWriteError
-from ipysession.keys.crypto import SealingKey
+from ipysession import safe_open
+from ipysession.errors import CorruptFile, StoreWriteError, UnsafeFile
+from ipysession.keys.crypto import TAG_SIZE, SealingKey
 from ipysession.store import fileformat
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "read_blob_file",
     "read_file",
     "stat_key",
+    "too_large_for_memory",
     "write_error",
 ]
 
@@ -44,48 +45,75 @@ def blob_key(st: os.stat_result) -> tuple[int, int, int]:
 
 
 @contextlib.contextmanager
-def open_file(path: Path, limit: int) -> Iterator[tuple[os.stat_result, io.BufferedReader]]:
+def open_file(
+    path: Path, limit: int, *, root: Path | None = None
+) -> Iterator[tuple[os.stat_result, io.BufferedReader]]:
     """A session file open for reading, and its stat, refusing what cannot be one.
 
-    Opened without following a symlink and without blocking (a FIFO named like a session file
-    must not hang a kernel); anything but a regular file, or a file over ``limit`` bytes (say, a
-    sparse file of a terabyte), is a :class:`CorruptFile` and is never read.
+    Opened as :func:`ipysession.safe_open.open_regular` opens (no symlink, no blocking, no
+    walking through a link below ``root``). A file that is not a regular file or is over
+    ``limit`` bytes (say, a sparse file of a terabyte) is a :class:`CorruptFile` and is never
+    read; a link on the way below ``root`` stays an :class:`UnsafeFile`, so that nothing is moved
+    to quarantine through it.
     """
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            msg = "Not a regular file, so not a session file"
-            raise CorruptFile(msg, path=path)
-        if st.st_size > limit:
-            msg = (
-                f"File is {st.st_size:,} bytes, larger than any session file "
-                f"({limit:,} bytes at most); it was not read"
-            )
-            raise CorruptFile(msg, path=path)
-        yield st, f
+    try:
+        with safe_open.open_regular(path, limit=limit, root=root) as opened:
+            yield opened
+    except UnsafeFile as exc:
+        if exc.path != path:
+            raise
+        raise CorruptFile(exc.what, path=path, hint=exc.hint) from None
 
 
-def read_file(path: Path, limit: int) -> tuple[os.stat_result, bytes]:
-    """The bytes of a session file and its stat (see :func:`open_file`)."""
-    with open_file(path, limit) as (st, f):
-        return st, f.read()
+def read_file(path: Path, limit: int, *, root: Path | None = None) -> tuple[os.stat_result, bytes]:
+    """The bytes of a session file and its stat (see :func:`open_file`).
+
+    The clear header is read and checked first, and the rest only if it is sane: junk of
+    gigabytes (a sparse file costs nothing on disk) is refused after a few bytes. A file too
+    large for the memory at hand is a :class:`CorruptFile` too, so the reader falls back to an
+    older generation instead of failing.
+    """
+    with open_file(path, limit, root=root) as (st, f):
+        head = f.read(fileformat.HEADER_SIZE + TAG_SIZE)  # the smallest valid file
+        fileformat.read_header(head, path=path)
+        try:
+            return st, head + f.read(st.st_size - len(head))
+        except MemoryError:
+            raise too_large_for_memory(path, st.st_size) from None
 
 
 def read_blob_file(
-    path: Path, key: SealingKey, limit: int
+    path: Path, key: SealingKey, limit: int, *, root: Path | None = None
 ) -> tuple[os.stat_result, fileformat.Header, bytes]:
     """A blob's stat, header and authenticated value, read a chunk at a time (see
     :func:`open_file` and :func:`ipysession.store.fileformat.read_blob`)."""
-    with open_file(path, limit) as (st, f):
-        header, value = fileformat.read_blob(f, st.st_size, key, path=path)
+    with open_file(path, limit, root=root) as (st, f):
+        try:
+            header, value = fileformat.read_blob(f, st.st_size, key, path=path)
+        except MemoryError:
+            raise too_large_for_memory(path, st.st_size) from None
     return st, header, value
+
+
+def too_large_for_memory(path: Path, size: int) -> CorruptFile:
+    """Reading ``path`` ran out of memory: it is treated as damaged (moved aside, not lost)."""
+    msg = (
+        f"File is {size:,} bytes, too large to read with the memory available, so it is "
+        "treated as damaged"
+    )
+    return CorruptFile(
+        msg,
+        path=path,
+        hint="If it is a session you need, move it back from quarantine and read it where more "
+        "memory is available",
+    )
 
 
 def write_error(exc: OSError, path: Path, action: str) -> StoreWriteError:
     """Turn an OSError into a message that names the file and says what to do."""
+    if isinstance(exc, UnsafeFile):  # a planted link or file on the way: it says what to do
+        what = f"Could not {action}: {exc.what}. The previous generation is untouched"
+        return StoreWriteError(what, path=exc.path, hint=exc.hint)
     code = exc.errno
     folder = path.parent
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):

@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ipysession import paths
 from ipysession.atomic import fsync_dir, write_atomically
 from ipysession.errors import (
     CorruptFile,
@@ -61,7 +60,8 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
     Nothing is moved: this is what ``ipysession doctor`` reports.
     """
     try:
-        data = read_file(path, disk.max_file_bytes)[1]
+        inside = path.is_relative_to(disk.root)  # doctor also checks export files
+        data = read_file(path, disk.max_file_bytes, root=disk.root if inside else None)[1]
         header = fileformat.read_header(data, path=path)
         if header.is_blob:
             value = fileformat.decode_blob(data, disk.key, path=path)
@@ -98,6 +98,8 @@ def repair(disk: Disk, *, grace: float) -> RepairReport:
 def _repair_session(disk: Disk, sdir: Path, grace: float, report: RepairReport) -> None:
     now = time.time()
     for folder in (sdir, sdir / BLOBS_DIR, sdir / CHECKPOINTS_DIR):
+        if folder.is_symlink():
+            continue  # a planted link: its target's temp-named files are not ours to delete
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in entries:
                 if not entry.name.startswith(TEMP_PREFIX):
@@ -193,7 +195,7 @@ def _rekey_blobs(
         path = Path(entry.path)
         old_id = entry.name[: -len(BLOB_SUFFIX)]
         try:
-            _, header, value = read_blob_file(path, either, disk.max_file_bytes)
+            _, header, value = read_blob_file(path, either, disk.max_file_bytes, root=disk.root)
             # Named under the new key already: re-sealed by an earlier, interrupted rekey.
             if new_key.content_id(value) != old_id:
                 check_blob_name(path, value, old_id, header, old_key)
@@ -235,7 +237,7 @@ def _rekey_session(
     old_blobs_unused = True
     for path in files:
         try:
-            data = read_file(path, disk.max_file_bytes)[1]
+            data = read_file(path, disk.max_file_bytes, root=disk.root)[1]
             session = disk.decode(data, path, sdir, key=either)
         except (FileFormatError, OSError, LookupError) as exc:
             problem = disk.problem(path, exc, sdir, quarantine=True)
@@ -292,13 +294,13 @@ def share_blobs(disk: Disk, source: str, target: str, blob_ids: Iterable[str]) -
                 continue
             tmp = blobs_dir / f"{TEMP_PREFIX}{dst.name}.{os.getpid()}.{secrets.token_hex(4)}"
             try:
-                paths.ensure_private_dir(blobs_dir)
+                disk.ensure_dir(blobs_dir)
                 try:
                     os.link(src, tmp, follow_symlinks=False)
                 except FileNotFoundError:
                     raise
                 except OSError:  # another device, or a filesystem without hard links
-                    write_atomically(tmp, read_file(src, disk.max_file_bytes)[1])
+                    write_atomically(tmp, read_file(src, disk.max_file_bytes, root=disk.root)[1])
                 tmp.replace(dst)
             except FileNotFoundError:
                 logger.warning("Stored value %s of %s is missing; not shared", blob_id, source)

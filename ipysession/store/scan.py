@@ -2,11 +2,16 @@
 generations, checkpoints, blobs and session directories, and which labels and blob ids are valid.
 
 Only regular files (never followed symlinks) with a valid name are listed; everything else in a
-session directory is ignored. Nothing here reads a file's content.
+session directory is ignored, except files named like a generation whose name no ipysession writes
+(:func:`scan_junk_generations`), which the reader moves to quarantine. Nothing here reads a
+file's content, so a name decides nothing: the store trusts a generation's number only once the
+file has authenticated and says it is that generation.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 from pathlib import Path
@@ -32,6 +37,8 @@ __all__ = [
     "scan_generations",
     "scan_session_dirs",
 ]
+
+logger = logging.getLogger("ipysession")
 
 _GEN_DIGITS = 8
 
@@ -75,7 +82,7 @@ def scan_generations(sdir: Path) -> list[tuple[int, Path]]:
     """Generation files of a session, oldest first (regular files only)."""
     found: list[tuple[int, Path]] = []
     try:
-        entries = os.scandir(sdir)
+        entries = os.scandir(_not_a_link(sdir))
     except (FileNotFoundError, NotADirectoryError):
         return found
     with entries:
@@ -90,7 +97,7 @@ def scan_generations(sdir: Path) -> list[tuple[int, Path]]:
 def scan_checkpoints(sdir: Path) -> list[Path]:
     found: list[Path] = []
     try:
-        entries = os.scandir(sdir / CHECKPOINTS_DIR)
+        entries = os.scandir(_not_a_link(sdir / CHECKPOINTS_DIR))
     except (FileNotFoundError, NotADirectoryError):
         return found
     with entries:
@@ -108,7 +115,7 @@ def scan_checkpoints(sdir: Path) -> list[Path]:
 def scan_blobs(sdir: Path) -> list[os.DirEntry[str]]:
     found: list[os.DirEntry[str]] = []
     try:
-        entries = os.scandir(sdir / BLOBS_DIR)
+        entries = os.scandir(_not_a_link(sdir / BLOBS_DIR))
     except (FileNotFoundError, NotADirectoryError):
         return found
     with entries:
@@ -121,6 +128,19 @@ def scan_blobs(sdir: Path) -> list[os.DirEntry[str]]:
             ):
                 found.append(entry)
     return found
+
+
+def _not_a_link(folder: Path) -> Path:
+    """``folder``, unless it is a symbolic link: the store never lists (nor reads, nor writes)
+    through a link below its root, so a planted one is skipped, as if absent, and logged."""
+    if folder.is_symlink():
+        logger.warning(
+            "Skipping %s: it is a symbolic link, and ipysession never follows links inside its "
+            "store. Replace it with the real directory, or remove it",
+            folder,
+        )
+        raise NotADirectoryError(errno.ENOTDIR, "a symbolic link", str(folder))
+    return folder
 
 
 def scan_session_dirs(sessions_dir: Path) -> list[Path]:

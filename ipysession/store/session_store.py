@@ -406,7 +406,7 @@ class SessionStore:
                 prepared = blobs.externalize(disk, sdir, session, self.blob_threshold)[0]
             data = fileformat.encode_session(prepared.to_dict(), disk.key)
             try:
-                paths.ensure_private_dir(target.parent)
+                disk.ensure_dir(target.parent)
                 st = write_atomically(target, data)
                 fsync_dir(target.parent)
             except OSError as exc:

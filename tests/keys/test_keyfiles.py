@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,79 @@ def test_decode_key_accepts_only_32_byte_base64() -> None:
     assert files.decode_key(files.encode_key(key)) == key
     for bad in (None, 5, "", "not base64!", files.encode_key(b"short")):
         assert files.decode_key(bad) is None
+
+
+# --- planted files: never waited on, never followed ----------------------------------------------
+
+#: Bounds a regression (a blocking open) so that it fails instead of hanging the suite.
+DEADLINE = 60.0
+
+
+def outcome_of(call: Callable[[], object]) -> object:
+    """What ``call`` returned or raised, from a daemon thread; still blocked at the deadline
+    fails the test."""
+    outcome: list[object] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # handed to the test to assert on
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(DEADLINE)
+    assert outcome, f"still blocked after {DEADLINE:g} s"
+    return outcome[0]
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        (files.KEY_FILE_NAME, files.read_key_file),
+        (files.MARKER_FILE_NAME, files.read_marker),
+    ],
+)
+def test_a_fifo_as_the_key_file_or_marker_is_refused_at_once(
+    tmp_path: Path, name: str, read: Callable[[Path], object]
+) -> None:
+    path = tmp_path / name
+    os.mkfifo(path)
+    error = outcome_of(lambda: read(path))
+    assert isinstance(error, KeyStoreError)
+    assert error.path == path
+    assert "FIFO" in str(error)
+    assert "Move it away or remove it" in str(error)
+
+
+@posix_only
+def test_a_symlinked_key_file_is_not_followed(tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere.key"
+    files.write_key_file(real, files.KeyFile(new_master_key()))
+    path = tmp_path / "config" / files.KEY_FILE_NAME
+    path.parent.mkdir()
+    path.symlink_to(real)
+    with pytest.raises(KeyStoreError, match="symbolic link") as caught:
+        files.read_key_file(path)
+    assert caught.value.path == path
+
+
+def test_a_huge_key_file_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / files.KEY_FILE_NAME
+    with open(path, "wb") as f:
+        f.truncate(1 << 30)  # sparse: nothing on disk
+    with pytest.raises(KeyStoreError, match="not read"):
+        files.read_key_file(path)
+
+
+@posix_only
+def test_a_symlinked_key_lock_is_refused_not_truncated(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    lock = tmp_path / "config" / files.LOCK_FILE_NAME
+    lock.parent.mkdir()
+    lock.symlink_to(precious)
+    with pytest.raises(KeyStoreError, match="symbolic link"), files.creation_lock(lock, timeout=5):
+        pass
+    assert precious.read_text() == "keep me"
