@@ -46,8 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ipysession import paths
+from ipysession import paths, safe_open
 from ipysession.atomic import write_atomically
+from ipysession.errors import UnsafeFile
 from ipysession.store.names import SESSIONS_DIR, session_dir_for
 
 __all__ = [
@@ -288,12 +289,11 @@ def _locked(sdir: Path) -> Iterator[None]:
 def _read(path: Path) -> LeaseHolder | None:
     """The holder in ``path``; ``None`` if missing, empty, damaged or not a lease."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_LEASE_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        data = safe_open.read_regular(path, limit=_MAX_LEASE_BYTES)  # a FIFO must not block
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    if len(data) > _MAX_LEASE_BYTES:
-        logger.warning("Ignoring %s: it is too large to be a lease", path)
+    except UnsafeFile as exc:  # a FIFO, a link, a directory, a huge file: no lease
+        logger.warning("Ignoring %s: %s", path, exc)
         return None
     try:
         doc = json.loads(data.decode("utf-8"))

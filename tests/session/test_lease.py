@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +238,20 @@ def test_racing_kernels_get_one_consistent_answer(tmp_path: Path) -> None:
         for proc in racers:
             proc.communicate("", timeout=30)
     assert sorted(states) == ["acquired", "held", "held", "held"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs as on POSIX")
+def test_a_fifo_planted_as_the_lease_is_no_lease_and_never_blocks(dirs: RootDirs) -> None:
+    sdir = dirs.session_dir("nb")
+    sdir.mkdir(parents=True)
+    os.mkfifo(sdir / lease.LEASE_FILE)
+    outcome: list[object] = []
+    # In a daemon thread: a blocking open would fail the test at the deadline, not hang it.
+    worker = threading.Thread(
+        target=lambda: outcome.append(acquire(dirs, "nb", me(), timeout=TIMEOUT)), daemon=True
+    )
+    worker.start()
+    worker.join(60)
+    assert outcome, "acquire blocked on a FIFO planted as lease.json"
+    assert getattr(outcome[0], "ours", False)
+    assert (sdir / lease.LEASE_FILE).is_file()  # replaced by a real lease
