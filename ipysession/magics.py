@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from ipysession import display, presentation
 from ipysession.errors import SessionError, SessionNotFound
-from ipysession.session.manager import SessionManager
+from ipysession.session.manager import AUTOSAVE_INTERVALS, SessionManager, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS
 
 __all__ = ["SessionMagics", "build_parser"]
@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, metavar="N", help="only the last N cells")
     p.add_argument("--grep", metavar="PATTERN", help="only cells matching this regex")
     p = sub.add_parser("autosave", help="turn autosave on or off, or set its interval")
-    p.add_argument("setting", metavar="on|off|SECONDS")
+    p.add_argument(
+        "setting",
+        metavar="on|off|SECONDS",
+        help=f"on, off, or at most one write per SECONDS: {AUTOSAVE_INTERVALS}",
+    )
     p = sub.add_parser("forget", help="stop persisting these variables (or forget a connection)")
     p.add_argument("names", nargs="+", metavar="NAME")
 
@@ -274,18 +278,17 @@ class SessionMagics(Magics):
             self.manager.set_autosave(enabled=setting == "on")
         else:
             try:
-                seconds = float(setting)
+                # float() also parses "inf" and "nan": the check refuses them with the rest.
+                seconds = check_autosave_interval(float(setting))
             except ValueError:
-                msg = f"%session autosave: expected on, off or a number of seconds, not {setting!r}"
+                msg = (
+                    f"%session autosave: expected on, off or {AUTOSAVE_INTERVALS}, "
+                    f"not {args.setting!r}"
+                )
                 raise UsageError(msg) from None
-            if seconds <= 0:
-                msg = "%session autosave: the interval must be positive"
-                raise UsageError(msg)
             self.manager.set_autosave(enabled=True, interval=seconds)
-        state = (
-            f"on, at most every {self.manager.autosave_interval:g} s"
-            if self.manager.autosave
-            else "off"
+        state = presentation.autosave_words(
+            enabled=self.manager.autosave, interval=self.manager.autosave_interval
         )
         display.show(display.text_message(f"ipysession: autosave is {state}."))
 

@@ -194,7 +194,7 @@ def test_a_session_problem_is_a_message_not_a_failed_cell(
         ("%session restore --only variables,nonsense", "unknown part nonsense"),
         ("%session restore --generation 1 --checkpoint x", "not allowed with argument"),
         ("%session autosave sometimes", "expected on, off or a number of seconds"),
-        ("%session autosave -1", "the interval must be positive"),
+        ("%session autosave -1", "from 0 (after every cell) to 86400 (a day), not '-1'"),
         ("%session reconnect", "give a connection NAME or --all"),
         ("%session connect db --secret-env password", "--secret-env takes KEY=ENVVAR"),
         ("%session show 'unbalanced", "No closing quotation"),
@@ -210,6 +210,40 @@ def test_usage_errors_say_what_is_wrong_without_a_traceback(
         assert says in str(result.error_in_exec)
         captured = capsys.readouterr()
         assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    "setting", ["inf", "Infinity", "nan", "NaN", "-1", "-0.5", "1e300", "86401"]
+)
+def test_autosave_refuses_an_interval_it_could_never_keep(
+    capsys: pytest.CaptureFixture[str], setting: str
+) -> None:
+    # `inf` never saved again (its deadline is never reached) and `nan` never compares true
+    # with a deadline; both were accepted, and status said autosave was on.
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = manager_of(shell)
+        result = shell.run_cell(f"%session autosave {setting}")
+        assert isinstance(result.error_in_exec, UsageError)
+        assert str(result.error_in_exec) == (
+            "%session autosave: expected on, off or a number of seconds from 0 (after every "
+            f"cell) to 86400 (a day), not {setting!r}"
+        )
+        assert (manager.autosave, manager.autosave_interval) == (False, 5.0)
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.out + captured.err
+
+
+def test_autosave_zero_means_after_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
+    # What the trait has always allowed (and the configuration reference uses) the magic allows.
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = manager_of(shell)
+        run(shell, "%session autosave 0")
+        assert "ipysession: autosave is on, after every cell." in out_of(capsys)
+        assert (manager.autosave, manager.autosave_interval) == (True, 0.0)
+        run(shell, "%session autosave -h")
+        assert "from 0 (after every cell) to 86400 (a day)" in out_of(capsys)
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

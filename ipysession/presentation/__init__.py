@@ -11,8 +11,8 @@ Here each view is built once; the faces only render it:
   (``show``);
 - :mod:`.kernel`: this kernel's session, from the manager's reports
   (:mod:`ipysession.session.reports`) and connection records: :func:`status_view`
-  (``%session status``), :func:`restore_notice`, :func:`save_notice`, :func:`connection_rows`
-  (``%session connections``);
+  (``%session status``), :func:`autosave_words`, :func:`restore_notice`, :func:`save_notice`,
+  :func:`connection_rows` (``%session connections``);
 - :mod:`.base`: :class:`State`, the one vocabulary of state words; :func:`text_table`, the one
   text table; :class:`Table`, :class:`Section` and :class:`Notice`, what views are made of.
 
@@ -38,6 +38,7 @@ from ipysession.presentation.kernel import (
     CONNECTION_HEADERS,
     ConnectionRow,
     StatusView,
+    autosave_words,
     connection_rows,
     connections_table,
     restore_notice,
@@ -75,6 +76,7 @@ __all__ = [
     "State",
     "StatusView",
     "Table",
+    "autosave_words",
     "connection_rows",
     "connections_table",
     "problem_json",

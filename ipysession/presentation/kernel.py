@@ -204,9 +204,16 @@ def _lease_text(status: Status) -> str:
     return f"held by {holder.describe()}"
 
 
+def autosave_words(*, enabled: bool, interval: float) -> str:
+    """``off``, ``on, after every cell`` or ``on, at most every 5 s``: autosave's setting."""
+    if not enabled:
+        return "off"
+    return "on, after every cell" if interval == 0 else f"on, at most every {interval:g} s"
+
+
 def status_view(status: Status) -> StatusView:
     state = _sharing_state(status)
-    autosave = f"every {status.autosave_interval:g} s" if status.autosave else "off"
+    autosave = autosave_words(enabled=status.autosave, interval=status.autosave_interval)
     skipped = len(status.skipped)
     lines = [
         f"Session:   {status.session}",

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default, observe
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, observe, validate
 from traitlets.config import Configurable
 
 from ipysession import paths
@@ -63,12 +63,42 @@ if TYPE_CHECKING:
     from ipysession.keys.resolution import BackendChoice, KeyResolution
     from ipysession.store import SessionStore, WriteResult
 
-__all__ = ["SessionManager", "default_session_name"]
+__all__ = [
+    "AUTOSAVE_INTERVALS",
+    "MAX_AUTOSAVE_INTERVAL",
+    "SessionManager",
+    "check_autosave_interval",
+    "default_session_name",
+]
 
 log = logging.getLogger("ipysession")
 
 # How many notices %session status lists.
 _RECENT_NOTICES = 20
+
+#: The longest autosave interval. Longer means "save by hand and at shutdown", which is what
+#: `%session autosave off` says; and the writer's timed waits must stay below what a lock wait
+#: accepts (threading.TIMEOUT_MAX, past which a wait raises and the writer thread dies).
+MAX_AUTOSAVE_INTERVAL = 24 * 3600.0
+
+#: What ``autosave_interval`` accepts, as messages say it.
+AUTOSAVE_INTERVALS = (
+    f"a number of seconds from 0 (after every cell) to {MAX_AUTOSAVE_INTERVAL:g} (a day)"
+)
+
+
+def check_autosave_interval(seconds: float) -> float:
+    """``seconds`` as a float if it is a valid autosave interval; else ValueError saying which are.
+
+    Infinity and NaN are refused: the writer writes when ``now >= last write + interval``, which
+    an infinite interval never reaches and a NaN one never compares true with, so either would
+    leave every change unsaved until shutdown while ``%session status`` said autosave was on.
+    """
+    # One comparison chain that is False for NaN as well as for values out of range.
+    if not 0.0 <= seconds <= MAX_AUTOSAVE_INTERVAL:
+        msg = f"autosave_interval must be {AUTOSAVE_INTERVALS}, not {seconds!r}"
+        raise ValueError(msg)
+    return float(seconds)
 
 
 class SessionManager(Configurable):
@@ -100,8 +130,9 @@ class SessionManager(Configurable):
 
     autosave_interval = Float(
         5.0,
-        help="""Minimum seconds between two autosave writes. A pending change is written when the
-        interval has passed, even if no further cell runs, and at shutdown.""",
+        help="""Minimum seconds between two autosave writes, from 0 (after every cell) to 86400
+        (a day). A pending change is written when the interval has passed, even if no further
+        cell runs, and at shutdown.""",
     ).tag(config=True)
 
     full_capture_interval = Float(
@@ -304,6 +335,14 @@ class SessionManager(Configurable):
         from ipysession.store.names import session_dir_for
 
         return session_dir_for(Path(self.root), name or self.name).is_dir()
+
+    @validate("autosave_interval")
+    def _valid_autosave_interval(self, proposal: Any) -> float:
+        # Config, `%config` and assignment alike: a refused value never reaches the writer.
+        try:
+            return check_autosave_interval(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
 
     @observe("exclude")
     def _exclude_changed(self, change: Any) -> None:
@@ -512,6 +551,10 @@ class SessionManager(Configurable):
         )
 
     def set_autosave(self, *, enabled: bool, interval: float | None = None) -> None:
+        """Turn autosave on or off; ``interval`` (see :func:`check_autosave_interval`) is checked
+        before anything changes, so a refused one (ValueError) leaves autosave as it was."""
+        if interval is not None:
+            interval = check_autosave_interval(interval)
         self.autosave = enabled
         if interval is not None:
             self.autosave_interval = interval

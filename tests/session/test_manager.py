@@ -7,10 +7,14 @@ tests/test_extension.py.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from traitlets import TraitError
+from traitlets.config import Config
 
 import ipysession
 from ipysession.extension import get_manager
@@ -168,3 +172,26 @@ def test_exclude_patterns_apply_from_the_next_cell(shell: Any) -> None:
     run(shell, "tmp_scratch = 1\nkeep = 2")
     saved(manager)
     assert set(manager.store.read(manager.name).session.variables) == {"keep"}
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, -1.0, 86_401.0])
+def test_the_autosave_interval_refuses_what_the_writer_could_never_keep(bad: float) -> None:
+    accepted = "from 0 (after every cell) to 86400 (a day)"
+    with pytest.raises(TraitError, match=re.escape(accepted)):
+        SessionManager(config=Config({"SessionManager": {"autosave_interval": bad}}))
+    manager = SessionManager()
+    with pytest.raises(TraitError, match=re.escape(accepted)):
+        manager.autosave_interval = bad
+    with pytest.raises(ValueError, match=re.escape(accepted)):
+        manager.set_autosave(enabled=False, interval=bad)
+    # A refused interval changes nothing, not even the on/off half of the call.
+    assert (manager.autosave, manager.autosave_interval) == (True, 5.0)
+    manager.close(final_save=False)
+
+
+def test_the_autosave_interval_accepts_zero_and_a_day() -> None:
+    manager = SessionManager(config=Config({"SessionManager": {"autosave_interval": 0.0}}))
+    assert manager.autosave_interval == 0.0
+    manager.set_autosave(enabled=False, interval=86_400)
+    assert (manager.autosave, manager.autosave_interval) == (False, 86_400.0)
+    manager.close(final_save=False)
