@@ -28,7 +28,9 @@ write lock is not involved, so a long write never delays a kernel starting. ``le
 written atomically (temp file, rename), ``0600``. It is advisory: the store's optimistic
 concurrency and merge keep two writers from clobbering each other whatever the lease says. A lease
 that cannot be read or written (read-only directory, a filesystem without locks) is reported as
-``"unavailable"`` and never stops a kernel.
+``"unavailable"`` and never stops a kernel. A ``lease.json`` that does not parse as a lease (junk,
+cut short, a field missing, of the wrong type or out of range) is no lease: it is logged, naming
+the file, and the kernel that takes the session writes its own lease over it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -44,7 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 from ipysession import paths, safe_open
 from ipysession.atomic import write_atomically
@@ -74,6 +77,13 @@ LEASE_VERSION = 1
 #: Seconds to wait for another process reading or writing the lease (it holds the lock briefly).
 LOCK_TIMEOUT = 10.0
 _MAX_LEASE_BYTES = 64 * 1024
+
+#: Process ids are at most 32 bits (a Windows DWORD; Linux stops at 2**22): a larger one is
+#: damage, and os.kill would raise OverflowError on it.
+_MAX_PID = 2**32 - 1
+#: How far ahead of this host's clock a heartbeat may be (another host's clock, on a shared home
+#: directory). Further ahead it is damage: the lease would look live until that time came.
+_MAX_CLOCK_SKEW = 24 * 3600.0
 
 LeaseState = Literal["acquired", "renewed", "taken-over", "forced", "held", "unavailable"]
 
@@ -149,32 +159,40 @@ class LeaseHolder:
         }
 
     @classmethod
-    def from_dict(cls, doc: object) -> LeaseHolder | None:
-        """The holder recorded in a lease document, or ``None`` if it is not one."""
+    def from_dict(cls, doc: object, *, now: float | None = None) -> LeaseHolder | None:
+        """The holder recorded in a lease document, or ``None`` if it is not one.
+
+        Strict, because a lease that is believed holds the session: a document that only half
+        parses (a heartbeat that is missing, not a number, NaN, infinite or far in the future; a
+        process id no system has) would never turn stale, and every later kernel would fork
+        for ever. Every lease this module writes has all of these fields.
+        """
         if not isinstance(doc, dict):
             return None
-        host, pid = doc.get("host"), doc.get("pid")
-        if not isinstance(host, str) or not isinstance(pid, int) or isinstance(pid, bool):
+        now = time.time() if now is None else now
+        host, pid, heartbeat = doc.get("host"), doc.get("pid"), doc.get("heartbeat")
+        texts = {key: doc.get(key, "") for key in ("kernel_id", "run_id", "process_start")}
+        started = doc.get("started", 0.0)
+        if (
+            not isinstance(host, str)
+            or not host
+            or not _is_int(pid)
+            or not 0 < pid <= _MAX_PID
+            or not _is_number(heartbeat)
+            or not 0 < heartbeat <= now + _MAX_CLOCK_SKEW
+            or not _is_number(started)
+            or not 0 <= started <= now + _MAX_CLOCK_SKEW
+            or not all(isinstance(value, str) for value in texts.values())
+        ):
             return None
-
-        def text(key: str) -> str:
-            value = doc.get(key)
-            return value if isinstance(value, str) else ""
-
-        def number(key: str) -> float:
-            value = doc.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            return 0.0
-
         return cls(
             host=host,
             pid=pid,
-            kernel_id=text("kernel_id"),
-            run_id=text("run_id"),
-            started=number("started"),
-            heartbeat=number("heartbeat"),
-            process_start=text("process_start"),
+            kernel_id=texts["kernel_id"],
+            run_id=texts["run_id"],
+            started=float(started),
+            heartbeat=float(heartbeat),
+            process_start=texts["process_start"],
         )
 
 
@@ -197,6 +215,15 @@ class LeaseOutcome:
     @property
     def ours(self) -> bool:
         return self.state in ("acquired", "renewed", "taken-over", "forced")
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    # isfinite: json.loads reads NaN and Infinity, which never compare older than a deadline.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- process liveness -----------------------------------------------------------------------------
@@ -297,14 +324,27 @@ def _read(path: Path) -> LeaseHolder | None:
         return None
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    # ValueError: not UTF-8, not JSON, or an integer of thousands of digits; RecursionError:
+    # brackets nested thousands deep. Junk must never escape as an error, or decide anything.
+    except (ValueError, RecursionError):
         if data:
-            logger.warning("Ignoring %s: it is not a valid lease", path)
+            _damaged(path, "it is not JSON")
         return None
     found = LeaseHolder.from_dict(doc)
     if found is None:
-        logger.warning("Ignoring %s: it is not a valid lease", path)
+        _damaged(path, "its fields are missing, of the wrong type or out of range")
     return found
+
+
+def _damaged(path: Path, why: str) -> None:
+    """A lease that does not parse is no lease: the session counts as free, and the kernel that
+    takes it next writes its own lease over this file."""
+    logger.warning(
+        "Ignoring the damaged lease file %s (%s): the session counts as free, and the kernel "
+        "that takes it replaces the file",
+        path,
+        why,
+    )
 
 
 def _write(path: Path, holder: LeaseHolder, name: str) -> None:

@@ -6,6 +6,7 @@ import errno
 import json
 import logging
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -167,14 +168,75 @@ def test_this_process_knows_which_of_its_leases_are_live(dirs: RootDirs) -> None
     release(dirs, "nb", second)
 
 
-@pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b'{"host": 1}', b"x" * 70_000])
-def test_a_damaged_lease_counts_as_free(dirs: RootDirs, content: bytes) -> None:
+def lease_doc(**fields: object) -> bytes:
+    """A lease as this module writes it, from a live-looking kernel on another host (nothing
+    but its heartbeat could ever make it stale), with ``fields`` replaced (None: left out)."""
+    doc = {
+        "version": 1,
+        "session": "nb",
+        "host": "elsewhere",
+        "pid": 4242,
+        "kernel_id": "k",
+        "run_id": "run-them",
+        "started": time.time(),
+        "heartbeat": time.time(),
+        "process_start": "",
+    }
+    doc.update(fields)
+    return json.dumps({k: v for k, v in doc.items() if v is not None}).encode()
+
+
+DAMAGED_LEASES = {
+    "empty": b"",
+    "not-json": b"not json",
+    "binary": bytes(range(256)),
+    "cut": lease_doc()[:40],
+    "list": b"[1, 2]",
+    "host-not-text": b'{"host": 1}',
+    "too-large": b"x" * 70_000,
+    # Each of these once parsed as a live lease that never turns stale, or raised out of acquire.
+    "no-heartbeat": lease_doc(heartbeat=None),
+    "heartbeat-not-a-number": lease_doc(heartbeat="soon"),
+    "heartbeat-nan": lease_doc().replace(b'"heartbeat": ', b'"heartbeat": NaN, "x": '),
+    "heartbeat-infinite": lease_doc().replace(b'"heartbeat": ', b'"heartbeat": Infinity, "x": '),
+    "heartbeat-in-a-year": lease_doc(heartbeat=time.time() + 365 * 86400),
+    "pid-too-large": lease_doc(host=socket.gethostname(), pid=10**30),
+    "pid-zero": lease_doc(pid=0),
+    "pid-true": lease_doc(pid=True),
+    "run-id-not-text": lease_doc(run_id=7),
+    "started-nan": lease_doc().replace(b'"started": ', b'"started": NaN, "x": '),
+    "int-of-5000-digits": b'{"host": "elsewhere", "pid": ' + b"1" * 5000 + b"}",
+    "nested-100000-deep": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("content", DAMAGED_LEASES.values(), ids=DAMAGED_LEASES.keys())
+def test_a_damaged_lease_is_no_lease_logged_and_replaced(
+    dirs: RootDirs, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
     sdir = dirs.session_dir("nb")
     sdir.mkdir(parents=True)
-    (sdir / lease.LEASE_FILE).write_bytes(content)
-    assert holder(dirs, "nb") is None
-    assert acquire(dirs, "nb", me(), timeout=TIMEOUT).state == "acquired"
+    path = sdir / lease.LEASE_FILE
+    path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="ipysession"):
+        assert holder(dirs, "nb") is None
+        assert acquire(dirs, "nb", me(), timeout=TIMEOUT).state == "acquired"
+    if content:  # an empty file is what a crash mid-write leaves: not worth a warning
+        assert str(path) in caplog.text
+    replaced = holder(dirs, "nb")
+    assert replaced is not None
+    assert replaced.same_as(me())
     release(dirs, "nb", me())
+
+
+def test_a_well_formed_lease_of_a_live_kernel_elsewhere_still_holds(dirs: RootDirs) -> None:
+    sdir = dirs.session_dir("nb")
+    sdir.mkdir(parents=True)
+    doc = lease_doc(pid=2**32 - 1)  # the largest process id any system gives
+    (sdir / lease.LEASE_FILE).write_bytes(doc)
+    outcome = acquire(dirs, "nb", me(), timeout=TIMEOUT)
+    assert outcome.state == "held"
+    assert outcome.holder == LeaseHolder.from_dict(json.loads(doc))
 
 
 def test_trouble_is_unavailable_never_an_exception(

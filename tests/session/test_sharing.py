@@ -5,6 +5,7 @@ kernel forking at its first save. Real kernels racing for one session: tests/rel
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pickle
 import subprocess
 import sys
@@ -301,3 +302,45 @@ def test_a_fresh_kernel_forks_at_its_first_save_when_the_session_is_held(
         assert f"saves its work as a new session, '{manager.name}'" in "\n".join(shown)
         assert manager.store.read(manager.name).session.variables.keys() >= {"a"}
         assert not (manager.store.session_dir(name) / "gen-00000001.ipys").exists()
+
+
+# --- a damaged lease ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(b"\x00\xff lease? \x89PNG\r\n", id="binary-junk"),
+        pytest.param(b"lease: yes", id="not-json"),
+        pytest.param(b'{"version": 1, "session": "nb", "host": "elsewhere", "pid": 42', id="cut"),
+        pytest.param(b'{"host": "elsewhere", "pid": 4242, "heartbeat": "soon"}', id="wrong-type"),
+        pytest.param(b'{"host": "elsewhere", "pid": 4242}', id="no-heartbeat"),
+        pytest.param(b'{"host": "elsewhere", "pid": 4242, "heartbeat": NaN}', id="nan"),
+        pytest.param(b'{"host": "elsewhere", "pid": 4242, "heartbeat": 1e300}', id="future"),
+    ],
+)
+def test_a_damaged_lease_is_no_lease_and_the_next_kernel_keeps_the_session(
+    stopped_shell: tuple[Any, SessionManager],
+    caplog: pytest.LogCaptureFixture,
+    damage: bytes,
+) -> None:
+    # Each of these once read as "another kernel holds it" for ever: every later kernel forked,
+    # and the user's new work never came back under the session's own name.
+    shell, first = stopped_shell
+    original = first.name
+    path = first.store.session_dir(original) / lease.LEASE_FILE
+    path.write_bytes(damage)
+    with caplog.at_level(logging.WARNING, logger="ipysession"):
+        ipysession.load_ipython_extension(shell)  # the next kernel starts and restores
+    manager = _manager(shell)
+    assert (manager.name, manager.fork_of) == (original, None)
+    assert shell.user_ns["a"] == 1
+    assert f"Ignoring the damaged lease file {path}" in caplog.text
+    mine = holder(RootDirs(Path(manager.root)), original)
+    assert mine is not None
+    assert mine.run_id == manager.run_id  # replaced by this kernel's lease
+    run(shell, "a = 2\nnew_work = 'kept'")
+    run(shell, "%session save")
+    on_disk = manager.store.read(original).session
+    assert on_disk.variables.keys() >= {"a", "new_work"}
+    assert [s.name for s in manager.store.list()] == [original]  # no fork beside it
