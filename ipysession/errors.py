@@ -15,6 +15,7 @@ kills a kernel or breaks a user's cell.
     │   ├── SessionInUse
     │   └── FileFormatError (ValueError)
     │       ├── CorruptFile
+    │       │   └── SubstitutedFile
     │       ├── WrongKey
     │       └── NewerFormat
     ├── KeyStoreError
@@ -65,6 +66,7 @@ __all__ = [
     "SessionNotFound",
     "StoreError",
     "StoreWriteError",
+    "SubstitutedFile",
     "UnsafeFile",
     "WriteConflict",
     "WrongKey",
@@ -209,6 +211,12 @@ class FileFormatError(StoreError, ValueError):
 
 class CorruptFile(FileFormatError):
     """The file is truncated, not an ipysession file, or failed authentication."""
+
+
+class SubstitutedFile(CorruptFile):
+    """The file is authentic but is not the one its name and place say: an older generation
+    copied over a newer one or renamed, a checkpoint put in place of a generation, a file of
+    another session. A rollback or a substitution; like damage, it is moved to quarantine."""
 
 
 class WrongKey(FileFormatError):

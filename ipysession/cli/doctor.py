@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import stat
 import sys
 from pathlib import Path
@@ -58,8 +59,9 @@ def _fix_for(label: str, info: dict[str, Any]) -> str | None:
 
 
 def _session_files(store: SessionStore, slug: str, sdir: Path) -> list[tuple[str, Path]]:
-    """Every generation, checkpoint and blob file of one session: ``(kind, path)``."""
-    from ipysession.store.names import BLOB_SUFFIX
+    """Every generation, checkpoint and blob file of one session, and its head record:
+    ``(kind, path)``."""
+    from ipysession.store.names import BLOB_SUFFIX, HEAD_FILE
 
     files = [("generation", info.path) for info in store.generations(slug)]
     files += [("checkpoint", info.path) for info in store.checkpoints(slug)]
@@ -69,6 +71,8 @@ def _session_files(store: SessionStore, slug: str, sdir: Path) -> list[tuple[str
             for path in sorted((sdir / "blobs").iterdir())
             if path.name.endswith(BLOB_SUFFIX) and not path.name.startswith(".")
         ]
+    if os.path.lexists(sdir / HEAD_FILE):
+        files.append(("head", sdir / HEAD_FILE))
     return files
 
 
@@ -76,8 +80,10 @@ def _check_sessions(store: SessionStore) -> list[dict[str, Any]]:
     sessions: list[dict[str, Any]] = []
     for summary in store.list():
         files: list[dict[str, Any]] = []
+        rollback = None
         try:
             found = _session_files(store, summary.slug, summary.path)
+            rollback = store.rollback(summary.slug)
         except SessionNotFound:  # a directory the store does not recognize as a session
             found = []
             files.append(
@@ -104,6 +110,8 @@ def _check_sessions(store: SessionStore) -> list[dict[str, Any]]:
                 "slug": summary.slug,
                 "path": str(summary.path),
                 "files": files,
+                # Newest generations deleted or put back from an older copy (see the head record).
+                "rollback": rollback.message if rollback else None,
             }
         )
     return sessions
@@ -190,6 +198,8 @@ def _doctor_report(ctx: Context, *, repair: bool) -> tuple[dict[str, Any], list[
                 problems.append(f"{path} was not repaired: {why}")
     fixed = {p["path"] for p in (report["repair"] or {}).get("quarantined", [])}
     for session in report["sessions"]:
+        if session["rollback"]:
+            problems.append(f"session {session['path']}: {session['rollback']}")
         for f in session["files"]:
             if f["state"] != "ok" and f["path"] not in fixed:
                 problems.append(f"{f['path']} is {f['state']}: {_FILE_FIXES[f['state']]}")
@@ -251,6 +261,8 @@ def _doctor_text(report: dict[str, Any]) -> str:
             lines.append(text_table(["file", "name", "state"], rows, indent="  "))
         else:
             lines.append("  (no files)")
+        if session["rollback"]:
+            lines.append(f"  ROLLBACK: {session['rollback']}")
     repair = report["repair"]
     if repair is not None:
         lines += ["", f"repair: checked {count(repair['files_checked'], 'file')}"]

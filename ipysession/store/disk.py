@@ -31,25 +31,33 @@ from ipysession.errors import (
     SessionError,
     SessionNotFound,
     StoreWriteError,
+    SubstitutedFile,
     UnsafeFile,
 )
 from ipysession.keys.crypto import SealingKey
 from ipysession.model import Session
 from ipysession.store import fileformat
 from ipysession.store.files import read_file, stat_key, too_large_for_memory, write_error
-from ipysession.store.meta import FileMeta
+from ipysession.store.meta import FileMeta, digest_of
 from ipysession.store.names import (
+    CHECKPOINTS_DIR,
+    GENERATION_SUFFIX,
     LOCK_FILE,
     QUARANTINE_DIR,
     SESSIONS_DIR,
     session_dir_for,
     slug_for,
 )
-from ipysession.store.scan import SLUG_RE, scan_session_dirs
+from ipysession.store.scan import SLUG_RE, generation_number, scan_session_dirs
 
 __all__ = ["BlobStamp", "Disk"]
 
 logger = logging.getLogger("ipysession")
+
+_SUBSTITUTED_HINT = (
+    "The genuine files are read instead. If you did not put it there, someone who can write to "
+    "the session directory did"
+)
 
 #: Device, inode and size of a blob file: a blob is touched when reused, so its times change,
 #: but every write of a blob is a new inode moved into place (see ``files.blob_key``).
@@ -60,17 +68,25 @@ class Disk:
     """The files under ``root``, sealed with ``key``; safe to share between threads.
 
     ``lock_timeout`` bounds the wait for another writer's lock; a file larger than
-    ``max_file_bytes`` is never read.
+    ``max_file_bytes`` is never read, and a session document is never inflated beyond
+    ``max_document_bytes``.
     """
 
     def __init__(
-        self, root: Path, *, key: SealingKey, lock_timeout: float, max_file_bytes: int
+        self,
+        root: Path,
+        *,
+        key: SealingKey,
+        lock_timeout: float,
+        max_file_bytes: int,
+        max_document_bytes: int = fileformat.DEFAULT_MAX_DOCUMENT_BYTES,
     ) -> None:
         self.root = root
         #: Replaced only by :meth:`use_key` (``rekey``), which also forgets what was decoded.
         self.key = key
         self.lock_timeout = lock_timeout
         self.max_file_bytes = max_file_bytes
+        self.max_document_bytes = max_document_bytes
         self._mutex = threading.Lock()
         self._meta: dict[Path, FileMeta] = {}
         self._verified_blobs: dict[Path, BlobStamp] = {}
@@ -135,36 +151,81 @@ class Disk:
         """Authenticate, decrypt, migrate and validate one ``.ipys`` file.
 
         Raises :class:`FileFormatError` (a model error after authentication is a corrupt file).
-        With ``sdir``, the session's name must belong in that directory: an authentic file of
-        another session copied here is not accepted as this one.
+        With ``sdir``, the file must belong where it is (see :meth:`opened`).
         """
-        doc = fileformat.decode_session(data, key if key is not None else self.key, path=path)
+        return self.session_of(self.opened(data, path, sdir, key), path)
+
+    def opened(
+        self, data: bytes, path: Path, sdir: Path | None, key: SealingKey | None = None
+    ) -> fileformat.Decoded:
+        """The authenticated document of one ``.ipys`` file, checked against its place.
+
+        With ``sdir``, the session's name must belong in that directory, and a file of format 2
+        or later must say it is the generation or checkpoint its name says: an authentic file
+        of another session, or an older generation copied or renamed over this one, raises
+        :class:`SubstitutedFile`. A version 1 file says nothing, so only its name is checked.
+        """
+        decoded = fileformat.open_session(
+            data, key if key is not None else self.key, path=path, limit=self.max_document_bytes
+        )
+        if sdir is None:
+            return decoded
+        name = decoded.doc.get("name")
+        if isinstance(name, str) and name and slug_for(name) != sdir.name:
+            msg = (
+                f"File holds session {name!r}, which does not belong in directory "
+                f"{sdir.name!r}: it was moved or copied here"
+            )
+            raise SubstitutedFile(msg, path=path, hint=_SUBSTITUTED_HINT)
+        expected = self.place(path, sdir)
+        if decoded.binding is not None and expected is not None and decoded.binding != expected:
+            msg = (
+                f"File holds {decoded.binding.describe()} of this session, not "
+                f"{expected.describe()}: another file was copied or renamed over it (a rollback "
+                "or a substitution)"
+            )
+            raise SubstitutedFile(msg, path=path, hint=_SUBSTITUTED_HINT)
+        return decoded
+
+    @staticmethod
+    def place(path: Path, sdir: Path) -> fileformat.Binding | None:
+        """Where ``path`` is in session directory ``sdir``: a generation, a checkpoint, or
+        ``None`` for any other name (nothing to check a file's binding against)."""
+        if path.parent == sdir:
+            number = generation_number(path.name)
+            return None if number is None else fileformat.Binding(generation=number)
+        if path.parent == sdir / CHECKPOINTS_DIR and path.name.endswith(GENERATION_SUFFIX):
+            return fileformat.Binding(checkpoint=path.name.removesuffix(GENERATION_SUFFIX))
+        return None
+
+    @staticmethod
+    def session_of(decoded: fileformat.Decoded, path: Path) -> Session:
+        """The session an authenticated document holds (a model error: a corrupt file)."""
+        doc = dict(decoded.doc)
         doc.pop("format", None)
         try:
-            session = Session.from_dict(doc)
+            return Session.from_dict(doc)
         except ModelError as exc:
             msg = f"File is authentic but does not hold a valid session: {exc.what}"
             raise CorruptFile(msg, path=path) from None
-        if sdir is not None and slug_for(session.name) != sdir.name:
-            msg = (
-                f"File holds session {session.name!r}, which does not belong in "
-                f"directory {sdir.name!r}: it was moved or copied here"
-            )
-            raise CorruptFile(msg, path=path)
-        return session
 
-    def load(self, path: Path, sdir: Path) -> Session:
-        """Read and decode one generation or checkpoint, remembering its summary."""
+    def load(self, path: Path, sdir: Path) -> tuple[Session, FileMeta]:
+        """Read and decode one generation or checkpoint; also returns (and remembers) its
+        summary, whose digest and binding the head record is checked against."""
         st, data = read_file(path, self.max_file_bytes, root=self.root)
         try:
-            session = self.decode(data, path, sdir)
+            decoded = self.opened(data, path, sdir)
+            session = self.session_of(decoded, path)
         except MemoryError:
             raise too_large_for_memory(path, st.st_size) from None
-        self.remember(path, st, session)
-        return session
+        meta = self.remember(path, st, session, data=data, bound=decoded.binding is not None)
+        return session, meta
 
-    def remember(self, path: Path, st: os.stat_result, session: Session) -> FileMeta:
-        meta = FileMeta.of(session, st)
+    def remember(
+        self, path: Path, st: os.stat_result, session: Session, *, data: bytes, bound: bool
+    ) -> FileMeta:
+        """Remember the summary of ``path``, whose bytes are ``data``."""
+        meta = FileMeta.of(session, st, digest=digest_of(data), bound=bound)
         with self._mutex:
             self._meta[path] = meta
         return meta
@@ -173,6 +234,7 @@ class Disk:
         """The summary of a generation or checkpoint, decoding it only if not remembered.
 
         Only the summary fields are read (see :meth:`FileMeta.from_doc`): no session is built.
+        The file must belong where it is, as for :meth:`opened`.
         """
         st = path.stat()
         with self._mutex:
@@ -181,13 +243,15 @@ class Disk:
             return cached
         st, data = read_file(path, self.max_file_bytes, root=self.root)
         try:
-            doc = fileformat.decode_session(data, self.key, path=path)
+            decoded = self.opened(data, path, sdir)
         except MemoryError:
             raise too_large_for_memory(path, st.st_size) from None
-        meta = FileMeta.from_doc(doc, st, path)
+        meta = FileMeta.from_doc(
+            decoded.doc, st, path, digest=digest_of(data), bound=decoded.binding is not None
+        )
         if slug_for(meta.name) != sdir.name:
             msg = f"File holds session {meta.name!r}, which does not belong in {sdir.name!r}"
-            raise CorruptFile(msg, path=path)
+            raise SubstitutedFile(msg, path=path, hint=_SUBSTITUTED_HINT)
         with self._mutex:
             self._meta[path] = meta
         return meta

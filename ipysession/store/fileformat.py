@@ -1,12 +1,14 @@
-"""The on-disk envelope of session files (``.ipys``) and value blobs (``.ipyb``), format version 1.
+"""The on-disk envelope of session files (``.ipys``), value blobs (``.ipyb``) and the head
+record (``head.ipys``), format version 2 (version 1 files still read).
 
-Layout (big-endian)::
+Layout (big-endian), the same in every version::
 
     offset  size  field
     0       8     magic  b"IPYSESS\\0"
     8       2     format version (u16)
     10      2     flags (u16): 1 = payload compressed (zlib), 2 = key derived from a passphrase,
-                  4 = blob (raw value bytes, not a session document)
+                  4 = blob (raw value bytes, not a session document),
+                  8 = head record (version 2 on; the newest generation of a session)
     12      8     key id: HMAC-SHA256(key, "ipysession key id v1")[:8]
     20      16    KDF salt (all zero unless flag 2)
     36      12    nonce, fresh and random for every write
@@ -14,17 +16,21 @@ Layout (big-endian)::
 
 The whole 48-byte header is the AEAD's associated data: changing the version, the flags, the key
 id, the salt or the nonce fails authentication. The payload of a session file is a JSON document
-(:meth:`ipysession.model.Session.to_dict`, binary values base64) carrying its own ``"format"``;
-the payload of a blob is the value's serialized bytes.
+(:meth:`ipysession.model.Session.to_dict`, binary values base64) carrying its own ``"format"``
+and, from version 2, ``"bound"``: the place the file was written for (:class:`Binding`), so an
+authentic file copied or renamed to another place is told apart from the one that belongs there.
+The payload of a blob is the value's serialized bytes; a blob is bound by its name (a keyed hash
+of its content).
 
 Blobs can also be written to and read from an open file a chunk at a time
 (:func:`write_blob`, :func:`read_blob`), so that a large value never sits in memory next to its
 ciphertext; the bytes on disk are the same as :func:`encode_blob`'s.
 
-Reading checks, in order: size, magic, version (newer -> :class:`NewerFormat` naming both
-versions), kind, key id (unknown -> :class:`WrongKey`), authentication (-> :class:`CorruptFile`),
-and only then decompresses and parses. Nothing is unpickled here at all; callers unpickle values
-only from documents this module has authenticated.
+Reading checks, in order: size, magic, version (a plausible newer one -> :class:`NewerFormat`
+naming both versions, an implausible one -> :class:`CorruptFile`), kind, key id (unknown ->
+:class:`WrongKey`), authentication (-> :class:`CorruptFile`), and only then decompresses, at most
+to a limit, and parses. Nothing is unpickled here at all; callers unpickle values only from
+documents this module has authenticated.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ipysession.errors import CorruptFile, NewerFormat, WrongKey
+from ipysession.errors import CorruptFile, NewerFormat, StoreWriteError, WrongKey
 from ipysession.keys.crypto import (
     KEY_ID_SIZE,
     NONCE_SIZE,
@@ -54,14 +60,22 @@ from ipysession.keys.crypto import (
 from ipysession.store import migrations
 
 __all__ = [
+    "DEFAULT_MAX_DOCUMENT_BYTES",
+    "DEFAULT_MAX_VALUE_BYTES",
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "MAGIC",
+    "NEWER_WINDOW",
+    "Binding",
+    "Decoded",
     "Header",
     "decode_blob",
+    "decode_head",
     "decode_session",
     "encode_blob",
+    "encode_head",
     "encode_session",
+    "open_session",
     "read_blob",
     "read_header",
     "write_blob",
@@ -73,17 +87,42 @@ FORMAT_VERSION = migrations.CURRENT_VERSION
 FLAG_COMPRESSED = 0x1
 FLAG_PASSPHRASE = 0x2
 FLAG_BLOB = 0x4
-KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_PASSPHRASE | FLAG_BLOB
+FLAG_HEAD = 0x8
+#: The version that introduced each flag: a flag unknown to a file's version makes it corrupt.
+_FLAG_SINCE = {FLAG_COMPRESSED: 1, FLAG_PASSPHRASE: 1, FLAG_BLOB: 1, FLAG_HEAD: 2}
+KNOWN_FLAGS = sum(_FLAG_SINCE)
+#: The bits of the flags field that every version keeps for envelope flags (docs/file-format.md,
+#: "Compatibility rules"): a header with a higher bit set was not written by any ipysession.
+ENVELOPE_FLAGS = 0x00FF
+#: How far beyond this release's version a header's version may be and still be believed to come
+#: from a newer ipysession. Format versions go up by one per release that changes the format, so
+#: sixteen is years of releases; a random header lands in that window once in 4,000 tries, and
+#: must then also pass the flag and salt rules (about one in a million altogether).
+NEWER_WINDOW = 16
 
 _HEADER = struct.Struct(f">8sHH{KEY_ID_SIZE}s{SALT_SIZE}s{NONCE_SIZE}s")
 HEADER_SIZE = _HEADER.size
 _TAG_SIZE = TAG_SIZE
+
+#: A session document (or export) that inflates beyond this is refused as corrupt: the store
+#: writes values above its blob threshold (64 KiB by default) to blobs, so a generation file
+#: holds metadata, history and small values, far below this. Configurable per store
+#: (``SessionStore(max_document_bytes=...)``); writers refuse to write what readers would refuse.
+DEFAULT_MAX_DOCUMENT_BYTES = 1 << 30
+#: A blob (one value) that inflates beyond this is refused as corrupt. A value can legitimately be
+#: many gigabytes, and only a holder of the key can seal one, so this bounds a bomb rather than
+#: any real value.
+DEFAULT_MAX_VALUE_BYTES = 64 << 30
+#: A head record is a few hundred bytes; anything larger is not one.
+_MAX_HEAD_BYTES = 64 * 1024
 
 # Payloads whose sample does not shrink below this ratio are stored uncompressed.
 _SAMPLE_SIZE = 48 * 1024
 _WORTH_COMPRESSING = 0.7
 
 PathLike = str | os.PathLike[str] | None
+
+_SESSION, _BLOB, _HEAD = "a session file", "a value blob", "a head record"
 
 
 @dataclass(frozen=True)
@@ -99,11 +138,78 @@ class Header:
         return bool(self.flags & FLAG_BLOB)
 
     @property
+    def is_head(self) -> bool:
+        return bool(self.flags & FLAG_HEAD)
+
+    @property
     def uses_passphrase(self) -> bool:
         return bool(self.flags & FLAG_PASSPHRASE)
 
+    @property
+    def kind(self) -> str:
+        """What the flags say the file is, in words."""
+        if self.is_blob and self.is_head:
+            return "a file with both the blob and the head flag"
+        return _BLOB if self.is_blob else _HEAD if self.is_head else _SESSION
+
     def pack(self) -> bytes:
         return _HEADER.pack(MAGIC, self.version, self.flags, self.key_id, self.salt, self.nonce)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The place a session document was sealed for (format version 2 on).
+
+    ``generation`` N of its session, the checkpoint ``checkpoint``, or neither: an export, bound
+    to no place. The session itself is bound by the document's own ``name``, which the store
+    checks against the directory. A document read from a version 1 file has no binding at all
+    (:attr:`Decoded.binding` is ``None``).
+    """
+
+    generation: int | None = None
+    checkpoint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.generation is not None:
+            return {"generation": self.generation}
+        if self.checkpoint is not None:
+            return {"checkpoint": self.checkpoint}
+        return {}
+
+    @classmethod
+    def from_json(cls, raw: object, *, path: PathLike) -> Binding:
+        generation = raw.get("generation") if isinstance(raw, dict) else None
+        checkpoint = raw.get("checkpoint") if isinstance(raw, dict) else None
+        if (
+            not isinstance(raw, dict)
+            or set(raw) - {"generation", "checkpoint"}
+            or (generation is not None and checkpoint is not None)
+            or (generation is not None and (type(generation) is not int or generation < 1))
+            or (checkpoint is not None and not isinstance(checkpoint, str))
+        ):
+            msg = f"File is authentic but says it belongs to an impossible place ({raw!r})"
+            raise CorruptFile(msg, path=path)
+        return cls(generation=generation, checkpoint=checkpoint)
+
+    def describe(self) -> str:
+        if self.generation is not None:
+            return f"generation {self.generation}"
+        if self.checkpoint is not None:
+            return f"checkpoint {self.checkpoint!r}"
+        return "no place in a store (an export)"
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An authenticated session document, migrated to the current format.
+
+    ``doc`` keeps its ``"format"`` (the current version) and loses ``"bound"``, which is
+    ``binding``: ``None`` for a file written before version 2. ``version`` is the file's own.
+    """
+
+    doc: dict[str, Any]
+    version: int
+    binding: Binding | None
 
 
 def read_header(data: bytes, *, path: PathLike = None) -> Header:
@@ -134,8 +240,34 @@ def _parse_header(data: bytes, size: int, *, path: PathLike) -> Header:
         msg = "Session file has format version 0, which never existed"
         raise CorruptFile(msg, path=path)
     if version > FORMAT_VERSION:
-        raise NewerFormat(found=version, supported=FORMAT_VERSION, path=path)
+        if _plausibly_newer(version, flags, salt):
+            raise NewerFormat(found=version, supported=FORMAT_VERSION, path=path)
+        msg = (
+            f"Session file has a damaged header: it claims format version {version} with flags "
+            f"{flags:#06x}, which no ipysession writes (this one writes version {FORMAT_VERSION})"
+        )
+        raise CorruptFile(msg, path=path)
     return Header(version=version, flags=flags, key_id=key_id, salt=salt, nonce=nonce)
+
+
+def _plausibly_newer(version: int, flags: int, salt: bytes) -> bool:
+    """Whether a header this release cannot read looks like one a newer release wrote.
+
+    Only such a header may ask the user to upgrade; junk that happens to start with the magic
+    must be treated as damage. A newer release keeps the envelope (see the module docstring and
+    docs/file-format.md): a version at most :data:`NEWER_WINDOW` ahead, flags in the low byte,
+    and a salt that is all zero unless the passphrase flag is set.
+    """
+    return (
+        version <= FORMAT_VERSION + NEWER_WINDOW
+        and not flags & ~ENVELOPE_FLAGS
+        and (bool(flags & FLAG_PASSPHRASE) or not any(salt))
+    )
+
+
+def known_flags(version: int) -> int:
+    """The flags a file of format ``version`` may carry."""
+    return sum(flag for flag, since in _FLAG_SINCE.items() if since <= version)
 
 
 def _new_header(key: SealingKey, flags: int) -> tuple[bytes, bytes]:
@@ -152,22 +284,24 @@ def _seal_payload(payload: bytes, key: SealingKey, flags: int) -> bytes:
 
 
 def _open_payload(
-    data: bytes, key: SealingKey, *, path: PathLike, expect_blob: bool
+    data: bytes, key: SealingKey, *, path: PathLike, kind: str, limit: int
 ) -> tuple[Header, bytes]:
     header = read_header(data, path=path)
-    raw_key = _key_for(header, key, path=path, expect_blob=expect_blob)
+    raw_key = _key_for(header, key, path=path, kind=kind)
     try:
         plaintext = unseal(raw_key, header.nonce, data[HEADER_SIZE:], data[:HEADER_SIZE])
     except AuthenticationFailed:
         raise _not_authentic(path) from None
-    return header, _decompressed(header, plaintext, path=path)
+    return header, _decompressed(header, plaintext, path=path, limit=limit)
 
 
-def _key_for(header: Header, key: SealingKey, *, path: PathLike, expect_blob: bool) -> bytes:
+def _key_for(header: Header, key: SealingKey, *, path: PathLike, kind: str) -> bytes:
     """The key that opens a file with ``header``, after checking it is the kind expected."""
-    kind = "a value blob" if header.is_blob else "a session file"
-    if header.is_blob != expect_blob or header.flags & ~KNOWN_FLAGS:
-        msg = f"File is {kind} with flags {header.flags:#06x}, not what was expected here"
+    if header.kind != kind or header.flags & ~known_flags(header.version):
+        msg = (
+            f"File is {header.kind} (format version {header.version}, flags "
+            f"{header.flags:#06x}), not {kind} as expected here"
+        )
         raise CorruptFile(
             msg,
             path=path,
@@ -197,37 +331,98 @@ def _not_authentic(path: PathLike) -> CorruptFile:
     return CorruptFile(msg, path=path)
 
 
-def _decompressed(header: Header, plaintext: bytes, *, path: PathLike) -> bytes:
-    """The payload of an authenticated file."""
-    if header.flags & FLAG_COMPRESSED:
-        try:
-            return zlib.decompress(plaintext)
-        except zlib.error as exc:
-            msg = f"File payload does not decompress ({exc})"
-            raise CorruptFile(msg, path=path) from None
-    return plaintext
+def _out_of_memory(path: PathLike) -> CorruptFile:
+    msg = "File could not be decoded with the memory available, so it is treated as damaged"
+    return CorruptFile(
+        msg,
+        path=path,
+        hint="If it is a session you need, move it back from quarantine and read it where more "
+        "memory is available",
+    )
 
 
-def encode_session(doc: dict[str, Any], key: SealingKey) -> bytes:
-    """Seal a session document (``Session.to_dict()``) into the bytes of a ``.ipys`` file."""
-    doc = {**doc, "format": FORMAT_VERSION}
+def _decompressed(header: Header, plaintext: bytes, *, path: PathLike, limit: int) -> bytes:
+    """The payload of an authenticated file, refused if it is (or inflates to) over ``limit``.
+
+    Inflating is bounded as it happens (``max_length``), so a small file that would inflate to
+    gigabytes costs at most ``limit`` bytes of memory before it is refused.
+    """
+    if not header.flags & FLAG_COMPRESSED:
+        if len(plaintext) > limit:
+            raise _too_large(path, limit, header)
+        return plaintext
+    inflater = zlib.decompressobj()
+    try:
+        payload = inflater.decompress(plaintext, limit + 1)
+    except zlib.error as exc:
+        msg = f"File payload does not decompress ({exc})"
+        raise CorruptFile(msg, path=path) from None
+    except MemoryError:
+        raise _out_of_memory(path) from None
+    if len(payload) > limit:
+        raise _too_large(path, limit, header)
+    if not inflater.eof:
+        msg = "File payload does not decompress (the compressed stream is cut short)"
+        raise CorruptFile(msg, path=path)
+    return payload
+
+
+def _too_large(path: PathLike, limit: int, header: Header) -> CorruptFile:
+    what = "value" if header.is_blob else "document"
+    setting = "" if header.is_blob else " (SessionStore's max_document_bytes)"
+    msg = (
+        f"File's {what} is larger than the limit of {limit:,} bytes{setting}: it is refused "
+        "as damaged (a small file that inflates without bound is how memory is exhausted)"
+    )
+    return CorruptFile(
+        msg,
+        path=path,
+        hint="If you wrote it yourself with a larger limit, read it with that limit; it is kept",
+    )
+
+
+def encode_session(
+    doc: dict[str, Any],
+    key: SealingKey,
+    *,
+    bound: Binding | None = None,
+    limit: int = DEFAULT_MAX_DOCUMENT_BYTES,
+    path: PathLike = None,
+) -> bytes:
+    """Seal a session document (``Session.to_dict()``) into the bytes of a ``.ipys`` file.
+
+    ``bound`` is the place it is written for (``None``: no place, as for an export). A document
+    larger than ``limit`` is refused with :class:`StoreWriteError`, since no reader with that
+    limit would read it back.
+    """
+    doc = {**doc, "format": FORMAT_VERSION, "bound": (bound or Binding()).to_json()}
     payload = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    if len(payload) > limit:
+        msg = (
+            f"The session document is {len(payload):,} bytes, over the limit of {limit:,} "
+            "bytes that readers accept; it was not written"
+        )
+        raise StoreWriteError(
+            msg,
+            path=path,
+            hint="Lower the blob threshold so that large values go to blobs, or raise "
+            "max_document_bytes for every store that reads this session",
+        )
     if _worth_compressing(payload):
         return _seal_payload(zlib.compress(payload, 1), key, FLAG_COMPRESSED)
     return _seal_payload(payload, key, 0)
 
 
-def decode_session(data: bytes, key: SealingKey, *, path: PathLike = None) -> dict[str, Any]:
-    """Authenticate, decrypt, parse and migrate a ``.ipys`` file to the current format."""
-    header, plaintext = _open_payload(data, key, path=path, expect_blob=False)
+def open_session(
+    data: bytes, key: SealingKey, *, path: PathLike = None, limit: int = DEFAULT_MAX_DOCUMENT_BYTES
+) -> Decoded:
+    """Authenticate, decrypt, parse and migrate a ``.ipys`` file; see :class:`Decoded`."""
     try:
-        doc = json.loads(plaintext)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"Session payload is not valid JSON ({exc})"
-        raise CorruptFile(msg, path=path) from None
-    if not isinstance(doc, dict):
-        msg = "Session payload is not a JSON object"
-        raise CorruptFile(msg, path=path)
+        header, plaintext = _open_payload(data, key, path=path, kind=_SESSION, limit=limit)
+        doc = _json_object(plaintext, path=path)
+        del plaintext
+    except MemoryError:
+        raise _out_of_memory(path) from None
     declared = doc.get("format", header.version)
     if declared != header.version:
         msg = f"Session payload says format {declared!r} but its header says {header.version}"
@@ -236,9 +431,44 @@ def decode_session(data: bytes, key: SealingKey, *, path: PathLike = None) -> di
             path=path,
         )
     try:
-        return migrations.upgrade(doc, header.version)
+        doc = migrations.upgrade(doc, header.version)
     except NewerFormat:
         raise NewerFormat(found=header.version, supported=FORMAT_VERSION, path=path) from None
+    # Every step from version 1 on leaves "bound" in the document: None where the file had none.
+    raw = doc.pop("bound", None)
+    binding = None if raw is None else Binding.from_json(raw, path=path)
+    return Decoded(doc=doc, version=header.version, binding=binding)
+
+
+def decode_session(
+    data: bytes, key: SealingKey, *, path: PathLike = None, limit: int = DEFAULT_MAX_DOCUMENT_BYTES
+) -> dict[str, Any]:
+    """The document of :func:`open_session`, for callers that do not ask where it belongs."""
+    return open_session(data, key, path=path, limit=limit).doc
+
+
+def _json_object(plaintext: bytes, *, path: PathLike) -> dict[str, Any]:
+    try:
+        doc = json.loads(plaintext)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"Session payload is not valid JSON ({exc})"
+        raise CorruptFile(msg, path=path) from None
+    if not isinstance(doc, dict):
+        msg = "Session payload is not a JSON object"
+        raise CorruptFile(msg, path=path)
+    return doc
+
+
+def encode_head(doc: dict[str, Any], key: SealingKey) -> bytes:
+    """Seal a head record (see :mod:`ipysession.store.head`): small, never compressed."""
+    payload = json.dumps({**doc, "format": FORMAT_VERSION}, separators=(",", ":")).encode()
+    return _seal_payload(payload, key, FLAG_HEAD)
+
+
+def decode_head(data: bytes, key: SealingKey, *, path: PathLike = None) -> dict[str, Any]:
+    """Authenticate and parse a head record; its fields are checked by the caller."""
+    _, plaintext = _open_payload(data, key, path=path, kind=_HEAD, limit=_MAX_HEAD_BYTES)
+    return _json_object(plaintext, path=path)
 
 
 def encode_blob(value: bytes, key: SealingKey) -> bytes:
@@ -283,14 +513,19 @@ def _worth_compressing(data: bytes) -> bool:
 
 
 def decode_blob(
-    data: bytes, key: SealingKey, *, path: PathLike = None, expected_id: str | None = None
+    data: bytes,
+    key: SealingKey,
+    *,
+    path: PathLike = None,
+    expected_id: str | None = None,
+    limit: int = DEFAULT_MAX_VALUE_BYTES,
 ) -> bytes:
     """Authenticate and decrypt a blob; ``expected_id`` also proves it is the value referred to.
 
     A blob is named by the keyed hash of its content, so checking the hash after decryption stops a
     valid blob from being swapped in for another one.
     """
-    _, value = _open_payload(data, key, path=path, expect_blob=True)
+    _, value = _open_payload(data, key, path=path, kind=_BLOB, limit=limit)
     _check_content(value, key, path=path, expected_id=expected_id)
     return value
 
@@ -302,6 +537,7 @@ def read_blob(
     *,
     path: PathLike = None,
     expected_id: str | None = None,
+    limit: int = DEFAULT_MAX_VALUE_BYTES,
 ) -> tuple[Header, bytes]:
     """:func:`decode_blob` of the ``size`` bytes that ``source`` holds, read a chunk at a time.
 
@@ -310,13 +546,13 @@ def read_blob(
     """
     head = source.read(HEADER_SIZE)
     header = _parse_header(head, size, path=path)
-    raw_key = _key_for(header, key, path=path, expect_blob=True)
+    raw_key = _key_for(header, key, path=path, kind=_BLOB)
     length = size - HEADER_SIZE - _TAG_SIZE
     try:
         plaintext = unseal_from(raw_key, header.nonce, source.readinto, length, head)
     except AuthenticationFailed:
         raise _not_authentic(path) from None
-    value = _decompressed(header, plaintext, path=path)
+    value = _decompressed(header, plaintext, path=path, limit=limit)
     del plaintext
     _check_content(value, key, path=path, expected_id=expected_id)
     return header, value

@@ -31,14 +31,16 @@ from ipysession.errors import (
     StoreWriteError,
 )
 from ipysession.keys.crypto import ContentHasher, SealingKey
-from ipysession.store import fileformat
+from ipysession.store import fileformat, head
 from ipysession.store.blobs import blob_path, check_blob_name, write_blob
 from ipysession.store.disk import Disk
 from ipysession.store.files import read_blob_file, read_file, write_error
+from ipysession.store.meta import digest_of
 from ipysession.store.names import (
     BLOB_SUFFIX,
     BLOBS_DIR,
     CHECKPOINTS_DIR,
+    HEAD_FILE,
     TEMP_PREFIX,
     TRASH_PREFIX,
 )
@@ -63,7 +65,9 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
         inside = path.is_relative_to(disk.root)  # doctor also checks export files
         data = read_file(path, disk.max_file_bytes, root=disk.root if inside else None)[1]
         header = fileformat.read_header(data, path=path)
-        if header.is_blob:
+        if header.is_head and path.name == HEAD_FILE:
+            head.read_head(disk, path.parent)
+        elif header.is_blob:
             value = fileformat.decode_blob(data, disk.key, path=path)
             check_blob_name(path, value, path.name.removesuffix(BLOB_SUFFIX), header, disk.key)
         else:
@@ -112,6 +116,8 @@ def _repair_session(disk: Disk, sdir: Path, grace: float, report: RepairReport) 
     files = [path for _, path in scan_generations(sdir)]
     files += scan_checkpoints(sdir)
     files += [Path(e.path) for e in scan_blobs(sdir)]
+    if os.path.lexists(head.head_path(sdir)):
+        files.append(head.head_path(sdir))
     for path in files:
         report.files_checked += 1
         problem = inspect(disk, path)
@@ -229,16 +235,30 @@ def _rekey_session(
     report: RekeyReport,
 ) -> None:
     """(1) Re-seal every blob under its new id, (2) rewrite every generation and checkpoint in
-    place, each atomically, referring to the new ids, (3) remove the old blobs."""
+    place, each atomically, referring to the new ids and bound to its place (a format 1 file
+    becomes format 2 here), (3) re-seal the head record, naming the new digest, (4) remove the
+    old blobs."""
     renamed = _rekey_blobs(disk, sdir, old_key, either, new_key, report)
-    files = [path for _, path in scan_generations(sdir)]
-    files += scan_checkpoints(sdir)
+    try:
+        recorded = head.read_head(disk, sdir, key=either)
+    except (FileFormatError, OSError, LookupError) as exc:
+        report.problems.append(disk.problem(head.head_path(sdir), exc, sdir, quarantine=True))
+        recorded = None
+    files: list[tuple[int | None, Path]] = list(scan_generations(sdir))
+    files += [(None, path) for path in scan_checkpoints(sdir)]
+    newest: head.Head | None = None
     # Old blobs go only if every file that may refer to them now refers to the new ones.
     old_blobs_unused = True
-    for path in files:
+    for number, path in files:
         try:
             data = read_file(path, disk.max_file_bytes, root=disk.root)[1]
-            session = disk.decode(data, path, sdir, key=either)
+            decoded = disk.opened(data, path, sdir, key=either)
+            refused = None
+            if number is not None and decoded.binding is None:
+                refused = head.unbound_above_head(path, number, recorded)
+            if refused is not None:
+                raise refused  # binding it to its name now would make the substitution true
+            session = disk.session_of(decoded, path)
         except (FileFormatError, OSError, LookupError) as exc:
             problem = disk.problem(path, exc, sdir, quarantine=True)
             report.problems.append(problem)
@@ -253,17 +273,32 @@ def _rekey_session(
             for var_name, record in session.variables.items()
         }
         session = dataclasses.replace(session, variables=variables)
+        place = disk.place(path, sdir)
         try:
-            write_atomically(path, fileformat.encode_session(session.to_dict(), new_key))
+            data = fileformat.encode_session(
+                session.to_dict(), new_key, bound=place, limit=disk.max_document_bytes, path=path
+            )
+            write_atomically(path, data)
         except OSError as exc:
             raise write_error(exc, path, "re-encrypt a session file") from exc
         report.files_rewritten += 1
+        if number is not None and (newest is None or number > newest.generation):
+            newest = head.Head(session.name, number, digest_of(data))
     try:
         fsync_dir(sdir)
         if (sdir / CHECKPOINTS_DIR).is_dir():
             fsync_dir(sdir / CHECKPOINTS_DIR)
     except OSError as exc:
         raise write_error(exc, sdir, "flush the session directory") from exc
+    # The head keeps naming the newest generation written, with the digest of its new file; a
+    # head ahead of every file (its newest were deleted) stays ahead, so the rollback still shows.
+    if recorded is not None and (newest is None or recorded.generation > newest.generation):
+        newest = recorded
+    if newest is not None:
+        try:
+            head.write_head(sdir, newest, new_key)
+        except OSError as exc:
+            raise write_error(exc, head.head_path(sdir), "re-encrypt the head record") from exc
     if not old_blobs_unused:
         logger.warning("Keeping the old blobs of %s: some files could not be re-encrypted", sdir)
         return

@@ -3,12 +3,15 @@ sealed session file (name, times, counts, blob references, writer), keyed by the
 changed file is decoded again. ``list()`` and blob collection are answered from these records.
 
 ``variables`` counts the variables whose value was saved and ``skipped`` those recorded with the
-reason they were not, as ``%session status`` counts them.
+reason they were not, as ``%session status`` counts them. ``digest`` (SHA-256 of the file's bytes)
+and ``bound`` (the file says which generation or checkpoint it is, format 2 on) are what the head
+record is checked against.
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,12 @@ from ipysession.errors import CorruptFile
 from ipysession.model import Session
 from ipysession.store.files import StatKey, stat_key
 
-__all__ = ["FileMeta"]
+__all__ = ["FileMeta", "digest_of"]
+
+
+def digest_of(data: bytes) -> str:
+    """The digest the head record keeps of a generation file: SHA-256 of its bytes, in hex."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,19 @@ class FileMeta:
     kernel_id: str
     host: str
     pid: int
+    digest: str
+    bound: bool
 
     @classmethod
-    def from_doc(cls, doc: dict[str, object], st: os.stat_result, path: Path) -> FileMeta:
+    def from_doc(
+        cls,
+        doc: dict[str, object],
+        st: os.stat_result,
+        path: Path,
+        *,
+        digest: str,
+        bound: bool,
+    ) -> FileMeta:
         """Summary fields of an authenticated document, without building the whole session.
 
         ``list()`` must be fast, and building every history entry of every session is what
@@ -82,10 +100,12 @@ class FileMeta:
             kernel_id=kernel_id if isinstance(kernel_id, str) else "",
             host=host if isinstance(host, str) else "",
             pid=pid if isinstance(pid, int) else 0,
+            digest=digest,
+            bound=bound,
         )
 
     @classmethod
-    def of(cls, session: Session, st: os.stat_result) -> FileMeta:
+    def of(cls, session: Session, st: os.stat_result, *, digest: str, bound: bool) -> FileMeta:
         saved = sum(1 for record in session.variables.values() if record.saved)
         return cls(
             stat_key=stat_key(st),
@@ -101,4 +121,6 @@ class FileMeta:
             kernel_id=session.writer.kernel_id,
             host=session.writer.host,
             pid=session.writer.pid,
+            digest=digest,
+            bound=bound,
         )

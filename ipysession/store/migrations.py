@@ -18,7 +18,7 @@ from ipysession.errors import NewerFormat
 
 __all__ = ["CURRENT_VERSION", "Document", "Step", "step", "upgrade"]
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 
 Document = dict[str, Any]
 Step = Callable[[Document], Document]
@@ -61,4 +61,14 @@ def upgrade(
         doc = migrate(doc)
         version += 1
         doc["format"] = version
+    return doc
+
+
+@step(1)
+def _unbound(doc: Document) -> Document:
+    """Version 2 binds each file to its place (``"bound"``: a generation number, a checkpoint
+    label, or ``{}`` for an export; see docs/file-format.md). A version 1 file was bound to
+    nothing, whatever it holds: ``None`` says so, and the store reads it as before, without the
+    rollback checks a binding allows. Nothing else in the document changed."""
+    doc["bound"] = None
     return doc

@@ -20,6 +20,7 @@ __all__ = [
     "BLOB_SUFFIX",
     "CHECKPOINTS_DIR",
     "GENERATION_SUFFIX",
+    "HEAD_FILE",
     "LOCK_FILE",
     "QUARANTINE_DIR",
     "SESSIONS_DIR",
@@ -34,6 +35,9 @@ __all__ = [
 SESSIONS_DIR = "sessions"
 QUARANTINE_DIR = "quarantine"
 LOCK_FILE = "session.lock"
+#: The sealed head record: the newest generation written and its digest (see
+#: :mod:`ipysession.store.head`). Not named like a generation, so no scan lists it as one.
+HEAD_FILE = "head.ipys"
 BLOBS_DIR = "blobs"
 CHECKPOINTS_DIR = "checkpoints"
 GENERATION_SUFFIX = ".ipys"

@@ -25,6 +25,7 @@ __all__ = [
     "ReadResult",
     "RekeyReport",
     "RepairReport",
+    "Rollback",
     "SessionSummary",
     "WriteResult",
     "problems_of",
@@ -49,17 +50,35 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class Rollback:
+    """The session's newest generations are not what its head record says was written.
+
+    ``head`` is the newest generation the head record names (``None`` when the head record is
+    missing although the session was written in format 2 or later, so a rollback cannot be
+    ruled out); ``used`` is the generation read instead of it; ``message`` says what happened,
+    to which files, and what to do.
+    """
+
+    head: int | None
+    used: int
+    message: str
+
+
+@dataclass(frozen=True)
 class ReadResult:
     """A session as read. ``generation`` is ``None`` for a checkpoint.
 
     Variables larger than the blob threshold keep their ``blob`` reference; fetch their bytes
     with :meth:`SessionStore.read_blob`. ``problems`` lists newer files that were skipped.
+    ``rollback`` is set when the newest generation read is older than, or not the file, the
+    session's head record names: newer generations were deleted or an older copy put back.
     """
 
     session: Session
     generation: int | None
     path: Path
     problems: list[FileProblem] = field(default_factory=list)
+    rollback: Rollback | None = None
 
 
 @dataclass(frozen=True)

@@ -28,21 +28,30 @@ from ipysession.store.names import (
 __all__ = [
     "BLOB_ID_RE",
     "GEN_RE",
+    "MAX_GENERATION",
     "SLUG_RE",
     "check_blob_id",
     "check_label",
     "gen_name",
+    "generation_number",
     "scan_blobs",
     "scan_checkpoints",
     "scan_generations",
+    "scan_junk_generations",
     "scan_session_dirs",
 ]
 
 logger = logging.getLogger("ipysession")
 
 _GEN_DIGITS = 8
+#: No real session reaches this many saves (one a second for 285 million years), and numbers up
+#: to it are exact in every JSON reader. A name numbered above it is junk: never counted, never
+#: the base of the next number (a planted ``gen-999999999999999999.ipys`` once made every later
+#: save be written under a name the scanner did not list).
+MAX_GENERATION = 2**53
 
-GEN_RE = re.compile(r"gen-(\d{1,18})\.ipys")
+#: Any number of digits: a name the scanner skipped would be a generation nobody reads.
+GEN_RE = re.compile(r"gen-(\d+)\.ipys")
 BLOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*-[0-9a-f]{12}")
 _LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -78,20 +87,40 @@ def gen_name(number: int) -> str:
 # --- listing --------------------------------------------------------------------------------------
 
 
-def scan_generations(sdir: Path) -> list[tuple[int, Path]]:
-    """Generation files of a session, oldest first (regular files only)."""
-    found: list[tuple[int, Path]] = []
+def generation_number(name: str) -> int | None:
+    """The number of a generation file named as ipysession names them; ``None`` for any other
+    name (another zero-padding, number 0, or a number above :data:`MAX_GENERATION`)."""
+    match = GEN_RE.fullmatch(name)
+    if not match or len(match[1]) > len(str(MAX_GENERATION)):  # never int() a huge string
+        return None
+    number = int(match[1])
+    if not 1 <= number <= MAX_GENERATION or name != gen_name(number):
+        return None
+    return number
+
+
+def _scan_named_generations(sdir: Path) -> list[tuple[int | None, Path]]:
+    found: list[tuple[int | None, Path]] = []
     try:
         entries = os.scandir(_not_a_link(sdir))
     except (FileNotFoundError, NotADirectoryError):
         return found
     with entries:
         for entry in entries:
-            match = GEN_RE.fullmatch(entry.name)
-            if match and entry.is_file(follow_symlinks=False):
-                found.append((int(match[1]), Path(entry.path)))
-    found.sort()
+            if GEN_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                found.append((generation_number(entry.name), Path(entry.path)))
     return found
+
+
+def scan_generations(sdir: Path) -> list[tuple[int, Path]]:
+    """Generation files of a session, oldest first (regular files only, names as written)."""
+    return sorted((n, p) for n, p in _scan_named_generations(sdir) if n is not None)
+
+
+def scan_junk_generations(sdir: Path) -> list[Path]:
+    """Regular files named ``gen-<digits>.ipys`` that no ipysession writes: another padding
+    (``gen-7.ipys``, which would be a second generation 7), 0, or an absurd number."""
+    return sorted(p for n, p in _scan_named_generations(sdir) if n is None)
 
 
 def scan_checkpoints(sdir: Path) -> list[Path]:

@@ -10,6 +10,7 @@ dir)::
       sessions/<slug>/            one directory per session; slug = readable part + name hash
         session.lock              filelock, held only while writing
         gen-00000042.ipys         the newest ``keep`` generations (default 5)
+        head.ipys                 sealed: the newest generation written and its digest
         blobs/<id>.ipyb           values larger than ``blob_threshold``, sealed on their own
         checkpoints/<label>.ipys  named checkpoints, never rotated away
       quarantine/<slug>/...       files that failed to authenticate or validate, kept for the user
@@ -24,6 +25,11 @@ Guarantees:
   ``quarantine/`` and the next older generation is read; the problem is reported in
   :attr:`ReadResult.problems`. Files sealed under another key or by a newer release are valid,
   so they are left in place (and moved to quarantine, not deleted, if rotation reaches them).
+* **Rollbacks are reported.** Each generation (format 2 on) says which generation it is, and the
+  sealed head record says which one was written last (:mod:`~ipysession.store.head`): an older
+  generation copied or renamed over a newer one is quarantined, and newest generations deleted
+  or put back from an older copy are reported in :attr:`ReadResult.rollback`. Only generations
+  that authenticate and say their own number decide the next number, never a name alone.
 * **Writers exclude each other** with ``filelock`` (which also works on Windows); readers take no
   lock. A write states which generation it started from (``base_generation``); if another writer
   got there first, the caller's ``merge`` reconciles the two, or :class:`WriteConflict` is raised.
@@ -49,6 +55,7 @@ from __future__ import annotations
 import builtins  # SessionStore.list shadows the builtin in the class body
 import contextlib
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -67,9 +74,10 @@ from ipysession.errors import (
 )
 from ipysession.keys.crypto import SealingKey
 from ipysession.model import Session
-from ipysession.store import blobs, fileformat, maintenance, reading, retention, summaries
+from ipysession.store import blobs, fileformat, head, maintenance, reading, retention, summaries
 from ipysession.store.disk import Disk
 from ipysession.store.files import write_error
+from ipysession.store.meta import digest_of
 from ipysession.store.names import (
     BLOB_SUFFIX,
     CHECKPOINTS_DIR,
@@ -87,11 +95,18 @@ from ipysession.store.results import (
     ReadResult,
     RekeyReport,
     RepairReport,
+    Rollback,
     SessionSummary,
     WriteResult,
     problems_of,
 )
-from ipysession.store.scan import check_label, gen_name, scan_checkpoints, scan_generations
+from ipysession.store.scan import (
+    MAX_GENERATION,
+    check_label,
+    gen_name,
+    scan_checkpoints,
+    scan_generations,
+)
 
 # The records, names and the module ``fileformat`` are listed too: callers imported them from
 # here before the store was split, and ``ipysession.store`` is where new code finds them.
@@ -106,6 +121,7 @@ __all__ = [
     "ReadResult",
     "RekeyReport",
     "RepairReport",
+    "Rollback",
     "SessionStore",
     "SessionSummary",
     "WriteResult",
@@ -125,6 +141,9 @@ DEFAULT_GRACE = 10 * 60.0
 #: A session file larger than this is not read at all (reading it would exhaust memory): nothing
 #: ipysession writes comes near it, so it is treated as a corrupt file and moved to quarantine.
 DEFAULT_MAX_FILE_BYTES = 8 << 30
+#: A session document that inflates beyond this is treated as corrupt (see
+#: :data:`ipysession.store.fileformat.DEFAULT_MAX_DOCUMENT_BYTES`), and none larger is written.
+DEFAULT_MAX_DOCUMENT_BYTES = fileformat.DEFAULT_MAX_DOCUMENT_BYTES
 
 
 class SessionStore:
@@ -132,7 +151,9 @@ class SessionStore:
 
     ``keep`` newest generations are kept per session; values larger than ``blob_threshold`` bytes
     go to blobs; a write waits at most ``lock_timeout`` seconds for another writer;
-    unreferenced blobs and temp files younger than ``gc_grace`` seconds are never removed.
+    unreferenced blobs and temp files younger than ``gc_grace`` seconds are never removed; a
+    file larger than ``max_file_bytes`` is never read, and a session document that inflates
+    beyond ``max_document_bytes`` is treated as corrupt (and never written).
     """
 
     def __init__(
@@ -145,6 +166,7 @@ class SessionStore:
         blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
         gc_grace: float = DEFAULT_GRACE,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
     ) -> None:
         if keep < 1:
             msg = f"keep must be at least 1, not {keep}"
@@ -154,7 +176,11 @@ class SessionStore:
         self.blob_threshold = blob_threshold
         self.gc_grace = gc_grace
         self._disk = Disk(
-            self.root, key=key, lock_timeout=lock_timeout, max_file_bytes=max_file_bytes
+            self.root,
+            key=key,
+            lock_timeout=lock_timeout,
+            max_file_bytes=max_file_bytes,
+            max_document_bytes=max_document_bytes,
         )
         self._closed = False
 
@@ -195,6 +221,10 @@ class SessionStore:
     @property
     def max_file_bytes(self) -> int:
         return self._disk.max_file_bytes
+
+    @property
+    def max_document_bytes(self) -> int:
+        return self._disk.max_document_bytes
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -246,7 +276,13 @@ class SessionStore:
         started = time.perf_counter()
         with disk.locked(sdir, create=True):
             gens = scan_generations(sdir)
-            newest = gens[-1][0] if gens else 0
+            # Only what authenticates decides: the newest generation that is what its name says,
+            # and the head record (a rollback must not make numbers be reused).
+            # The head also counts for conflicts: it is proof that its generation was written,
+            # even if that file is damaged or gone now.
+            recorded, _ = head.read_head_quietly(disk, sdir)
+            trusted = head.newest_trusted(disk, sdir, gens, recorded)
+            newest = max(trusted[0] if trusted else 0, recorded.generation if recorded else 0)
             merged = False
             if base_generation is not None and newest > base_generation:
                 if merge is None:
@@ -263,7 +299,7 @@ class SessionStore:
                 if slug_for(session.name) != sdir.name:
                     msg = f"The merge returned a session named {session.name!r}, not the same name"
                     raise WriteConflict(msg, path=sdir)
-            number = newest + 1
+            number = _next_number(sdir, newest)
             target = sdir / gen_name(number)
             prepared, blobs_written, blob_bytes = blobs.externalize(
                 disk, sdir, session, self.blob_threshold
@@ -273,14 +309,24 @@ class SessionStore:
                 for var, record in prepared.variables.items()
                 if record.blob is not None and session.variables[var].data is not None
             }
-            data = fileformat.encode_session(prepared.to_dict(), disk.key)
+            data = fileformat.encode_session(
+                prepared.to_dict(),
+                disk.key,
+                bound=fileformat.Binding(generation=number),
+                limit=disk.max_document_bytes,
+                path=target,
+            )
             try:
                 st = write_atomically(target, data)
                 fsync_dir(sdir)
             except OSError as exc:
                 raise write_error(exc, target, f"write generation {number}") from exc
-            disk.remember(target, st, prepared)
-            retention.rotate(disk, sdir, [*gens, (number, target)], self.keep)
+            disk.remember(target, st, prepared, data=data, bound=True)
+            _record_head(sdir, head.Head(session.name, number, digest_of(data)), disk.key)
+            # Names above the new number are files that decide nothing (another key, a newer
+            # release, damage): not the newest ``keep``, so never a reason to rotate ours away.
+            kept = [(n, p) for n, p in gens if n < number]
+            retention.rotate(disk, sdir, [*kept, (number, target)], self.keep)
             retention.collect_blobs(disk, sdir, grace=self.gc_grace)
         logger.debug(
             "Wrote %s generation %d (%d bytes, %d new blobs) in %.1f ms",
@@ -356,6 +402,12 @@ class SessionStore:
         sdir = self._existing_dir(name)
         return blobs.read_checked_blob(self._disk, sdir, blob_id)
 
+    def rollback(self, name: str) -> Rollback | None:
+        """What the head record says of the session's newest generation, reading summaries only
+        and moving nothing: what ``ipysession doctor`` reports (see :attr:`ReadResult.rollback`).
+        """
+        return head.check(self._disk, self._existing_dir(name))
+
     # -- listing ----------------------------------------------------------------------------------
 
     def list(self) -> list[SessionSummary]:
@@ -404,14 +456,20 @@ class SessionStore:
                 prepared = reading.read_newest(self._disk, name, sdir).session
             else:
                 prepared = blobs.externalize(disk, sdir, session, self.blob_threshold)[0]
-            data = fileformat.encode_session(prepared.to_dict(), disk.key)
+            data = fileformat.encode_session(
+                prepared.to_dict(),
+                disk.key,
+                bound=fileformat.Binding(checkpoint=label),
+                limit=disk.max_document_bytes,
+                path=target,
+            )
             try:
                 disk.ensure_dir(target.parent)
                 st = write_atomically(target, data)
                 fsync_dir(target.parent)
             except OSError as exc:
                 raise write_error(exc, target, f"write checkpoint {label!r}") from exc
-            disk.remember(target, st, prepared)
+            disk.remember(target, st, prepared, data=data, bound=True)
         logger.info("Saved checkpoint %s of %s", label, sdir.name)
         return target
 
@@ -488,3 +546,33 @@ class SessionStore:
         """
         self._check_open()
         return maintenance.share_blobs(self._disk, source, target, blob_ids)
+
+
+def _next_number(sdir: Path, after: int) -> int:
+    """The number of the next generation: after ``after``, skipping any name already taken
+    (a file this key cannot read is never written over)."""
+    number = after + 1
+    while os.path.lexists(sdir / gen_name(number)):
+        number += 1
+    if number > MAX_GENERATION:
+        msg = f"Session has reached the largest generation number ({MAX_GENERATION})"
+        raise StoreError(msg, path=sdir, hint="Export it and import it under a new name")
+    return number
+
+
+def _record_head(sdir: Path, record: head.Head, key: SealingKey) -> None:
+    """Write the head record after the generation it names is on disk.
+
+    A failure is logged, not raised: the generation is saved, and a head left behind it is
+    what readers expect after a crash between the two writes.
+    """
+    try:
+        head.write_head(sdir, record, key)
+    except OSError as exc:
+        logger.warning(
+            "Generation %d of %s is saved, but its head record could not be written (%s); "
+            "rollbacks of it cannot be detected until the next save",
+            record.generation,
+            sdir.name,
+            exc.strerror or exc,
+        )

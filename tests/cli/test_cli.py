@@ -427,11 +427,13 @@ def test_show_wrong_key_and_newer_format_exit_2(
 
     for gen in (env["root"] / "sessions").glob("analysis-*/gen-*.ipys"):
         data = bytearray(gen.read_bytes())
-        data[8:10] = (99).to_bytes(2, "big")
+        # The next format version: only a version a newer release could have written asks for
+        # an upgrade (anything else in that field is damage).
+        data[8:10] = (fileformat.FORMAT_VERSION + 1).to_bytes(2, "big")
         gen.write_bytes(bytes(data))
     code, _, err = run(capsys, "show", "analysis")
     assert code == EXIT_DATA
-    assert "version 99" in err
+    assert f"version {fileformat.FORMAT_VERSION + 1}" in err
     assert "pip install -U ipysession" in err
 
 
@@ -543,8 +545,8 @@ def test_doctor_all_well(
     assert report["paths"]["root dir"]["state"] == "ok"
     assert report["paths"]["config dir"]["mode"] == "0700"
     kinds = sorted(f["kind"] for f in report["sessions"][0]["files"])
-    assert kinds == ["blob", "checkpoint", "generation", "generation"]
-    assert report["summary"]["files"] == {"ok": 4}
+    assert kinds == ["blob", "checkpoint", "generation", "generation", "head"]
+    assert report["summary"]["files"] == {"ok": 5}  # with the head record
 
 
 def test_doctor_reports_corrupt_and_wrong_key_and_repair_quarantines_the_corrupt_one(
@@ -604,7 +606,9 @@ def test_doctor_reports_corrupt_and_wrong_key_and_repair_quarantines_the_corrupt
     assert quarantined[0].is_relative_to(root / "quarantine")
     assert quarantined[0].exists()
     assert report["quarantine"]["files"] == 1
-    assert [p["path"] for p in report["repair"]["left_in_place"]] == [str(wrong)]
+    # The foreign session's generation and head record are both under the other key.
+    wrong_head = wrong.parent / "head.ipys"
+    assert [p["path"] for p in report["repair"]["left_in_place"]] == [str(wrong), str(wrong_head)]
     assert wrong.exists()
     assert str(stale) in report["repair"]["temp_files_removed"]
     assert not stale.exists()
@@ -612,12 +616,27 @@ def test_doctor_reports_corrupt_and_wrong_key_and_repair_quarantines_the_corrupt
     assert not orphan.exists()
     # the wrong-key file is still a problem for the user to resolve; the corrupt one is not
     assert code == EXIT_DATA
-    assert len(report["problems"]) == 1
+    assert len(report["problems"]) == 2
     assert str(wrong) in report["problems"][0]
+    assert str(wrong_head) in report["problems"][1]
 
     code, out, _ = run(capsys, "doctor", "--repair")
     assert "left in place (wrong-key)" in out
     assert "quarantined    1 file" in out
+
+
+def test_doctor_reports_deleted_newest_generations_as_a_rollback(
+    capsys: pytest.CaptureFixture[str], saved: Session, env: dict[str, Path]
+) -> None:
+    newest = sorted(env["root"].glob("sessions/analysis-*/gen-*.ipys"))[-1]
+    newest.unlink()
+    code, out, _ = run(capsys, "doctor")
+    assert code == EXIT_DATA
+    assert "ROLLBACK: Generation 2 is the newest one written" in out
+    report = json.loads(run(capsys, "doctor", "--json")[1])
+    [session] = report["sessions"]
+    assert "generation 2 is not in" in session["rollback"]
+    assert any("rollback" in problem for problem in report["problems"])
 
 
 def test_doctor_flags_open_permissions(
@@ -1168,7 +1187,7 @@ def test_rekey_quarantines_a_corrupt_file_and_still_commits(
 def test_doctor_repair_on_a_clean_store(capsys: pytest.CaptureFixture[str], saved: Session) -> None:
     code, out, _ = run(capsys, "doctor", "--repair")
     assert code == EXIT_OK
-    assert "repair: checked 4 files" in out
+    assert "repair: checked 5 files" in out  # with the head record
     assert "nothing needed repairing" in out
 
 

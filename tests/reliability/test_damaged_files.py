@@ -108,6 +108,10 @@ def damage(path: Path, how: str, marker: Path) -> None:
             f.truncate(1 << 40)
     elif how == "junk":
         path.write_bytes(os.urandom(len(data)))
+    elif how == "junk-header":  # our magic, then random bytes: no "upgrade" for this
+        path.write_bytes(fileformat.MAGIC + (44672).to_bytes(2, "big") + os.urandom(len(data)))
+    elif how == "older-copy":  # generation 1, authentic, copied over the newest
+        path.write_bytes(gen(path.parent, 1).read_bytes())
     elif how == "pickle":
         path.write_bytes(payload(marker))
     elif how == "forged-header":  # our magic, version and key id, then a pickle
@@ -131,6 +135,8 @@ def damage(path: Path, how: str, marker: Path) -> None:
         ("zero-length", "corrupt"),
         ("absurd-length", "corrupt"),
         ("junk", "corrupt"),
+        ("junk-header", "corrupt"),
+        ("older-copy", "corrupt"),
         ("pickle", "corrupt"),
         ("forged-header", "corrupt"),
         ("newer-format", "newer-format"),

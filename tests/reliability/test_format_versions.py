@@ -3,7 +3,8 @@
 Two kinds of fixtures live in ``tests/fixtures/``, made with the published test key by
 ``tests/fixtures/make_fixtures.py`` and never remade:
 
-* ``v<N>-session.ipys`` and ``v<N>-blob.ipyb``, one pair per *format* version;
+* ``v<N>-session.ipys`` and ``v<N>-blob.ipyb`` (and, from format 2, ``v<N>-head.ipys``, the head
+  record naming the session file as generation 1), one set per *format* version;
   ``tests/store/test_migrations.py`` checks their content field by field, this module that there is
   one for every version up to the current one and that a kernel restores it;
 * ``release-<X.Y.Z>-session.ipys`` and ``release-<X.Y.Z>-blob.ipyb``, one pair per *released
@@ -59,17 +60,22 @@ def _version_key(path: Path) -> tuple[int, ...]:
 
 
 def install(root: Path, session_file: Path, blob_file: Path) -> None:
-    """Put a fixture into a store as generation 1 of its session, with its blob."""
+    """Put a fixture into a store as generation 1 of its session, with its blob and, from
+    format 2 on, its head record."""
     sdir = session_dir_for(root, NAME)
     (sdir / "blobs").mkdir(parents=True)
     shutil.copy(session_file, sdir / "gen-00000001.ipys")
     shutil.copy(blob_file, sdir / "blobs" / f"{KEY.content_id(SCRIPT.BLOB_VALUE)}.ipyb")
+    head_file = session_file.with_name(session_file.name.replace("-session.", "-head."))
+    if head_file.exists():
+        shutil.copy(head_file, sdir / "head.ipys")
 
 
 def check_store(root: Path) -> None:
     with SessionStore(root, key=KEY) as store:
         result = store.read(NAME)
         assert result.problems == []
+        assert result.rollback is None
         session = result.session
         assert [h.source for h in session.history][:2] == ["import math", "r = math.pi * 2"]
         assert session.variables["fh"].skipped == "open file handle"
@@ -106,6 +112,7 @@ def test_every_format_version_has_a_fixture() -> None:
     for version in range(1, fileformat.FORMAT_VERSION + 1):
         assert (FIXTURES / f"v{version}-session.ipys").is_file(), version
         assert (FIXTURES / f"v{version}-blob.ipyb").is_file(), version
+        assert (FIXTURES / f"v{version}-head.ipys").is_file() == (version >= 2), version
 
 
 @pytest.mark.parametrize(
@@ -147,3 +154,28 @@ def test_a_file_written_by_the_previous_release_still_reads(
     install(isolated_dirs, session_file, blob_file)
     check_store(isolated_dirs)
     check_restore(kernel_shell)
+
+
+def test_a_format_1_fixture_reads_as_before_without_rollback_checks(isolated_dirs: Path) -> None:
+    # Format 1 files say nothing about which generation they are: renamed, one still reads
+    # (documented in docs/file-format.md), and no head record is asked for.
+    install(isolated_dirs, FIXTURES / "v1-session.ipys", FIXTURES / "v1-blob.ipyb")
+    sdir = session_dir_for(isolated_dirs, NAME)
+    (sdir / "gen-00000001.ipys").rename(sdir / "gen-00000009.ipys")
+    with SessionStore(isolated_dirs, key=KEY) as store:
+        result = store.read(NAME)
+        assert (result.generation, result.problems, result.rollback) == (9, [], None)
+
+
+def test_a_format_2_fixture_renamed_is_refused_as_a_substitution(isolated_dirs: Path) -> None:
+    install(isolated_dirs, FIXTURES / "v2-session.ipys", FIXTURES / "v2-blob.ipyb")
+    sdir = session_dir_for(isolated_dirs, NAME)
+    shutil.copy(sdir / "gen-00000001.ipys", sdir / "gen-00000009.ipys")
+    with SessionStore(isolated_dirs, key=KEY) as store:
+        result = store.read(NAME)
+        assert result.generation == 1
+        [problem] = result.problems
+        assert problem.path == sdir / "gen-00000009.ipys"
+        assert "holds generation 1 of this session, not generation 9" in problem.message
+        assert problem.quarantined_to is not None
+        assert result.rollback is None  # the head names generation 1, which was read

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipysession.errors import CorruptFile, NewerFormat, SessionError, WrongKey
+from ipysession.errors import CorruptFile, NewerFormat, SessionError, StoreWriteError, WrongKey
 from ipysession.keys import crypto
 from ipysession.keys.crypto import MasterKey, PassphraseKey
 from ipysession.model import (
@@ -92,7 +92,10 @@ def expected_error(original: bytes, offset: int, changed: int) -> type[SessionEr
         version = int.from_bytes(
             (original[:offset] + bytes([changed]) + original[offset + 1 :])[8:10], "big"
         )
-        return NewerFormat if version > fileformat.FORMAT_VERSION else CorruptFile
+        # Only a version a little ahead of ours reads as a newer release's; anything else in
+        # the version field is damage (a random header once said "upgrade ipysession").
+        newer = fileformat.FORMAT_VERSION < version <= fileformat.FORMAT_VERSION + 16
+        return NewerFormat if newer else CorruptFile
     if 12 <= offset < 20:
         # The key id names the key that sealed the file. A changed key id matches no key we
         # hold, and from the header alone that is indistinguishable from a file sealed under
@@ -407,3 +410,118 @@ def test_passphrase_keys_work_and_derive_once_per_salt(
     with pytest.raises(WrongKey, match="passphrase") as info:
         decode_session(data, PassphraseKey("wrong passphrase"))
     assert "IPYSESSION_PASSPHRASE" in str(info.value)
+
+
+# --- junk headers and decompression bombs -------------------------------------------------------
+
+
+def test_junk_after_the_magic_is_corrupt_not_a_newer_version() -> None:
+    # Random bytes after our magic once read as "format version 44672 is newer ... upgrade".
+    junk = fileformat.MAGIC + (44672).to_bytes(2, "big") + os.urandom(HEADER_SIZE + 6)
+    with pytest.raises(CorruptFile, match="damaged header") as info:
+        decode_session(junk, KEY)
+    assert "upgrade" not in str(info.value).lower()
+    # The same version field in a header a newer release could have written is still "newer".
+    near = fileformat.FORMAT_VERSION + fileformat.NEWER_WINDOW
+    assert isinstance(_error_of(newer_file(near)), NewerFormat)
+    assert isinstance(_error_of(newer_file(near + 1)), CorruptFile)
+    # Unknown high flag bits, or a salt without the passphrase flag: no release writes those.
+    plausible = bytearray(newer_file(fileformat.FORMAT_VERSION + 1))
+    plausible[10:12] = (0x0101).to_bytes(2, "big")
+    assert isinstance(_error_of(bytes(plausible)), CorruptFile)
+    salted = bytearray(newer_file(fileformat.FORMAT_VERSION + 1))
+    salted[20] = 1
+    assert isinstance(_error_of(bytes(salted)), CorruptFile)
+
+
+def _error_of(data: bytes) -> SessionError:
+    with pytest.raises(SessionError) as info:
+        decode_session(data, KEY)
+    return info.value
+
+
+def bomb(inflated: int, *, version: int = fileformat.FORMAT_VERSION) -> bytes:
+    """An authentic session file whose payload inflates to ``inflated`` bytes of JSON."""
+    raw, salt, key_id = KEY.for_writing()
+    header = fileformat.Header(
+        version, fileformat.FLAG_COMPRESSED, key_id, salt, crypto.new_nonce()
+    )
+    packed = header.pack()
+    inflater = zlib.compressobj(9)
+    prefix = b'{"format":%d,"name":"nb","pad":"' % version
+    chunks = [inflater.compress(prefix)]
+    block = b"a" * (1 << 20)
+    for _ in range(inflated // len(block)):
+        chunks.append(inflater.compress(block))
+    chunks.append(inflater.compress(b'"}') + inflater.flush())
+    return packed + crypto.seal(raw, header.nonce, b"".join(chunks), packed)
+
+
+def test_a_decompression_bomb_is_refused_at_the_limit_without_inflating_it(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    data = bomb(256 << 20)  # about 256 KB on disk, 256 MiB inflated
+    assert len(data) < 1 << 20
+    path = tmp_path / "gen-00000001.ipys"
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptFile) as info:
+            decode_session(data, KEY, path=path, limit=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20  # bounded by the limit, not by what the bomb would inflate to
+    message = str(info.value)
+    assert "1,048,576 bytes" in message
+    assert str(path) in message
+    # Under the limit the same kind of file reads (and is rejected only for being no session).
+    assert decode_session(bomb(2 << 20), KEY, limit=4 << 20)["name"] == "nb"
+
+
+def test_a_bomb_as_the_newest_generation_falls_back_to_the_previous(tmp_path: Path) -> None:
+    with SessionStore(tmp_path / "root", key=KEY, max_document_bytes=1 << 20) as store:
+        store.write(small_session("nb"))
+        store.write(small_session("nb"))
+        newest = store.session_dir("nb") / "gen-00000002.ipys"
+        newest.write_bytes(bomb(64 << 20))
+        result = store.read("nb")
+        assert result.generation == 1
+        [problem] = result.problems
+        assert problem.kind == "corrupt"
+        assert "limit of 1,048,576 bytes" in problem.message
+        assert problem.quarantined_to is not None
+
+
+def test_out_of_memory_while_decoding_is_a_damaged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SessionStore(tmp_path / "root", key=KEY) as store:
+        noise = base64.b64encode(os.urandom(30_000)).decode()  # stored uncompressed
+        first = store.write(Session(name="nb", history=[HistoryEntry(noise, 1, 1.0)])).path
+        store.write(Session(name="nb", history=[HistoryEntry("y" * 100_000, 1, 1.0)]))
+        newest = store.session_dir("nb") / "gen-00000002.ipys"
+        assert fileformat.read_header(newest.read_bytes()).flags & fileformat.FLAG_COMPRESSED
+        assert not fileformat.read_header(first.read_bytes()).flags & fileformat.FLAG_COMPRESSED
+
+        class Exhausted:
+            def decompress(self, data: bytes, max_length: int) -> bytes:
+                raise MemoryError
+
+        monkeypatch.setattr(fileformat.zlib, "decompressobj", Exhausted)
+        result = store.read("nb")  # never a MemoryError out of read
+        assert result.generation == 1
+        [problem] = result.problems
+        assert problem.path == newest
+        assert "memory" in problem.message
+        assert problem.quarantined_to is not None
+
+
+def test_a_document_over_the_limit_is_never_written(tmp_path: Path) -> None:
+    with SessionStore(tmp_path / "root", key=KEY, max_document_bytes=64 * 1024) as store:
+        store.write(small_session("nb"))
+        big = Session(name="nb", history=[HistoryEntry(os.urandom(40_000).hex(), 1, 1.0)])
+        with pytest.raises(StoreWriteError, match="over the limit of 65,536 bytes"):
+            store.write(big)
+        assert store.read("nb").generation == 1

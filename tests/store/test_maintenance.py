@@ -96,7 +96,7 @@ def test_repair(store: SessionStore, root: Path) -> None:
     assert report.blobs_removed == [orphan]
     assert report.left_in_place == []
     assert report.sessions_skipped == []
-    assert report.files_checked == 3 + 3  # generations + blobs (value, orphan, young)
+    assert report.files_checked == 3 + 3 + 1  # generations, blobs (value, orphan, young), head
     assert fresh_tmp.exists()
     assert young.exists()
     assert not trash.exists()
@@ -114,9 +114,9 @@ def test_repair_leaves_wrong_key_files_and_keeps_blobs_it_cannot_account_for(roo
     with SessionStore(root, key=OTHER_KEY) as other:
         other.checkpoint("nb", "theirs", make_session(big=os.urandom(70_000)))
         report = other.repair(grace=0)
-        # Its own checkpoint is fine; our generation and blob are under another key: left alone,
-        # and no blob is collected since the other key's references cannot be read.
-        assert sorted(p.kind for p in report.left_in_place) == ["wrong-key", "wrong-key"]
+        # Its own checkpoint is fine; our generation, blob and head record are under another key:
+        # left alone, and no blob is collected since the other key's references cannot be read.
+        assert sorted(p.kind for p in report.left_in_place) == ["wrong-key"] * 3
         assert report.quarantined == []
         assert report.blobs_removed == []
     assert len(list((store.session_dir("nb") / "blobs").iterdir())) == 2
@@ -187,7 +187,9 @@ def test_an_interrupted_rekey_stays_readable_and_can_be_finished(root: Path) -> 
     newest = sdir / "gen-00000002.ipys"
     doc = fileformat.decode_session(newest.read_bytes(), KEY)
     doc["variables"]["big"]["blob"] = OTHER_KEY.content_id(value)
-    newest.write_bytes(fileformat.encode_session(doc, OTHER_KEY))
+    doc.pop("format")
+    bound = fileformat.Binding(generation=2)
+    newest.write_bytes(fileformat.encode_session(doc, OTHER_KEY, bound=bound))
     (sdir / "blobs" / f"{OTHER_KEY.content_id(value)}.ipyb").write_bytes(
         fileformat.encode_blob(value, OTHER_KEY)
     )

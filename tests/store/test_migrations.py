@@ -124,7 +124,7 @@ def test_fixture_key_is_the_one_that_made_the_fixtures() -> None:
     assert _make_fixtures_module().FIXTURE_KEY == FIXTURE_KEY
 
 
-@pytest.mark.parametrize("version", [1])
+@pytest.mark.parametrize("version", [1, 2])
 def test_fixture_session_reads(version: int) -> None:
     key = MasterKey(FIXTURE_KEY, description="fixture test key")
     data = (FIXTURES / f"v{version}-session.ipys").read_bytes()
@@ -176,3 +176,13 @@ def test_fixture_reads_through_the_store(tmp_path: Path) -> None:
         again = store.read(name)
         assert again.generation == written.generation == 2
         assert again.session == result.session
+
+
+def test_a_format_1_document_migrates_to_an_unbound_one() -> None:
+    doc = upgrade({"format": 1, "name": "nb", "bound": {"generation": 7}}, 1)
+    assert doc == {"format": 2, "name": "nb", "bound": None}  # nothing in a v1 file binds it
+    data = (FIXTURES / "v2-session.ipys").read_bytes()
+    key = MasterKey(FIXTURE_KEY, description="fixture test key")
+    assert fileformat.open_session(data, key).binding == fileformat.Binding(generation=1)
+    v1 = fileformat.open_session((FIXTURES / "v1-session.ipys").read_bytes(), key)
+    assert (v1.version, v1.binding) == (1, None)
