@@ -620,6 +620,8 @@ class SessionManager(Configurable):
         report.generation = result.generation
         report.path = str(result.path)
         report.problems = [f"{problem.kind}: {problem.message}" for problem in result.problems]
+        if result.rollback is not None:  # newest generations deleted or put back (head record)
+            report.problems.append(f"rollback: {result.rollback.message}")
         self.workspace.apply(
             result.session, report, source=source, parts=parts, variables=variables, own=own
         )

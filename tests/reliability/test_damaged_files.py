@@ -178,6 +178,24 @@ def test_a_damaged_newest_generation_falls_back_to_the_newest_good_one(
     assert not marker.exists()
 
 
+def test_deleted_newest_generations_are_reported_in_the_restore_summary(
+    shell: Any, shown: list[str]
+) -> None:
+    sdir, newest = save_generations(shell)
+    gen(sdir, newest).unlink()
+    gen(sdir, newest - 1).unlink()
+    shown.clear()
+    start(shell)
+    report = manager_of(shell).last_restore
+    assert report is not None
+    assert report.generation == newest - 2
+    [problem] = report.problems
+    assert problem.startswith(f"rollback: Generation {newest} is the newest one written")
+    messages = [t for t in shown if "ipysession" in t]
+    assert len(messages) == 1
+    assert f"generations {newest - 1}-{newest}" in messages[0]
+
+
 def test_a_stored_value_replaced_by_a_pickle_fails_alone(
     shell: Any, shown: list[str], tmp_path: Path
 ) -> None:
