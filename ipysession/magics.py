@@ -10,20 +10,20 @@ import argparse
 import ast
 import getpass
 import os
-import shlex
+import re
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 
 from ipysession import display, presentation
 from ipysession.errors import SessionError, SessionNotFound
 from ipysession.session.manager import AUTOSAVE_INTERVALS, SessionManager, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS
 
-__all__ = ["SessionMagics", "build_parser"]
+__all__ = ["SessionMagics", "build_parser", "split_line"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +40,63 @@ class _Parser(argparse.ArgumentParser):
 
 class _HelpShown(Exception):
     pass
+
+
+# One piece of a line, as shlex.split reads it: blanks (shlex's four, not every Unicode space),
+# '...', "..." (where a backslash escapes only `"` and `\`), a backslash-escaped character, or
+# plain text. Each alternative consumes at least one character and none can backtrack into
+# another (the double-quoted body is the "unrolled loop" form), so a scan is linear; a quote or
+# backslash that opens nothing is `bad`.
+_PIECE = re.compile(
+    r"""(?P<blank>[ \t\r\n]+)
+    |'(?P<single>[^']*)'
+    |"(?P<double>[^"\\]*(?:\\.[^"\\]*)*)"
+    |\\(?P<escaped>.)
+    |(?P<plain>[^ \t\r\n'"\\]+)
+    |(?P<bad>['"\\])""",
+    re.VERBOSE | re.DOTALL,
+)
+_DOUBLE_QUOTED_ESCAPE = re.compile(r'\\(["\\])')
+
+
+def split_line(line: str) -> list[str]:
+    """The words of ``line`` as ``shlex.split`` gives them, in time linear in its length.
+
+    ``shlex`` grows each word one character at a time (``self.token += char`` on an attribute,
+    which CPython cannot extend in place), so a long word costs time quadratic in its length:
+    ``--vars`` with 64,000 names is one word of 450,000 characters, and so is a very long
+    session name. Raises ValueError with shlex's words for an unbalanced quote or a trailing
+    backslash.
+    """
+    words: list[str] = []
+    word: list[str] | None = None  # None between words; [] for a word that is '' so far
+    for match in _PIECE.finditer(line):
+        kind = match.lastgroup
+        if kind == "blank":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+            continue
+        if kind == "bad":
+            raise ValueError(_unbalanced(match.group(), line[match.end() :]))
+        if word is None:
+            word = []
+        text = match[kind] if kind is not None else ""
+        if kind == "double":
+            text = _DOUBLE_QUOTED_ESCAPE.sub(r"\1", text)
+        word.append(text)
+    if word is not None:
+        words.append("".join(word))
+    return words
+
+
+def _unbalanced(opener: str, rest: str) -> str:
+    """shlex's words for what is wrong, after an ``opener`` that opens nothing and ``rest``."""
+    # Inside an unclosed "...", shlex stops first at a trailing backslash that escapes nothing.
+    trailing = len(rest) - len(rest.rstrip("\\"))
+    if opener == "\\" or (opener == '"' and trailing % 2):
+        return "No escaped character"
+    return "No closing quotation"
 
 
 def _csv(value: str) -> list[str]:
@@ -61,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Save, restore and inspect the persistent session of this kernel. The workspace is "
             "saved automatically after cells and restored when the kernel starts; these commands "
-            "give manual control. Run `%session COMMAND -h` for one command's options."
+            "give manual control. Run `%session COMMAND -h` for one command's options. The line "
+            "is split as a shell splits it and otherwise taken literally: $name and {expression} "
+            "are not expanded."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -167,12 +226,17 @@ class SessionMagics(Magics):
         self.manager = manager
 
     @line_magic
+    # The line is taken literally: IPython's $name/{expr} expansion costs time quadratic in the
+    # line's length (its pattern rescans the rest of the line from every position), 3 s for
+    # 4000 names, and it would mangle what this magic is given (a password's `$$` in a URL, a
+    # `{...}` in a session name or a --grep pattern).
+    @no_var_expand
     def session(self, line: str = "") -> None:
         try:
-            args = _PARSER.parse_args(shlex.split(line))
+            args = _PARSER.parse_args(split_line(line))
         except _HelpShown:
             return
-        except ValueError as exc:  # shlex: unbalanced quotes
+        except ValueError as exc:  # unbalanced quotes
             msg = f"%session: {exc}"
             raise UsageError(msg) from None
         command = args.command or "status"
@@ -300,7 +364,7 @@ class SessionMagics(Magics):
         args.names = [n for n in args.names if n not in connections.records]
         if not args.names:
             return
-        forgotten = self.manager.forget(args.names)
+        forgotten = set(self.manager.forget(args.names))  # a set: thousands of names, linear
         missing = [n for n in args.names if n not in forgotten]
         text = f"ipysession: no longer saving {', '.join(args.names)}."
         if missing:

@@ -3,7 +3,9 @@ and that it says what the ``ipysession`` command says about the same session."""
 
 from __future__ import annotations
 
+import random
 import re
+import shlex
 from typing import Any
 
 import pytest
@@ -13,8 +15,10 @@ import ipysession
 from ipysession.cli import main as cli_main
 from ipysession.extension import get_manager
 from ipysession.keys import resolution
+from ipysession.magics import split_line
 from ipysession.presentation import SESSION_HEADERS, SNAPSHOT_HEADERS, State
 from ipysession.session.manager import SessionManager
+from tests.session.counting import counted_names
 from tests.shell import ipython_shell, run
 
 #: Two values that pickle and two that never do: a generator and a lock.
@@ -255,3 +259,102 @@ def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None
         result = shell.run_cell("%session snapshots -h")
         assert result.success
         assert "usage: %session snapshots" in capsys.readouterr().out
+
+
+# --- long lines: taken literally, split in linear time ------------------------------------------
+
+SPLIT_SAMPLES = [
+    "",
+    "  save  ",
+    "save 'my session' --checkpoint first",
+    'save "a \\"quoted\\" name" --checkpoint "x\\\\y"',
+    "save it\\'s",
+    "restore --vars a,b,c --only variables,imports",
+    "save ''",
+    "save a''b \"\"",
+    'connect db sqlalchemy "postgresql://u:pa$$w@h/db?x={y}"',
+    "save 'a\tb'\t\tx\r\ny",
+    "save non\xa0breaking",
+    "save 'unclosed",
+    'save "unclosed \\',
+    "save trailing\\",
+    'save "a\\nb"',
+]
+
+
+def test_lines_split_as_shlex_splits_them() -> None:
+    rng = random.Random(11)
+    alphabet = ["a", " ", "\t", "\n", "'", '"', "\\", "$", "{", ",", "\xa0", "é"]
+    fuzzed = ["".join(rng.choices(alphabet, k=rng.randrange(12))) for _ in range(5000)]
+    for line in SPLIT_SAMPLES + fuzzed:
+        try:
+            expected: object = shlex.split(line)
+        except ValueError as exc:
+            expected = str(exc)
+        try:
+            got: object = split_line(line)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected, repr(line)
+
+
+def test_the_line_is_taken_literally_without_dollar_or_brace_expansion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # IPython's $name/{expr} expansion of magic lines is quadratic in their length (3 s for
+    # 4000 names) and turned "pa$$word {x}" into "pa$word 1".
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = manager_of(shell)
+        run(shell, "x = 1")
+        run(shell, '%session save "pa$$word {x}"')
+        assert "saved 'pa$$word {x}'" in out_of(capsys)
+        assert manager.store.exists("pa$$word {x}")
+
+
+def test_forget_with_thousands_of_names_compares_each_name_a_few_times(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = 2000
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = manager_of(shell)
+        run(shell, "\n".join(f"v{i} = {i}" for i in range(0, count, 2)))  # every other one
+        names, compared = counted_names(count)
+        by_text = {str(name): name for name in names}
+        real_forget = manager.forget
+
+        def forget(wanted: Any) -> list[str]:
+            # What the magic checks each of its names against: the counted names.
+            return [by_text[name] for name in real_forget(wanted)]
+
+        monkeypatch.setattr(manager, "forget", forget)
+        run(shell, "%session forget " + " ".join(str(n) for n in names))
+        text = out_of(capsys)
+        assert text.startswith("ipysession: no longer saving v0, v1, v2, ")
+        assert "(Not saved before: v1, v3, v5, " in text
+        assert text.rstrip().endswith(f"v{count - 1}.)")
+        assert compared.count <= 10 * count, f"{compared.count} comparisons: quadratic"
+
+
+def test_thousands_of_names_and_a_very_long_name_go_through(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A smoke check of the whole path (no duration is asserted): each of these took minutes
+    # when splitting and expanding the line was quadratic.
+    count = 20_000
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = manager_of(shell)
+        run(shell, "\n".join(f"v{i} = {i}" for i in range(count)))
+        run(shell, "%session save")
+        run(shell, "\n".join(f"v{i} = None" for i in range(count)))
+        out_of(capsys)
+        run(shell, "%session restore --vars " + ",".join(f"v{i}" for i in range(count)))
+        assert f"): {count} variables, 0 imports" in out_of(capsys)
+        assert all(shell.user_ns[f"v{i}"] == i for i in range(count))
+        run(shell, "%session forget " + " ".join(f"v{i}" for i in range(count)))
+        assert f"v{count - 1}." in out_of(capsys)
+        long_name = "n" * 200_000
+        run(shell, f"%session save {long_name}")
+        assert manager.store.exists(long_name)

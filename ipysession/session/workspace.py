@@ -22,6 +22,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from ipysession._version import __version__
@@ -322,6 +323,8 @@ class Workspace:
         ``own``: it is this kernel's own session, whose history, creation time and extra fields
         it continues; ``variables`` limits imports and variables to these names.
         """
+        # A set: each of thousands of names is looked up once per variable and import.
+        only = None if variables is None else frozenset(variables)
         if "preferences" in parts:
             for item, reason in pref_capture.apply_preferences(self.shell, session.preferences):
                 _outcome(report, report.preferences, item, reason)
@@ -332,9 +335,9 @@ class Workspace:
             else:
                 report.skipped.append(("cwd", reason))
         if "imports" in parts:
-            self._restore_imports(session, report, variables)
+            self._restore_imports(session, report, only)
         if "variables" in parts:
-            self._restore_variables(session, source, report, variables)
+            self._restore_variables(session, source, report, only)
         if "history" in parts and own:
             self.previous_history = list(session.history)
             report.history = len(session.history)
@@ -351,13 +354,15 @@ class Workspace:
         self._restored_names.update(report.variables, report.imports)
 
     def _restore_imports(
-        self, session: Session, report: RestoreReport, only: Sequence[str] | None
+        self, session: Session, report: RestoreReport, only: AbstractSet[str] | None
     ) -> None:
         selected = [i for i in session.imports if only is None or i.name in only]
+        restored: set[str] = set()  # report.imports, as a set: thousands of imports stay linear
         for record, reason in ns_capture.restore_imports(selected, self.user_ns):
-            if reason is not None or record.name not in report.imports:  # `a.b`, `a.c`: one
+            if reason is not None or record.name not in restored:  # `a.b`, `a.c`: one
                 _outcome(report, report.imports, record.name, reason)
             if reason is None:
+                restored.add(record.name)
                 self.imports[record.name] = ns_capture.merge_imports(
                     self.imports.get(record.name, ()), [record]
                 )
@@ -367,7 +372,7 @@ class Workspace:
         session: Session,
         source: str,
         report: RestoreReport,
-        only: Sequence[str] | None,
+        only: AbstractSet[str] | None,
     ) -> None:
         user_ns = self.user_ns
         for var_name, record in session.variables.items():

@@ -20,6 +20,7 @@ import ipysession
 from ipysession.extension import get_manager
 from ipysession.session.manager import SessionManager
 from tests.builders import wait_for
+from tests.session.counting import counted_names
 from tests.shell import ipython_shell, restart, run
 
 
@@ -195,3 +196,44 @@ def test_the_autosave_interval_accepts_zero_and_a_day() -> None:
     manager.set_autosave(enabled=False, interval=86_400)
     assert (manager.autosave, manager.autosave_interval) == (False, 86_400.0)
     manager.close(final_save=False)
+
+
+# --- thousands of names: linear, proven by counting comparisons, never by timing -----------------
+
+NAMES = 2000
+#: Comparisons allowed per name: each set or dict lookup of it compares about once, and a path
+#: makes a handful (forget: the tracker's state, its seen set, the records); a list scan compares
+#: with every earlier element, NAMES / 2 = 1000 per name on average.
+PER_NAME = 10
+
+
+def test_the_tally_counts_list_lookups_and_hardly_any_set_lookups() -> None:
+    names, compared = counted_names(NAMES)
+    assert f"v{NAMES - 1}" in names
+    assert compared.count == NAMES
+    compared.count = 0
+    assert f"v{NAMES - 1}" in set(names)
+    assert compared.count <= 1
+
+
+def test_restoring_thousands_of_chosen_variables_compares_each_name_a_few_times(
+    shell: Any,
+) -> None:
+    manager = manager_of(shell)
+    run(shell, "\n".join(f"v{i} = {i}" for i in range(NAMES)) + "\nimport json as v0_json")
+    manager.save()
+    run(shell, "\n".join(f"v{i} = 'changed'" for i in range(NAMES)))
+    names, compared = counted_names(NAMES)
+    report = manager.restore(variables=names)
+    assert len(report.variables) == NAMES
+    assert all(shell.user_ns[f"v{i}"] == i for i in range(NAMES))
+    assert report.imports == []  # the import of v0_json was not asked for
+    assert compared.count <= PER_NAME * NAMES, f"{compared.count} comparisons: quadratic"
+
+
+def test_forgetting_thousands_of_names_compares_each_name_a_few_times(shell: Any) -> None:
+    manager = manager_of(shell)
+    run(shell, "\n".join(f"v{i} = {i}" for i in range(NAMES)))
+    names, compared = counted_names(NAMES)
+    assert manager.forget(names) == [f"v{i}" for i in range(NAMES)]
+    assert compared.count <= PER_NAME * NAMES, f"{compared.count} comparisons: quadratic"
