@@ -103,6 +103,29 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _generation(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        msg = f"invalid int value: {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if number < 1:
+        msg = f"generations are numbered from 1 (`%session snapshots` lists them), not {number}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
+
+
+def _label(value: str) -> str:
+    # Refused here, as a usage error: an empty label once meant a save with no checkpoint at all.
+    if not value.strip():
+        msg = (
+            f"a checkpoint needs a LABEL (letters, digits, '.', '_' or '-'), not {value!r}; "
+            "leave out --checkpoint to save without one"
+        )
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parts(value: str) -> list[str]:
     parts = _csv(value)
     unknown = sorted(set(parts) - set(RESTORE_PARTS))
@@ -128,13 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("save", help="save the workspace now (optionally as a named checkpoint)")
     p.add_argument("name", nargs="?", help="save under this session name instead")
-    p.add_argument("--checkpoint", metavar="LABEL", help="also keep it as a checkpoint LABEL")
+    p.add_argument(
+        "--checkpoint", type=_label, metavar="LABEL", help="also keep it as a checkpoint LABEL"
+    )
 
     p = sub.add_parser("restore", help="bring back a saved session (or parts of it)")
     p.add_argument("name", nargs="?", help="session to restore (default: this one)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--generation", type=int, metavar="N", help="an older generation")
-    which.add_argument("--checkpoint", metavar="LABEL", help="a named checkpoint")
+    which.add_argument(
+        "--generation", type=_generation, metavar="N", help="an older generation (from 1)"
+    )
+    which.add_argument("--checkpoint", type=_label, metavar="LABEL", help="a named checkpoint")
     p.add_argument(
         "--only",
         type=_parts,

@@ -358,3 +358,83 @@ def test_thousands_of_names_and_a_very_long_name_go_through(
         long_name = "n" * 200_000
         run(shell, f"%session save {long_name}")
         assert manager.store.exists(long_name)
+
+
+# --- what is missing, and what there is ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["-1", "0"])
+def test_restore_refuses_a_generation_number_below_one(
+    capsys: pytest.CaptureFixture[str], number: str
+) -> None:
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        result = shell.run_cell(f"%session restore --generation {number}")
+        assert isinstance(result.error_in_exec, UsageError)
+        assert (
+            f"argument --generation: generations are numbered from 1 (`%session snapshots` "
+            f"lists them), not {number}" in str(result.error_in_exec)
+        )
+        assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("number", ["1", "99", str(10**30)])
+def test_restore_of_a_generation_that_is_not_there_says_which_there_are(
+    capsys: pytest.CaptureFixture[str], number: str
+) -> None:
+    # Generation 1 is rotated away (two are kept); 99 and 10**30 were never written. Each said
+    # "no saved session '...' yet" of a session that was right there.
+    with ipython_shell(autosave=False, keep_generations=2) as shell:
+        ipysession.load_ipython_extension(shell)
+        name = manager_of(shell).name
+        for value in range(3):
+            run(shell, f"a = {value}")
+            run(shell, "%session save" + (" --checkpoint first" if value == 0 else ""))
+        out_of(capsys)
+        result = shell.run_cell(f"%session restore --generation {number}")
+        assert result.success
+        assert out_of(capsys).strip() == (
+            f"ipysession: Session '{name}' has no generation {number}. Its generations: 2, 3; "
+            "its checkpoints: first. `%session restore --generation N` or `--checkpoint LABEL` "
+            "brings one back; `%session snapshots` shows when each was saved"
+        )
+        assert shell.user_ns["a"] == 2  # nothing restored
+
+
+def test_restore_of_a_checkpoint_that_is_not_there_says_which_there_are(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "a = 1")
+        run(shell, "%session save other --checkpoint before")
+        run(shell, "%session save other --checkpoint after")
+        out_of(capsys)
+        run(shell, "%session restore other --checkpoint missing")
+        assert out_of(capsys).strip() == (
+            "ipysession: Session 'other' has no checkpoint 'missing'. Its generations: 1, 2; "
+            "its checkpoints: after, before. `%session restore 'other' --generation N` or "
+            "`--checkpoint LABEL` brings one back; `%session snapshots 'other'` shows when each "
+            "was saved"
+        )
+        run(shell, "%session restore nothing-here --checkpoint missing")
+        assert out_of(capsys).strip() == "ipysession: no saved session 'nothing-here' yet."
+
+
+@pytest.mark.parametrize("label", ["''", "'   '"])
+def test_save_refuses_an_empty_checkpoint_label(
+    capsys: pytest.CaptureFixture[str], label: str
+) -> None:
+    # `--checkpoint ''` saved a generation and no checkpoint, and said nothing about it.
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        manager = manager_of(shell)
+        run(shell, "a = 1")
+        result = shell.run_cell(f"%session save --checkpoint {label}")
+        assert isinstance(result.error_in_exec, UsageError)
+        assert "argument --checkpoint: a checkpoint needs a LABEL (letters, digits, '.', '_' " in (
+            str(result.error_in_exec)
+        )
+        assert "leave out --checkpoint to save without one" in str(result.error_in_exec)
+        assert not manager.store.exists(manager.name)  # nothing saved
+        assert "Traceback" not in capsys.readouterr().err

@@ -39,7 +39,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -99,6 +99,15 @@ def check_autosave_interval(seconds: float) -> float:
         msg = f"autosave_interval must be {AUTOSAVE_INTERVALS}, not {seconds!r}"
         raise ValueError(msg)
     return float(seconds)
+
+
+def _some(items: Iterable[str], shown: int = 20) -> str:
+    """``a, b, c``; past ``shown`` items, the first ones ``and 480 more``; ``none`` for none."""
+    listed = list(items)
+    if not listed:
+        return "none"
+    more = len(listed) - shown
+    return ", ".join(listed[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 class SessionManager(Configurable):
@@ -521,9 +530,17 @@ class SessionManager(Configurable):
     # --- save ---------------------------------------------------------------------------------
 
     def save(self, name: str | None = None, *, checkpoint: str | None = None) -> SaveReport:
-        """Capture everything and write it now (synchronously, in order with autosaves)."""
+        """Capture everything and write it now (synchronously, in order with autosaves).
+
+        A ``checkpoint`` label is checked before anything is written: an empty or invalid one
+        raises :class:`~ipysession.errors.StoreError` instead of saving without a checkpoint.
+        """
         if self.read_only and (name is None or name == self.name):
             raise self.sharing.read_only_error()
+        if checkpoint is not None:
+            from ipysession.store.scan import check_label
+
+            check_label(checkpoint)
         self.workspace.capture_all(self._limits())
         target = name or self.name
         snapshot = self.snapshot(target)
@@ -538,7 +555,7 @@ class SessionManager(Configurable):
             self.store.share_blobs(self.name, target, snapshot.blob_ids())
             result = self.store.write(snapshot)
         checkpoint_path = (
-            self.store.checkpoint(target, checkpoint, snapshot) if checkpoint else None
+            self.store.checkpoint(target, checkpoint, snapshot) if checkpoint is not None else None
         )
         path = checkpoint_path or (result.path if result is not None else None)
         return SaveReport(
@@ -607,6 +624,9 @@ class SessionManager(Configurable):
         try:
             result = self.store.read(source, generation=generation, checkpoint=checkpoint)
         except SessionNotFound:
+            if not latest and self.store.exists(source):
+                # The session is there, only not what was asked for: never "no saved session".
+                raise self._missing_snapshot(source, generation, checkpoint) from None
             report.found = False
             report.seconds = time.perf_counter() - started
             return report
@@ -632,6 +652,29 @@ class SessionManager(Configurable):
         report.seconds = time.perf_counter() - started
         self.last_restore = report
         return report
+
+    def _missing_snapshot(
+        self, name: str, generation: int | None, checkpoint: str | None
+    ) -> SessionNotFound:
+        """The error for a generation or checkpoint of ``name`` that is not there (rotated away,
+        never written, mistyped): what is missing, what there is, and how to pick one of it."""
+        missing = (
+            f"checkpoint '{checkpoint}'" if checkpoint is not None else f"generation {generation}"
+        )
+        numbers = sorted(info.number for info in self.store.generations(name))
+        labels = sorted(info.label for info in self.store.checkpoints(name))
+        msg = (
+            f"Session '{name}' has no {missing}. Its generations: {_some(map(str, numbers))}; "
+            f"its checkpoints: {_some(labels)}"
+        )
+        which = "" if name == self.name else f" '{name}'"
+        return SessionNotFound(
+            msg,
+            hint=(
+                f"`%session restore{which} --generation N` or `--checkpoint LABEL` brings one "
+                f"back; `%session snapshots{which}` shows when each was saved"
+            ),
+        )
 
     # --- status and lifecycle -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 import ipysession
+from ipysession.errors import StoreError
 from ipysession.extension import get_manager
 from ipysession.session.manager import SessionManager
 from tests.builders import wait_for
@@ -237,3 +238,13 @@ def test_forgetting_thousands_of_names_compares_each_name_a_few_times(shell: Any
     names, compared = counted_names(NAMES)
     assert manager.forget(names) == [f"v{i}" for i in range(NAMES)]
     assert compared.count <= PER_NAME * NAMES, f"{compared.count} comparisons: quadratic"
+
+
+@pytest.mark.parametrize("label", ["", "   ", "no/slashes"])
+def test_a_save_with_an_invalid_checkpoint_label_writes_nothing(shell: Any, label: str) -> None:
+    manager = manager_of(shell)
+    manager.set_autosave(enabled=False)
+    run(shell, "a = 1")
+    with pytest.raises(StoreError, match="Invalid checkpoint label"):
+        manager.save(checkpoint=label)
+    assert not manager.store.exists(manager.name)
