@@ -19,10 +19,12 @@ from ipysession.errors import (
     SessionError,
     SessionNotFound,
     StoreWriteError,
+    UnsafeFile,
     WrongKey,
 )
 from ipysession.formatting import count, format_size
 from ipysession.model import Session, VariableRecord
+from ipysession.safe_open import read_regular
 
 if TYPE_CHECKING:
     import argparse
@@ -123,7 +125,11 @@ def _read_export(path: Path, passphrase: str, variable: str) -> Session:
     from ipysession.store import fileformat
 
     try:
-        data = path.read_bytes()
+        # The user named this file, so a link they made to it is followed (resolve); a FIFO, a
+        # device such as /dev/zero, or a file over the limit is refused before it is read.
+        data = read_regular(path.resolve(), limit=fileformat.DEFAULT_MAX_DOCUMENT_BYTES)
+    except UnsafeFile:
+        raise
     except FileNotFoundError:
         msg = "No such file"
         raise SessionNotFound(msg, path=path, hint="Check the path of the exported file") from None
