@@ -306,9 +306,11 @@ def _ensure_dirs(sdir: Path) -> None:
 def _locked(sdir: Path) -> Iterator[None]:
     import filelock  # only when a lease is taken: keeps extension load cheap
 
-    lock = filelock.FileLock(
-        sdir / LEASE_LOCK_FILE, timeout=LOCK_TIMEOUT, mode=paths.PRIVATE_FILE_MODE
-    )
+    lock_path = sdir / LEASE_LOCK_FILE
+    safe_open.refuse_special(
+        lock_path
+    )  # filelock opens with O_TRUNC: a link's target would be emptied
+    lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT, mode=paths.PRIVATE_FILE_MODE)
     with lock:
         yield
 

@@ -317,3 +317,19 @@ def test_a_fifo_planted_as_the_lease_is_no_lease_and_never_blocks(dirs: RootDirs
     assert outcome, "acquire blocked on a FIFO planted as lease.json"
     assert getattr(outcome[0], "ours", False)
     assert (sdir / lease.LEASE_FILE).is_file()  # replaced by a real lease
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links as on POSIX")
+def test_a_link_planted_as_the_lease_lock_is_refused_and_its_target_kept(
+    dirs: RootDirs, tmp_path: Path
+) -> None:
+    sdir = dirs.session_dir("nb")
+    sdir.mkdir(parents=True)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's data")
+    (sdir / lease.LEASE_LOCK_FILE).symlink_to(precious)
+    outcome = acquire(dirs, "nb", me(), timeout=TIMEOUT)
+    assert outcome.state == "unavailable"
+    assert str(sdir / lease.LEASE_LOCK_FILE) in outcome.reason
+    # filelock opens its lock file with O_TRUNC: through the link, this would be empty now.
+    assert precious.read_text() == "the user's data"
