@@ -98,7 +98,7 @@ class _Extension:
         except SessionError as exc:
             # One message: what went wrong, and what the manager does about it (say, saving
             # this kernel's work as a fork so that files it cannot read stay untouched).
-            lines = [f"ipysession could not restore the session: {exc}", *manager.take_notices()]
+            lines = [f"ipysession could not restore the session: {exc}", *manager.notices.take()]
             self._say(display.text_message("\n".join(lines), level="error"))
         except Exception as exc:
             log.exception("ipysession restore failed")
@@ -109,7 +109,7 @@ class _Extension:
                     level="error",
                 )
             )
-        for notice in manager.take_notices():
+        for notice in manager.notices.take():
             self._say(display.text_message(notice, level="warning"))
 
     def _say(self, message: display.Message | Callable[[], display.Message]) -> None:
@@ -132,7 +132,7 @@ class _Extension:
             pending, self.pending = self.pending, []
             for render in pending:
                 display.show(render())
-            notices = self.manager.take_notices()
+            notices = self.manager.notices.take()
             if not self.in_kernel or self.cell_asks:
                 for notice in notices:
                     display.show(display.text_message(notice, level="warning"))

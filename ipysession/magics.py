@@ -20,7 +20,8 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 
 from ipysession import display, presentation
 from ipysession.errors import SessionError, SessionNotFound
-from ipysession.session.manager import AUTOSAVE_INTERVALS, SessionManager, check_autosave_interval
+from ipysession.session.manager import SessionManager
+from ipysession.session.options import AUTOSAVE_INTERVALS, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS
 
 __all__ = ["SessionMagics", "build_parser", "split_line"]

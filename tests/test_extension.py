@@ -53,7 +53,7 @@ def test_failing_hook_never_breaks_a_cell(caplog: pytest.LogCaptureFixture) -> N
         def broken(*args: object, **kwargs: object) -> None:
             raise RuntimeError("capture exploded")
 
-        manager._tracker.post_cell = broken  # type: ignore[method-assign]
+        manager.workspace.tracker.post_cell = broken  # type: ignore[method-assign]
         with caplog.at_level(logging.WARNING, logger="ipysession"):
             for i in range(4):
                 result = shell.run_cell(f"y = {i}")
@@ -61,7 +61,7 @@ def test_failing_hook_never_breaks_a_cell(caplog: pytest.LogCaptureFixture) -> N
         assert shell.user_ns["y"] == 3
         assert manager.disabled is not None
         assert "capture exploded" in caplog.text
-        notices = " ".join(manager.take_notices())
+        notices = " ".join(manager.notices.take())
         assert notices == "" or "stopped capturing" in notices
 
 
@@ -157,7 +157,7 @@ def test_stored_values_keep_only_their_blob_reference_in_memory() -> None:
         assert manager is not None
         assert manager._writer.flush().error is None
         run(shell, "small = 1")  # the next cell boundary drops the bytes the writer stored
-        record = manager._records["big"]
+        record = manager.workspace.records["big"]
         assert record.data is None
         assert record.blob is not None
         run(shell, "%session save copy_of_session")
@@ -191,12 +191,12 @@ def test_an_explicit_save_checks_large_values_against_their_blob_instead_of_copy
         manager = manager_of(shell)
         assert manager._writer.flush().error is None
         run(shell, "pass")  # the next cell boundary drops the bytes the writer stored
-        blob = manager._records["arr"].blob
+        blob = manager.workspace.records["arr"].blob
         assert blob is not None
         captured = spy_on_captures(monkeypatch)
         run(shell, "%session save")
         assert "arr" not in captured  # hashed against its blob, not pickled into memory again
-        assert manager._records["arr"].blob == blob
+        assert manager.workspace.records["arr"].blob == blob
         # A change in place that no fingerprint sample need see is still found by the check.
         run(shell, "def poke(a):\n    a[123_457] = -1.0\npoke(arr)")
         run(shell, "%session save")
@@ -214,13 +214,16 @@ def test_an_explicit_save_does_not_copy_a_large_value_still_waiting_for_the_writ
         run(shell, "x = 1")  # the first write goes at once; the next waits out the interval
         run(shell, "import numpy as np\narr = np.arange(200_000, dtype=float)")
         manager = manager_of(shell)
-        waiting = manager._records["arr"].data
+        waiting = manager.workspace.records["arr"].data
         assert waiting is not None
         assert manager._writer.pending
         captured = spy_on_captures(monkeypatch)
         run(shell, "%session save")
         assert "arr" not in captured
-        assert manager._records["arr"].data is waiting or manager._records["arr"].blob
+        assert (
+            manager.workspace.records["arr"].data is waiting
+            or manager.workspace.records["arr"].blob
+        )
         restart(shell)
         assert shell.user_ns["arr"][199_999] == 199_999.0
 

@@ -1,16 +1,10 @@
 """SessionManager: the one orchestrator between a shell, the capture modules and the store.
 
-Configure it from ``ipython_config.py`` like any IPython component::
+Its options (``c.SessionManager.<name>`` in ``ipython_config.py``) are defined, with their help
+text and checks, in :mod:`ipysession.session.options`; the manager inherits them.
 
-    c.InteractiveShellApp.extensions = ["ipysession"]
-    c.SessionManager.autorestore = "always"      # or "notify", "never"
-    c.SessionManager.autosave_interval = 5.0
-    c.SessionManager.exclude = ["tmp_*", "*_cache"]
-
-Every option's help text below is also what ``ipython --help-all`` and docs/configuration.md show.
-
-The manager holds the options, the cell hooks and the entry points the faces call (save,
-restore, status, connect...); the work is done by its parts:
+The manager holds the cell hooks and the entry points the faces call (save, restore, status,
+connect...); the work is done by its parts:
 :class:`~ipysession.session.workspace.Workspace` (capture, records <-> Session),
 :class:`~ipysession.session.sharing.Sharing` (the lease, forks, the merging write) and
 :class:`~ipysession.session.writer.AutosaveWriter` (the writer thread). One autosave, hop by hop:
@@ -19,21 +13,18 @@ restore, status, connect...); the work is done by its parts:
    :meth:`SessionManager._changed` hands a snapshot to the writer;
 2. the writer thread calls :meth:`Sharing.write <ipysession.session.sharing.Sharing.write>`: the
    lease, then ``SessionStore.write`` merging with another writer's save if there is one;
-3. the writer reports the :class:`~ipysession.store.WriteResult` to :meth:`_on_written` (what
-   ``%session status`` shows), and the workspace drops the bytes of values now stored in blobs
-   before the next cell.
-
-Its length: the traits and their help text are a third of this file (the configuration reference
-is generated from them); the rest is the hooks and one short entry point per thing the faces ask.
+3. the writer reports the :class:`~ipysession.store.WriteResult` to
+   :class:`~ipysession.session.writer.WriteLog` (what ``%session status`` shows), and the
+   workspace drops the bytes of values now stored in blobs before the next cell.
 
 The manager never prints: it returns reports (:class:`RestoreReport`, :class:`SaveReport`,
-:class:`Status`) and collects :attr:`notices` that the extension layer shows between cells. It
-knows the shell only as an object handed to the capture modules, so it imports no IPython module.
+:class:`Status`) and collects notices, which the extension shows where the user asked for them
+(see :mod:`ipysession.extension`). It knows the shell only as an object handed to the capture
+modules, so it imports no IPython module.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import threading
@@ -43,62 +34,28 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, observe, validate
-from traitlets.config import Configurable
+from traitlets import observe
 
-from ipysession import paths
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
 from ipysession.errors import KeyStoreError, NewerFormat, SessionNotFound, WrongKey
-from ipysession.model import HistoryEntry, Session, VariableRecord
+from ipysession.model import HistoryEntry, Session
 from ipysession.session.hooks import HookGuard
+from ipysession.session.notices import Notices
+from ipysession.session.options import SessionOptions, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS, RestoreReport, SaveReport, Status
 from ipysession.session.sharing import LeaseDecision, Sharing, default_session_name
 from ipysession.session.workspace import CaptureSettings, Workspace, writer_info
 from ipysession.session.writer import AutosaveWriter, WriteLog
 
 if TYPE_CHECKING:
-    from ipysession.capture.tracker import ChangeTracker
     from ipysession.keys.resolution import BackendChoice, KeyResolution
     from ipysession.store import SessionStore, WriteResult
 
-__all__ = [
-    "AUTOSAVE_INTERVALS",
-    "MAX_AUTOSAVE_INTERVAL",
-    "SessionManager",
-    "check_autosave_interval",
-    "default_session_name",
-]
+__all__ = ["SessionManager", "default_session_name"]
 
 log = logging.getLogger("ipysession")
-
-# How many notices %session status lists.
-_RECENT_NOTICES = 20
-
-#: The longest autosave interval. Longer means "save by hand and at shutdown", which is what
-#: `%session autosave off` says; and the writer's timed waits must stay below what a lock wait
-#: accepts (threading.TIMEOUT_MAX, past which a wait raises and the writer thread dies).
-MAX_AUTOSAVE_INTERVAL = 24 * 3600.0
-
-#: What ``autosave_interval`` accepts, as messages say it.
-AUTOSAVE_INTERVALS = (
-    f"a number of seconds from 0 (after every cell) to {MAX_AUTOSAVE_INTERVAL:g} (a day)"
-)
-
-
-def check_autosave_interval(seconds: float) -> float:
-    """``seconds`` as a float if it is a valid autosave interval; else ValueError saying which are.
-
-    Infinity and NaN are refused: the writer writes when ``now >= last write + interval``, which
-    an infinite interval never reaches and a NaN one never compares true with, so either would
-    leave every change unsaved until shutdown while ``%session status`` said autosave was on.
-    """
-    # One comparison chain that is False for NaN as well as for values out of range.
-    if not 0.0 <= seconds <= MAX_AUTOSAVE_INTERVAL:
-        msg = f"autosave_interval must be {AUTOSAVE_INTERVALS}, not {seconds!r}"
-        raise ValueError(msg)
-    return float(seconds)
 
 
 def _some(items: Iterable[str], shown: int = 20) -> str:
@@ -110,140 +67,8 @@ def _some(items: Iterable[str], shown: int = 20) -> str:
     return ", ".join(listed[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
-class SessionManager(Configurable):
+class SessionManager(SessionOptions):
     """Saves the workspace between cells and brings it back when a kernel starts."""
-
-    session_name = Unicode(
-        "",
-        help="""Name of the session this kernel saves to and restores from. Empty means: the
-        IPYSESSION_NAME environment variable, else the notebook path (JPY_SESSION_NAME from
-        jupyter-server, __vsc_ipynb_file__ from VS Code), else the working directory.""",
-    ).tag(config=True)
-
-    root = Unicode(
-        "",
-        help="""Directory holding all sessions. Empty means $IPYSESSION_DIR, else the platform's
-        user data directory (platformdirs user_data_dir('ipysession')).""",
-    ).tag(config=True)
-
-    autorestore = Enum(
-        ["always", "notify", "never"],
-        default_value="always",
-        help="""What a starting kernel does with a saved session of the same name: 'always'
-        restores it, 'notify' says it exists and how to restore it, 'never' ignores it.""",
-    ).tag(config=True)
-
-    autosave = Bool(
-        True, help="Save what changed after each cell (at most once per autosave_interval)."
-    ).tag(config=True)
-
-    autosave_interval = Float(
-        5.0,
-        help="""Minimum seconds between two autosave writes, from 0 (after every cell) to 86400
-        (a day). A pending change is written when the interval has passed, even if no further
-        cell runs, and at shutdown.""",
-    ).tag(config=True)
-
-    full_capture_interval = Float(
-        60.0,
-        help="""Seconds between full re-checks of every variable, which catch in-place changes
-        made where a cell did not name the variable (by a thread, a callback, a module).""",
-    ).tag(config=True)
-
-    deep_capture_interval = Float(
-        600.0,
-        help="""Seconds between deep re-checks that re-serialize every variable, catching in-place
-        changes too small for the sampled fingerprints of the regular re-check to see. A value
-        already stored in a blob is hashed as it is serialized and compared with the blob's id,
-        so this costs a hash of the data, not a copy of it.""",
-    ).tag(config=True)
-
-    exclude = List(
-        Unicode(),
-        help="fnmatch patterns of variable names never to save, e.g. ['tmp_*', 'secret*'].",
-    ).tag(config=True)
-
-    max_history = Int(
-        2000, help="Cells of input history kept in the session (oldest dropped first)."
-    ).tag(config=True)
-
-    max_variable_bytes = Int(
-        256 * 1024 * 1024,
-        help="""Largest serialized size of one variable (bytes). Bigger values are listed as
-        skipped with their size; raise this to keep them.""",
-    ).tag(config=True)
-
-    max_session_bytes = Int(
-        1024 * 1024 * 1024,
-        help="""Largest total serialized size of all variables (bytes). Variables past it are
-        listed as skipped; raise this to keep them.""",
-    ).tag(config=True)
-
-    keep_generations = Int(
-        5, help="How many of the newest generations of each session to keep on disk."
-    ).tag(config=True)
-
-    key_backend = Enum(
-        ["auto", "passphrase", "keyring", "file"],
-        default_value="auto",
-        help="""Where the encryption key comes from. 'auto': $IPYSESSION_PASSPHRASE if set, else
-        the OS keyring if a real one is available, else a key file in the user config dir.""",
-    ).tag(config=True)
-
-    keyring_timeout = Float(
-        3.0, help="Seconds to wait for the OS keyring before falling back (or reporting it)."
-    ).tag(config=True)
-
-    allow_plaintext_keyring = Bool(
-        False, help="Accept keyring backends that store secrets in plaintext (keyrings.alt)."
-    ).tag(config=True)
-
-    on_conflict = Enum(
-        ["fork", "readonly", "takeover"],
-        default_value="fork",
-        help="""What this kernel does when another live kernel already uses its session (two
-        notebooks on one session, the same notebook open twice). 'fork': restore a copy and
-        save it as a new session named after the first, '<name> (fork <kernel id>)'. 'readonly':
-        restore it, never write to it (autosave stays off; %session save refuses). 'takeover':
-        take the session over; the other kernel continues as a fork when it next saves. Whatever
-        the choice, concurrent saves of one session are merged, never overwritten.""",
-    ).tag(config=True)
-
-    lease_timeout = Float(
-        120.0,
-        help="""Seconds after which a kernel's claim on its session (its lease) counts as stale
-        when its heartbeat stopped: another kernel may then take the session over. The
-        heartbeat is refreshed by every autosave and every lease_timeout/4 seconds while idle,
-        so keep this well above autosave_interval. A lease of a process that is gone on this
-        host is stale at once.""",
-    ).tag(config=True)
-
-    reconnect_wait = Float(
-        1.0,
-        help="""Seconds a restored session waits, in total, for its auto connections before the
-        first cell runs. Kernel start itself never waits: connections start in the background
-        just after the kernel is up (or at the first cell). What is not ready by then is bound at
-        a later cell, with a notice.""",
-    ).tag(config=True)
-
-    reconnect_attempts = Int(
-        3, help="Connect attempts per connection at restore or on `%session reconnect`."
-    ).tag(config=True)
-
-    reconnect_backoff = Float(
-        0.5,
-        help="""Seconds before the second connect attempt, doubled after each failure (with
-        random jitter of +-50%).""",
-    ).tag(config=True)
-
-    connect_timeout = Float(5.0, help="Seconds one connect attempt may take.").tag(config=True)
-
-    heartbeat_interval = Float(
-        30.0,
-        help="""Seconds between liveness checks of live connections (0 turns them off). A
-        connection that stops answering is reconnected with backoff; a remote kernel is never
-        restarted.""",
-    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -251,13 +76,8 @@ class SessionManager(Configurable):
         self.run_id = uuid.uuid4().hex[:12]
         self.kernel_id = ""
         self.started = time.time()
-        self.notices: list[str] = []
-        # What %session status shows: the newest notices with their time, whether or not a
-        # cell ever showed them (in a kernel, most never are: see extension.py).
-        self.recent_notices: collections.deque[tuple[float, str]] = collections.deque(
-            maxlen=_RECENT_NOTICES
-        )
-        self._notice_lock = threading.Lock()
+        self.notices = Notices()
+        self._notify = self.notices.add
         self._store: SessionStore | None = None
         self._key: KeyResolution | None = None
         self._store_lock = threading.Lock()
@@ -300,10 +120,6 @@ class SessionManager(Configurable):
 
     # --- names, store, key --------------------------------------------------------------------
 
-    @default("root")
-    def _default_root(self) -> str:
-        return str(paths.session_root())
-
     def _default_name(self) -> str:
         user_ns = getattr(self.shell, "user_ns", {}) or {}
         return default_session_name(self.session_name, os.environ, user_ns)
@@ -345,14 +161,6 @@ class SessionManager(Configurable):
 
         return session_dir_for(Path(self.root), name or self.name).is_dir()
 
-    @validate("autosave_interval")
-    def _valid_autosave_interval(self, proposal: Any) -> float:
-        # Config, `%config` and assignment alike: a refused value never reaches the writer.
-        try:
-            return check_autosave_interval(proposal["value"])
-        except ValueError as exc:
-            raise TraitError(str(exc)) from None
-
     @observe("exclude")
     def _exclude_changed(self, change: Any) -> None:
         self.workspace.tracker.exclude = tuple(change["new"])
@@ -392,32 +200,6 @@ class SessionManager(Configurable):
     def layout(self) -> Any:
         """The frontend layout kept with the session (opaque JSON), or None."""
         return self.workspace.layout
-
-    # The workspace's records and tracker, under the names tests/test_extension.py reaches for.
-    @property
-    def _records(self) -> dict[str, VariableRecord]:
-        return self.workspace.records
-
-    @property
-    def _tracker(self) -> ChangeTracker:
-        return self.workspace.tracker
-
-    # --- notices (kept for status and the log; the extension decides where they show) ---------
-
-    def _notify(self, message: str) -> None:
-        log.info("%s", message)
-        with self._notice_lock:
-            self.notices.append(message)
-            self.recent_notices.append((time.time(), message))
-
-    def _recent_notices(self) -> list[tuple[float, str]]:
-        with self._notice_lock:
-            return list(self.recent_notices)
-
-    def take_notices(self) -> list[str]:
-        with self._notice_lock:
-            taken, self.notices = self.notices, []
-        return taken
 
     # --- cell hooks ---------------------------------------------------------------------------
 
@@ -707,7 +489,7 @@ class SessionManager(Configurable):
             last_merge=self.sharing.last_merge,
             connections=self.connections.snapshot(),
             connection_states=self.connections.states(),
-            notices=self._recent_notices(),
+            notices=self.notices.recent(),
         )
 
     def start(self) -> None:
