@@ -163,7 +163,11 @@ class SessionManager(SessionOptions):
 
     @observe("exclude")
     def _exclude_changed(self, change: Any) -> None:
-        self.workspace.tracker.exclude = tuple(change["new"])
+        # Configured values arrive while Configurable.__init__ runs, before the workspace exists;
+        # the workspace is then built with self.exclude. Later changes (`%config`) go to it here.
+        workspace = self.__dict__.get("workspace")
+        if workspace is not None:
+            workspace.tracker.exclude = tuple(change["new"])
 
     # --- what the faces read ------------------------------------------------------------------
 
