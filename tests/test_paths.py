@@ -158,8 +158,8 @@ def test_sessions_are_written_under_the_resolved_root(
     with SessionStore(key=KEY) as store:
         store.write(make_session("frozen"))
     root = tmp_path / ".local" / "share" / "ipysession"
-    written = [p for p in (root / "sessions").rglob("*") if p.is_file() and p.suffix == ".ipys"]
-    assert len(written) == 1
+    written = [p.name for p in (root / "sessions").rglob("gen-*.ipys") if p.is_file()]
+    assert written == ["gen-00000001.ipys"]
     with SessionStore(root, key=KEY) as again:
         assert again.read("frozen").session.name == "frozen"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import ipysession
 from ipysession.capture.history import HistoryRecorder
 from ipysession.redaction import is_secret_name, redact_source
 from tests.shell import ipython_shell, run
@@ -90,7 +91,7 @@ def test_saved_and_printed_history_holds_no_secret(capsys: pytest.CaptureFixture
     from ipysession.extension import get_manager
 
     with ipython_shell(autosave=False) as shell:
-        shell.run_line_magic("load_ext", "ipysession")
+        ipysession.load_ipython_extension(shell)
         run(shell, "%env IPYS_TEST_TOKEN=tok-very-secret-1")
         run(shell, "url = 'postgresql://me:Hunter2pw@db.example/sales?sslkey=/k/key.pem'")
         run(shell, "%session save")

@@ -347,12 +347,16 @@ class Disk:
             elif not safe_open.check_directory(sdir, root=self.root):
                 msg = f"Session directory {sdir.name!r} no longer exists"
                 raise SessionNotFound(msg, path=sdir)
-            safe_open.refuse_special(lock_path)  # filelock would truncate a link's target
             lock = filelock.FileLock(
                 lock_path, timeout=self.lock_timeout, mode=paths.PRIVATE_FILE_MODE
             )
             try:
+                # Inside the try: looking at the lock file can fail too (no permission on the
+                # directory), and that failure deserves the same wording as the lock's own.
+                safe_open.refuse_special(lock_path)  # filelock would truncate a link's target
                 lock.acquire()
+            except UnsafeFile:
+                raise  # a planted link or file: its own message says what to do
             except filelock.Timeout:
                 msg = (
                     f"Another process has been writing this session for more than "

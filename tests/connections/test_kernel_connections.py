@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 from tests.builders import wait_for
-from tests.kernels import start_kernel
+from tests.kernels import Kernel, start_kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -98,6 +99,10 @@ def test_unreachable_target_fails_clearly_without_holding_up_start(
         assert not kernel.value("'rk' in globals()")
 
 
+def status_of(kernel: Kernel) -> str:
+    return kernel.run("%session status").text
+
+
 def test_remote_restarted_with_new_ports_is_updated(tmp_path: Path) -> None:
     first_km, kc = start_new_kernel(kernel_name="python3")
     kc.stop_channels()
@@ -109,8 +114,13 @@ def test_remote_restarted_with_new_ports_is_updated(tmp_path: Path) -> None:
             first_km.shutdown_kernel(now=True)
             second_km, kc2 = start_new_kernel(kernel_name="python3")
             kc2.stop_channels()
-            result = kernel.run("%session reconnect rk").text
-            assert "rk: failed" in result or "rk: retrying" in result
+            # Reconnecting happens in the background: wait for its outcome, however slow the
+            # machine, instead of reading the state at the moment the command returns.
+            kernel.run("%session reconnect rk")
+            wait_for(
+                lambda: re.search(r"^\s*rk: (failed|retrying) ", status_of(kernel), re.M),
+                '"rk" is reported failed or retrying',
+            )
             kernel.run(f"%session connect rk jupyter {second_km.connection_file}")
             out = kernel.run("rk.execute_interactive('print(1 + 1)', timeout=20)").stdout
             assert "2" in out

@@ -18,7 +18,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -146,21 +145,6 @@ class NoPermission(Fault):
         os.chown(self.sdir, *self.owner)
 
 
-class DirectoryInTheWay(Fault):
-    """Real: a directory sits where the next generation file goes."""
-
-    expect = (errno.EISDIR,)
-    words = ("in the way", "move it aside")
-
-    def inject(self) -> None:
-        numbers = [int(p.name[4:-5]) for p in self.sdir.glob("gen-*.ipys")]
-        self.blocker = self.sdir / f"gen-{max(numbers) + 1:08d}.ipys"
-        self.blocker.mkdir()
-
-    def clear(self) -> None:
-        shutil.rmtree(self.blocker)
-
-
 class NoLocks(Fault):
     """Injected: flock fails with ENOLCK, as on an NFS mount without a lock daemon. A real one
     needs an NFS server; filelock calls fcntl.flock, so that is wrapped, for session files only."""
@@ -192,7 +176,6 @@ FAULTS: dict[str, type[Fault]] = {
     "fsync-enospc": FsyncNoSpace,
     "read-only": ReadOnly,
     "permission": NoPermission,
-    "directory-in-the-way": DirectoryInTheWay,
     "no-locks": NoLocks,
 }
 
