@@ -26,7 +26,7 @@ from platformdirs.macos import MacOS
 from platformdirs.unix import Unix
 
 from ipysession import paths
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore
 from tests.builders import KEY, make_session
 
 if sys.version_info >= (3, 11):

@@ -20,7 +20,7 @@ from ipysession.errors import SessionNotFound
 if TYPE_CHECKING:
     from ipysession.keys.crypto import SealingKey
     from ipysession.keys.resolution import BackendChoice, KeyResolution
-    from ipysession.store.session_store import SessionStore
+    from ipysession.store import SessionStore
 
 PROG = "ipysession"
 EXIT_OK = 0
@@ -74,7 +74,7 @@ class Context:
         return self._store
 
     def open_store(self, key: SealingKey) -> SessionStore:
-        from ipysession.store.session_store import SessionStore
+        from ipysession.store import SessionStore
 
         return SessionStore(self.root, key=key)
 

@@ -25,7 +25,7 @@ from ipysession.presentation import State, problem_json, text_table
 if TYPE_CHECKING:
     import argparse
 
-    from ipysession.store.session_store import SessionStore
+    from ipysession.store import SessionStore
 
 
 # --- doctor -------------------------------------------------------------------------------------

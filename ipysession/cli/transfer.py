@@ -29,7 +29,7 @@ from ipysession.safe_open import read_regular
 if TYPE_CHECKING:
     import argparse
 
-    from ipysession.store.session_store import SessionStore
+    from ipysession.store import SessionStore
 
 
 # --- export / import ----------------------------------------------------------------------------

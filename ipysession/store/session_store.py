@@ -67,7 +67,6 @@ from ipysession import paths
 from ipysession.atomic import fsync_dir, write_atomically
 from ipysession.errors import (
     FileProblem,
-    ProblemKind,
     SessionNotFound,
     StoreError,
     WriteConflict,
@@ -79,14 +78,11 @@ from ipysession.store.disk import Disk
 from ipysession.store.files import write_error
 from ipysession.store.meta import digest_of
 from ipysession.store.names import (
-    BLOB_SUFFIX,
     CHECKPOINTS_DIR,
     GENERATION_SUFFIX,
     LOCK_FILE,
-    TEMP_PREFIX,
     TRASH_PREFIX,
     check_name,
-    session_dir_for,
     slug_for,
 )
 from ipysession.store.results import (
@@ -98,7 +94,6 @@ from ipysession.store.results import (
     Rollback,
     SessionSummary,
     WriteResult,
-    problems_of,
 )
 from ipysession.store.scan import (
     MAX_GENERATION,
@@ -108,28 +103,7 @@ from ipysession.store.scan import (
     scan_generations,
 )
 
-# The records, names and the module ``fileformat`` are listed too: callers imported them from
-# here before the store was split, and ``ipysession.store`` is where new code finds them.
-__all__ = [
-    "BLOB_SUFFIX",
-    "GENERATION_SUFFIX",
-    "TEMP_PREFIX",
-    "CheckpointInfo",
-    "FileProblem",
-    "GenerationInfo",
-    "ProblemKind",
-    "ReadResult",
-    "RekeyReport",
-    "RepairReport",
-    "Rollback",
-    "SessionStore",
-    "SessionSummary",
-    "WriteResult",
-    "fileformat",
-    "problems_of",
-    "session_dir_for",
-    "slug_for",
-]
+__all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_DOCUMENT_BYTES", "DEFAULT_MAX_FILE_BYTES", "SessionStore"]
 
 logger = logging.getLogger("ipysession")
 

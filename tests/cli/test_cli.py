@@ -26,81 +26,19 @@ from ipysession.cli.app import EXIT_DATA, EXIT_OK, EXIT_USAGE, main
 from ipysession.keys import resolution as keystore
 from ipysession.keys.crypto import MasterKey, PassphraseKey, new_master_key
 from ipysession.model import (
-    ConnectionRecord,
-    ConnectionStats,
-    HistoryEntry,
-    ImportRecord,
-    Preferences,
     Session,
     VariableRecord,
-    WriterInfo,
 )
-from ipysession.store.session_store import SessionStore, fileformat
+from ipysession.store import SessionStore, fileformat
+from tests import builders
+from tests.builders import BIG, CONN_SECRET, ENV_SECRET
 
-CONN_SECRET = "hunter2-conn-secret-7c1f"
-ENV_SECRET = "env-value-secret-93ab"
 PASSPHRASE = "correct horse battery staple"
-BIG = bytes(range(256)) * 1024  # 256 KiB: stored as a blob
 
 
 def make_session(name: str = "analysis", *, big: bool = True) -> Session:
-    variables = {
-        "x": VariableRecord("x", "int", 28, encoding="pickle", data=b"\x80\x04K*."),
-        "fh": VariableRecord("fh", "TextIOWrapper", 0, skipped="open file handles are not saved"),
-    }
-    if big:
-        variables["arr"] = VariableRecord("arr", "bytes", len(BIG), encoding="pickle", data=BIG)
-    return Session(
-        name=name,
-        created=1_700_000_000.0,
-        updated=1_700_000_100.0,
-        writer=WriterInfo(
-            python="3.11.7",
-            ipython="8.20.0",
-            ipysession="0.1.0",
-            host="lab",
-            pid=4242,
-            kernel_id="kernel-abcdef123456",
-            run_id="run-1",
-        ),
-        history=[
-            HistoryEntry("import numpy as np", 1, 1_700_000_001.0),
-            HistoryEntry("x = 42", 2, 1_700_000_002.0),
-        ],
-        variables=variables,
-        imports=[ImportRecord("np", "numpy"), ImportRecord("p", "os", "path")],
-        preferences=Preferences(
-            extensions=["autoreload"],
-            magics={"autoreload": "2", "precision": "3"},
-            env={"API_TOKEN": ENV_SECRET},
-        ),
-        cwd="/home/ada/project",
-        layout={"panels": ["left"]},
-        connections={
-            "db": ConnectionRecord(
-                "db",
-                "sqlalchemy",
-                params={"url": "postgresql://ada@db.example/prod"},
-                secrets={"password": CONN_SECRET},
-                variable="engine",
-                stats=ConnectionStats(
-                    created=1_700_000_003.0,
-                    last_used=1_700_000_050.0,
-                    successes=3,
-                    failures=1,
-                    last_error="timeout",
-                ),
-            ),
-            "old": ConnectionRecord(
-                "old",
-                "jupyter",
-                params={"kernel": "k1"},
-                auto=False,
-                stats=ConnectionStats(created=1_700_000_004.0),
-            ),
-        },
-        extra={"future_field": {"kept": True}},
-    )
+    """The complete session of tests/builders.py, with a large value ``big`` stored as a blob."""
+    return builders.make_session(name, big=BIG if big else None, complete=True)
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -276,7 +214,7 @@ def test_list_text_and_json(capsys: pytest.CaptureFixture[str], saved: Session) 
         "state",
     ]
     row = next(line for line in out.splitlines() if line.startswith("analysis"))
-    # generations, variables saved (x, arr), skipped (fh), connections, state
+    # generations, variables saved (x, big), skipped (fh), connections, state
     assert row.split()[-5:] == ["2", "2", "1", "2", "ok"]
 
     code, out, _ = run(capsys, "list", "--json")
@@ -350,8 +288,8 @@ def test_show_json(capsys: pytest.CaptureFixture[str], saved: Session) -> None:
     assert doc["history"] == {"cells": 2}
     assert doc["writer"]["host"] == "lab"
     variables = {v["name"]: v for v in doc["variables"]}
-    assert variables["arr"]["stored"] == "blob"
-    assert variables["arr"]["size"] == len(BIG)
+    assert variables["big"]["stored"] == "blob"
+    assert variables["big"]["size"] == len(BIG)
     assert variables["fh"] == {
         "name": "fh",
         "type": "TextIOWrapper",
@@ -712,7 +650,7 @@ def test_export_import_round_trip_under_another_root(
         assert store.root == tmp_path / "root2"
         for name in ("analysis", "copy"):
             back = store.read(name).session
-            assert back.variables["arr"].blob is not None  # re-externalized under the new key
+            assert back.variables["big"].blob is not None  # re-externalized under the new key
             expected = saved.to_dict()
             expected["name"] = name
             assert inline(store, back) == expected
@@ -843,9 +781,9 @@ def test_export_marks_an_unreadable_value_as_skipped(
     target = tmp_path / "a.ipys"
     code, _, err = run(capsys, "export", "analysis", str(target), "--passphrase-env", "PW")
     assert code == EXIT_OK
-    assert "variable 'arr' is not exported" in err
+    assert "variable 'big' is not exported" in err
     doc = fileformat.decode_session(target.read_bytes(), PassphraseKey(PASSPHRASE))
-    assert doc["variables"]["arr"]["skipped"].startswith("not exported")
+    assert doc["variables"]["big"]["skipped"].startswith("not exported")
     assert doc["variables"]["x"]["data"]
 
 

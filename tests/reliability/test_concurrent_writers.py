@@ -29,7 +29,7 @@ from typing import IO
 import pytest
 
 from ipysession.keys.crypto import MasterKey
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,7 +52,7 @@ from ipysession.keys.crypto import MasterKey
 from ipysession.errors import SessionNotFound, StoreWriteError
 from ipysession.session.merge import history_key, merge_sessions
 from ipysession.model import HistoryEntry, Session, VariableRecord
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore
 
 root, key, proc, run, count, rate, seed = sys.argv[1:8]
 count, rate = int(count), float(rate)

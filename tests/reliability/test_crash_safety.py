@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ipysession.keys.crypto import MasterKey
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,7 +34,7 @@ from pathlib import Path
 from ipysession.keys.crypto import MasterKey
 from ipysession.errors import SessionNotFound
 from ipysession.model import HistoryEntry, Session, VariableRecord
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore
 
 root, count, key, size = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 store = SessionStore(root, key=MasterKey(bytes.fromhex(key)), keep=5, gc_grace=0)

@@ -33,7 +33,8 @@ import ipysession
 from ipysession.extension import get_manager
 from ipysession.keys import resolution as keystore
 from ipysession.keys.crypto import MasterKey
-from ipysession.store.session_store import SessionStore, fileformat, session_dir_for
+from ipysession.store import SessionStore, fileformat
+from ipysession.store.names import session_dir_for
 from tests.shell import ipython_shell
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ipysession.errors import SessionError, UnsafeFile
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore
 from tests.builders import BIG, KEY, make_session
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="symlinks and rlimits as on POSIX")
@@ -44,7 +44,7 @@ def _read_in_child(root: Path, script: str) -> dict[str, object]:
             f"""
         import json, resource, sys
         from pathlib import Path
-        from ipysession.store.session_store import SessionStore
+        from ipysession.store import SessionStore
         from tests.builders import KEY
         store = SessionStore(Path({str(root)!r}), key=KEY)
         result = {{}}

@@ -27,8 +27,8 @@ from ipysession.model import (
     Session,
     VariableRecord,
 )
+from ipysession.store import SessionStore, fileformat, problems_of
 from ipysession.store.fileformat import HEADER_SIZE, decode_blob, decode_session, encode_blob
-from ipysession.store.session_store import SessionStore, fileformat, problems_of
 
 KEY = MasterKey(bytes(range(32)), description="test key")
 OTHER_KEY = MasterKey(bytes(range(1, 33)), description="other test key")

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from ipysession.keys import crypto
-from ipysession.store import fileformat, head
-from ipysession.store.session_store import SessionStore
+from ipysession.store import SessionStore, fileformat, head
 from tests.builders import KEY, OTHER_KEY, make_session
 
 

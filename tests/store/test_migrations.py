@@ -13,9 +13,9 @@ import pytest
 from ipysession.errors import NewerFormat
 from ipysession.keys.crypto import MasterKey
 from ipysession.model import Session
-from ipysession.store import fileformat, migrations
+from ipysession.store import SessionStore, fileformat, migrations
 from ipysession.store.migrations import Step, step, upgrade
-from ipysession.store.session_store import SessionStore, session_dir_for
+from ipysession.store.names import session_dir_for
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # TEST KEY, published on purpose (see tests/fixtures/make_fixtures.py); it protects nothing.

@@ -32,8 +32,8 @@ from ipysession.errors import (
     WrongKey,
 )
 from ipysession.model import HistoryEntry, Session, VariableRecord
-from ipysession.store import fileformat, problems_of
-from ipysession.store.session_store import SessionStore, session_dir_for, slug_for
+from ipysession.store import SessionStore, fileformat, problems_of
+from ipysession.store.names import session_dir_for, slug_for
 from tests.builders import BIG, KEY, OTHER_KEY, make_session
 
 MB = 1 << 20
@@ -749,7 +749,7 @@ _FAULT_SCRIPT = textwrap.dedent(
     from ipysession.keys.crypto import MasterKey
     from ipysession.errors import StoreWriteError
     from ipysession.model import HistoryEntry, Session, VariableRecord
-    from ipysession.store.session_store import SessionStore
+    from ipysession.store import SessionStore
 
     root, fault = Path(sys.argv[1]), sys.argv[2]
     store = SessionStore(root, key=MasterKey(bytes.fromhex(sys.argv[3])))

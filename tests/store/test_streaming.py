@@ -17,8 +17,8 @@ from ipysession.errors import CorruptFile, StoreWriteError, WrongKey
 from ipysession.keys import crypto
 from ipysession.keys.crypto import MasterKey
 from ipysession.model import Session, VariableRecord
+from ipysession.store import SessionStore, fileformat
 from ipysession.store.fileformat import HEADER_SIZE
-from ipysession.store.session_store import SessionStore, fileformat
 
 KEY = MasterKey(bytes(range(32)), description="streaming test key")
 OTHER_KEY = MasterKey(bytes(range(2, 34)), description="other streaming test key")
