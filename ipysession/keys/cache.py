@@ -1,6 +1,6 @@
 """What this process has read or derived already: keyring keys per config dir, passphrase keys.
 
-The keyring item is read once per process (DESIGN.md, "Keys"): a read may prompt on macOS, and a
+The keyring item is read once per process (docs/security.md): a read may prompt on macOS, and a
 locked or slow keyring costs its whole timeout each time. A remembered read stays valid only while
 the marker names the same key ids; when another process rotates the key, the ids change and the
 next resolve reads the keyring again. A passphrase key costs an scrypt run to derive, so it is

@@ -2,7 +2,7 @@
 
 The store, the lease and the extension's cheap "is there a saved session?" check all need these
 names; keeping them apart from :mod:`ipysession.store.session_store` means that check imports no
-cryptography. See DESIGN.md, "Storage".
+cryptography. The layout on disk is described in docs/file-format.md and docs/developer-guide.md.
 """
 
 from __future__ import annotations
