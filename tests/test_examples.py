@@ -59,3 +59,23 @@ def test_quickstart_notebook_runs_and_restores(tmp_path: Path) -> None:
     restored = outputs_text(next(c for c in second.cells if c.cell_type == "code"))
     assert "ipysession: restored 'quickstart.ipynb'" in restored
     assert "connections: shop" in restored
+
+
+def test_the_demo_passes_on_a_machine_without_an_os_keyring() -> None:
+    """`make demo` with keyring's fail backend: the key-file notice stays out of the cells."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    env.pop("IPYSESSION_PASSPHRASE", None)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Same values as before the kill." in done.stdout
+    assert "created its master key" not in done.stdout
