@@ -169,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PARTS",
         help=f"comma-separated parts: {','.join(RESTORE_PARTS)}",
     )
-    p.add_argument("--vars", type=_csv, metavar="A,B", help="only these variables (and imports)")
+    p.add_argument(
+        "--vars",
+        type=_csv,
+        metavar="A,B",
+        help="only these variables and the imports their code uses (no settings, no cwd)",
+    )
 
     sub.add_parser("list", help="list saved sessions")
     p = sub.add_parser("show", help="show what a saved session holds (secrets redacted)")

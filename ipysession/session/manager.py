@@ -389,11 +389,22 @@ class SessionManager(SessionOptions):
         only: Sequence[str] | None = None,
         variables: Sequence[str] | None = None,
     ) -> RestoreReport:
-        """Read a session and apply it to the shell, part by part; never raises for one item."""
+        """Read a session and apply it to the shell, part by part; never raises for one item.
+
+        ``variables`` alone restores only those variables and the imports their code reads
+        (see :meth:`Workspace.apply`); ``only`` names the parts explicitly.
+        """
         started = time.perf_counter()
         target = name or self.name
         report = RestoreReport(session=target, checkpoint=checkpoint)
-        parts = set(only) if only else set(RESTORE_PARTS)
+        if only:
+            parts = set(only)
+        elif variables is not None:
+            # `--vars f` brings back f and the imports it needs, nothing else: restoring the
+            # settings or the working directory too would undo what the user did since.
+            parts = {"imports", "variables"}
+        else:
+            parts = set(RESTORE_PARTS)
         unknown = parts - set(RESTORE_PARTS)
         if unknown:
             msg = f"unknown part(s) {', '.join(sorted(unknown))}; choose from {RESTORE_PARTS}"
