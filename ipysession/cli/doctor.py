@@ -81,9 +81,11 @@ def _check_sessions(store: SessionStore) -> list[dict[str, Any]]:
     for summary in store.list():
         files: list[dict[str, Any]] = []
         rollback = None
+        dangling: list[str] = []
         try:
             found = _session_files(store, summary.slug, summary.path)
             rollback = store.rollback(summary.slug)
+            dangling = [ref.message for ref in store.dangling_references(summary.slug)]
         except SessionNotFound:  # a directory the store does not recognize as a session
             found = []
             files.append(
@@ -112,6 +114,8 @@ def _check_sessions(store: SessionStore) -> list[dict[str, Any]]:
                 "files": files,
                 # Newest generations deleted or put back from an older copy (see the head record).
                 "rollback": rollback.message if rollback else None,
+                # Generations that refer to a stored value no longer on disk.
+                "dangling": dangling,
             }
         )
     return sessions
@@ -200,6 +204,11 @@ def _doctor_report(ctx: Context, *, repair: bool) -> tuple[dict[str, Any], list[
     for session in report["sessions"]:
         if session["rollback"]:
             problems.append(f"session {session['path']}: {session['rollback']}")
+        for dangling in session["dangling"]:
+            problems.append(
+                f"session {session['path']}: {dangling}; the next save of a kernel that holds "
+                "the variable stores it again"
+            )
         for f in session["files"]:
             if f["state"] != "ok" and f["path"] not in fixed:
                 problems.append(f"{f['path']} is {f['state']}: {_FILE_FIXES[f['state']]}")
@@ -263,6 +272,8 @@ def _doctor_text(report: dict[str, Any]) -> str:
             lines.append("  (no files)")
         if session["rollback"]:
             lines.append(f"  ROLLBACK: {session['rollback']}")
+        for dangling in session["dangling"]:
+            lines.append(f"  MISSING BLOB: {dangling}")
     repair = report["repair"]
     if repair is not None:
         lines += ["", f"repair: checked {count(repair['files_checked'], 'file')}"]

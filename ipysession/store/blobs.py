@@ -25,6 +25,7 @@ from ipysession.store.names import BLOB_SUFFIX, BLOBS_DIR
 from ipysession.store.scan import check_blob_id
 
 __all__ = [
+    "MISSING_BLOB",
     "blob_path",
     "check_blob_name",
     "externalize",
@@ -36,6 +37,12 @@ __all__ = [
 logger = logging.getLogger("ipysession")
 
 _MISMATCH = "Blob content does not match its name: it was swapped or renamed"
+
+#: Why a variable whose blob had gone missing was saved without its value.
+MISSING_BLOB = (
+    "its stored value was missing on disk when this generation was written; the kernel saves it "
+    "again the next time it captures it"
+)
 
 
 def blob_path(sdir: Path, blob_id: str) -> Path:
@@ -145,11 +152,20 @@ def _reuse_blob(disk: Disk, path: Path, blob_id: str) -> bool:
 
 
 def externalize(
-    disk: Disk, sdir: Path, session: Session, threshold: int
+    disk: Disk,
+    sdir: Path,
+    session: Session,
+    threshold: int,
+    *,
+    lost: dict[str, str] | None = None,
 ) -> tuple[Session, int, int]:
     """Move values larger than ``threshold`` bytes to blobs, written (and flushed) before the
     generation that will refer to them. Returns the session to seal, the number of blobs
-    written and their size in bytes."""
+    written and their size in bytes.
+
+    A variable that refers to a blob no longer on disk (the session was deleted under a running
+    kernel, the file was removed by hand) is sealed as skipped (:data:`MISSING_BLOB`) and added
+    to ``lost`` (name -> blob id), so no generation ever refers to a missing blob."""
     blobs_dir = sdir / BLOBS_DIR
     variables: dict[str, VariableRecord] = {}
     changed = False
@@ -173,13 +189,28 @@ def externalize(
         elif record.blob is not None:
             check_blob_id(record.blob, sdir)
             if not touch(blob_path(sdir, record.blob)):
-                # Kept as it is: restoring will report this one variable as lost, and failing
-                # the whole write would lose everything else too.
+                # The bytes are not in memory any more (the caller keeps only the reference of
+                # a stored value), so the value cannot be re-sealed here. A generation must never
+                # refer to a blob that is not on disk: the variable is written as skipped, saying
+                # why, and reported in ``lost`` so the kernel captures it again from the live
+                # object (failing the whole write would lose everything else too).
                 logger.warning(
-                    "Variable %s refers to a stored value that no longer exists (%s)",
+                    "Variable %s refers to a stored value that no longer exists (%s, blob %s); "
+                    "it is saved as skipped until it is captured again",
                     var_name,
                     sdir.name,
+                    record.blob,
                 )
+                if lost is not None:
+                    lost[var_name] = record.blob
+                record = VariableRecord(
+                    name=record.name,
+                    type_name=record.type_name,
+                    size=record.size,
+                    skipped=MISSING_BLOB,
+                    extra=record.extra,
+                )
+                changed = True
         variables[var_name] = record
     if written:
         try:

@@ -44,11 +44,11 @@ from ipysession.store.names import (
     TEMP_PREFIX,
     TRASH_PREFIX,
 )
-from ipysession.store.results import RekeyReport, RepairReport
+from ipysession.store.results import DanglingReference, RekeyReport, RepairReport
 from ipysession.store.retention import collect_blobs
 from ipysession.store.scan import check_blob_id, scan_blobs, scan_checkpoints, scan_generations
 
-__all__ = ["inspect", "rekey", "repair", "share_blobs"]
+__all__ = ["dangling_references", "inspect", "rekey", "repair", "share_blobs"]
 
 logger = logging.getLogger("ipysession")
 
@@ -80,6 +80,22 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
     except (FileFormatError, OSError, LookupError) as exc:
         return disk.problem(path, exc, path.parent, quarantine=False)
     return None
+
+
+def dangling_references(disk: Disk, sdir: Path) -> list[DanglingReference]:
+    """Every generation and checkpoint in ``sdir`` that refers to a blob not on disk.
+
+    A file that cannot be read is skipped here: ``inspect`` reports it on its own."""
+    present = {path.name.removesuffix(BLOB_SUFFIX) for path in scan_blobs(sdir)}
+    files = [path for _, path in scan_generations(sdir)] + scan_checkpoints(sdir)
+    found: list[DanglingReference] = []
+    for path in files:
+        try:
+            refs = disk.meta_for(path, sdir).blob_refs
+        except (FileFormatError, OSError, LookupError):
+            continue
+        found += [DanglingReference(path, ref) for ref in sorted(refs - present)]
+    return found
 
 
 def repair(disk: Disk, *, grace: float) -> RepairReport:

@@ -19,6 +19,7 @@ from ipysession.model import Session
 
 __all__ = [
     "CheckpointInfo",
+    "DanglingReference",
     "FileProblem",
     "GenerationInfo",
     "ProblemKind",
@@ -47,6 +48,24 @@ class WriteResult:
     #: Variables whose value now lives in a blob, with the blob's id: a caller holding the
     #: serialized bytes can drop them and keep the reference.
     blobs: dict[str, str] = field(default_factory=dict)
+    #: Variables that referred to a blob no longer on disk, with that blob's id: they were
+    #: written as skipped, and a caller holding the live value should capture it again.
+    lost_blobs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DanglingReference:
+    """A generation or checkpoint (``path``) refers to blob ``blob_id``, which is not on disk."""
+
+    path: Path
+    blob_id: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.path.name} refers to stored value {self.blob_id}, which is missing: "
+            "restoring it loses that variable"
+        )
 
 
 @dataclass(frozen=True)

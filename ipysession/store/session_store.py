@@ -9,7 +9,7 @@ dir)::
     <root>/
       sessions/<slug>/            one directory per session; slug = readable part + name hash
         session.lock              filelock, held only while writing
-        gen-00000042.ipys         the newest ``keep`` generations (default 5)
+        gen-00000042.ipys         generations thinned by age, bounded by size (store.retention)
         head.ipys                 sealed: the newest generation written and its digest
         blobs/<id>.ipyb           values larger than ``blob_threshold``, sealed on their own
         checkpoints/<label>.ipys  named checkpoints, never rotated away
@@ -33,6 +33,10 @@ Guarantees:
 * **Writers exclude each other** with ``filelock`` (which also works on Windows); readers take no
   lock. A write states which generation it started from (``base_generation``); if another writer
   got there first, the caller's ``merge`` reconciles the two, or :class:`WriteConflict` is raised.
+* **History you can go back in.** After each write, old generations are thinned by age (all of
+  the last minutes, then one per 10 minutes for a day, one per day for a week) and bounded by
+  size; the newest generation and checkpoints are never thinned
+  (:mod:`~ipysession.store.retention`).
 * **Large values dedupe.** A value is stored once under ``key.content_id(value)`` (a keyed hash,
   so equal values share a blob without revealing their content) and shared by every generation.
   Blobs no kept generation or checkpoint refers to are collected after rotation, but only when
@@ -87,6 +91,7 @@ from ipysession.store.names import (
 )
 from ipysession.store.results import (
     CheckpointInfo,
+    DanglingReference,
     GenerationInfo,
     ReadResult,
     RekeyReport,
@@ -95,6 +100,7 @@ from ipysession.store.results import (
     SessionSummary,
     WriteResult,
 )
+from ipysession.store.retention import DEFAULT_SCHEDULE, Retention
 from ipysession.store.scan import (
     MAX_GENERATION,
     check_label,
@@ -123,11 +129,13 @@ DEFAULT_MAX_DOCUMENT_BYTES = fileformat.DEFAULT_MAX_DOCUMENT_BYTES
 class SessionStore:
     """Sessions on disk, sealed with ``key``; safe to share between threads and processes.
 
-    ``keep`` newest generations are kept per session; values larger than ``blob_threshold`` bytes
-    go to blobs; a write waits at most ``lock_timeout`` seconds for another writer;
-    unreferenced blobs and temp files younger than ``gc_grace`` seconds are never removed; a
-    file larger than ``max_file_bytes`` is never read, and a session document that inflates
-    beyond ``max_document_bytes`` is treated as corrupt (and never written).
+    Generations are kept as ``retention`` says (default: the default schedule, with the newest
+    ``keep`` always kept; ``Retention((), keep=n)`` keeps just the newest ``n``), ages measured
+    on ``clock`` (seconds since the epoch; tests pass a simulated one); values larger than
+    ``blob_threshold`` bytes go to blobs; a write waits at most ``lock_timeout`` seconds for
+    another writer; unreferenced blobs and temp files younger than ``gc_grace`` seconds are
+    never removed; a file larger than ``max_file_bytes`` is never read, and a session document
+    that inflates beyond ``max_document_bytes`` is treated as corrupt (and never written).
     """
 
     def __init__(
@@ -141,12 +149,16 @@ class SessionStore:
         gc_grace: float = DEFAULT_GRACE,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if keep < 1:
             msg = f"keep must be at least 1, not {keep}"
             raise ValueError(msg)
         self.root = Path(root) if root is not None else paths.session_root()
-        self.keep = keep
+        self.retention = retention or Retention.from_schedule(DEFAULT_SCHEDULE, keep=keep)
+        self.keep = self.retention.keep
+        self.clock = clock
         self.blob_threshold = blob_threshold
         self.gc_grace = gc_grace
         self._disk = Disk(
@@ -275,8 +287,9 @@ class SessionStore:
                     raise WriteConflict(msg, path=sdir)
             number = _next_number(sdir, newest)
             target = sdir / gen_name(number)
+            lost: dict[str, str] = {}
             prepared, blobs_written, blob_bytes = blobs.externalize(
-                disk, sdir, session, self.blob_threshold
+                disk, sdir, session, self.blob_threshold, lost=lost
             )
             moved = {
                 var: record.blob
@@ -298,9 +311,11 @@ class SessionStore:
             disk.remember(target, st, prepared, data=data, bound=True)
             _record_head(sdir, head.Head(session.name, number, digest_of(data)), disk.key)
             # Names above the new number are files that decide nothing (another key, a newer
-            # release, damage): not the newest ``keep``, so never a reason to rotate ours away.
+            # release, damage): not the newest, so never a reason to thin ours away.
             kept = [(n, p) for n, p in gens if n < number]
-            retention.rotate(disk, sdir, [*kept, (number, target)], self.keep)
+            retention.rotate(
+                disk, sdir, [*kept, (number, target)], self.retention, now=self.clock()
+            )
             retention.collect_blobs(disk, sdir, grace=self.gc_grace)
         logger.debug(
             "Wrote %s generation %d (%d bytes, %d new blobs) in %.1f ms",
@@ -317,6 +332,7 @@ class SessionStore:
             blobs_written=blobs_written,
             merged=merged,
             blobs=moved,
+            lost_blobs=lost,
         )
 
     def _theirs(self, name: str, sdir: Path, newest: int) -> Session:
@@ -473,6 +489,11 @@ class SessionStore:
         return sdir
 
     # -- maintenance (the work is in ipysession.store.maintenance) --------------------------------
+
+    def dangling_references(self, name: str) -> builtins.list[DanglingReference]:
+        """Each generation or checkpoint of ``name`` that refers to a blob not on disk (what
+        ``ipysession doctor`` reports; a restore would lose that variable)."""
+        return maintenance.dangling_references(self._disk, self._existing_dir(name))
 
     def inspect(self, path: Path) -> FileProblem | None:
         """Check one file fully (authentication, validation, blob name); ``None`` if it is good.
