@@ -182,8 +182,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="what is captured, when it was saved, what was restored")
     p = sub.add_parser("snapshots", help="list generations and checkpoints of a session")
     p.add_argument("name", nargs="?")
-    p = sub.add_parser("delete", help="delete a saved session and all its generations")
+    p = sub.add_parser(
+        "delete",
+        help="delete a saved session and all its generations, for good",
+        description=(
+            "Delete NAME with all its generations and checkpoints. If NAME is this kernel's "
+            "session, this kernel stops saving it at once (not between cells, not at shutdown), "
+            "so the next kernel starts empty. A session another running kernel uses is refused "
+            "unless --force; that kernel then stops saving it and says so."
+        ),
+    )
     p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--force", action="store_true", help="delete even if another running kernel uses it"
+    )
+    p = sub.add_parser(
+        "discard",
+        help="stop saving this kernel's session and remove it: the next kernel starts empty",
+        description=(
+            "This kernel stops saving its session at once (not between cells, not at shutdown) "
+            "and the saved session is deleted, so the next kernel starts empty. Variables in "
+            "this kernel are unaffected; `%session save` saves them again."
+        ),
+    )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p = sub.add_parser("history", help="input history across kernel restarts")
     p.add_argument("-n", type=int, metavar="N", help="only the last N cells")
@@ -337,21 +359,43 @@ class SessionMagics(Magics):
             if answer.strip().lower() not in ("y", "yes"):
                 display.show(display.text_message("Nothing deleted."))
                 return
-        store.delete(args.name)
+        path = self.manager.delete(args.name, force=args.force)
         note = (
-            " Autosave will write it again after the next cell; run `%session autosave off` "
-            "first to stop that."
-            if args.name == self.manager.name and self.manager.autosave
+            " This kernel no longer saves it (not between cells, not at shutdown), so the next "
+            "kernel starts without it; your variables here are unaffected, and `%session save` "
+            "saves them again."
+            if args.name == self.manager.name
+            else " A kernel that was saving it stops doing so at its next cell and says so."
+            if args.force
             else ""
         )
-        display.show(display.text_message(f"Deleted session '{args.name}'.{note}"))
+        display.show(display.text_message(f"Deleted session '{args.name}' ({path}).{note}"))
+
+    def _cmd_discard(self, args: argparse.Namespace) -> None:
+        name = self.manager.name
+        if not args.yes:
+            answer = self._ask(
+                f"Stop saving session '{name}' and delete what is saved of it? [y/N] "
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                display.show(display.text_message("Nothing discarded; saving goes on as before."))
+                return
+        path = self.manager.discard()
+        removed = f"deleted {path}" if path is not None else "nothing had been saved yet"
+        display.show(
+            display.text_message(
+                f"Discarded session '{name}' ({removed}). This kernel no longer saves it, not "
+                "between cells and not at shutdown, so the next kernel starts empty. Your "
+                "variables here are unaffected; `%session save` saves them again."
+            )
+        )
 
     def _ask(self, prompt: str) -> str:
         try:
             return input(prompt)
         except (EOFError, RuntimeError) as exc:
             # Frontends without stdin support raise StdinNotImplementedError (a RuntimeError).
-            msg = "cannot ask for confirmation here; add --yes to delete"
+            msg = "cannot ask for confirmation here; add --yes"
             raise UsageError(msg) from exc
 
     def _cmd_history(self, args: argparse.Namespace) -> None:

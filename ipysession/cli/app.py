@@ -6,7 +6,8 @@ Run ``ipysession --help`` (or ``python -m ipysession --help``) for the commands 
     ipysession list                       saved sessions, newest first
     ipysession show NAME                  what a session holds (secrets shown as ***)
     ipysession snapshots NAME             its generations and checkpoints
-    ipysession delete NAME [--yes]        delete it (asks first)
+    ipysession delete NAME [--yes] [--force]
+                                          delete it (asks first; refuses if a kernel uses it)
     ipysession doctor [--repair]          key, directories, every file; repair what fails
     ipysession export NAME FILE --passphrase-env VAR
     ipysession import FILE --passphrase-env VAR [--name NEW] [--force]
@@ -211,10 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_delete,
         "delete a session",
         "Delete a session with all its generations, values and checkpoints. Asks first;\n"
-        "where there is no terminal to ask on, --yes is required (exit code 1 without it).",
+        "where there is no terminal to ask on, --yes is required (exit code 1 without it).\n"
+        "A session a running kernel uses is refused (exit code 1), naming the kernel (host,\n"
+        "pid, kernel id): stop it or run `%session discard` in it. With --force it is deleted\n"
+        "anyway, and that kernel stops saving it at its next cell and says so there.",
     )
     sub.add_argument("name", metavar="NAME", help="session name")
     sub.add_argument("-y", "--yes", action="store_true", help="delete without asking")
+    sub.add_argument("--force", action="store_true", help="delete even if a running kernel uses it")
 
     sub = command(
         "doctor",

@@ -39,9 +39,11 @@ from traitlets import observe
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
-from ipysession.errors import KeyStoreError, NewerFormat, SessionNotFound, WrongKey
+from ipysession.errors import KeyStoreError, NewerFormat, SessionError, SessionNotFound, WrongKey
 from ipysession.model import HistoryEntry, Session
+from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
+from ipysession.session.lease import RootDirs
 from ipysession.session.notices import Notices
 from ipysession.session.options import SessionOptions, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS, RestoreReport, SaveReport, Status
@@ -109,12 +111,14 @@ class SessionManager(SessionOptions):
         self.sharing = Sharing(
             self, self.workspace, default_name=self._default_name, notify=self._notify
         )
+        # Sessions deleted under this kernel, or by it, are never written again on their own.
+        self._saves = SaveGuard(lambda n: RootDirs(Path(self.root)).session_dir(n), self._notify)
         self._writer = AutosaveWriter(
-            self.sharing.write,
+            self._write,
             interval=self.autosave_interval,
             on_error=self._write_log.write_failed,
             on_written=self._write_log.written,
-            heartbeat=self.sharing.heartbeat,
+            heartbeat=self._heartbeat,
             heartbeat_interval=self.lease_timeout / 4,
         )
 
@@ -219,6 +223,9 @@ class SessionManager(SessionOptions):
         return self._hooks.disabled
 
     def _pre_run_cell(self, info: Any) -> None:
+        # A session deleted from outside is noticed here (one stat), before this cell's own
+        # changes would be saved, so a `%session` cell shows the notice at once.
+        self._saves.allows(self.name)
         self.workspace.catch_up()
         # Before the tracker looks at the namespace: a connection bound now is not the cell's.
         self.settle_connections()
@@ -253,8 +260,32 @@ class SessionManager(SessionOptions):
         close() does, nothing more is saved on its own until `%reload_ext ipysession`).
         """
         self._dirty = True
-        if self.autosave and not self.read_only and not self.disabled:
+        if (
+            self.autosave
+            and not self.read_only
+            and not self.disabled
+            and self._saves.stopped(self.name) is None
+        ):
             self._writer.submit(self.snapshot())
+
+    def _write(self, session: Session) -> WriteResult | None:
+        """The writer thread's write: nothing for a session this kernel no longer saves (deleted
+        or discarded); otherwise the lease and the merging write of :class:`Sharing`."""
+        if not self._saves.allows(session.name):
+            return None
+        result = self.sharing.write(session)
+        if result is not None:
+            own = session.name in (self.name, self.fork_of)
+            self._saves.saw(self.name if own else session.name)
+            if result.lost_blobs:
+                # Saved as skipped (their blobs were gone): captured again at the next cell.
+                self.workspace.blobs_lost(result.lost_blobs)
+        return result
+
+    def _heartbeat(self) -> None:
+        # Refreshing the lease would re-create the directory of a session deleted under us.
+        if self._saves.allows(self.name):
+            self.sharing.heartbeat()
 
     def snapshot(self, name: str | None = None) -> Session:
         """An immutable picture of the workspace as captured so far (cheap: no pickling)."""
@@ -327,8 +358,13 @@ class SessionManager(SessionOptions):
             from ipysession.store.scan import check_label
 
             check_label(checkpoint)
-        self.workspace.capture_all(self._limits())
         target = name or self.name
+        if self._saves.resume(target):  # deleted or discarded: the user asks to save it again
+            self._notify(
+                f"ipysession: session '{target}' is saved again, and autosave of it is back "
+                f"{'on' if self.autosave else 'as configured (off)'}."
+            )
+        self.workspace.capture_all(self._limits())
         snapshot = self.snapshot(target)
         result: WriteResult | None
         if target == self.name:
@@ -431,24 +467,65 @@ class SessionManager(SessionOptions):
             self._write_log.key_failed(exc)
             raise
         except (WrongKey, NewerFormat) as exc:
-            if own and latest:
-                self.sharing.unreadable(exc)
-            raise
+            if not (own and latest):
+                raise
+            # Restarted (Jupyter keeps the kernel id), a kernel that forked because its session
+            # could not be read comes back to its own fork, as one that forked from a held
+            # session does; without this its earlier work was only "merged" into the fork at
+            # the next save, never put back into the namespace.
+            resume = source != own_fork and self.has_saved_session(own_fork)
+            self.sharing.unreadable(exc, resumed=resume)
+            if not resume:
+                raise
+            source = own_fork
+            result = self.store.read(source)
+        if own:
+            self._saves.saw(source)
+        session = result.session
+        if own and latest and source == target and variables is None and not only:
+            # Restarted, a kernel comes back to the work it was saving, fork or not.
+            session = self._with_newer_fork(
+                session, report, merge=decision is LeaseDecision.WRITE
+            )
         report.generation = result.generation
         report.path = str(result.path)
         report.problems = [f"{problem.kind}: {problem.message}" for problem in result.problems]
         if result.rollback is not None:  # newest generations deleted or put back (head record)
             report.problems.append(f"rollback: {result.rollback.message}")
         self.workspace.apply(
-            result.session, report, source=source, parts=parts, variables=variables, own=own
+            session, report, source=source, parts=parts, variables=variables, own=own
         )
         if own and self.sharing.restored(
             result.generation, latest=latest, decision=decision, from_fork=source != target
         ):
             self._changed()  # a new fork: its copy of the session is saved under its own name
+        elif report.merged_fork is not None:
+            self._changed()  # what came from the fork is saved to the session at once
         report.seconds = time.perf_counter() - started
         self.last_restore = report
         return report
+
+    def _with_newer_fork(self, session: Session, report: RestoreReport, *, merge: bool) -> Session:
+        """``session`` with this kernel's own fork merged in, when the fork holds work saved
+        after this kernel's last save to the session (it continued as a fork, then came back to
+        the session: a takeover, or the other server holding it stopped). ``merge`` False (a
+        read-only restore): the fork is only named in the summary, with how to get it."""
+        fork = self.sharing.fork_name(session.name)
+        try:
+            if self.sharing.newer_own_fork(session.name) is None:
+                return session
+            if not merge:
+                report.newer_fork = fork
+                return session
+            merged, taken = self.sharing.with_own_fork(session, fork)
+        except SessionError as exc:
+            log.warning("Could not bring back this kernel's fork %r: %s", fork, exc)
+            report.newer_fork = fork
+            report.problems.append(f"own fork '{fork}' could not be merged in: {exc}")
+            return session
+        report.merged_fork = fork
+        report.merged_fork_variables = taken
+        return merged
 
     def _missing_snapshot(
         self, name: str, generation: int | None, checkpoint: str | None
@@ -476,6 +553,7 @@ class SessionManager(SessionOptions):
     # --- status and lifecycle -----------------------------------------------------------------
 
     def status(self) -> Status:
+        self._saves.allows(self.name)  # a deletion from outside is told here at the latest
         records = self.workspace.records
         lease = self.sharing.lease
         return Status(
@@ -500,12 +578,54 @@ class SessionManager(SessionOptions):
             else None,
             read_only=self.read_only,
             fork_of=self.fork_of,
+            fork_reason=self.sharing.fork_reason,
             merges=self.merges,
             last_merge=self.sharing.last_merge,
             connections=self.connections.snapshot(),
             connection_states=self.connections.states(),
             notices=self.notices.recent(),
         )
+
+    # --- delete and discard -------------------------------------------------------------------
+
+    def delete(self, name: str, *, force: bool = False) -> Path:
+        """Delete saved session ``name`` for good; returns its former directory.
+
+        This kernel's own session: it stops saving it first (between cells and at shutdown),
+        or the next save would write it again. A session another live kernel holds is refused
+        (:class:`SessionInUse`, naming the kernel) unless ``force``; that kernel then stops
+        saving it at its next cell and says so. Raises :class:`SessionNotFound` if nothing of
+        ``name`` is on disk.
+        """
+        if name == self.name:
+            if not self.store.exists(name):
+                msg = f"No saved session named '{name}'"
+                raise SessionNotFound(msg, hint="`%session list` shows the saved sessions")
+            self._stop_saving(name, "it was deleted with `%session delete`")
+            return self.store.delete(name)
+        holder = live_holder(Path(self.root), name, timeout=self.lease_timeout)
+        if holder is not None and not force:
+            raise in_use_error(name, holder.describe(), magic=True)
+        return self.store.delete(name)
+
+    def discard(self) -> Path | None:
+        """Stop saving this kernel's session and remove it, so the next kernel starts empty.
+
+        Returns the removed directory, or ``None`` when nothing had been saved yet. Nothing is
+        written afterwards, not even at shutdown; ``%session save`` would save again."""
+        name = self.name
+        self._stop_saving(name, "it was discarded with `%session discard`")
+        return self.store.delete(name) if self.store.exists(name) else None
+
+    def _stop_saving(self, name: str, why: str) -> None:
+        self._saves.stop(name, why)
+        # A flush is served after any write in flight, in order, and the guard refuses its own
+        # snapshot: once it returns, nothing of this session is on its way to the disk.
+        outcome = self._writer.flush(self.snapshot(name))
+        if outcome.error is not None:
+            log.warning("Waiting for the writer before deleting %r: %s", name, outcome.error)
+        self._dirty = False
+        self.sharing.release()
 
     def start(self) -> None:
         if self.autosave and not self.read_only:

@@ -93,6 +93,10 @@ class Workspace:
         self._stored_in_blobs: queue.SimpleQueue[tuple[str, VariableRecord, str]] = (
             queue.SimpleQueue()
         )
+        # (name, blob id) from the writer thread: values whose blob was missing at a write (the
+        # session was deleted under this kernel); the main thread captures them again.
+        self._lost_blobs: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._recapture: set[str] = set()
         self._restored_names: set[str] = set()
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
         hidden = getattr(shell, "user_ns_hidden", None)
@@ -115,6 +119,7 @@ class Workspace:
         if self._restored_names:
             self._unhide_restored()
         self._drop_stored_bytes()
+        self._forget_lost_blobs()
 
     def start_cell(self, info: Any) -> None:
         self.history.pre_run_cell(info)
@@ -134,8 +139,15 @@ class Workspace:
         elif now - self._last_full_pass >= settings.full_capture_interval:
             _merge_changes(changes, self.tracker.full_pass(self.user_ns))
             self._last_full_pass = now
+        # Values whose blob went missing are pickled again from the live object, whatever the
+        # cell did: their stored copy is gone.
+        recapture, self._recapture = self._recapture, set()
         self._apply_changes(
-            changes.changed, changes.deleted, source, settings.limits, verify=changes.recheck
+            changes.changed | recapture,
+            changes.deleted,
+            source,
+            settings.limits,
+            verify=changes.recheck,
         )
         self._capture_shell_state()
 
@@ -298,6 +310,25 @@ class Workspace:
             record = written.variables.get(name)
             if record is not None and record.data is not None:
                 self._stored_in_blobs.put((name, record, blob_id))
+
+    def blobs_lost(self, lost: dict[str, str]) -> None:
+        """The writer found these values' blobs (name -> blob id) missing (any thread): they
+        were saved as skipped, and are captured again at the next cell (queued here)."""
+        for name, blob_id in lost.items():
+            self._lost_blobs.put((name, blob_id))
+
+    def _forget_lost_blobs(self) -> None:
+        """Drop the references to missing blobs, so the next capture pickles those values anew
+        (an unchanged value would otherwise keep its reference: main thread)."""
+        while True:
+            try:
+                name, blob_id = self._lost_blobs.get_nowait()
+            except queue.Empty:
+                return
+            record = self.records.get(name)
+            if record is not None and record.blob == blob_id:
+                del self.records[name]
+                self._recapture.add(name)
 
     def _drop_stored_bytes(self) -> None:
         """Keep only the blob reference of values the writer has stored (main thread)."""
