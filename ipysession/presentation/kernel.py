@@ -227,7 +227,10 @@ def status_view(status: Status) -> StatusView:
         f"Lease:     {_lease_text(status)}",
     ]
     if status.fork_of:
-        lines.append(f"Fork of:   '{status.fork_of}' (another kernel holds it)")
+        # The reason the fork was made: another kernel may hold the session, or nothing in it
+        # could be read (another key, a newer release) with no other kernel anywhere.
+        why = status.fork_reason or "another kernel holds it"
+        lines.append(f"Fork of:   '{status.fork_of}' ({why})")
     if status.merges:
         lines.append(
             f"Merges:    {status.merges} save(s) merged with other kernels' changes"

@@ -36,6 +36,12 @@ class RestoreReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     found: bool = True
+    # This kernel's own fork, saved after its last save to this session (see
+    # Sharing.newer_own_fork): merged into what was restored, or (when the restore could not
+    # take it in) only named, with how to get it.
+    merged_fork: str | None = None
+    merged_fork_variables: list[str] = field(default_factory=list)
+    newer_fork: str | None = None
 
 
 @dataclass
@@ -75,5 +81,7 @@ class Status:
     lease_problem: str | None = None
     read_only: bool = False
     fork_of: str | None = None
+    #: Why this kernel continues as a fork: another kernel holds the session, another key...
+    fork_reason: str | None = None
     merges: int = 0
     last_merge: str | None = None

@@ -152,6 +152,8 @@ class Sharing:
         self.lease: LeaseOutcome | None = None
         self.read_only = False
         self.fork_of: str | None = None
+        # Why this kernel forked (another kernel holds the session, another key...): for status.
+        self.fork_reason: str | None = None
         # The generation our state builds on: a newer one on disk is another writer's.
         self._base_generation: int | None = None
         # What other writers added, kept in every later save (see foreign_part).
@@ -289,9 +291,11 @@ class Sharing:
                 self._base_generation = generation
             return not from_fork
 
-    def unreadable(self, error: SessionError) -> None:
+    def unreadable(self, error: SessionError, *, resumed: bool = False) -> None:
         """Nothing of this kernel's session can be read (another key, a newer release): save
-        this kernel's work as a fork, so the files it cannot read stay exactly as they are."""
+        this kernel's work as a fork, so the files it cannot read stay exactly as they are.
+
+        ``resumed``: this kernel's own fork from before a restart is restored and continued."""
         with self._lock:
             if self._base_generation is not None or self.fork_of is not None:
                 return
@@ -300,6 +304,7 @@ class Sharing:
                 lost=False,
                 restoring=False,
                 why=f"session '{self.name}' was saved with a {kind} and is left untouched",
+                resumed=resumed,
             )
 
     def _become_fork(
@@ -329,6 +334,7 @@ class Sharing:
             reason = f"{self.other_holder()} took session '{original}' over"
         else:
             reason = f"session '{original}' is in use by {self.other_holder()}"
+        self.fork_reason = reason
         if resumed:
             done = f"restored its own fork of it, '{fork}', and saves to it"
         elif restoring:
