@@ -405,12 +405,14 @@ class SessionMagics(Magics):
                 e.run_id[:6] + (" (this run)" if e.run_id == self.manager.run_id else ""),
                 str(e.execution_count),
                 time.strftime("%Y-%m-%d %H:%M", time.localtime(e.time)),
-                "" if e.success else "error",
+                "ok" if e.success else "error",
                 e.source if len(e.source) < 400 else e.source[:400] + " ...",
             )
             for e in entries
         )
-        table = presentation.Table(("run", "#", "time", "", "source"), rows, "No history yet.")
+        table = presentation.Table(
+            ("run", "#", "time", "result", "source"), rows, "No history yet."
+        )
         display.show(display.render_table(table))
 
     def _cmd_autosave(self, args: argparse.Namespace) -> None:

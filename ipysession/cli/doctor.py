@@ -247,7 +247,13 @@ def _doctor_text(report: dict[str, Any]) -> str:
     lines.append("")
     for label, info in report["paths"].items():
         mode = f" ({info['mode']})" if info["mode"] else ""
-        lines.append(f"{label:<15}{info['state']}{mode}  {info['path']}")
+        state = info["state"]
+        if state == "missing" and label.endswith("dir"):
+            # Not a problem (none is listed, the verdict says all is in order): ipysession
+            # makes its directories when it first needs them, the quarantine at the first
+            # damaged file. "missing" next to "Everything is in order" read as a contradiction.
+            state = "not created yet (made when first needed)"
+        lines.append(f"{label:<15}{state}{mode}  {info['path']}")
     quarantine = report["quarantine"]
     lines.append(f"{'quarantined':<15}{count(quarantine['files'], 'file')} in {quarantine['path']}")
     lines.append("")

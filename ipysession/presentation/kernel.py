@@ -109,9 +109,14 @@ def connections_table(rows: Sequence[ConnectionRow]) -> Table:
 
 
 def restore_notice(
-    report: RestoreReport, connection_states: Mapping[str, str] | None = None
+    report: RestoreReport,
+    connection_states: Mapping[str, str] | None = None,
+    *,
+    in_status: bool = False,
 ) -> Notice:
-    """One line when everything came back; otherwise the same line plus every skip and why."""
+    """One line when everything came back; otherwise the same line plus every skip and why.
+
+    ``in_status``: shown inside ``%session status``, which needs no pointer to itself."""
     if not report.found:
         return Notice((f"ipysession: no saved session '{report.session}' yet.",))
     where = (
@@ -142,7 +147,7 @@ def restore_notice(
     if report.problems:
         lines.append("Problems with session files (older generation used):")
         lines.extend(f"  {problem}" for problem in report.problems)
-    if report.skipped or report.problems:
+    if (report.skipped or report.problems) and not in_status:
         lines.append("Run `%session status` to see this again.")
     level = Level.WARNING if report.skipped or report.problems else Level.INFO
     return Notice(tuple(lines), level)
@@ -250,7 +255,7 @@ def status_view(status: Status) -> StatusView:
             lines.append(f"  {row.name}: {row.state} ({row.target}){error}")
     if status.restore is not None:
         lines.append("Last restore:")
-        lines.extend(f"  {line}" for line in restore_notice(status.restore).lines)
+        lines.extend(f"  {line}" for line in restore_notice(status.restore, in_status=True).lines)
     if status.notices:
         lines.append(f"Notices ({len(status.notices)}, oldest first):")
         for when, text in status.notices:
