@@ -141,6 +141,19 @@ def restore_notice(
         f"ipysession: restored '{report.session}' ({where}): {', '.join(parts)} "
         f"in {report.seconds * 1000:.0f} ms."
     ]
+    if report.merged_fork:
+        taken = ", ".join(report.merged_fork_variables) or "no variable of its own"
+        lines.append(
+            f"Merged in this kernel's own fork '{report.merged_fork}', saved after its last save "
+            f"to '{report.session}': {taken}. They are saved to '{report.session}' now; the "
+            "fork stays on disk (`ipysession prune` removes old forks)."
+        )
+    elif report.newer_fork:
+        lines.append(
+            f"This kernel's own fork '{report.newer_fork}' holds work saved after what was "
+            f"restored: `%session restore '{report.newer_fork}'` brings it into this kernel, "
+            f"`%session merge '{report.newer_fork}'` into '{report.session}' once it is free."
+        )
     if report.skipped:
         lines.append(f"Not restored ({len(report.skipped)}):")
         lines.extend(f"  {item}: {reason}" for item, reason in report.skipped)

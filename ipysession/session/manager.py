@@ -484,9 +484,7 @@ class SessionManager(SessionOptions):
         session = result.session
         if own and latest and source == target and variables is None and not only:
             # Restarted, a kernel comes back to the work it was saving, fork or not.
-            session = self._with_newer_fork(
-                session, report, merge=decision is LeaseDecision.WRITE
-            )
+            session = self._with_newer_fork(session, report, merge=decision is LeaseDecision.WRITE)
         report.generation = result.generation
         report.path = str(result.path)
         report.problems = [f"{problem.kind}: {problem.message}" for problem in result.problems]
@@ -520,8 +518,7 @@ class SessionManager(SessionOptions):
             merged, taken = self.sharing.with_own_fork(session, fork)
         except SessionError as exc:
             log.warning("Could not bring back this kernel's fork %r: %s", fork, exc)
-            report.newer_fork = fork
-            report.problems.append(f"own fork '{fork}' could not be merged in: {exc}")
+            report.newer_fork = fork  # the summary says how to get it
             return session
         report.merged_fork = fork
         report.merged_fork_variables = taken

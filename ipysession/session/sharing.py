@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ipysession.errors import NewerFormat, SessionError, SessionInUse, WriteConflict
 from ipysession.model import Session
 from ipysession.session import lease as lease_mod
+from ipysession.session.forks import fork_name, fork_work_is_newer
 from ipysession.session.lease import LeaseHolder, LeaseOutcome
 from ipysession.session.merge import MergeResult, history_key, merge_sessions
 
@@ -169,7 +170,7 @@ class Sharing:
         return self._name
 
     def fork_name(self, original: str) -> str:
-        return f"{original} (fork {(self._host.kernel_id or self._host.run_id)[:8]})"
+        return fork_name(original, self._host.kernel_id or self._host.run_id)
 
     def other_holder(self) -> str:
         holder = self.lease.holder if self.lease is not None else None
@@ -290,6 +291,51 @@ class Sharing:
             if from_fork:
                 self._base_generation = generation
             return not from_fork
+
+    def newer_own_fork(self, name: str) -> str | None:
+        """This kernel's own fork of session ``name``, if it holds work saved after this kernel's
+        last save to ``name`` (else ``None``).
+
+        Jupyter keeps a kernel's id across restarts, so a restarted kernel finds the fork it was
+        writing before (continued as a fork after a takeover, or while another server held the
+        session) under the same name. Only a kernel id names a kernel across restarts: a
+        terminal IPython (no kernel id) forks under its run id, new at every start."""
+        kernel_id = self._host.kernel_id
+        if not kernel_id:
+            return None
+        fork = self.fork_name(name)
+        store = self._host.store
+        if not store.exists(fork):
+            return None
+        own = store.generations(name) if store.exists(name) else []
+        newer = fork_work_is_newer(
+            (info.time for info in store.generations(fork)),
+            (info.time for info in own if info.writer_kernel_id == kernel_id),
+        )
+        return fork if newer else None
+
+    def with_own_fork(self, session: Session, fork: str) -> tuple[Session, list[str]]:
+        """``session`` (just read) merged with this kernel's own ``fork``, for its restart.
+
+        The merge rules are those of every merging write (:func:`merge_sessions`), the session
+        saved last winning a name both hold (last writer wins). The fork's stored values are
+        shared into the session's directory first, so the merged session's references resolve
+        there. Returns the merged session (under ``session``'s name) and the variables that came
+        from the fork. The fork itself stays on disk. Raises :class:`SessionError` when the fork
+        cannot be read."""
+        store = self._host.store
+        forked = store.read(fork).session
+        store.share_blobs(fork, session.name, forked.blob_ids())
+        if forked.updated >= session.updated:
+            merged = merge_sessions(session, forked, max_history=self._host.max_history)
+        else:
+            merged = merge_sessions(forked, session, max_history=self._host.max_history)
+        taken = sorted(
+            n
+            for n, v in forked.variables.items()
+            if merged.session.variables.get(n) == v and session.variables.get(n) != v
+        )
+        return dataclasses.replace(merged.session, name=session.name), taken
 
     def unreadable(self, error: SessionError, *, resumed: bool = False) -> None:
         """Nothing of this kernel's session can be read (another key, a newer release): save

@@ -230,23 +230,15 @@ def test_random_sigkills_of_two_takeover_kernels_lose_no_acknowledged_save(
     print(f"\ntakeover under SIGKILL: 0 acknowledged saves lost; {summary}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Found by the takeover fault test: a kernel that continues as a fork after a takeover "
-        "and is then SIGKILLed comes back (same kernel id, on_conflict='takeover') on the "
-        "session itself, restored from the session: what it saved in its fork after the "
-        "takeover is on disk only in the fork, and not in the restarted kernel. With 'fork' "
-        "a restarted kernel comes back to its own fork (SessionManager.restore); with "
-        "'takeover' it does not."
-    ),
-)
 def test_a_killed_fork_kernel_gets_back_what_it_saved_in_its_fork(
     kernels: dict[str, Kernel], shared: dict[str, str]
 ) -> None:
+    # Found by the takeover fault test: a kernel that continued as a fork after a takeover and
+    # was then SIGKILLed came back (same kernel id) on the session itself, restored from the
+    # session only: what it saved in its fork was on disk, but not in the restarted kernel. Its
+    # restart now merges its own fork in (newer than its last save to the session).
     k1, k2 = kernels["k1"], kernels["k2"]
-    try:  # what leads up to it: any failure here is a plain failure, never the expected one
+    try:  # what leads up to it
         k2.run("shared_value = 1")
         assert wait_acknowledged(k2, "shared_value")["session"] == NAME
         k1.run("fork_work = 42")
@@ -259,5 +251,8 @@ def test_a_killed_fork_kernel_gets_back_what_it_saved_in_its_fork(
         assert k1.value("shared_value") == 1
     except AssertionError as exc:
         pytest.fail(f"the scenario did not unfold as described: {exc}")
-    # What it acknowledged before the kill is back in the restarted kernel.
+    # What it acknowledged before the kill is back in the restarted kernel, and saved to the
+    # session it continues on.
     assert k1.value("globals().get('fork_work')") == 42
+    wait_acknowledged(k1, "the merged fork")
+    assert disk_values(shared, NAME).get("fork_work") == 42

@@ -19,11 +19,12 @@ import ipysession
 from ipysession.extension import get_manager
 from ipysession.model import HistoryEntry, VariableRecord
 from ipysession.session import lease
+from ipysession.session.forks import fork_name, fork_parent, fork_work_is_newer
 from ipysession.session.lease import LeaseHolder, LeaseOutcome, RootDirs, acquire, holder
 from ipysession.session.manager import SessionManager
 from ipysession.session.sharing import LeaseDecision, decide, default_session_name, foreign_part
 from tests.builders import make_session, wait_for
-from tests.shell import ipython_shell, run
+from tests.shell import ipython_shell, restart, run
 
 TIMEOUT = 120.0
 
@@ -344,3 +345,113 @@ def test_a_damaged_lease_is_no_lease_and_the_next_kernel_keeps_the_session(
     on_disk = manager.store.read(original).session
     assert on_disk.variables.keys() >= {"a", "new_work"}
     assert [s.name for s in manager.store.list()] == [original]  # no fork beside it
+
+
+# --- a restarted kernel comes back to the work it was saving, fork or not ----------------------
+
+
+def test_fork_names_say_which_session_they_fork() -> None:
+    name = fork_name("/home/ada/a (1).ipynb", "1a2b3c4d-5e6f")
+    assert name == "/home/ada/a (1).ipynb (fork 1a2b3c4d)"
+    assert fork_parent(name) == "/home/ada/a (1).ipynb"
+    assert fork_parent("/home/ada/a (1).ipynb") is None
+    assert fork_parent(fork_name(name, "99999999")) == name  # a fork of a fork
+
+
+def test_a_fork_is_newer_than_the_last_save_of_its_own_kernel_to_the_session() -> None:
+    assert fork_work_is_newer([5.0, 9.0], [3.0, None])
+    assert fork_work_is_newer([5.0], [])  # forked at once: never saved to the session
+    assert not fork_work_is_newer([5.0], [6.0])  # saved to the session after the fork
+    assert not fork_work_is_newer([None], [])  # nothing readable in the fork
+
+
+@pytest.fixture
+def kernel_id(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The id Jupyter gives a kernel and keeps across its restarts (an in-process shell has
+    none: the extension reads it from the kernel's connection file, which is not there)."""
+    monkeypatch.setattr("ipysession.extension._kernel_id", lambda: "5e551011-fork-test")
+    return "5e551011-fork-test"
+
+
+def test_a_restarted_fork_kernel_gets_its_fork_back_once_the_session_is_free(
+    stopped_shell: tuple[Any, SessionManager],
+    shown: list[str],
+    kernel_id: str,
+) -> None:
+    # Seen: two JupyterLab servers on the same files; the second server's kernel forked; the
+    # first server stopped; restarting the fork's kernel restored the original session and the
+    # fork's work raised NameError, with nothing said about the newer fork.
+    shell, first = stopped_shell
+    original = first.name
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _other_holds(first, sleeper.pid)  # the first server's kernel
+        ipysession.load_ipython_extension(shell)
+        manager = _manager(shell)
+        assert manager.fork_of == original
+        run(shell, "fork_work = 42")
+        wait_for(lambda: manager.store.exists(manager.name), "the fork saved")
+        wait_for(lambda: manager.status().pending is False, "the fork saved fork_work")
+    finally:
+        sleeper.kill()  # the first server stops: its lease is stale from now on
+        sleeper.wait()
+    shown.clear()
+    restart(shell)  # the same kernel id, as Jupyter restarts it
+    manager = _manager(shell)
+    assert manager.name == original
+    assert manager.fork_of is None
+    assert shell.user_ns["fork_work"] == 42
+    assert shell.user_ns["a"] == 1
+    report = manager.last_restore
+    assert report is not None
+    assert report.merged_fork == f"{original} (fork {kernel_id[:8]})"
+    assert report.merged_fork_variables == ["fork_work"]
+    run(shell, "pass")
+    assert f"Merged in this kernel's own fork '{report.merged_fork}'" in "\n".join(shown)
+    # What came from the fork is saved to the session itself, at once.
+    wait_for(
+        lambda: "fork_work" in manager.store.read(original).session.variables,
+        "the merged state saved to the session",
+    )
+    # Merged once: the session now holds this kernel's newest work, and a stale fork never
+    # overrides what the kernel did since.
+    run(shell, "fork_work = 43")
+    wait_for(lambda: manager.status().pending is False, "saved fork_work = 43")
+    restart(shell)
+    manager = _manager(shell)
+    assert shell.user_ns["fork_work"] == 43
+    report = manager.last_restore
+    assert report is not None
+    assert report.merged_fork is None
+    assert report.newer_fork is None
+
+
+def test_a_read_only_restart_names_its_newer_fork_and_how_to_get_it(
+    stopped_shell: tuple[Any, SessionManager],
+    sleeper: subprocess.Popen[bytes],
+    shown: list[str],
+    kernel_id: str,
+) -> None:
+    shell, first = stopped_shell
+    original = first.name
+    _other_holds(first, sleeper.pid)
+    ipysession.load_ipython_extension(shell)
+    manager = _manager(shell)
+    run(shell, "fork_work = 42")
+    wait_for(lambda: manager.store.exists(manager.name), "the fork saved")
+    fork = manager.name
+    shell.config.SessionManager.on_conflict = "readonly"
+    try:
+        shown.clear()
+        restart(shell)
+        manager = _manager(shell)
+        assert manager.read_only
+        assert "fork_work" not in shell.user_ns  # read-only: nothing merged, nothing written
+        report = manager.last_restore
+        assert report is not None
+        assert report.newer_fork == fork
+        run(shell, "pass")
+        assert f"`%session restore '{fork}'` brings it into this kernel" in "\n".join(shown)
+        assert "fork_work" not in manager.store.read(original).session.variables
+    finally:
+        shell.config.SessionManager.on_conflict = "fork"
