@@ -3,14 +3,16 @@ and ``show`` (:func:`show_view`), from the store's records."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ipysession.connections.records import mru_order
 from ipysession.formatting import count, format_size, format_time
 from ipysession.model import REDACTED, redact
 from ipysession.presentation.base import Section, State, Table, known, problem_json
+from ipysession.session.forks import fork_parent
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "SessionRow",
     "ShowView",
     "SnapshotRow",
+    "format_age",
     "session_rows",
     "sessions_table",
     "show_view",
@@ -58,6 +61,10 @@ class SessionRow:
     summary: SessionSummary
     state: State
     this_kernel: bool = False
+    #: The session this one forks, when that session is listed too (the row follows it).
+    fork_of: str | None = None
+    #: Seconds since the session was last saved, at the time the rows were made.
+    age: float | None = None
 
     @property
     def readable(self) -> bool:
@@ -77,10 +84,18 @@ class SessionRow:
             return f"{self.state} (falls back to generation {fallback})"
         return str(self.state)
 
+    @property
+    def listed_name(self) -> str:
+        """The name as ``list`` shows it: a fork under its parent, with its age."""
+        if self.fork_of is None:
+            return self.name
+        age = format_age(self.age) if self.age is not None else "?"
+        return f"  └ {self.name}, {age} old"
+
     def cells(self) -> tuple[str, ...]:
         s = self.summary
         return (
-            self.name,
+            self.listed_name,
             format_time(s.updated, missing="-"),
             format_size(s.size_bytes),
             str(s.generations),
@@ -105,19 +120,55 @@ class SessionRow:
             "newest_readable": s.newest_readable,
             "state": str(self.state),
             "problem": problem_json(s.problem) if s.problem else None,
+            "fork_of": fork_parent(s.name) if s.name is not None else None,
+            "age_seconds": self.age,
         }
 
 
+def format_age(seconds: float) -> str:
+    """How long ago, in the largest whole unit: ``"45 s"``, ``"12 min"``, ``"3 h"``, ``"2 d"``."""
+    seconds = max(seconds, 0.0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
 def session_rows(
-    summaries: Iterable[SessionSummary], *, current: str | None = None
+    summaries: Iterable[SessionSummary], *, current: str | None = None, now: float | None = None
 ) -> list[SessionRow]:
-    """Rows for ``list``, in the store's order; ``current`` (the magic's session) is marked."""
-    return [
+    """Rows for ``list``, in the store's order, each fork moved under the session it forks (with
+    its age: the time since its last save, ``now`` the clock); ``current`` (the magic's
+    session) is marked."""
+    clock = time.time() if now is None else now
+    rows = [
         SessionRow(
-            s, State.of_file(s.problem), this_kernel=current is not None and s.name == current
+            s,
+            State.of_file(s.problem),
+            this_kernel=current is not None and s.name == current,
+            age=clock - s.updated if s.updated else None,
         )
         for s in summaries
     ]
+    listed = {r.summary.name for r in rows if r.summary.name is not None}
+    forks: dict[str, list[SessionRow]] = {}
+    top: list[SessionRow] = []
+    for row in rows:
+        parent = fork_parent(row.summary.name) if row.summary.name is not None else None
+        if parent is not None and parent in listed:
+            forks.setdefault(parent, []).append(replace(row, fork_of=parent))
+        else:
+            top.append(row)  # a fork whose parent is gone stays where it is, by its full name
+    ordered: list[SessionRow] = []
+
+    def add(row: SessionRow) -> None:
+        ordered.append(row)
+        for fork in forks.get(row.summary.name or "", []):
+            add(fork)  # a fork of a fork follows its own parent
+
+    for row in top:
+        add(row)
+    return ordered
 
 
 def sessions_table(rows: Sequence[SessionRow], *, empty: str) -> Table:
