@@ -30,6 +30,7 @@ from ipysession.model import (
     VariableRecord,
 )
 from ipysession.store import SessionStore, fileformat
+from ipysession.store.retention import Retention
 from tests import builders
 from tests.builders import BIG, CONN_SECRET, ENV_SECRET
 
@@ -504,7 +505,7 @@ def test_doctor_reports_corrupt_and_wrong_key_and_repair_quarantines_the_corrupt
     stale.write_bytes(b"half a write")
     orphan_value = b"orphan" * 20_000
     with local_store() as store:
-        orphan_store = SessionStore(key=store.key, keep=1)
+        orphan_store = SessionStore(key=store.key, retention=Retention((), keep=1))
         tmp = make_session("orphaned", big=False)
         tmp.variables["v"] = VariableRecord(
             "v", "bytes", len(orphan_value), encoding="pickle", data=orphan_value

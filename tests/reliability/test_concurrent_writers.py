@@ -53,11 +53,14 @@ from ipysession.errors import SessionNotFound, StoreWriteError
 from ipysession.session.merge import history_key, merge_sessions
 from ipysession.model import HistoryEntry, Session, VariableRecord
 from ipysession.store import SessionStore
+from ipysession.store.retention import Retention
 
 root, key, proc, run, count, rate, seed = sys.argv[1:8]
 count, rate = int(count), float(rate)
 rng = random.Random(int(seed))
-store = SessionStore(Path(root), key=MasterKey(bytes.fromhex(key)), keep=5, gc_grace=0)
+# The newest 5 only, so rotation and blob collection race with the other writers.
+retention = Retention((), keep=5)
+store = SessionStore(Path(root), key=MasterKey(bytes.fromhex(key)), retention=retention, gc_grace=0)
 name = sys.argv[8]
 
 # Injected fault: os.fsync fails with ENOSPC now and then, as on a full disk (the data may or may

@@ -35,9 +35,12 @@ from ipysession.keys.crypto import MasterKey
 from ipysession.errors import SessionNotFound
 from ipysession.model import HistoryEntry, Session, VariableRecord
 from ipysession.store import SessionStore
+from ipysession.store.retention import Retention
 
 root, count, key, size = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-store = SessionStore(root, key=MasterKey(bytes.fromhex(key)), keep=5, gc_grace=0)
+# The newest 5 only: each write also rotates and collects, which a crash may interrupt.
+retention = Retention((), keep=5)
+store = SessionStore(root, key=MasterKey(bytes.fromhex(key)), retention=retention, gc_grace=0)
 try:
     result = store.read("crash")
     session, base = result.session, result.generation

@@ -33,7 +33,9 @@ from ipysession.errors import (
 )
 from ipysession.model import HistoryEntry, Session, VariableRecord
 from ipysession.store import SessionStore, fileformat, problems_of
+from ipysession.store.blobs import MISSING_BLOB
 from ipysession.store.names import session_dir_for, slug_for
+from ipysession.store.retention import Retention
 from tests.builders import BIG, KEY, OTHER_KEY, make_session
 
 MB = 1 << 20
@@ -168,7 +170,7 @@ def test_round_trip_keeps_small_values_inline_and_large_in_blobs(store: SessionS
 
 
 def test_generations_rotate(root: Path) -> None:
-    with SessionStore(root, key=KEY, keep=3) as store:
+    with SessionStore(root, key=KEY, retention=Retention((), keep=3)) as store:
         for i in range(7):
             assert store.write(make_session(cells=i + 1)).generation == i + 1
         assert gen_files(store, "nb") == [f"gen-0000000{n}.ipys" for n in (5, 6, 7)]
@@ -200,7 +202,7 @@ def test_an_unchanged_large_value_is_written_once(store: SessionStore) -> None:
 def test_gc_never_deletes_a_blob_a_kept_generation_or_checkpoint_refers_to(root: Path) -> None:
     values = [os.urandom(70_000) for _ in range(5)]
     ids = [KEY.content_id(v) for v in values]
-    with SessionStore(root, key=KEY, keep=2, gc_grace=0) as store:
+    with SessionStore(root, key=KEY, retention=Retention((), keep=2), gc_grace=0) as store:
         store.write(make_session(big=values[0]))
         store.checkpoint("nb", "with-0")
         for value in values[1:]:
@@ -216,10 +218,10 @@ def test_gc_never_deletes_a_blob_a_kept_generation_or_checkpoint_refers_to(root:
 
 def test_gc_respects_generations_written_by_another_process(root: Path) -> None:
     value = os.urandom(70_000)
-    with SessionStore(root, key=KEY, keep=3, gc_grace=0) as other:
+    with SessionStore(root, key=KEY, retention=Retention((), keep=3), gc_grace=0) as other:
         other.write(make_session(big=value))
     # A fresh store has never seen that generation: it must read its references, not guess.
-    with SessionStore(root, key=KEY, keep=3, gc_grace=0) as store:
+    with SessionStore(root, key=KEY, retention=Retention((), keep=3), gc_grace=0) as store:
         store.write(make_session(cells=2))
         store.write(make_session(cells=3))
         assert blob_files(store, "nb") == [f"{KEY.content_id(value)}.ipyb"]
@@ -228,7 +230,8 @@ def test_gc_respects_generations_written_by_another_process(root: Path) -> None:
 
 
 def test_gc_leaves_young_unreferenced_blobs_alone(root: Path) -> None:
-    with SessionStore(root, key=KEY, keep=1) as store:  # default grace: 10 minutes
+    # The default grace: 10 minutes.
+    with SessionStore(root, key=KEY, retention=Retention((), keep=1)) as store:
         store.write(make_session(big=os.urandom(70_000)))
         store.write(make_session(big=os.urandom(70_000)))
         assert len(blob_files(store, "nb")) == 2  # the first is unreferenced but fresh
@@ -238,15 +241,19 @@ def test_gc_leaves_young_unreferenced_blobs_alone(root: Path) -> None:
         assert blob_files(store, "nb") == []
 
 
-def test_a_dangling_blob_reference_is_written_not_fatal(store: SessionStore) -> None:
+def test_a_dangling_blob_reference_is_not_fatal_and_never_written(store: SessionStore) -> None:
+    # A generation never refers to a blob that is not on disk (issue 12): the variable is
+    # written as skipped, and reported so the kernel can capture it again.
     session = make_session()
     session.variables["lost"] = VariableRecord(
         "lost", "bytes", 9, encoding="pickle", blob="ab" * 32
     )
     result = store.write(session)
-    assert store.read("nb").session.variables["lost"].blob == "ab" * 32
-    with pytest.raises(CorruptFile, match="missing"):
-        store.read_blob("nb", "ab" * 32)
+    written = store.read("nb").session
+    assert written.variables["lost"].blob is None
+    assert written.variables["lost"].skipped == MISSING_BLOB
+    assert written.variables["x"].saved
+    assert result.lost_blobs == {"lost": "ab" * 32}
     assert result.generation == 1
 
 
@@ -485,7 +492,7 @@ def test_a_swapped_or_missing_blob_only_fails_that_value(store: SessionStore) ->
 def test_rotation_moves_foreign_files_to_quarantine_instead_of_deleting(root: Path) -> None:
     with SessionStore(root, key=OTHER_KEY) as other:
         foreign = other.write(make_session(cells=1)).path
-    with SessionStore(root, key=KEY, keep=2) as store:
+    with SessionStore(root, key=KEY, retention=Retention((), keep=2)) as store:
         store.write(make_session(cells=2))
         store.write(make_session(cells=3))
         assert not foreign.exists()
