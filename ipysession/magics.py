@@ -207,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser(
+        "merge",
+        help="merge a fork back into the session it forks, once that session is free",
+        description=(
+            "Merge FORK ('<session> (fork <kernel id>)', see `%session list`) into its session "
+            "with the merge rules of the user guide, the fork's value winning a variable both "
+            "hold. Without --yes, only says what the merge would keep. Refused while another "
+            "running kernel uses the session. The fork stays on disk."
+        ),
+    )
+    p.add_argument("name", metavar="FORK")
+    p.add_argument("--yes", action="store_true", help="merge (without it: a dry run)")
     p = sub.add_parser("history", help="input history across kernel restarts")
     p.add_argument("-n", type=int, metavar="N", help="only the last N cells")
     p.add_argument("--grep", metavar="PATTERN", help="only cells matching this regex")
@@ -370,6 +382,30 @@ class SessionMagics(Magics):
             else ""
         )
         display.show(display.text_message(f"Deleted session '{args.name}' ({path}).{note}"))
+
+    def _cmd_merge(self, args: argparse.Namespace) -> None:
+        parent, plan, generation = self.manager.merge_fork(args.name, write=args.yes)
+        kept = set(plan.details.variables_kept)
+        from_fork = sorted(n for n in plan.session.variables if n not in kept)
+        replaced = plan.details.variables_overridden
+        what = (
+            f"the fork's variables {', '.join(from_fork) or '(none)'}"
+            + (f" (replacing the session's {', '.join(replaced)})" if replaced else "")
+            + f"; the session's own {', '.join(sorted(kept)) or '(none)'}"
+            + f"; {len(plan.session.history)} history cells"
+        )
+        if generation is None:
+            text = (
+                f"Merging fork '{args.name}' into '{parent}' would keep {what}. Nothing was "
+                f"changed: `%session merge '{args.name}' --yes` merges; the fork stays on disk."
+            )
+        else:
+            text = (
+                f"Merged fork '{args.name}' into '{parent}' (generation {generation}): {what}. "
+                f"The fork stays on disk (`%session delete '{args.name}'` or `ipysession "
+                f"prune` removes it); a kernel restored from '{parent}' gets the merged work."
+            )
+        display.show(display.text_message(text))
 
     def _cmd_discard(self, args: argparse.Namespace) -> None:
         name = self.manager.name

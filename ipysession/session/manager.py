@@ -53,6 +53,7 @@ from ipysession.session.writer import AutosaveWriter, WriteLog
 
 if TYPE_CHECKING:
     from ipysession.keys.resolution import BackendChoice, KeyResolution
+    from ipysession.session.merge import MergeResult
     from ipysession.store import SessionStore, WriteResult
 
 __all__ = ["SessionManager", "default_session_name"]
@@ -502,6 +503,11 @@ class SessionManager(SessionOptions):
         report.seconds = time.perf_counter() - started
         self.last_restore = report
         return report
+
+    def merge_fork(self, fork: str, *, write: bool) -> tuple[str, MergeResult, int | None]:
+        """Merge session ``fork`` back into the session it forks (``write`` False: a dry run);
+        see :meth:`Sharing.merge_back`."""
+        return self.sharing.merge_back(fork, write=write)
 
     def _with_newer_fork(self, session: Session, report: RestoreReport, *, merge: bool) -> Session:
         """``session`` with this kernel's own fork merged in, when the fork holds work saved

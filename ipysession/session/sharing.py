@@ -337,6 +337,48 @@ class Sharing:
         )
         return dataclasses.replace(merged.session, name=session.name), taken
 
+    def merge_back(self, fork: str, *, write: bool) -> tuple[str, MergeResult, int | None]:
+        """Merge session ``fork`` into the session it forks, once that session is free.
+
+        The merge rules are those of every merging write (:func:`merge_sessions`) with the fork
+        as the last writer: its value wins a name both hold (the session's value stays in its
+        previous generation). ``write`` False: a dry run, nothing on disk changes. Returns the
+        parent's name, what the merge keeps, and the generation written (``None``: dry run).
+        Refused while another live kernel holds the parent; the fork itself is left on disk."""
+        from ipysession.errors import SessionNotFound
+        from ipysession.session.discard import live_holder
+        from ipysession.session.forks import fork_parent
+
+        parent = fork_parent(fork)
+        store = self._host.store
+        if parent is None or not store.exists(fork):
+            msg = f"'{fork}' is not a saved fork: a fork is named '<session> (fork <kernel id>)'"
+            raise SessionNotFound(msg, hint="`%session list` shows forks under their session")
+        holder = live_holder(Path(self._host.root), parent, timeout=self._host.lease_timeout)
+        if holder is not None:
+            msg = f"Session '{parent}' is in use by {holder.describe()}; nothing was merged"
+            raise SessionInUse(msg, hint=f"Merge '{fork}' back once that kernel has stopped")
+        forked = store.read(fork).session
+        ours = dataclasses.replace(forked, name=parent)
+        if not store.exists(parent):
+            plan = merge_sessions(dataclasses.replace(ours, variables={}, history=[]), ours)
+            base = None
+        else:
+            current = store.read(parent)
+            plan = merge_sessions(current.session, ours, max_history=self._host.max_history)
+            base = current.generation
+        if not write:
+            return parent, plan, None
+        store.share_blobs(fork, parent, forked.blob_ids())
+        result = store.write(
+            plan.session,
+            base_generation=base or 0,
+            merge=lambda theirs, _ours: (
+                merge_sessions(theirs, ours, max_history=self._host.max_history).session
+            ),
+        )
+        return parent, plan, result.generation
+
     def unreadable(self, error: SessionError, *, resumed: bool = False) -> None:
         """Nothing of this kernel's session can be read (another key, a newer release): save
         this kernel's work as a fork, so the files it cannot read stay exactly as they are.
