@@ -402,8 +402,8 @@ class SessionMagics(Magics):
         else:
             text = (
                 f"Merged fork '{args.name}' into '{parent}' (generation {generation}): {what}. "
-                f"The fork stays on disk (`%session delete '{args.name}'` or `ipysession "
-                f"prune` removes it); a kernel restored from '{parent}' gets the merged work."
+                f"The fork stays on disk (`%session delete '{args.name}'` removes it); a "
+                f"kernel restored from '{parent}' gets the merged work."
             )
         display.show(display.text_message(text))
 

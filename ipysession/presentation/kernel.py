@@ -146,7 +146,7 @@ def restore_notice(
         lines.append(
             f"Merged in this kernel's own fork '{report.merged_fork}', saved after its last save "
             f"to '{report.session}': {taken}. They are saved to '{report.session}' now; the "
-            "fork stays on disk (`ipysession prune` removes old forks)."
+            f"fork stays on disk (`%session delete '{report.merged_fork}'` removes it)."
         )
     elif report.newer_fork:
         lines.append(
