@@ -156,8 +156,14 @@ class SessionManager(SessionOptions):
         with self._store_lock:
             if self._store is None:
                 from ipysession.store import SessionStore
+                from ipysession.store.retention import Retention
 
-                self._store = SessionStore(Path(self.root), key=key, keep=self.keep_generations)
+                retention = Retention.from_schedule(
+                    self.retention,
+                    keep=self.keep_generations,
+                    max_bytes=self.retention_max_bytes or None,
+                )
+                self._store = SessionStore(Path(self.root), key=key, retention=retention)
             return self._store
 
     def has_saved_session(self, name: str | None = None) -> bool:

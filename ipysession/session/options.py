@@ -125,7 +125,27 @@ class SessionOptions(Configurable):
     ).tag(config=True)
 
     keep_generations = Int(
-        5, help="How many of the newest generations of each session to keep on disk."
+        5,
+        help="""How many of the newest generations of each session are always kept, whatever
+        their age (older ones are kept as `retention` says). With retention = '' these are the
+        only ones kept.""",
+    ).tag(config=True)
+
+    retention = Unicode(
+        "all for 10m, every 10m for 1d, every 1d for 1w",
+        help="""Which older generations of a session are kept, so that `%session restore
+        --generation N` can go back in time: comma-separated rules, each 'all for DURATION' or
+        'every DURATION for DURATION' (units s, m, h, d, w), for ages counted back from now.
+        The default keeps every save of the last 10 minutes, then the newest save of each 10
+        minutes for a day, then of each day for a week. The newest generation and checkpoints
+        are never thinned; '' keeps only the newest keep_generations.""",
+    ).tag(config=True)
+
+    retention_max_bytes = Int(
+        256 * 1024 * 1024,
+        help="""Largest total size of one session's generation files (bytes; 0: no bound).
+        Past it the oldest generations go first; the newest is always kept. Large values live
+        in blobs shared by every generation and are not counted.""",
     ).tag(config=True)
 
     key_backend = Enum(
@@ -201,6 +221,23 @@ class SessionOptions(Configurable):
             return check_autosave_interval(proposal["value"])
         except ValueError as exc:
             raise TraitError(str(exc)) from None
+
+    @validate("retention")
+    def _valid_retention(self, proposal: Any) -> str:
+        from ipysession.store.retention import parse_schedule  # lazy: load stays cheap
+
+        try:
+            parse_schedule(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
+        return str(proposal["value"])
+
+    @validate("keep_generations")
+    def _valid_keep_generations(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            msg = f"keep_generations must be 1 or more, not {proposal['value']!r}"
+            raise TraitError(msg)
+        return int(proposal["value"])
 
     @validate(
         "full_capture_interval",
