@@ -127,7 +127,9 @@ class SessionManager(SessionOptions):
 
     def _default_name(self) -> str:
         user_ns = getattr(self.shell, "user_ns", {}) or {}
-        return default_session_name(self.session_name, os.environ, user_ns)
+        return default_session_name(
+            self.session_name, os.environ, user_ns, kernel_id=self.kernel_id
+        )
 
     @property
     def name(self) -> str:

@@ -25,7 +25,7 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ipysession.errors import NewerFormat, SessionError, SessionInUse, WriteConflict
@@ -55,22 +55,30 @@ _UNREADABLE_KINDS = frozenset({"wrong-key", "newer-format"})
 
 
 def default_session_name(
-    configured: str, environ: Mapping[str, str], user_ns: Mapping[str, Any]
+    configured: str,
+    environ: Mapping[str, str],
+    user_ns: Mapping[str, Any],
+    *,
+    kernel_id: str = "",
 ) -> str:
     """The session name: configured, else ``$IPYSESSION_NAME``, else the notebook path, else cwd.
 
     jupyter-server tells a kernel its notebook in ``JPY_SESSION_NAME``; VS Code puts
-    ``__vsc_ipynb_file__`` in the user namespace.
+    ``__vsc_ipynb_file__`` in the user namespace. For a console, jupyter-server joins the
+    console's name to its directory (``/home/me/proj/Console 1``): a name with no file suffix,
+    which every server run hands out again, so every "Console 1" would share one session. Such
+    a name gets this kernel's id (``kernel_id``, kept by Jupyter across a restart), so a console
+    has a session of its own and comes back to it when its kernel restarts.
     """
     if configured:
         return configured
-    for candidate in (
-        environ.get("IPYSESSION_NAME"),
-        environ.get("JPY_SESSION_NAME"),
-        user_ns.get("__vsc_ipynb_file__"),
-    ):
+    env_name, jupyter_name = environ.get("IPYSESSION_NAME"), environ.get("JPY_SESSION_NAME")
+    for candidate in (env_name, jupyter_name, user_ns.get("__vsc_ipynb_file__")):
         if isinstance(candidate, str) and candidate.strip():
-            return candidate.strip()
+            name = candidate.strip()
+            if candidate is jupyter_name and kernel_id and not PurePath(name).suffix:
+                return f"{name} (kernel {kernel_id[:8]})"
+            return name
     return f"cwd:{Path.cwd()}"
 
 
