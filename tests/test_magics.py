@@ -382,9 +382,9 @@ def test_restore_refuses_a_generation_number_below_one(
 def test_restore_of_a_generation_that_is_not_there_says_which_there_are(
     capsys: pytest.CaptureFixture[str], number: str
 ) -> None:
-    # Generation 1 is rotated away (two are kept); 99 and 10**30 were never written. Each said
-    # "no saved session '...' yet" of a session that was right there.
-    with ipython_shell(autosave=False, keep_generations=2) as shell:
+    # Generation 1 is rotated away (two are kept, no older ones); 99 and 10**30 were never
+    # written. Each said "no saved session '...' yet" of a session that was right there.
+    with ipython_shell(autosave=False, keep_generations=2, retention="") as shell:
         ipysession.load_ipython_extension(shell)
         name = manager_of(shell).name
         for value in range(3):
@@ -393,10 +393,15 @@ def test_restore_of_a_generation_that_is_not_there_says_which_there_are(
         out_of(capsys)
         result = shell.run_cell(f"%session restore --generation {number}")
         assert result.success
-        assert out_of(capsys).strip() == (
-            f"ipysession: Session '{name}' has no generation {number}. Its generations: 2, 3; "
-            "its checkpoints: first. `%session restore --generation N` or `--checkpoint LABEL` "
-            "brings one back; `%session snapshots` shows when each was saved"
+        # The nearest kept: 2 for the thinned 1; 3 for those past the newest.
+        nearest = "2" if number == "1" else "3"
+        assert re.fullmatch(
+            rf"ipysession: Session '{re.escape(name)}' has no generation {number}\. Nearest "
+            rf"kept: {nearest} \(saved \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\)\. Its "
+            r"generations: 2, 3; its checkpoints: first\. `%session restore --generation N` "
+            r"or `--checkpoint LABEL` brings one back; `%session snapshots` shows when each "
+            r"was saved",
+            out_of(capsys).strip(),
         )
         assert shell.user_ns["a"] == 2  # nothing restored
 

@@ -40,6 +40,7 @@ from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
 from ipysession.errors import KeyStoreError, NewerFormat, SessionError, SessionNotFound, WrongKey
+from ipysession.formatting import format_time
 from ipysession.model import HistoryEntry, Session
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
@@ -54,7 +55,7 @@ from ipysession.session.writer import AutosaveWriter, WriteLog
 if TYPE_CHECKING:
     from ipysession.keys.resolution import BackendChoice, KeyResolution
     from ipysession.session.merge import MergeResult
-    from ipysession.store import SessionStore, WriteResult
+    from ipysession.store import GenerationInfo, SessionStore, WriteResult
 
 __all__ = ["SessionManager", "default_session_name"]
 
@@ -68,6 +69,21 @@ def _some(items: Iterable[str], shown: int = 20) -> str:
         return "none"
     more = len(listed) - shown
     return ", ".join(listed[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _nearest_kept(infos: Sequence[GenerationInfo], generation: int) -> str:
+    """`` Nearest kept: 38 (saved ...), 45 (saved ...).``: the generations on either side of
+    ``generation`` (one, at either end), for a message; ``""`` when there are none."""
+    below = max((i for i in infos if i.number < generation), key=lambda i: i.number, default=None)
+    above = min((i for i in infos if i.number > generation), key=lambda i: i.number, default=None)
+    found = [i for i in (below, above) if i is not None]
+    if not found:
+        return ""
+    shown = ", ".join(
+        f"{i.number} (saved {format_time(i.time or i.mtime, missing='at an unknown time')})"
+        for i in found
+    )
+    return f" Nearest kept: {shown}."
 
 
 class SessionManager(SessionOptions):
@@ -241,7 +257,7 @@ class SessionManager(SessionOptions):
         self.workspace.start_cell(info)
 
     def _post_run_cell(self, result: Any) -> None:
-        self.workspace.end_cell(
+        changed = self.workspace.end_cell(
             result,
             CaptureSettings(
                 limits=self._limits(),
@@ -249,7 +265,12 @@ class SessionManager(SessionOptions):
                 deep_capture_interval=self.deep_capture_interval,
             ),
         )
-        self._changed()
+        if changed:
+            self._changed()
+        else:
+            # Only history (a cell that read, `%session status`): no generation of its own.
+            # Marked, so the next change's save or the save at shutdown carries its line.
+            self._dirty = True
 
     def _limits(self) -> ns_capture.CaptureLimits:
         return ns_capture.CaptureLimits(
@@ -546,11 +567,15 @@ class SessionManager(SessionOptions):
         missing = (
             f"checkpoint '{checkpoint}'" if checkpoint is not None else f"generation {generation}"
         )
-        numbers = sorted(info.number for info in self.store.generations(name))
+        infos = self.store.generations(name)
+        numbers = sorted(info.number for info in infos)
         labels = sorted(info.label for info in self.store.checkpoints(name))
+        # Older generations are thinned by age: the ones on either side are what the user
+        # most likely wants instead, with the time that tells them apart.
+        nearest = "" if generation is None else _nearest_kept(infos, generation)
         msg = (
-            f"Session '{name}' has no {missing}. Its generations: {_some(map(str, numbers))}; "
-            f"its checkpoints: {_some(labels)}"
+            f"Session '{name}' has no {missing}.{nearest} Its generations: "
+            f"{_some(map(str, numbers))}; its checkpoints: {_some(labels)}"
         )
         which = "" if name == self.name else f" '{name}'"
         return SessionNotFound(

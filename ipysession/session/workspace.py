@@ -125,8 +125,15 @@ class Workspace:
         self.history.pre_run_cell(info)
         self.tracker.pre_cell(self.user_ns)
 
-    def end_cell(self, result: Any, settings: CaptureSettings) -> None:
-        """Capture what the cell that just ran changed (and, now and then, everything)."""
+    def end_cell(self, result: Any, settings: CaptureSettings) -> bool:
+        """Capture what the cell that just ran changed (and, now and then, everything).
+
+        Returns whether it changed something a restore brings back besides history: a variable,
+        an import, a preference, the working directory. A cell that only read (``%session
+        status``, ``print(df)``) adds its history line, which is saved with the next change or
+        at shutdown, and makes no generation of its own.
+        """
+        before = self._restorable()
         self.history.post_run_cell(result)
         info = getattr(result, "info", None)
         source = getattr(info, "raw_cell", "") or ""
@@ -150,6 +157,13 @@ class Workspace:
             verify=changes.recheck,
         )
         self._capture_shell_state()
+        # Equal records compare cheaply: an unchanged record is the very same object, and a
+        # re-captured one compares its bytes, so a value the cell only read counts as unchanged.
+        return self._restorable() != before
+
+    def _restorable(self) -> tuple[object, ...]:
+        """What a cell may change that a restore brings back, history aside (see end_cell)."""
+        return (dict(self.records), dict(self.imports), self.preferences, self.cwd)
 
     def capture_all(self, limits: ns_capture.CaptureLimits) -> None:
         """Capture every variable now (before an explicit save)."""
