@@ -8,6 +8,8 @@ Run ``ipysession --help`` (or ``python -m ipysession --help``) for the commands 
     ipysession snapshots NAME             its generations and checkpoints
     ipysession delete NAME [--yes] [--force]
                                           delete it (asks first; refuses if a kernel uses it)
+    ipysession prune --older-than AGE [--forks-only] [--yes]
+                                          old forks and sessions: a dry run, --yes removes
     ipysession doctor [--repair]          key, directories, every file; repair what fails
     ipysession export NAME FILE --passphrase-env VAR
     ipysession import FILE --passphrase-env VAR [--name NEW] [--force]
@@ -18,8 +20,8 @@ shell: it imports no IPython module, so it runs wherever the session files and t
 
 This module is the entry point (the parser and :func:`main`); the commands live in
 :mod:`~ipysession.cli.inspect` (list, show, snapshots), :mod:`~ipysession.cli.delete`,
-:mod:`~ipysession.cli.doctor` and :mod:`~ipysession.cli.transfer` (export, import, rekey), over
-:mod:`~ipysession.cli.common` (exit codes, the context, output helpers).
+:mod:`~ipysession.cli.prune`, :mod:`~ipysession.cli.doctor` and :mod:`~ipysession.cli.transfer`
+(export, import, rekey), over :mod:`~ipysession.cli.common` (exit codes, context, output).
 
 Exit codes: 0 success, 1 usage error (bad arguments; a confirmation that cannot be asked; an
 operation that needs ``--force``), 2 a data problem (session not found, corrupt file, wrong key,
@@ -57,6 +59,7 @@ from ipysession.cli.common import (
 from ipysession.cli.delete import cmd_delete
 from ipysession.cli.doctor import cmd_doctor
 from ipysession.cli.inspect import cmd_list, cmd_show, cmd_snapshots
+from ipysession.cli.prune import cmd_prune
 from ipysession.cli.transfer import cmd_export, cmd_import, cmd_rekey
 from ipysession.errors import SessionError
 
@@ -220,6 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name", metavar="NAME", help="session name")
     sub.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     sub.add_argument("--force", action="store_true", help="delete even if a running kernel uses it")
+
+    sub = command(
+        "prune",
+        cmd_prune,
+        "remove old forks and sessions, after a dry run",
+        "List the sessions (with --forks-only, the forks: '<name> (fork <kernel id>)', which\n"
+        "a kernel writes when another one holds its session) last saved longer ago than\n"
+        "--older-than, and remove them with --yes. Without --yes nothing is removed. A session\n"
+        "a running kernel uses is never removed; it is listed as kept, naming the kernel.",
+    )
+    sub.add_argument(
+        "--older-than",
+        required=True,
+        metavar="AGE",
+        help="a number and a unit: s, m, h, d or w (e.g. 7d, 12h)",
+    )
+    sub.add_argument("--forks-only", action="store_true", help="only forks, never a session")
+    sub.add_argument("-y", "--yes", action="store_true", help="remove them (default: dry run)")
 
     sub = command(
         "doctor",
