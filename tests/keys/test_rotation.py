@@ -15,6 +15,7 @@ from ipysession.errors import KeyringTimeout, KeyStoreError, KeyUnavailable
 from ipysession.keys import crypto, location
 from ipysession.keys import resolution as keystore
 from ipysession.keys.resolution import KeyResolution
+from ipysession.keys.watch import KeyWatch
 from tests.contract.keystore_suite import MemoryKeyring, secret_forms
 from tests.keys.keyrings import (
     PENDING_ITEM,
@@ -23,6 +24,7 @@ from tests.keys.keyrings import (
     DroppingKeyring,
     HangingKeyring,
     InstallKeyring,
+    LockedKeyring,
     LockedOnSetKeyring,
     UndeletableKeyring,
     can_read,
@@ -232,3 +234,97 @@ def test_rotation_without_marker(config_dir: Path, use_keyring: InstallKeyring) 
     (config_dir / keystore.MARKER_FILE_NAME).unlink()
     with pytest.raises(KeyStoreError, match="no master key to rotate"):
         keystore.rotate_key(start)
+
+
+# ---------------------------------------------------------------------------------------------
+# A running kernel follows the rotation (KeyWatch)
+
+
+def watch_of(config_dir: Path, notes: list[str] | None = None) -> KeyWatch:
+    start = resolve(config_dir)
+    return KeyWatch(
+        start, lambda: fresh(config_dir), on_change=notes.append if notes is not None else None
+    )
+
+
+def test_watch_keeps_the_key_while_nothing_changes(
+    config_dir: Path, use_keyring: InstallKeyring
+) -> None:
+    use_keyring(fail.Keyring())
+    watch = watch_of(config_dir)
+    held = watch.resolution
+    assert watch.current() is held
+    assert watch.current_key() is held.key
+
+
+@pytest.mark.parametrize("where", ["file", "keyring"])
+def test_watch_follows_a_rotation_and_its_commit(
+    config_dir: Path, use_keyring: InstallKeyring, where: str
+) -> None:
+    ring = MemoryKeyring() if where == "keyring" else None
+    use_keyring(ring or fail.Keyring())
+    notes: list[str] = []
+    watch = watch_of(config_dir, notes)
+    old_id = key_id(watch.resolution)
+
+    old, new = keystore.rotate_key(watch.resolution)  # `ipysession rekey` in another process
+    reads = ring.gets if ring is not None else 0
+    during = watch.current()
+    assert key_id(during) == new.key_id_hex  # the next write seals with the new key
+    assert can_read(during, old)  # and what rekey has not re-encrypted yet stays readable
+    assert len(notes) == 1
+    assert new.key_id_hex in notes[0]
+    assert "ipysession rekey" in notes[0]
+    if ring is not None:
+        after_change = ring.gets
+        assert after_change > reads  # read again once, for the change
+        watch.current()
+        assert ring.gets == after_change  # and not again for the next write
+
+    keystore.commit_rotation(during, new)
+    reads = ring.gets if ring is not None else 0
+    assert key_id(watch.current()) == new.key_id_hex
+    assert key_id(watch.current()) != old_id
+    if ring is not None:
+        assert ring.gets == reads  # the commit keeps the key it writes with: no read
+    for note in notes:  # the notice names key ids, never a key
+        assert all(form not in note for form in secret_forms(new.raw))
+
+
+def test_watch_refuses_when_the_new_key_cannot_be_read(
+    config_dir: Path, use_keyring: InstallKeyring
+) -> None:
+    use_keyring(MemoryKeyring())
+    watch = watch_of(config_dir)
+    old, new = keystore.rotate_key(watch.resolution)
+    use_keyring(LockedKeyring())  # the keyring locked itself since the kernel started
+
+    with pytest.raises(KeyUnavailable) as caught:
+        watch.current_key()
+    message = str(caught.value)
+    assert "could not read the new one" in message
+    assert "Nothing was saved" in message
+    assert "the next save tries again" in message
+    for secret in (old.raw, new.raw):
+        assert all(form not in message for form in secret_forms(secret))
+    assert key_id(watch.resolution) == old.key_id_hex  # still held, but never written with
+
+
+def test_watch_refuses_a_key_that_is_not_the_one_the_marker_names(
+    config_dir: Path, use_keyring: InstallKeyring
+) -> None:
+    use_keyring(fail.Keyring())
+    start = resolve(config_dir)
+    keystore.rotate_key(start)
+    stale = KeyWatch(start, lambda: start)  # a resolve that keeps giving the old key
+    with pytest.raises(KeyUnavailable, match="resolving it again gave key"):
+        stale.current()
+
+
+def test_watch_leaves_passphrase_and_memory_keys_alone(config_dir: Path) -> None:
+    for held in (
+        resolve(config_dir, environ={keystore.PASSPHRASE_ENV: "pw"}),
+        keystore.memory_key(),
+    ):
+        watch = KeyWatch(held, lambda: pytest.fail("never resolved again"))
+        assert watch.current() is held
