@@ -54,6 +54,7 @@ from ipysession.session.writer import AutosaveWriter, WriteLog
 
 if TYPE_CHECKING:
     from ipysession.keys.resolution import BackendChoice, KeyResolution
+    from ipysession.keys.watch import KeyWatch
     from ipysession.session.merge import MergeResult
     from ipysession.store import GenerationInfo, SessionStore, WriteResult
 
@@ -99,6 +100,8 @@ class SessionManager(SessionOptions):
         self._notify = self.notices.add
         self._store: SessionStore | None = None
         self._key: KeyResolution | None = None
+        # Follows `ipysession rekey` while this kernel runs: the store asks it before each write.
+        self._key_watch: KeyWatch | None = None
         self._store_lock = threading.Lock()
         # Something changed since this kernel started: close() makes a final save.
         self._dirty = False
@@ -156,21 +159,29 @@ class SessionManager(SessionOptions):
     def key(self) -> KeyResolution:
         """The key in use, resolved on first need (never at load when nothing is stored)."""
         with self._store_lock:
-            if self._key is None:
+            if self._key_watch is None:
                 from ipysession.keys.resolution import resolve_key
+                from ipysession.keys.watch import KeyWatch
 
-                self._key = resolve_key(
-                    backend=cast("BackendChoice", self.key_backend),
-                    keyring_timeout=self.keyring_timeout,
-                    allow_plaintext_keyring=self.allow_plaintext_keyring,
-                )
-                if self._key.notice:
-                    self._notify(self._key.notice)
-            return self._key
+                def resolve() -> KeyResolution:
+                    return resolve_key(
+                        backend=cast("BackendChoice", self.key_backend),
+                        keyring_timeout=self.keyring_timeout,
+                        allow_plaintext_keyring=self.allow_plaintext_keyring,
+                    )
+
+                if self._key is None:
+                    self._key = resolve()
+                    if self._key.notice:
+                        self._notify(self._key.notice)
+                self._key_watch = KeyWatch(self._key, resolve, on_change=self._notify)
+            # After a rekey the watch holds the new key.
+            return self._key_watch.resolution
 
     @property
     def store(self) -> SessionStore:
         key = self.key.key
+        watch = self._key_watch
         with self._store_lock:
             if self._store is None:
                 from ipysession.store import SessionStore
@@ -181,7 +192,12 @@ class SessionManager(SessionOptions):
                     keep=self.keep_generations,
                     max_bytes=self.retention_max_bytes or None,
                 )
-                self._store = SessionStore(Path(self.root), key=key, retention=retention)
+                self._store = SessionStore(
+                    Path(self.root),
+                    key=key,
+                    retention=retention,
+                    key_source=watch.current_key if watch is not None else None,
+                )
             return self._store
 
     def has_saved_session(self, name: str | None = None) -> bool:

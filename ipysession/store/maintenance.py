@@ -31,6 +31,7 @@ from ipysession.errors import (
     StoreWriteError,
 )
 from ipysession.keys.crypto import ContentHasher, SealingKey
+from ipysession.model import Session
 from ipysession.store import fileformat, head
 from ipysession.store.blobs import blob_path, check_blob_name, write_blob
 from ipysession.store.disk import Disk
@@ -48,7 +49,14 @@ from ipysession.store.results import DanglingReference, RekeyReport, RepairRepor
 from ipysession.store.retention import collect_blobs
 from ipysession.store.scan import check_blob_id, scan_blobs, scan_checkpoints, scan_generations
 
-__all__ = ["dangling_references", "inspect", "rekey", "repair", "share_blobs"]
+__all__ = [
+    "dangling_references",
+    "follow_rekeyed_blobs",
+    "inspect",
+    "rekey",
+    "repair",
+    "share_blobs",
+]
 
 logger = logging.getLogger("ipysession")
 
@@ -322,6 +330,61 @@ def _rekey_session(
         if old_id != new_id:
             with contextlib.suppress(FileNotFoundError):
                 blob_path(sdir, old_id).unlink()
+
+
+def follow_rekeyed_blobs(
+    disk: Disk, sdir: Path, session: Session, retired: Iterable[SealingKey]
+) -> Session:
+    """``session`` with references to blobs that a rekey renamed pointing at their new names.
+
+    A running kernel keeps only the blob id of a value it already stored, not its bytes. Blob ids
+    are keyed hashes, so ``rekey`` re-seals each blob under a new id and removes the old one;
+    without this, the kernel's next write would find its references gone and save those values
+    as skipped. Called under the session's write lock by a store that sealed with the
+    ``retired`` keys before; only references missing on disk are looked up, by reading the
+    session's blobs once and hashing each value under the retired keys.
+    """
+    missing = {
+        record.blob
+        for record in session.variables.values()
+        if record.blob is not None and record.data is None and not _blob_present(sdir, record.blob)
+    }
+    if not missing:
+        return session
+    renamed: dict[str, str] = {}
+    old_keys = list(retired)
+    for entry in scan_blobs(sdir):
+        path = Path(entry.path)
+        try:
+            value = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)[2]
+        except (FileFormatError, OSError):
+            continue  # not readable with the current key: not one rekey wrote
+        for old_key in old_keys:
+            old_id = old_key.content_id(value)
+            if old_id in missing:
+                renamed[old_id] = entry.name.removesuffix(BLOB_SUFFIX)
+        if len(renamed) == len(missing):
+            break
+    if not renamed:
+        return session
+    logger.info("Following %d stored values re-encrypted by rekey in %s", len(renamed), sdir.name)
+    variables = {
+        name: (
+            dataclasses.replace(record, blob=renamed[record.blob])
+            if record.blob in renamed and record.data is None
+            else record
+        )
+        for name, record in session.variables.items()
+    }
+    return dataclasses.replace(session, variables=variables)
+
+
+def _blob_present(sdir: Path, blob_id: str) -> bool:
+    try:
+        check_blob_id(blob_id, sdir)
+    except FileFormatError:
+        return True  # not a blob name at all: externalize reports it, nothing to follow
+    return blob_path(sdir, blob_id).is_file()
 
 
 # --- forks ----------------------------------------------------------------------------------------

@@ -136,6 +136,12 @@ class SessionStore:
     another writer; unreferenced blobs and temp files younger than ``gc_grace`` seconds are
     never removed; a file larger than ``max_file_bytes`` is never read, and a session document
     that inflates beyond ``max_document_bytes`` is treated as corrupt (and never written).
+
+    ``key_source``, when given, is asked under the session's write lock before every write and
+    checkpoint for the key to seal with now (a running kernel's
+    :meth:`~ipysession.keys.watch.KeyWatch.current`): ``ipysession rekey`` re-encrypts under the
+    same lock, so a write never seals with a key that rekey has replaced. If it raises, nothing
+    is written.
     """
 
     def __init__(
@@ -151,6 +157,7 @@ class SessionStore:
         max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
         retention: Retention | None = None,
         clock: Callable[[], float] = time.time,
+        key_source: Callable[[], SealingKey] | None = None,
     ) -> None:
         if keep < 1:
             msg = f"keep must be at least 1, not {keep}"
@@ -169,6 +176,10 @@ class SessionStore:
             max_document_bytes=max_document_bytes,
         )
         self._closed = False
+        self._key_source = key_source
+        # Keys this store sealed with before a rekey replaced them: their blob ids are what a
+        # running kernel's records still name (see maintenance.follow_rekeyed_blobs).
+        self._retired_keys: builtins.list[SealingKey] = []
 
     # -- resource ---------------------------------------------------------------------------------
 
@@ -261,6 +272,9 @@ class SessionStore:
         sdir = self.session_dir(session.name)
         started = time.perf_counter()
         with disk.locked(sdir, create=True):
+            self._follow_key()
+            if self._retired_keys:
+                session = maintenance.follow_rekeyed_blobs(disk, sdir, session, self._retired_keys)
             gens = scan_generations(sdir)
             # Only what authenticates decides: the newest generation that is what its name says,
             # and the head record (a rollback must not make numbers be reused).
@@ -334,6 +348,15 @@ class SessionStore:
             blobs=moved,
             lost_blobs=lost,
         )
+
+    def _follow_key(self) -> None:
+        """Seal with the key ``key_source`` names now (called under the session's write lock)."""
+        if self._key_source is None:
+            return
+        key = self._key_source()
+        if key is not self._disk.key:
+            self._retired_keys.append(self._disk.key)
+            self._disk.use_key(key)
 
     def _theirs(self, name: str, sdir: Path, newest: int) -> Session:
         """The newest readable session on disk, for a merge; unreadable -> WriteConflict."""
@@ -439,6 +462,9 @@ class SessionStore:
             sdir = self._existing_dir(name)
         target = sdir / CHECKPOINTS_DIR / f"{label}{GENERATION_SUFFIX}"
         with disk.locked(sdir, create=session is not None):
+            self._follow_key()
+            if session is not None and self._retired_keys:
+                session = maintenance.follow_rekeyed_blobs(disk, sdir, session, self._retired_keys)
             if target.exists() and not overwrite:
                 msg = f"Session {name!r} already has a checkpoint {label!r}"
                 raise StoreError(msg, path=target, hint="Choose another label, or overwrite it")
