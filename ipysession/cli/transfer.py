@@ -231,6 +231,10 @@ def cmd_rekey(ctx: Context, args: argparse.Namespace) -> int:
         f"The master key is now {new.key_id_hex} ({committed.backend}: "
         f"{committed.location or committed.reason}); the old key {old.key_id_hex} is gone."
     )
+    ctx.say(
+        "Running kernels switch to the new key before their next save; one that cannot read it "
+        "saves nothing and says why in `%session status`."
+    )
     if committed.backend == "file":
         ctx.say("Back up the key file again: the old backup no longer opens your sessions.")
     if count_files(ctx.root / QUARANTINE_DIR):
