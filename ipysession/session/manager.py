@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,7 +40,6 @@ from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
 from ipysession.errors import KeyStoreError, NewerFormat, SessionError, SessionNotFound, WrongKey
-from ipysession.formatting import format_time
 from ipysession.model import HistoryEntry, Session
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
@@ -49,6 +48,7 @@ from ipysession.session.notices import Notices
 from ipysession.session.options import SessionOptions, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS, RestoreReport, SaveReport, Status
 from ipysession.session.sharing import LeaseDecision, Sharing, default_session_name
+from ipysession.session.snapshots import missing_snapshot
 from ipysession.session.workspace import CaptureSettings, Workspace, writer_info
 from ipysession.session.writer import AutosaveWriter, WriteLog
 
@@ -56,35 +56,11 @@ if TYPE_CHECKING:
     from ipysession.keys.resolution import BackendChoice, KeyResolution
     from ipysession.keys.watch import KeyWatch
     from ipysession.session.merge import MergeResult
-    from ipysession.store import GenerationInfo, SessionStore, WriteResult
+    from ipysession.store import SessionStore, WriteResult
 
 __all__ = ["SessionManager", "default_session_name"]
 
 log = logging.getLogger("ipysession")
-
-
-def _some(items: Iterable[str], shown: int = 20) -> str:
-    """``a, b, c``; past ``shown`` items, the first ones ``and 480 more``; ``none`` for none."""
-    listed = list(items)
-    if not listed:
-        return "none"
-    more = len(listed) - shown
-    return ", ".join(listed[:shown]) + (f" and {more} more" if more > 0 else "")
-
-
-def _nearest_kept(infos: Sequence[GenerationInfo], generation: int) -> str:
-    """`` Nearest kept: 38 (saved ...), 45 (saved ...).``: the generations on either side of
-    ``generation`` (one, at either end), for a message; ``""`` when there are none."""
-    below = max((i for i in infos if i.number < generation), key=lambda i: i.number, default=None)
-    above = min((i for i in infos if i.number > generation), key=lambda i: i.number, default=None)
-    found = [i for i in (below, above) if i is not None]
-    if not found:
-        return ""
-    shown = ", ".join(
-        f"{i.number} (saved {format_time(i.time or i.mtime, missing='at an unknown time')})"
-        for i in found
-    )
-    return f" Nearest kept: {shown}."
 
 
 class SessionManager(SessionOptions):
@@ -505,7 +481,9 @@ class SessionManager(SessionOptions):
         except SessionNotFound:
             if not latest and self.store.exists(source):
                 # The session is there, only not what was asked for: never "no saved session".
-                raise self._missing_snapshot(source, generation, checkpoint) from None
+                raise missing_snapshot(
+                    self.store, source, generation, checkpoint, own=source == self.name
+                ) from None
             report.found = False
             report.seconds = time.perf_counter() - started
             return report
@@ -574,33 +552,6 @@ class SessionManager(SessionOptions):
         report.merged_fork = fork
         report.merged_fork_variables = taken
         return merged
-
-    def _missing_snapshot(
-        self, name: str, generation: int | None, checkpoint: str | None
-    ) -> SessionNotFound:
-        """The error for a generation or checkpoint of ``name`` that is not there (rotated away,
-        never written, mistyped): what is missing, what there is, and how to pick one of it."""
-        missing = (
-            f"checkpoint '{checkpoint}'" if checkpoint is not None else f"generation {generation}"
-        )
-        infos = self.store.generations(name)
-        numbers = sorted(info.number for info in infos)
-        labels = sorted(info.label for info in self.store.checkpoints(name))
-        # Older generations are thinned by age: the ones on either side are what the user
-        # most likely wants instead, with the time that tells them apart.
-        nearest = "" if generation is None else _nearest_kept(infos, generation)
-        msg = (
-            f"Session '{name}' has no {missing}.{nearest} Its generations: "
-            f"{_some(map(str, numbers))}; its checkpoints: {_some(labels)}"
-        )
-        which = "" if name == self.name else f" '{name}'"
-        return SessionNotFound(
-            msg,
-            hint=(
-                f"`%session restore{which} --generation N` or `--checkpoint LABEL` brings one "
-                f"back; `%session snapshots{which}` shows when each was saved"
-            ),
-        )
 
     # --- status and lifecycle -----------------------------------------------------------------
 
