@@ -15,9 +15,7 @@ save, :mod:`.sharing` decides where a snapshot goes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hmac
-import itertools
 import os
 import queue
 import socket
@@ -25,13 +23,13 @@ import sys
 import time
 from collections.abc import Callable, Container, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from types import CellType, CodeType, FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from ipysession._version import __version__
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.capture import preferences as pref_capture
+from ipysession.capture.references import global_names
 from ipysession.errors import SessionError
 from ipysession.model import (
     HistoryEntry,
@@ -391,13 +389,13 @@ class Workspace:
                 self._restore_variables(session, source, report, None)
         else:
             # Chosen variables first: the imports restored with them are those their code
-            # reads (see _global_names), which only the unpickled values can tell.
+            # reads (see capture.references.global_names), which only the unpickled values can tell.
             if "variables" in parts:
                 self._restore_variables(session, source, report, only)
             if "imports" in parts:
                 user_ns = self.user_ns
                 values = (user_ns[name] for name in report.variables if name in user_ns)
-                self._restore_imports(session, report, only | _global_names(values))
+                self._restore_imports(session, report, only | global_names(values))
         if "history" in parts and own:
             self.previous_history = list(session.history)
             report.history = len(session.history)
@@ -486,81 +484,6 @@ def writer_info(kernel_id: str, run_id: str) -> WriterInfo:
         kernel_id=kernel_id,
         run_id=run_id,
     )
-
-
-#: How many objects _global_names looks at: it walks values only to find code, and a list of a
-#: million numbers holds none worth the time.
-_MAX_OBJECTS_WALKED = 10_000
-
-
-def _global_names(values: Iterable[object]) -> set[str]:
-    """The global names that the code inside ``values`` may read (an over-approximation).
-
-    A function's names are its code's ``co_names`` (globals and attribute names alike; an extra
-    name can only bring back an import the session already holds), nested code included; a
-    function is also reached through methods, ``functools.partial``, closures, defaults,
-    ``__wrapped__``, the members of notebook classes (``__main__``) and their instances, and
-    the items of lists, tuples, sets and dicts, up to :data:`_MAX_OBJECTS_WALKED` objects.
-    """
-    names: set[str] = set()
-    seen: set[int] = set()
-    stack = list(values)
-    budget = _MAX_OBJECTS_WALKED
-    while stack and budget > 0:
-        value = stack.pop()
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        budget -= 1
-        stack.extend(itertools.islice(_inner_objects(value, names), budget))
-    return names
-
-
-def _inner_objects(value: object, names: set[str]) -> Iterable[object]:
-    """The objects inside ``value`` that may hold code; adds the names ``value``'s code reads."""
-    if isinstance(value, FunctionType):
-        names.update(_code_names(value.__code__))
-        cells = [cell for cell in value.__closure__ or () if _cell_is_set(cell)]
-        wrapped = getattr(value, "__wrapped__", None)
-        return [
-            *(cell.cell_contents for cell in cells),
-            *(value.__defaults__ or ()),
-            *((wrapped,) if wrapped is not None else ()),
-        ]
-    if isinstance(value, (MethodType, staticmethod, classmethod)):
-        return [value.__func__]
-    if isinstance(value, functools.partial):
-        return [value.func, *value.args, *value.keywords.values()]
-    if isinstance(value, property):
-        return [value.fget, value.fset, value.fdel]
-    if isinstance(value, type):
-        if value.__module__ != "__main__":
-            return []
-        return [*vars(value).values(), *value.__bases__]
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return value
-    if isinstance(value, dict):
-        return value.values()
-    cls = type(value)
-    if cls.__module__ != "__main__":
-        return []
-    return [cls, *getattr(value, "__dict__", {}).values()]
-
-
-def _code_names(code: CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, CodeType):  # nested functions, lambdas, comprehensions, classes
-            names |= _code_names(const)
-    return names
-
-
-def _cell_is_set(cell: CellType) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018 - reading it is the check: an empty cell raises
-    except ValueError:
-        return False
-    return True
 
 
 def _describe_error(exc: BaseException) -> str:
