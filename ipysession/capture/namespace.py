@@ -1,5 +1,8 @@
 """Capture and restore of the user namespace: how each value is saved, and how it comes back.
 
+(About 500 lines: it is the facade of capture/, and most of it is the one decision of how a
+value is saved -- pickle, cloudpickle, re-import, reopen, or skipped with its reason.)
+
 This module and the ones beside it work on a plain namespace dict (``shell.user_ns``) and cell
 source strings; none of them imports IPython, so all of it is tested without a shell. This module is
 the entry point: every name in its ``__all__`` can be imported from here, wherever it is defined.

@@ -1,5 +1,9 @@
 """Shell preferences: loaded extensions, magic settings, ``%env`` variables and the cwd.
 
+(Over 500 lines on purpose: each magic setting needs its own reading of the shell and its own
+quiet replay, and they share one rule, "record only what differs from a fresh shell"; the table
+of them below is the module.)
+
 :func:`capture_preferences` reads the live state of a shell into a
 :class:`~ipysession.model.Preferences`; :func:`apply_preferences` replays it onto another shell.
 Restore is meant to be cheap and quiet, so capture records a magic only when its value differs

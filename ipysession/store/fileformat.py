@@ -1,6 +1,11 @@
 """The on-disk envelope of session files (``.ipys``), value blobs (``.ipyb``) and the head
 record (``head.ipys``), format version 2 (version 1 files still read).
 
+(Over 500 lines on purpose: sessions, blobs and the head record share one header, one parse and
+one order of checks -- size, magic, version, key id, authentication, and only then decompression
+under a cap -- and the streamed blob path must keep exactly that order; in one file it reads top
+to bottom.)
+
 Layout (big-endian), the same in every version::
 
     offset  size  field
