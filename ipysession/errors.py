@@ -9,6 +9,7 @@ kills a kernel or breaks a user's cell.
     SessionError
     ├── StoreError
     │   ├── SessionNotFound (LookupError)
+    │   ├── AmbiguousName
     │   ├── LockTimeout (TimeoutError)
     │   ├── StoreWriteError (OSError)
     │   ├── WriteConflict
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "AmbiguousName",
     "BackendNotFound",
     "CaptureError",
     "ConnectFailed",
@@ -173,6 +175,12 @@ class StoreError(SessionError):
 
 class SessionNotFound(StoreError, LookupError):
     """No session of that name (or no such generation or checkpoint) exists."""
+
+
+class AmbiguousName(StoreError):
+    """A name typed for a session is the suffix of several sessions; ``matches`` lists them."""
+
+    matches: tuple[str, ...] = ()
 
 
 class LockTimeout(StoreError, TimeoutError):

@@ -23,6 +23,7 @@ from ipysession.errors import SessionError, SessionNotFound
 from ipysession.session.manager import SessionManager
 from ipysession.session.options import AUTOSAVE_INTERVALS, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS
+from ipysession.store.lookup import resolve_name
 
 __all__ = ["SessionMagics", "build_parser", "split_line"]
 
@@ -318,10 +319,19 @@ class SessionMagics(Magics):
 
     # --- subcommands ------------------------------------------------------------------------
 
+    def _resolve(self, name: str | None) -> str | None:
+        """The stored name ``name`` selects (an unambiguous suffix such as ``analysis.ipynb``
+        is enough; see :func:`ipysession.store.lookup.resolve_name`); ``None`` stays ``None``."""
+        if name is None:
+            return None
+        names = [s.name for s in self.manager.store.list() if s.name is not None]
+        return resolve_name(name, [*names, self.manager.name])
+
     def _cmd_save(self, args: argparse.Namespace) -> None:
         display.show(display.render_save(self.manager.save(args.name, checkpoint=args.checkpoint)))
 
     def _cmd_restore(self, args: argparse.Namespace) -> None:
+        args.name = self._resolve(args.name)
         report = self.manager.restore(
             args.name,
             generation=args.generation,
@@ -338,6 +348,7 @@ class SessionMagics(Magics):
         )
 
     def _cmd_show(self, args: argparse.Namespace) -> None:
+        args.name = self._resolve(args.name)
         result = self.manager.store.read(args.name or self.manager.name)
         for problem in result.problems:
             display.show(
@@ -355,6 +366,7 @@ class SessionMagics(Magics):
         display.show(display.render_status(presentation.status_view(self.manager.status())))
 
     def _cmd_snapshots(self, args: argparse.Namespace) -> None:
+        args.name = self._resolve(args.name)
         name = args.name or self.manager.name
         store = self.manager.store
         rows = presentation.snapshot_rows(store.generations(name), store.checkpoints(name))
@@ -362,6 +374,7 @@ class SessionMagics(Magics):
         display.show(display.render_table(table))
 
     def _cmd_delete(self, args: argparse.Namespace) -> None:
+        args.name = self._resolve(args.name)
         store = self.manager.store
         if not store.exists(args.name):
             msg = f"No saved session named '{args.name}'"
@@ -384,6 +397,7 @@ class SessionMagics(Magics):
         display.show(display.text_message(f"Deleted session '{args.name}' ({path}).{note}"))
 
     def _cmd_merge(self, args: argparse.Namespace) -> None:
+        args.name = self._resolve(args.name)
         parent, plan, generation = self.manager.merge_fork(args.name, write=args.yes)
         kept = set(plan.details.variables_kept)
         from_fork = sorted(n for n in plan.session.variables if n not in kept)

@@ -102,6 +102,16 @@ class Context:
                 hint="Check --root or $IPYSESSION_DIR; `ipysession list` shows what is saved",
             )
 
+    def resolve_session(self, name: str) -> str:
+        """The stored name ``name`` selects: itself, ``~/...`` as shown, or any unambiguous suffix
+        on a path-component boundary (``analysis.ipynb``); raises :class:`AmbiguousName` listing
+        the matches, or :class:`SessionNotFound` (before any key is needed) if nothing is stored.
+        """
+        self.require_session(name)
+        from ipysession.store.lookup import resolve_name
+
+        return resolve_name(name, (s.name for s in self.store().list() if s.name is not None))
+
     def close(self) -> None:
         store, self._store = self._store, None
         if store is not None:

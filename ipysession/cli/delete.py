@@ -33,7 +33,7 @@ def _confirm(prompt: str) -> bool:
 
 
 def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.require_session(args.name)
+    args.name = ctx.resolve_session(args.name)
     store = ctx.store()
     if not store.exists(args.name):
         msg = f"No session named {args.name!r}"

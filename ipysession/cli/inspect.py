@@ -39,7 +39,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.require_session(args.name)
+    args.name = ctx.resolve_session(args.name)
     result = ctx.store().read(args.name, generation=args.generation, checkpoint=args.checkpoint)
     for problem in result.problems:
         moved = f"; moved to {problem.quarantined_to}" if problem.quarantined_to else ""
@@ -58,7 +58,7 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.require_session(args.name)
+    args.name = ctx.resolve_session(args.name)
     store = ctx.store()
     rows = snapshot_rows(store.generations(args.name), store.checkpoints(args.name))
     if args.json:

@@ -95,7 +95,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
     if target.is_dir():
         msg = f"{target} is a directory; give the path of the file to write"
         raise UsageError(msg)
-    ctx.require_session(args.name)
+    args.name = ctx.resolve_session(args.name)
     store = ctx.store()
     result = store.read(args.name, generation=args.generation)
     for problem in result.problems:
