@@ -433,6 +433,10 @@ class Session:
     cwd: str | None = None
     layout: Any = None
     connections: dict[str, ConnectionRecord] = field(default_factory=dict)
+    #: A stable id (uuid4 hex), made with the session and kept across generations and renames,
+    #: so a notebook's metadata can name its session whatever its path. ``None`` in files
+    #: written before ids existed.
+    id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def blob_ids(self) -> set[str]:
@@ -453,6 +457,7 @@ class Session:
             "cwd": self.cwd,
             "layout": self.layout,
             "connections": {name: c.to_dict() for name, c in self.connections.items()},
+            **({"id": self.id} if self.id is not None else {}),
         }
 
     @classmethod
@@ -479,5 +484,6 @@ class Session:
                 name: ConnectionRecord.from_dict(name, c, f"{where}.connections.{name}")
                 for name, c in connections.items()
             },
+            id=_optional(doc, "id", str, where),
             extra=_extra(doc, cls),
         )

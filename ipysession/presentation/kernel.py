@@ -12,6 +12,7 @@ from ipysession.connections.backends import redact_text
 from ipysession.connections.records import describe_record, mru_order
 from ipysession.formatting import count, format_time
 from ipysession.presentation.base import Level, Notice, State, Table
+from ipysession.store.lookup import display_name
 
 if TYPE_CHECKING:
     from ipysession.model import ConnectionRecord
@@ -234,7 +235,8 @@ def status_view(status: Status) -> StatusView:
     autosave = autosave_words(enabled=status.autosave, interval=status.autosave_interval)
     skipped = len(status.skipped)
     lines = [
-        f"Session:   {status.session}",
+        f"Session:   {display_name(status.session)}",
+        f"Id:        {status.session_id or '-'}",
         f"State:     {state}",
         f"Stored in: {status.root} (key: {status.key})",
         f"Autosave:  {autosave}; last save {format_time(status.last_save)}"

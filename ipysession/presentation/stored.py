@@ -13,6 +13,7 @@ from ipysession.formatting import count, format_size, format_time
 from ipysession.model import REDACTED, redact
 from ipysession.presentation.base import Section, State, Table, known, problem_json
 from ipysession.session.forks import fork_parent
+from ipysession.store.lookup import display_name
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,7 +75,8 @@ class SessionRow:
     def name(self) -> str:
         """The session's name; one that does not read is shown by its slug (which selects it)."""
         summary = self.summary
-        name = summary.name if summary.name is not None else f"? ({summary.slug})"
+        # A notebook's path reads short (~/proj/analysis.ipynb); any suffix of it selects it.
+        name = display_name(summary.name) if summary.name is not None else f"? ({summary.slug})"
         return f"{name} (this kernel)" if self.this_kernel else name
 
     @property
@@ -109,6 +111,7 @@ class SessionRow:
         s = self.summary
         return {
             "name": s.name,
+            "display_name": display_name(s.name) if s.name is not None else None,
             "slug": s.slug,
             "path": str(s.path),
             "updated": s.updated,
@@ -384,6 +387,10 @@ def show_view(
     connections = [_connection_json(record) for record in mru_order(session.connections)]
     document: dict[str, Any] = {
         "name": session.name,
+        "display_name": display_name(session.name),
+        # Stable across generations and renames (`%session adopt`, `ipysession rename`); None
+        # for a session last saved before ids existed (it gets one at its next save).
+        "id": session.id,
         "generation": generation,
         "path": str(path),
         "created": session.created,
@@ -422,8 +429,10 @@ def show_view(
     magics = ", ".join(f"%{k} {v}".rstrip() for k, v in prefs.magics.items())
     sections = [
         Section(
-            f"Session {session.name!r}",
+            f"Session {display_name(session.name)!r}",
             (
+                f"name        {session.name}",
+                f"id          {session.id or '- (saved before ids; set at its next save)'}",
                 f"snapshot    {which}: {path}",
                 f"created     {format_time(session.created, missing='-')}",
                 f"updated     {format_time(session.updated, missing='-')}",

@@ -561,6 +561,7 @@ class SessionManager(SessionOptions):
         lease = self.sharing.lease
         return Status(
             session=self.name,
+            session_id=self.workspace.session_id(self.name),
             root=self.root,
             key=self._key.backend if self._key else "not loaded yet",
             autosave=self.autosave,

@@ -85,3 +85,5 @@ class Status:
     fork_reason: str | None = None
     merges: int = 0
     last_merge: str | None = None
+    #: The session's stable id (what a frontend keeps in the notebook's metadata).
+    session_id: str | None = None

@@ -21,6 +21,7 @@ import queue
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Container, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,9 @@ class Workspace:
         self.cwd: str | None = None
         self.layout: Any = None
         self.extra: dict[str, Any] = {}
+        # Session name -> its stable id: kept from the session restored as this kernel's own,
+        # made once for a name saved here first (a fork gets its own, not its parent's).
+        self.ids: dict[str, str] = {}
         self._env_baseline = dict(os.environ)
         self._last_full_pass = self._last_deep_pass = time.monotonic()
         # (name, record, blob id) from the writer thread: values now safely in a blob, whose
@@ -302,8 +306,13 @@ class Workspace:
             cwd=self.cwd,
             layout=self.layout,
             connections=self.connections.snapshot(),
+            id=self.session_id(name),
             extra=dict(self.extra),
         )
+
+    def session_id(self, name: str) -> str:
+        """The stable id of session ``name`` as this kernel saves it (made on first ask)."""
+        return self.ids.setdefault(name, uuid.uuid4().hex)
 
     def all_history(self) -> list[HistoryEntry]:
         """The restored history followed by this run's cells."""
@@ -407,6 +416,8 @@ class Workspace:
         if own:
             self.created = session.created or self.created
             self.extra = dict(session.extra)
+            if session.id is not None:
+                self.ids[source] = session.id
         # What was just restored is what is saved: only later changes need capturing again.
         self.tracker.sync(self.user_ns)
         self._restored_names.update(report.variables, report.imports)
