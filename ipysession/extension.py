@@ -71,6 +71,10 @@ class _Extension:
         self.shell.register_magics(self.magics)
         if self.layout.register(self.shell):
             self.layout.on_change = self._layout_changed
+            self.layout.identity = lambda: {
+                "session": manager.name,
+                "session_id": manager.workspace.session_id(manager.name),
+            }
             if manager.layout is not None:
                 try:
                     self.layout.set_layout(manager.layout)

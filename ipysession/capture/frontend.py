@@ -26,7 +26,8 @@ kernel (ipykernel); terminal IPython has no comms.
 3. The kernel answers each request with one ``comm_msg`` on the same comm, its ``data`` being:
 
    - ``{"status": "ok"}`` after a save;
-   - ``{"status": "ok", "layout": <the layout, or null when there is none>}`` after a fetch;
+   - ``{"status": "ok", "layout": <the layout, or null when there is none>, "session": <name>,
+     "session_id": <stable id>}`` after a fetch;
    - ``{"status": "error", "reason": "<text for a human>"}`` when the request is refused: the
      layout is too large or not JSON, ``layout`` is missing from a save, the action is missing
      or unknown, or the request is not a JSON object. Nothing is stored then.
@@ -103,6 +104,10 @@ class LayoutChannel:
         self.target_name = target_name
         self.max_bytes = max_bytes
         self.on_change: Callable[[Any], None] | None = None
+        #: When set, a fetch reply also carries what it returns: the session's ``name`` and stable
+        #: ``session_id``, so a frontend can keep the id in the notebook's metadata and follow the
+        #: session when the notebook is renamed.
+        self.identity: Callable[[], dict[str, str]] | None = None
         self._lock = threading.Lock()
         self._encoded: bytes | None = None
         self._manager: Any = None
@@ -211,7 +216,8 @@ class LayoutChannel:
             return _error("the request must be a JSON object")
         action = data.get("action")
         if action == "fetch":
-            return {"status": "ok", "layout": self.layout}
+            identity = self.identity() if self.identity is not None else {}
+            return {"status": "ok", "layout": self.layout, **identity}
         if action == "save":
             if "layout" not in data:
                 return _error("a save request needs a 'layout'")

@@ -102,3 +102,17 @@ def test_released_fixtures_without_an_id_still_read(version: int) -> None:
     assert session.name == "fixtures/v1.ipynb"
     assert session.id is None
     assert "id" not in session.to_dict()  # written back as it was: no id invented on reading
+
+
+def test_a_frontend_fetch_carries_the_session_name_and_id() -> None:
+    from ipysession.capture.frontend import LayoutChannel
+
+    channel = LayoutChannel()
+    assert channel.handle({"action": "fetch"}) == {"status": "ok", "layout": None}
+    channel.identity = lambda: {"session": "/nb/a.ipynb", "session_id": "cd" * 16}
+    assert channel.handle({"action": "fetch"}) == {
+        "status": "ok",
+        "layout": None,
+        "session": "/nb/a.ipynb",
+        "session_id": "cd" * 16,
+    }
