@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
             "saved automatically after cells and restored when the kernel starts; these commands "
             "give manual control. Run `%session COMMAND -h` for one command's options. The line "
             "is split as a shell splits it and otherwise taken literally: $name and {expression} "
-            "are not expanded."
+            "are not expanded. A session NAME is its full name or any unambiguous ending of it "
+            "on a path boundary (`analysis.ipynb`, `proj/analysis.ipynb`, `~/proj/...` as "
+            "`%session list` shows it); an ending several sessions share lists them."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -71,6 +71,12 @@ log = logging.getLogger("ipysession")
 KEY_BACKENDS = ("auto", "passphrase", "keyring", "file")
 
 _EPILOG = """\
+names:
+  A session is named after its notebook's full path, shown relative to your home
+  (~/proj/analysis.ipynb). NAME may be the full name, the name as shown, or any
+  unambiguous ending of it on a path boundary (analysis.ipynb, proj/analysis.ipynb);
+  an ending several sessions share is refused, listing them (exit code 2).
+
 environment:
   IPYSESSION_DIR          session store root (--root overrides it)
   IPYSESSION_CONFIG_DIR   where the key file lives when no OS keyring is usable
@@ -192,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
         "***. A newer generation that does not read is moved to quarantine/ and the next one\n"
         "is shown, with a warning.",
     )
-    sub.add_argument("name", metavar="NAME", help="session name (or slug, as `list` shows)")
+    sub.add_argument(
+        "name",
+        metavar="NAME",
+        help="session name, any unambiguous ending of it (analysis.ipynb), or its slug",
+    )
     which = sub.add_mutually_exclusive_group()
     which.add_argument("--generation", type=int, metavar="N", help="show generation N")
     which.add_argument("--checkpoint", metavar="LABEL", help="show the named checkpoint")
@@ -207,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "why it does not read). Restore one in IPython with\n"
         "`%session restore --generation N` or `--checkpoint LABEL`.",
     )
-    sub.add_argument("name", metavar="NAME", help="session name")
+    sub.add_argument("name", metavar="NAME", help="session name, or any unambiguous ending of it")
     json_option(sub)
 
     sub = command(
@@ -220,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pid, kernel id): stop it or run `%session discard` in it. With --force it is deleted\n"
         "anyway, and that kernel stops saving it at its next cell and says so there.",
     )
-    sub.add_argument("name", metavar="NAME", help="session name")
+    sub.add_argument("name", metavar="NAME", help="session name, or any unambiguous ending of it")
     sub.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     sub.add_argument("--force", action="store_true", help="delete even if a running kernel uses it")
 
@@ -269,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  read -rs PW && export PW\n"
         "  ipysession export NAME session.ipys --passphrase-env PW",
     )
-    sub.add_argument("name", metavar="NAME", help="session name")
+    sub.add_argument("name", metavar="NAME", help="session name, or any unambiguous ending of it")
     sub.add_argument("file", metavar="FILE", type=Path, help="file to write")
     sub.add_argument(
         "--passphrase-env",
