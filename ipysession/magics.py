@@ -311,7 +311,7 @@ class SessionMagics(Magics):
             raise UsageError(msg) from None
         command = args.command or "status"
         handler: Callable[[argparse.Namespace], None] = getattr(self, f"_cmd_{command}")
-        self.manager.settle_connections()
+        self.manager.connections.settle()
         try:
             handler(args)
         except (SessionError, ValueError) as exc:
@@ -490,7 +490,7 @@ class SessionMagics(Magics):
     def _cmd_forget(self, args: argparse.Namespace) -> None:
         connections = self.manager.connections
         for name in [n for n in args.names if n in connections.records]:
-            self.manager.forget_connection(name)
+            self.manager.connections.forget(name)
             display.show(display.text_message(f"ipysession: forgot connection '{name}'."))
         args.names = [n for n in args.names if n not in connections.records]
         if not args.names:
@@ -523,7 +523,7 @@ class SessionMagics(Magics):
         for option in ("ssh", "sshkey"):
             if getattr(args, option):
                 options[option] = getattr(args, option)
-        record = self.manager.connect(
+        record, _ = self.manager.connections.connect(
             args.name,
             args.kind,
             args.spec,
@@ -550,16 +550,16 @@ class SessionMagics(Magics):
             msg = "%session reconnect: give a connection NAME or --all"
             raise UsageError(msg)
         names = None if args.all else [args.name]
-        states = self.manager.reconnect(names)
+        states = self.manager.connections.reconnect(names)
         shown = ", ".join(f"{n}: {s}" for n, s in states.items() if names is None or n in names)
         display.show(display.text_message(f"ipysession: {shown or 'no connections'}."))
 
     def _cmd_disconnect(self, args: argparse.Namespace) -> None:
-        self.manager.disconnect(args.name)
+        self.manager.connections.disconnect(args.name)
         display.show(display.text_message(f"ipysession: disconnected '{args.name}'."))
 
     def _cmd_ping(self, args: argparse.Namespace) -> None:
-        results = self.manager.ping([args.name] if args.name else None)
+        results = self.manager.connections.ping([args.name] if args.name else None)
         text = ", ".join(f"{n}: {'answers' if ok else 'no answer'}" for n, ok in results.items())
         display.show(display.text_message(f"ipysession: {text or 'no connections'}."))
 

@@ -64,8 +64,11 @@ class ConnectionSet:
         bind: Callable[[str, Any], None],
         unbind: Callable[[str, Any], None],
         notify: Callable[[str], None],
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
+        # Called whenever the records or what is bound changed: the session has something to save.
+        self._changed = changed
         self.records: dict[str, ConnectionRecord] = {}
         self._bind = bind
         self._unbind = unbind
@@ -162,6 +165,8 @@ class ConnectionSet:
             record = self.records.get(name)
             variable = record.variable if record else name
             self._notify(f"ipysession: connection '{name}' is ready, bound to `{variable}`.")
+        if bound:
+            self._changed()
         return bound
 
     def _bind_object(self, name: str, obj: Any) -> None:
@@ -195,7 +200,26 @@ class ConnectionSet:
         variable: str | None = None,
         auto: bool | None = None,
     ) -> tuple[ConnectionRecord, Any]:
-        """Connect now (on this thread) and bind; with no kind and spec, reuse the stored record."""
+        """Connect now (on this thread) and bind; with no kind and spec, reuse the stored record.
+
+        The record (secrets encrypted) joins the session; a failed attempt is history too.
+        """
+        self.settle()
+        try:
+            return self._connect(name, kind, spec, options, variable=variable, auto=auto)
+        finally:
+            self._changed()
+
+    def _connect(
+        self,
+        name: str,
+        kind: str | None,
+        spec: str | Mapping[str, Any] | None,
+        options: Mapping[str, Any] | None,
+        *,
+        variable: str | None,
+        auto: bool | None,
+    ) -> tuple[ConnectionRecord, Any]:
         existing = self.records.get(name)
         if kind is None and spec is None:
             if existing is None:
@@ -223,12 +247,18 @@ class ConnectionSet:
         self.reconnector.watch(record, obj)
         return record, obj
 
-    def reconnect(self, names: Iterable[str] | None = None, *, wait: float) -> dict[str, str]:
-        """Connect these (default: all) records afresh; wait up to ``wait``; bind what is ready."""
+    def reconnect(
+        self, names: Iterable[str] | None = None, *, wait: float | None = None
+    ) -> dict[str, str]:
+        """Connect these (default: all) records afresh; wait up to ``wait`` (default: one
+        connect timeout); bind what is ready; return each one's state."""
+        self.settle()
         selected = self._select(names)
         self.reconnector.start(selected)
-        for name, obj in self.reconnector.wait(wait).items():
+        budget = self.settings.timeout if wait is None else wait
+        for name, obj in self.reconnector.wait(budget).items():
             self._bind_object(name, obj)
+        self._changed()
         return self.states()
 
     def disconnect(self, name: str) -> None:
@@ -241,6 +271,7 @@ class ConnectionSet:
         self.reconnector.forget(name)
         self._unbind(record.variable, self._bound.pop(name, None))
         del self.records[name]
+        self._changed()
         return record
 
     def ping(self, names: Iterable[str] | None = None) -> dict[str, bool]:

@@ -95,6 +95,7 @@ class SessionManager(SessionOptions):
             bind=self._bind_variable,
             unbind=self._unbind_variable,
             notify=self._notify,
+            changed=self._changed,
         )
         self.workspace = Workspace(
             shell,
@@ -245,7 +246,7 @@ class SessionManager(SessionOptions):
         self._saves.allows(self.name)
         self.workspace.catch_up()
         # Before the tracker looks at the namespace: a connection bound now is not the cell's.
-        self.settle_connections()
+        self.connections.settle()
         self.workspace.start_cell(info)
 
     def _post_run_cell(self, result: Any) -> None:
@@ -321,50 +322,6 @@ class SessionManager(SessionOptions):
     def _unbind_variable(self, variable: str, obj: Any) -> None:
         if obj is not None and self.shell.user_ns.get(variable) is obj:
             del self.shell.user_ns[variable]
-
-    def settle_connections(self) -> None:
-        """Bind connections that became ready in the background (main thread, between cells)."""
-        if self.connections.settle():
-            self._changed()
-
-    def connect(
-        self,
-        name: str,
-        kind: str | None,
-        spec: Any,
-        options: dict[str, Any] | None = None,
-        *,
-        variable: str | None = None,
-        auto: bool | None = None,
-    ) -> Any:
-        """Connect ``name`` now and bind it; the record (secrets encrypted) joins the session."""
-        self.settle_connections()
-        try:
-            record, _ = self.connections.connect(
-                name, kind, spec, options, variable=variable, auto=auto
-            )
-        finally:
-            self._changed()  # a failure is history too
-        return record
-
-    def reconnect(self, names: Sequence[str] | None = None) -> dict[str, str]:
-        """Connect these (default: all) connections afresh; returns each one's state."""
-        self.settle_connections()
-        states = self.connections.reconnect(names, wait=self.connect_timeout)
-        self._changed()
-        return states
-
-    def disconnect(self, name: str) -> None:
-        """Close a live connection and unbind its variable; the record stays in the session."""
-        self.connections.disconnect(name)
-
-    def forget_connection(self, name: str) -> None:
-        """Close a connection and drop its record (and its secrets) from the session."""
-        self.connections.forget(name)
-        self._changed()
-
-    def ping(self, names: Sequence[str] | None = None) -> dict[str, bool]:
-        return self.connections.ping(names)
 
     # --- save ---------------------------------------------------------------------------------
 
