@@ -39,14 +39,14 @@ from traitlets import observe
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
-from ipysession.errors import KeyStoreError, NewerFormat, SessionError, SessionNotFound, WrongKey
+from ipysession.errors import KeyStoreError, NewerFormat, SessionNotFound, WrongKey
 from ipysession.model import HistoryEntry, Session
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
 from ipysession.session.lease import RootDirs
 from ipysession.session.notices import Notices
 from ipysession.session.options import SessionOptions, check_autosave_interval
-from ipysession.session.reports import RESTORE_PARTS, RestoreReport, SaveReport, Status
+from ipysession.session.reports import RestoreReport, SaveReport, Status, restore_parts
 from ipysession.session.sharing import LeaseDecision, Sharing, default_session_name
 from ipysession.session.snapshots import missing_snapshot
 from ipysession.session.workspace import CaptureSettings, Workspace, writer_info
@@ -202,11 +202,6 @@ class SessionManager(SessionOptions):
     def fork_of(self) -> str | None:
         """The session this kernel forked from, if it continues as a fork."""
         return self.sharing.fork_of
-
-    @property
-    def last_save(self) -> float | None:
-        """When the writer last wrote this kernel's session (``time.time()``)."""
-        return self._write_log.last_save
 
     @property
     def last_generation(self) -> int | None:
@@ -412,18 +407,7 @@ class SessionManager(SessionOptions):
         started = time.perf_counter()
         target = name or self.name
         report = RestoreReport(session=target, checkpoint=checkpoint)
-        if only:
-            parts = set(only)
-        elif variables is not None:
-            # `--vars f` brings back f and the imports it needs, nothing else: restoring the
-            # settings or the working directory too would undo what the user did since.
-            parts = {"imports", "variables"}
-        else:
-            parts = set(RESTORE_PARTS)
-        unknown = parts - set(RESTORE_PARTS)
-        if unknown:
-            msg = f"unknown part(s) {', '.join(sorted(unknown))}; choose from {RESTORE_PARTS}"
-            raise ValueError(msg)
+        parts = restore_parts(only, variables)
         own = target == self.name
         latest = generation is None and checkpoint is None
         decision = self.sharing.claim_for_restore() if own else LeaseDecision.WRITE
@@ -465,7 +449,9 @@ class SessionManager(SessionOptions):
         session = result.session
         if own and latest and source == target and variables is None and not only:
             # Restarted, a kernel comes back to the work it was saving, fork or not.
-            session = self._with_newer_fork(session, report, merge=decision is LeaseDecision.WRITE)
+            session = self.sharing.bring_in_own_fork(
+                session, report, merge=decision is LeaseDecision.WRITE
+            )
         report.generation = result.generation
         report.path = str(result.path)
         report.problems = [f"{problem.kind}: {problem.message}" for problem in result.problems]
@@ -489,27 +475,6 @@ class SessionManager(SessionOptions):
         see :meth:`Sharing.merge_back`."""
         return self.sharing.merge_back(fork, write=write)
 
-    def _with_newer_fork(self, session: Session, report: RestoreReport, *, merge: bool) -> Session:
-        """``session`` with this kernel's own fork merged in, when the fork holds work saved
-        after this kernel's last save to the session (it continued as a fork, then came back to
-        the session: a takeover, or the other server holding it stopped). ``merge`` False (a
-        read-only restore): the fork is only named in the summary, with how to get it."""
-        fork = self.sharing.fork_name(session.name)
-        try:
-            if self.sharing.newer_own_fork(session.name) is None:
-                return session
-            if not merge:
-                report.newer_fork = fork
-                return session
-            merged, taken = self.sharing.with_own_fork(session, fork)
-        except SessionError as exc:
-            log.warning("Could not bring back this kernel's fork %r: %s", fork, exc)
-            report.newer_fork = fork  # the summary says how to get it
-            return session
-        report.merged_fork = fork
-        report.merged_fork_variables = taken
-        return merged
-
     # --- status and lifecycle -----------------------------------------------------------------
 
     def status(self) -> Status:
@@ -523,7 +488,7 @@ class SessionManager(SessionOptions):
             key=self._key.backend if self._key else "not loaded yet",
             autosave=self.autosave,
             autosave_interval=self.autosave_interval,
-            last_save=self.last_save,
+            last_save=self._write_log.last_save,
             last_generation=self.last_generation,
             last_error=self.last_error,
             pending=self._writer.pending,

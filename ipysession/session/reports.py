@@ -6,12 +6,13 @@ magic and the command line) can build its views from them without importing a sh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ipysession.model import ConnectionRecord
 from ipysession.session.lease import LeaseHolder
 
-__all__ = ["RESTORE_PARTS", "RestoreReport", "SaveReport", "Status"]
+__all__ = ["RESTORE_PARTS", "RestoreReport", "SaveReport", "Status", "restore_parts"]
 
 # The parts of a session, in the order a restore applies them.
 RESTORE_PARTS = ("preferences", "cwd", "imports", "variables", "history", "layout", "connections")
@@ -87,3 +88,21 @@ class Status:
     last_merge: str | None = None
     #: The session's stable id (what a frontend keeps in the notebook's metadata).
     session_id: str | None = None
+
+
+def restore_parts(only: Sequence[str] | None, variables: Sequence[str] | None) -> set[str]:
+    """The parts a restore applies: ``only`` if given, else for ``--vars`` the variables and the
+    imports they need, else all. ValueError naming the choices for a part that does not exist."""
+    if only:
+        parts = set(only)
+    elif variables is not None:
+        # `--vars f` brings back f and the imports it needs, nothing else: restoring the
+        # settings or the working directory too would undo what the user did since.
+        parts = {"imports", "variables"}
+    else:
+        parts = set(RESTORE_PARTS)
+    unknown = parts - set(RESTORE_PARTS)
+    if unknown:
+        msg = f"unknown part(s) {', '.join(sorted(unknown))}; choose from {RESTORE_PARTS}"
+        raise ValueError(msg)
+    return parts

@@ -36,6 +36,7 @@ from ipysession.session.lease import LeaseHolder, LeaseOutcome
 from ipysession.session.merge import MergeResult, history_key, merge_sessions
 
 if TYPE_CHECKING:
+    from ipysession.session.reports import RestoreReport
     from ipysession.session.workspace import Workspace
     from ipysession.store import SessionStore, WriteResult
 
@@ -321,6 +322,29 @@ class Sharing:
             (info.time for info in own if info.writer_kernel_id == kernel_id),
         )
         return fork if newer else None
+
+    def bring_in_own_fork(
+        self, session: Session, report: RestoreReport, *, merge: bool
+    ) -> Session:
+        """``session`` with this kernel's own fork merged in, when the fork holds work saved
+        after this kernel's last save to the session (it continued as a fork, then came back to
+        the session: a takeover, or the other server holding it stopped). ``merge`` False (a
+        read-only restore): the fork is only named in the summary, with how to get it."""
+        fork = self.fork_name(session.name)
+        try:
+            if self.newer_own_fork(session.name) is None:
+                return session
+            if not merge:
+                report.newer_fork = fork
+                return session
+            merged, taken = self.with_own_fork(session, fork)
+        except SessionError as exc:
+            log.warning("Could not bring back this kernel's fork %r: %s", fork, exc)
+            report.newer_fork = fork  # the summary says how to get it
+            return session
+        report.merged_fork = fork
+        report.merged_fork_variables = taken
+        return merged
 
     def with_own_fork(self, session: Session, fork: str) -> tuple[Session, list[str]]:
         """``session`` (just read) merged with this kernel's own ``fork``, for its restart.
