@@ -1,5 +1,8 @@
 """The ``%session`` line magic: parse arguments, call the manager, render through display.
 
+(Over 500 lines: the parser carries every subcommand's help text, which is what `%session?`
+shows, and each subcommand is one short method; no logic lives here.)
+
 No logic lives here beyond parsing and rendering; every subcommand is one call into
 :class:`~ipysession.session.manager.SessionManager` (or its store).
 """

@@ -1,5 +1,9 @@
 """SessionManager: the one orchestrator between a shell, the capture modules and the store.
 
+(About 500 lines: one short entry point per thing the faces ask -- save, restore, merge a
+fork, delete, discard, status, autosave, forget, layout -- plus the cell hooks and the one
+change path; the work itself is done by the parts named below.)
+
 Its options (``c.SessionManager.<name>`` in ``ipython_config.py``) are defined, with their help
 text and checks, in :mod:`ipysession.session.options`; the manager inherits them.
 

@@ -1,5 +1,9 @@
 """Sharing a session with other kernels: the lease decision, fork/read-only/takeover, merging.
 
+(Over 500 lines on purpose: the lease policy and everything acting on it share one view of
+who writes where -- this kernel's base generation, its fork, what it carried from other writers
+-- and bringing a fork back (its restart, `%session merge`) needs that same state.)
+
 Two notebooks on one session, the same notebook open twice, an ``ipysession import`` while a kernel
 runs: several writers meet on one session. This module holds what follows, in two parts shaped
 like jupyter_client's restarter (the policy small and pure, the mechanism acting on it):

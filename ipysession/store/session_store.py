@@ -1,6 +1,11 @@
 """The session store: the read/write path over session directories, generations, blobs,
 checkpoints and quarantine.
 
+(About 600 lines on purpose: a write runs in one order under one lock -- the key checked,
+the next number from authenticated files and the head, blobs, the sealed generation, the head,
+retention -- and keeping that order in one method is what makes it reviewable; reading,
+blobs, retention, summaries and maintenance live in modules of their own.)
+
 :class:`SessionStore` is to the session manager what IPython's ``HistoryAccessor`` is to its
 ``HistoryManager``: it works without a shell, so the ``ipysession`` command uses it directly. It
 knows files and keys, not IPython. Layout under the root (``$IPYSESSION_DIR``, else the user data
