@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
 import sys
 import time
 import uuid
@@ -21,6 +22,11 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 STARTUP_TIMEOUT = 60
+
+#: A kernel's SessionManager, as an expression to evaluate inside the kernel.
+MANAGER = "__import__('ipysession.extension').extension.get_manager(get_ipython())"
+#: Config line: autosave at most every 50 ms, so a test waits for a save, not an interval.
+FAST_AUTOSAVE = "c.SessionManager.autosave_interval = 0.05"
 
 
 @dataclass
@@ -176,3 +182,33 @@ def start_kernel(
             kernel.shutdown()
         else:
             km.shutdown_kernel(now=True)
+
+
+def wait_for_autosave(kernel: Kernel) -> None:
+    """Wait until the kernel's autosave has written a generation and nothing is pending."""
+    from tests.builders import wait_for
+
+    def saved() -> bool:
+        pending, generation = kernel.value(
+            f"(lambda s: (s.pending, s.last_generation))({MANAGER}.status())"
+        )
+        return not pending and bool(generation)
+
+    wait_for(saved, "autosave wrote a generation and nothing is pending")
+
+
+def run_cli(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The ``ipysession`` command on the store and key of the kernels started under ``home``."""
+    env = {
+        **os.environ,
+        "IPYSESSION_DIR": str(home / "data"),
+        "IPYSESSION_CONFIG_DIR": str(home / "config"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ipysession", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )

@@ -9,46 +9,13 @@ root, config dir and key, as a user's terminal would.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.builders import wait_for
-from tests.kernels import Kernel, start_kernel
+from tests.kernels import FAST_AUTOSAVE, MANAGER, run_cli, start_kernel, wait_for_autosave
 
 pytestmark = pytest.mark.kernel
-
-FAST_AUTOSAVE = "c.SessionManager.autosave_interval = 0.05"
-MANAGER = "__import__('ipysession.extension').extension.get_manager(get_ipython())"
-
-
-def cli(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "IPYSESSION_DIR": str(home / "data"),
-        "IPYSESSION_CONFIG_DIR": str(home / "config"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "ipysession", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
-def wait_for_autosave(kernel: Kernel) -> None:
-    def saved() -> bool:
-        pending, generation = kernel.value(
-            f"(lambda s: (s.pending, s.last_generation))({MANAGER}.status())"
-        )
-        return not pending and bool(generation)
-
-    wait_for(saved, "autosave wrote a generation and nothing is pending")
 
 
 def test_delete_while_held_is_refused_and_forced_the_kernel_stops_saving(
@@ -63,13 +30,13 @@ def test_delete_while_held_is_refused_and_forced_the_kernel_stops_saving(
         kernel_id = kernel.value(f"{MANAGER}.kernel_id")
         sdir = Path(kernel.value(f"str({MANAGER}.store.session_dir({MANAGER}.name))"))
 
-        refused = cli(tmp_path, "delete", name, "--yes")
+        refused = run_cli(tmp_path, "delete", name, "--yes")
         assert refused.returncode == 1, refused.stderr
         assert f"in use by kernel {kernel_id[:8]}" in refused.stderr
         assert "--force" in refused.stderr
         assert sdir.is_dir()
 
-        forced = cli(tmp_path, "delete", name, "--yes", "--force")
+        forced = run_cli(tmp_path, "delete", name, "--yes", "--force")
         assert forced.returncode == 0, forced.stderr
         assert "stops saving it at its next cell" in forced.stdout
 
@@ -84,7 +51,7 @@ def test_delete_while_held_is_refused_and_forced_the_kernel_stops_saving(
         assert "ipysession: restored" not in first.text
         assert not kernel.value("any(n in globals() for n in ('big', 'x', 'y', 'z'))")
         # What the new kernel saves is its own fresh session: no reference to a lost blob.
-        doctor = cli(tmp_path, "doctor")
+        doctor = run_cli(tmp_path, "doctor")
         assert "MISSING BLOB" not in doctor.stdout
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
 
@@ -100,7 +67,7 @@ def test_discard_the_next_kernel_starts_empty_and_nothing_comes_back_at_shutdown
         assert "Discarded session" in said
         assert "next kernel starts empty" in said
         kernel.run("y = 2")
-        listed = cli(tmp_path, "list")
+        listed = run_cli(tmp_path, "list")
         assert listed.returncode == 0, listed.stderr
         assert "No saved sessions" in listed.stdout
         kernel.restart()  # graceful: atexit and the final save run

@@ -8,48 +8,16 @@ kernels' config says `key_backend = "file"`).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ipysession.store import fileformat
-from tests.builders import wait_for
-from tests.kernels import Kernel, start_kernel
+from tests.kernels import FAST_AUTOSAVE, MANAGER, run_cli, start_kernel, wait_for_autosave
 
 pytestmark = pytest.mark.kernel
 
-FAST_AUTOSAVE = "c.SessionManager.autosave_interval = 0.05"
-MANAGER = "__import__('ipysession.extension').extension.get_manager(get_ipython())"
 BIG = "bytes(range(256)) * 1024"  # large enough to be stored as a blob
-
-
-def cli(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "IPYSESSION_DIR": str(home / "data"),
-        "IPYSESSION_CONFIG_DIR": str(home / "config"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "ipysession", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
-def wait_for_autosave(kernel: Kernel) -> None:
-    def saved() -> bool:
-        pending, generation = kernel.value(
-            f"(lambda s: (s.pending, s.last_generation))({MANAGER}.status())"
-        )
-        return not pending and bool(generation)
-
-    wait_for(saved, "autosave wrote a generation and nothing is pending")
 
 
 def key_ids_on_disk(home: Path) -> set[str]:
@@ -66,7 +34,7 @@ def test_rekey_while_a_kernel_keeps_saving_every_variable_comes_back(tmp_path: P
         wait_for_autosave(kernel)
         old_id = kernel.value(f"{MANAGER}.key.key.key_id_hex")
 
-        rekeyed = cli(tmp_path, "rekey")
+        rekeyed = run_cli(tmp_path, "rekey")
         assert rekeyed.returncode == 0, rekeyed.stdout + rekeyed.stderr
         assert f"the old key {old_id} is gone" in rekeyed.stdout
 
@@ -86,5 +54,5 @@ def test_rekey_while_a_kernel_keeps_saving_every_variable_comes_back(tmp_path: P
         assert kernel.value(f"(big == {BIG}, x, y, z)") == (True, 2, 3, 4)
 
     assert key_ids_on_disk(tmp_path) == {new_id}
-    doctor = cli(tmp_path, "doctor")
+    doctor = run_cli(tmp_path, "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr

@@ -7,28 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import wait_for
-from tests.kernels import Kernel, start_kernel
+from tests.kernels import FAST_AUTOSAVE, MANAGER, Kernel, start_kernel, wait_for_autosave
 from tests.workload import CALLABLES, IMPORTS, PICKLABLE, REFERENCE_CELLS, fingerprint_code
 
 pytestmark = pytest.mark.kernel
 
-FAST_AUTOSAVE = "c.SessionManager.autosave_interval = 0.05"
-MANAGER = "__import__('ipysession.extension').extension.get_manager(get_ipython())"
-
 
 def fingerprints(kernel: Kernel) -> dict[str, str]:
     return ast.literal_eval(kernel.run(fingerprint_code(PICKLABLE)).stdout.strip())
-
-
-def wait_for_autosave(kernel: Kernel) -> None:
-    def saved() -> bool:
-        pending, generation = kernel.value(
-            f"(lambda s: (s.pending, s.last_generation))({MANAGER}.status())"
-        )
-        return not pending and bool(generation)
-
-    wait_for(saved, "autosave wrote a generation and nothing is pending")
 
 
 def run_reference_workload(kernel: Kernel) -> None:

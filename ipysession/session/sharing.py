@@ -327,9 +327,7 @@ class Sharing:
         )
         return fork if newer else None
 
-    def bring_in_own_fork(
-        self, session: Session, report: RestoreReport, *, merge: bool
-    ) -> Session:
+    def bring_in_own_fork(self, session: Session, report: RestoreReport, *, merge: bool) -> Session:
         """``session`` with this kernel's own fork merged in, when the fork holds work saved
         after this kernel's last save to the session (it continued as a fork, then came back to
         the session: a takeover, or the other server holding it stopped). ``merge`` False (a
