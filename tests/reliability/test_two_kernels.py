@@ -252,3 +252,35 @@ def test_what_a_restarted_kernel_restored_is_saved_again(
     with store(shared) as st:
         assert "j" in [i.name for i in st.read(NAME).session.imports]
     assert "kept" in kernel.run("%who").text
+
+
+def test_a_fork_kernel_restarts_on_its_fork_and_merge_brings_the_work_home(
+    kernels: Any, shared: dict[str, str]
+) -> None:
+    """Issue 12's Must-show: the fork kernel's restart restores the fork; merge brings its
+    variables into the original."""
+    first = kernels("first")
+    first.run("a = 1")
+    wait_saved(first)
+    second = kernels("second")
+    fork = status(second)["session"]
+    assert fork.startswith(f"{NAME} (fork ")
+    second.run("fork_work = 42")
+    wait_saved(second)
+
+    second.kill_hard()  # Jupyter keeps the kernel id: the restart comes back to its own fork
+    assert status(second)["session"] == fork
+    assert second.value("fork_work, a") == (42, 1)
+
+    first.shutdown(now=False)  # the original session is free again
+    dry_run = second.run(f"%session merge '{fork}'").text
+    assert "Nothing was changed" in dry_run
+    assert "fork_work" in dry_run
+    assert "fork_work" not in values(shared, NAME)
+    merged = second.run(f"%session merge '{fork}' --yes").text
+    assert f"Merged fork '{fork}' into '{NAME}'" in merged
+    assert values(shared, NAME) == {"a": 1, "fork_work": 42}
+
+    third = kernels("third")  # a kernel for the notebook now gets the fork's work
+    assert status(third)["session"] == NAME
+    assert third.value("fork_work, a") == (42, 1)
