@@ -4,7 +4,6 @@ methods of the same names as the command line and the manager call them."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ipysession.model import VariableRecord
 from ipysession.store import SessionStore, fileformat
 from ipysession.store.names import session_dir_for
 from tests.builders import BIG, KEY, OTHER_KEY, make_session
+from tests.store.disk_helpers import age, blob_files, flip
 
 
 @pytest.fixture
@@ -28,21 +28,6 @@ def root(tmp_path: Path) -> Path:
 def store(root: Path) -> Iterator[SessionStore]:
     with SessionStore(root, key=KEY, gc_grace=0) as s:
         yield s
-
-
-def blob_files(store: SessionStore, name: str) -> list[str]:
-    return sorted(p.name for p in (store.session_dir(name) / "blobs").glob("*.ipyb"))
-
-
-def flip(path: Path, offset: int = -1) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))
-
-
-def age(path: Path, seconds: float) -> None:
-    then = time.time() - seconds
-    os.utime(path, (then, then))
 
 
 # --- inspect and repair --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ipysession.store.blobs import MISSING_BLOB
 from ipysession.store.names import session_dir_for, slug_for
 from ipysession.store.retention import Retention
 from tests.builders import BIG, KEY, OTHER_KEY, make_session
+from tests.store.disk_helpers import age, blob_files, flip, gen_files
 
 MB = 1 << 20
 
@@ -50,25 +51,6 @@ def root(tmp_path: Path) -> Path:
 def store(root: Path) -> Iterator[SessionStore]:
     with SessionStore(root, key=KEY, gc_grace=0) as s:
         yield s
-
-
-def gen_files(store: SessionStore, name: str) -> list[str]:
-    return sorted(p.name for p in store.session_dir(name).glob("gen-*.ipys"))
-
-
-def blob_files(store: SessionStore, name: str) -> list[str]:
-    return sorted(p.name for p in (store.session_dir(name) / "blobs").glob("*.ipyb"))
-
-
-def flip(path: Path, offset: int = -1) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))
-
-
-def age(path: Path, seconds: float) -> None:
-    then = time.time() - seconds
-    os.utime(path, (then, then))
 
 
 # --- names and layout ---------------------------------------------------------------------------
