@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-under-load lint typecheck unit bench bench-smoke clean
+.PHONY: demo test test-under-load lint typecheck unit system-deps bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ typecheck: $(INSTALLED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: $(INSTALLED)
+# Servers and the browser the tests run for real (PostgreSQL, Chromium), from Debian's packages.
+system-deps:
+	scripts/system-deps
+
+unit: $(INSTALLED) system-deps
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
