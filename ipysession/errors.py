@@ -14,6 +14,7 @@ kills a kernel or breaks a user's cell.
     │   ├── StoreWriteError (OSError)
     │   ├── WriteConflict
     │   ├── SessionInUse
+    │   ├── SessionExists
     │   └── FileFormatError (ValueError)
     │       ├── CorruptFile
     │       │   └── SubstitutedFile
@@ -64,6 +65,7 @@ __all__ = [
     "NewerFormat",
     "ProblemKind",
     "SessionError",
+    "SessionExists",
     "SessionInUse",
     "SessionNotFound",
     "StoreError",
@@ -211,6 +213,10 @@ class WriteConflict(StoreError):
 
 class SessionInUse(StoreError):
     """Another live kernel holds the session, and this kernel opened it read-only."""
+
+
+class SessionExists(StoreError):
+    """A session of that name exists already, and the operation never overwrites one."""
 
 
 class FileFormatError(StoreError, ValueError):

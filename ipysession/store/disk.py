@@ -14,6 +14,8 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -45,6 +47,7 @@ from ipysession.store.names import (
     LOCK_FILE,
     QUARANTINE_DIR,
     SESSIONS_DIR,
+    TRASH_PREFIX,
     session_dir_for,
     slug_for,
 )
@@ -329,6 +332,28 @@ class Disk:
         if not corrupt:
             logger.info("Skipping %s (%s)", path, kind)
         return FileProblem(path=path, kind=kind, message=message, quarantined_to=moved)
+
+    # -- removing a session ------------------------------------------------------------------------
+
+    def move_aside(self, sdir: Path, what: str) -> Path:
+        """Rename ``sdir`` to a trash name, so readers see the whole session or nothing; the
+        caller holds its lock. ``remove_aside`` then removes it (``delete``, ``rename``)."""
+        trash = self.sessions_dir / f"{TRASH_PREFIX}{sdir.name}-{secrets.token_hex(4)}"
+        try:
+            sdir.replace(trash)
+        except OSError as exc:
+            raise write_error(exc, sdir, what) from exc
+        # Waiters on the old lock file see it unlinked and start over on a fresh directory.
+        with contextlib.suppress(OSError):
+            (trash / LOCK_FILE).unlink()
+        self.forget_dir(sdir)
+        return trash
+
+    @staticmethod
+    def remove_aside(trash: Path) -> None:
+        shutil.rmtree(trash, ignore_errors=True)
+        if trash.exists():
+            logger.warning("Could not remove all of %s; `ipysession doctor --repair` will", trash)
 
     # -- the write lock ---------------------------------------------------------------------------
 

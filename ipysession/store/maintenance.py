@@ -1,6 +1,6 @@
 """Keeping the store healthy: check one file (``inspect``), check and clean every session
-(``repair``), re-encrypt everything under a new key (``rekey``), and share a session's blobs with
-its fork (``share_blobs``).
+(``repair``), re-encrypt everything under a new key (``rekey``), give a session another name
+(``rename``), and share a session's blobs with its fork (``share_blobs``).
 
 These are what ``ipysession doctor``, ``ipysession rekey`` and a forking kernel ask of the store;
 :class:`~ipysession.store.session_store.SessionStore` offers them as methods of the same names.
@@ -27,7 +27,9 @@ from ipysession.errors import (
     FileProblem,
     LockTimeout,
     ProblemKind,
+    SessionExists,
     SessionNotFound,
+    StoreError,
     StoreWriteError,
 )
 from ipysession.keys.crypto import ContentHasher, SealingKey
@@ -42,8 +44,10 @@ from ipysession.store.names import (
     BLOBS_DIR,
     CHECKPOINTS_DIR,
     HEAD_FILE,
+    RENAMING_PREFIX,
     TEMP_PREFIX,
     TRASH_PREFIX,
+    check_name,
 )
 from ipysession.store.results import DanglingReference, RekeyReport, RepairReport
 from ipysession.store.retention import collect_blobs
@@ -54,6 +58,7 @@ __all__ = [
     "follow_rekeyed_blobs",
     "inspect",
     "rekey",
+    "rename",
     "repair",
     "share_blobs",
 ]
@@ -109,11 +114,21 @@ def dangling_references(disk: Disk, sdir: Path) -> list[DanglingReference]:
 def repair(disk: Disk, *, grace: float) -> RepairReport:
     """Check every file of every session; see :meth:`SessionStore.repair`."""
     report = RepairReport()
+    now = time.time()
     with contextlib.suppress(OSError), os.scandir(disk.sessions_dir) as entries:
         for entry in entries:
-            if entry.name.startswith(TRASH_PREFIX) and entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-                report.temp_files_removed.append(Path(entry.path))
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.name.startswith(RENAMING_PREFIX):
+                # An interrupted rename (the old session is untouched); one younger than the
+                # grace period may be a rename under way in another process.
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime < grace:
+                        continue
+            elif not entry.name.startswith(TRASH_PREFIX):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            report.temp_files_removed.append(Path(entry.path))
     for sdir in disk.session_dirs():
         try:
             with disk.locked(sdir, create=False):
@@ -263,66 +278,9 @@ def _rekey_session(
     becomes format 2 here), (3) re-seal the head record, naming the new digest, (4) remove the
     old blobs."""
     renamed = _rekey_blobs(disk, sdir, old_key, either, new_key, report)
-    try:
-        recorded = head.read_head(disk, sdir, key=either)
-    except (FileFormatError, OSError, LookupError) as exc:
-        report.problems.append(disk.problem(head.head_path(sdir), exc, sdir, quarantine=True))
-        recorded = None
-    files: list[tuple[int | None, Path]] = list(scan_generations(sdir))
-    files += [(None, path) for path in scan_checkpoints(sdir)]
-    newest: head.Head | None = None
-    # Old blobs go only if every file that may refer to them now refers to the new ones.
-    old_blobs_unused = True
-    for number, path in files:
-        try:
-            data = read_file(path, disk.max_file_bytes, root=disk.root)[1]
-            decoded = disk.opened(data, path, sdir, key=either)
-            refused = None
-            if number is not None and decoded.binding is None:
-                refused = head.unbound_above_head(path, number, recorded)
-            if refused is not None:
-                raise refused  # binding it to its name now would make the substitution true
-            session = disk.session_of(decoded, path)
-        except (FileFormatError, OSError, LookupError) as exc:
-            problem = disk.problem(path, exc, sdir, quarantine=True)
-            report.problems.append(problem)
-            old_blobs_unused &= problem.kind is ProblemKind.CORRUPT
-            continue
-        variables = {
-            var_name: (
-                dataclasses.replace(record, blob=renamed[record.blob])
-                if record.blob is not None and record.blob in renamed
-                else record
-            )
-            for var_name, record in session.variables.items()
-        }
-        session = dataclasses.replace(session, variables=variables)
-        place = disk.place(path, sdir)
-        try:
-            data = fileformat.encode_session(
-                session.to_dict(), new_key, bound=place, limit=disk.max_document_bytes, path=path
-            )
-            write_atomically(path, data)
-        except OSError as exc:
-            raise write_error(exc, path, "re-encrypt a session file") from exc
-        report.files_rewritten += 1
-        if number is not None and (newest is None or number > newest.generation):
-            newest = head.Head(session.name, number, digest_of(data))
-    try:
-        fsync_dir(sdir)
-        if (sdir / CHECKPOINTS_DIR).is_dir():
-            fsync_dir(sdir / CHECKPOINTS_DIR)
-    except OSError as exc:
-        raise write_error(exc, sdir, "flush the session directory") from exc
-    # The head keeps naming the newest generation written, with the digest of its new file; a
-    # head ahead of every file (its newest were deleted) stays ahead, so the rollback still shows.
-    if recorded is not None and (newest is None or recorded.generation > newest.generation):
-        newest = recorded
-    if newest is not None:
-        try:
-            head.write_head(sdir, newest, new_key)
-        except OSError as exc:
-            raise write_error(exc, head.head_path(sdir), "re-encrypt the head record") from exc
+    old_blobs_unused = _reseal(
+        disk, sdir, sdir, read_key=either, write_key=new_key, blobs=renamed, report=report
+    )
     if not old_blobs_unused:
         logger.warning("Keeping the old blobs of %s: some files could not be re-encrypted", sdir)
         return
@@ -330,6 +288,94 @@ def _rekey_session(
         if old_id != new_id:
             with contextlib.suppress(FileNotFoundError):
                 blob_path(sdir, old_id).unlink()
+
+
+def _reseal(
+    disk: Disk,
+    src: Path,
+    dst: Path,
+    *,
+    read_key: SealingKey,
+    write_key: SealingKey,
+    blobs: dict[str, str] | None = None,
+    name: str | None = None,
+    report: RekeyReport,
+) -> bool:
+    """Re-seal every generation and checkpoint of session directory ``src`` into the same place
+    under ``dst`` (``src`` itself for ``rekey``, a new directory for ``rename``), each
+    atomically and bound to its place (a format 1 file becomes format 2), references to blobs
+    renamed per ``blobs``, the session renamed to ``name`` if given; then the head record.
+
+    A file that cannot be read is reported in ``report.problems`` (quarantined if damaged) and
+    not written. Returns whether every file that may refer to a blob was re-sealed or damaged
+    (so blobs that no file refers to any more may go).
+    """
+    try:
+        recorded = head.read_head(disk, src, key=read_key)
+    except (FileFormatError, OSError, LookupError) as exc:
+        report.problems.append(disk.problem(head.head_path(src), exc, src, quarantine=True))
+        recorded = None
+    files: list[tuple[int | None, Path]] = list(scan_generations(src))
+    files += [(None, path) for path in scan_checkpoints(src)]
+    newest: head.Head | None = None
+    all_resealed = True
+    for number, path in files:
+        try:
+            data = read_file(path, disk.max_file_bytes, root=disk.root)[1]
+            decoded = disk.opened(data, path, src, key=read_key)
+            refused = None
+            if number is not None and decoded.binding is None:
+                refused = head.unbound_above_head(path, number, recorded)
+            if refused is not None:
+                raise refused  # binding it to its name now would make the substitution true
+            session = disk.session_of(decoded, path)
+        except (FileFormatError, OSError, LookupError) as exc:
+            problem = disk.problem(path, exc, src, quarantine=True)
+            report.problems.append(problem)
+            all_resealed &= problem.kind is ProblemKind.CORRUPT
+            continue
+        if blobs:
+            variables = {
+                var_name: (
+                    dataclasses.replace(record, blob=blobs[record.blob])
+                    if record.blob is not None and record.blob in blobs
+                    else record
+                )
+                for var_name, record in session.variables.items()
+            }
+            session = dataclasses.replace(session, variables=variables)
+        if name is not None:
+            session = dataclasses.replace(session, name=name)  # the id stays: it is the session's
+        place = disk.place(path, src)
+        target = dst / path.relative_to(src)
+        try:
+            data = fileformat.encode_session(
+                session.to_dict(), write_key, bound=place, limit=disk.max_document_bytes, path=path
+            )
+            if target.parent != dst:
+                disk.ensure_dir(target.parent)
+            write_atomically(target, data)
+        except OSError as exc:
+            raise write_error(exc, target, "re-seal a session file") from exc
+        report.files_rewritten += 1
+        if number is not None and (newest is None or number > newest.generation):
+            newest = head.Head(session.name, number, digest_of(data))
+    try:
+        fsync_dir(dst)
+        if (dst / CHECKPOINTS_DIR).is_dir():
+            fsync_dir(dst / CHECKPOINTS_DIR)
+    except OSError as exc:
+        raise write_error(exc, dst, "flush the session directory") from exc
+    # The head keeps naming the newest generation written, with the digest of its new file; a
+    # head ahead of every file (its newest were deleted) stays ahead, so the rollback still shows.
+    if recorded is not None and (newest is None or recorded.generation > newest.generation):
+        newest = recorded if name is None else dataclasses.replace(recorded, session=name)
+    if newest is not None:
+        try:
+            head.write_head(dst, newest, write_key)
+        except OSError as exc:
+            raise write_error(exc, head.head_path(dst), "re-seal the head record") from exc
+    return all_resealed
 
 
 def follow_rekeyed_blobs(
@@ -385,6 +431,122 @@ def _blob_present(sdir: Path, blob_id: str) -> bool:
     except FileFormatError:
         return True  # not a blob name at all: externalize reports it, nothing to follow
     return blob_path(sdir, blob_id).is_file()
+
+
+# --- rename ---------------------------------------------------------------------------------------
+
+
+def rename(disk: Disk, old: str, new: str) -> Path:
+    """Give session ``old`` the name ``new``; see :meth:`SessionStore.rename`. Returns the new
+    directory."""
+    check_name(new)
+    src = disk.existing_dir(old)
+    dst = disk.session_dir(new)
+    if old == new or src == dst:
+        msg = f"Session {old!r} already has that name; nothing was renamed"
+        raise StoreError(msg, path=src)
+    _refuse_existing(dst, new)
+    with disk.locked(src, create=False):
+        tmp = disk.sessions_dir / f"{RENAMING_PREFIX}{dst.name}-{secrets.token_hex(4)}"
+        try:
+            disk.ensure_dir(tmp)
+            _link_blobs(disk, src, tmp)
+            report = RekeyReport()
+            _reseal(disk, src, tmp, read_key=disk.key, write_key=disk.key, name=new, report=report)
+            _refuse_lost_files(report, old, src)
+            _move_into_place(disk, tmp, dst, new)
+        except BaseException:
+            # Nothing of the old session was touched (a damaged file aside, quarantined as any
+            # read does): what was written goes, and the old session stays as it was.
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            trash = disk.move_aside(src, f"remove the old name {old!r} after renaming it")
+        except StoreWriteError as exc:
+            msg = f"Renamed session {old!r} to {new!r}, but {exc.what[0].lower()}{exc.what[1:]}"
+            raise StoreWriteError(
+                msg,
+                path=exc.path,
+                hint=(
+                    f"The session is saved under {new!r} now; the copy under {old!r} stays: "
+                    f"`ipysession delete {old}` removes it"
+                ),
+                errno=exc.errno,
+            ) from exc
+    disk.remove_aside(trash)
+    logger.info("Renamed session %s to %s", src.name, dst.name)
+    return dst
+
+
+def _refuse_existing(dst: Path, new: str) -> None:
+    if os.path.lexists(dst):
+        msg = f"A session named {new!r} exists already; nothing was renamed"
+        raise SessionExists(
+            msg,
+            path=dst,
+            hint=f"Delete it first (`ipysession delete {new}`) if you no longer need it",
+        )
+
+
+def _link_blobs(disk: Disk, src: Path, tmp: Path) -> None:
+    """Hard-link (or copy where links fail) every blob of ``src`` into ``tmp``: a blob's id is
+    the keyed hash of its value, whatever the session's name, so it moves as it is."""
+    entries = scan_blobs(src)
+    if not entries:
+        return
+    blobs_dir = disk.ensure_dir(tmp / BLOBS_DIR)
+    for entry in entries:
+        source, target = Path(entry.path), blobs_dir / entry.name
+        try:
+            try:
+                os.link(source, target, follow_symlinks=False)
+            except FileNotFoundError:
+                raise
+            except OSError:  # another device, or a filesystem without hard links
+                write_atomically(target, read_file(source, disk.max_file_bytes, root=disk.root)[1])
+        except OSError as exc:
+            raise write_error(exc, target, "carry a stored value to the new name") from exc
+    try:
+        fsync_dir(blobs_dir)
+    except OSError as exc:
+        raise write_error(exc, blobs_dir, "flush the blob directory") from exc
+
+
+def _refuse_lost_files(report: RekeyReport, old: str, src: Path) -> None:
+    """A file that could not be re-sealed (another key, a newer release) would be lost with the
+    old directory: refuse. A damaged one was quarantined, as any read would have done."""
+    kept = [p for p in report.problems if p.kind is not ProblemKind.CORRUPT]
+    if kept:
+        msg = f"Cannot rename session {old!r}: {kept[0].message}; nothing was renamed"
+        raise StoreError(
+            msg,
+            path=kept[0].path,
+            hint="Run `ipysession doctor` to see why the file cannot be read, then retry",
+        )
+    if report.files_rewritten == 0:
+        msg = f"Session {old!r} has no readable generation or checkpoint; nothing was renamed"
+        raise StoreError(msg, path=src, hint="Run `ipysession doctor` to see what is wrong")
+
+
+def _move_into_place(disk: Disk, tmp: Path, dst: Path, new: str) -> None:
+    """Rename the finished ``tmp`` to ``dst``, never over a session that appeared meanwhile."""
+    try:
+        fsync_dir(tmp)
+    except OSError as exc:
+        raise write_error(exc, tmp, "flush the renamed session") from exc
+    _refuse_existing(dst, new)
+    try:
+        # POSIX rename replaces only an empty directory, which holds no session; one that
+        # appeared with files since the check above makes this fail (ENOTEMPTY, EEXIST).
+        tmp.rename(dst)
+    except OSError as exc:
+        if os.path.lexists(dst):
+            _refuse_existing(dst, new)
+        raise write_error(exc, dst, f"rename the session to {new!r}") from exc
+    try:
+        fsync_dir(disk.sessions_dir)
+    except OSError as exc:
+        raise write_error(exc, disk.sessions_dir, "flush the sessions directory") from exc
 
 
 # --- forks ----------------------------------------------------------------------------------------

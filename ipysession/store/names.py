@@ -23,6 +23,7 @@ __all__ = [
     "HEAD_FILE",
     "LOCK_FILE",
     "QUARANTINE_DIR",
+    "RENAMING_PREFIX",
     "SESSIONS_DIR",
     "TEMP_PREFIX",
     "TRASH_PREFIX",
@@ -45,6 +46,10 @@ BLOB_SUFFIX = ".ipyb"
 #: A session being deleted is first renamed to ``sessions/.deleting-<slug>-<random>``; a leftover
 #: one (the removal was interrupted) is finished by ``ipysession doctor --repair``.
 TRASH_PREFIX = ".deleting-"
+#: A session being renamed is written to ``sessions/.renaming-<new slug>-<random>`` first and
+#: renamed into place whole; a leftover one (the rename was interrupted, the old session is
+#: untouched) is removed by ``ipysession doctor --repair``.
+RENAMING_PREFIX = ".renaming-"
 
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_READABLE_MAX = 40

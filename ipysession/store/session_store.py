@@ -62,11 +62,8 @@ none), :mod:`~ipysession.store.summaries` (``list`` and friends),
 from __future__ import annotations
 
 import builtins  # SessionStore.list shadows the builtin in the class body
-import contextlib
 import logging
 import os
-import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -89,8 +86,6 @@ from ipysession.store.meta import digest_of
 from ipysession.store.names import (
     CHECKPOINTS_DIR,
     GENERATION_SUFFIX,
-    LOCK_FILE,
-    TRASH_PREFIX,
     check_name,
     slug_for,
 )
@@ -503,19 +498,9 @@ class SessionStore:
         nothing; then it is removed.
         """
         sdir = self._existing_dir(name)
-        trash = self.sessions_dir / f"{TRASH_PREFIX}{sdir.name}-{secrets.token_hex(4)}"
         with self._disk.locked(sdir, create=False):
-            try:
-                sdir.replace(trash)
-            except OSError as exc:
-                raise write_error(exc, sdir, f"delete session {name!r}") from exc
-            # Waiters on the old lock file see it unlinked and start over on a fresh directory.
-            with contextlib.suppress(OSError):
-                (trash / LOCK_FILE).unlink()
-        self._disk.forget_dir(sdir)
-        shutil.rmtree(trash, ignore_errors=True)
-        if trash.exists():
-            logger.warning("Could not remove all of %s; `ipysession doctor --repair` will", trash)
+            trash = self._disk.move_aside(sdir, f"delete session {name!r}")
+        self._disk.remove_aside(trash)
         logger.info("Deleted session %s", sdir.name)
         return sdir
 
@@ -559,6 +544,22 @@ class SessionStore:
         """
         self._check_open()
         return maintenance.rekey(self._disk, new_key)
+
+    def rename(self, old: str, new: str) -> Path:
+        """Give session ``old`` the name ``new`` (a renamed or moved notebook); returns the new
+        directory. Refused (nothing changes) if ``new`` exists, ``old`` does not, or they are
+        the same name: a session is never overwritten.
+
+        Every file is bound to the session's name (docs/file-format.md), so under the old
+        session's lock every generation and checkpoint is re-sealed under ``new``, keeping its
+        binding and the session's id (format 1 files become format 2), with the head record,
+        into ``sessions/.renaming-...`` beside the target; blobs are hard-linked (copied where
+        links fail). That directory is flushed, renamed into place, and only then is the old
+        one moved aside and removed. A crash at any moment leaves the old session readable; a
+        leftover ``.renaming-`` directory is removed by :meth:`repair`. Nothing is unpickled.
+        """
+        self._check_open()
+        return maintenance.rename(self._disk, old, new)
 
     def share_blobs(self, source: str, target: str, blob_ids: Iterable[str]) -> int:
         """Make stored values of session ``source`` available to session ``target`` (a fork).
