@@ -8,6 +8,7 @@ Run ``ipysession --help`` (or ``python -m ipysession --help``) for the commands 
     ipysession snapshots NAME             its generations and checkpoints
     ipysession delete NAME [--yes] [--force]
                                           delete it (asks first; refuses if a kernel uses it)
+    ipysession rename OLD NEW [--force]   a renamed or moved notebook keeps its session
     ipysession prune --older-than AGE [--forks-only] [--yes]
                                           old forks and sessions: a dry run, --yes removes
     ipysession doctor [--repair]          key, directories, every file; repair what fails
@@ -20,7 +21,8 @@ shell: it imports no IPython module, so it runs wherever the session files and t
 
 This module is the entry point (the parser and :func:`main`); the commands live in
 :mod:`~ipysession.cli.inspect` (list, show, snapshots), :mod:`~ipysession.cli.delete`,
-:mod:`~ipysession.cli.prune`, :mod:`~ipysession.cli.doctor` and :mod:`~ipysession.cli.transfer`
+:mod:`~ipysession.cli.rename`, :mod:`~ipysession.cli.prune`, :mod:`~ipysession.cli.doctor` and
+:mod:`~ipysession.cli.transfer`
 (export, import, rekey), over :mod:`~ipysession.cli.common` (exit codes, context, output).
 
 Exit codes: 0 success, 1 usage error (bad arguments; a confirmation that cannot be asked; an
@@ -60,6 +62,7 @@ from ipysession.cli.delete import cmd_delete
 from ipysession.cli.doctor import cmd_doctor
 from ipysession.cli.inspect import cmd_list, cmd_show, cmd_snapshots
 from ipysession.cli.prune import cmd_prune
+from ipysession.cli.rename import cmd_rename
 from ipysession.cli.transfer import cmd_export, cmd_import, cmd_rekey
 from ipysession.errors import SessionError
 
@@ -233,6 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("name", metavar="NAME", help="session name, or any unambiguous ending of it")
     sub.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     sub.add_argument("--force", action="store_true", help="delete even if a running kernel uses it")
+
+    sub = command(
+        "rename",
+        cmd_rename,
+        "move a session to a renamed or moved notebook",
+        "Move a session to a new name, with all its generations, values, checkpoints and its\n"
+        "id: after renaming or moving a notebook, `ipysession rename OLD NEW` brings its\n"
+        "session along, and the next kernel for NEW restores it. For a notebook's session NEW\n"
+        "is a path: relative to the current directory, or ~/... . Refused if NEW has a session\n"
+        "already (never overwritten; exit code 2) or if a running kernel uses OLD (exit code\n"
+        "1, naming the kernel); with --force that kernel stops saving it at its next cell.\n"
+        "The old session stays readable until the new one is complete. In a kernel for the\n"
+        "new path, `%session adopt OLD` does the same and restores it.",
+    )
+    sub.add_argument("old", metavar="OLD", help="session name, or any unambiguous ending of it")
+    sub.add_argument("new", metavar="NEW", help="its new name (the notebook's new path)")
+    sub.add_argument("--force", action="store_true", help="rename even if a running kernel uses it")
 
     sub = command(
         "prune",
