@@ -40,6 +40,7 @@ from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
 from ipysession.magics import SessionMagics
 from ipysession.session.manager import SessionManager
+from ipysession.session.reports import RestoreReport
 
 __all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -86,7 +87,15 @@ class _Extension:
     def _restore_at_start(self) -> None:
         manager = self.manager
         try:
-            if manager.autorestore == "never" or not manager.has_saved_session():
+            if manager.autorestore == "never":
+                return
+            if not manager.has_saved_session():
+                # Said only when there is something to do about it: a renamed or moved notebook
+                # whose session is still under its old path.
+                orphans = manager.orphans() if manager.has_any_session() else []
+                if orphans:
+                    report = RestoreReport(session=manager.name, found=False, orphans=orphans)
+                    self._say(display.render_restore(report))
                 return
             if manager.autorestore == "notify":
                 self._say(

@@ -26,7 +26,7 @@ from ipysession.errors import SessionError, SessionNotFound
 from ipysession.session.manager import SessionManager
 from ipysession.session.options import AUTOSAVE_INTERVALS, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS
-from ipysession.store.lookup import resolve_name
+from ipysession.store.lookup import display_name, resolve_name
 
 __all__ = ["SessionMagics", "build_parser", "split_line"]
 
@@ -225,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", metavar="FORK")
     p.add_argument("--yes", action="store_true", help="merge (without it: a dry run)")
+    p = sub.add_parser(
+        "adopt",
+        help="move a renamed or moved notebook's session here and restore it",
+        description=(
+            "Move session NAME (a notebook renamed or moved: its old path) to this kernel's "
+            "notebook, with its generations, checkpoints, values and id, and restore it here. "
+            "What this kernel saved since it started with no session is kept and saved with it; "
+            "refused if this notebook has older work of its own, or while another running kernel "
+            "uses NAME. A kernel that starts with no session lists such sessions. From a "
+            "terminal: `ipysession rename OLD NEW`."
+        ),
+    )
+    p.add_argument("name")
     p = sub.add_parser("history", help="input history across kernel restarts")
     p.add_argument("-n", type=int, metavar="N", help="only the last N cells")
     p.add_argument("--grep", metavar="PATTERN", help="only cells matching this regex")
@@ -425,6 +438,17 @@ class SessionMagics(Magics):
                 f"kernel restored from '{parent}' gets the merged work."
             )
         display.show(display.text_message(text))
+
+    def _cmd_adopt(self, args: argparse.Namespace) -> None:
+        old = self._resolve(args.name) or args.name  # a required argument: never None
+        report = self.manager.adopt(old)
+        display.show(
+            display.text_message(
+                f"Adopted session '{display_name(old)}': it is this notebook's session now "
+                f"('{display_name(self.manager.name)}'); nothing is saved under the old name."
+            )
+        )
+        display.show(display.render_restore(report))
 
     def _cmd_discard(self, args: argparse.Namespace) -> None:
         name = self.manager.name

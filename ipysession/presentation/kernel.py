@@ -119,7 +119,16 @@ def restore_notice(
 
     ``in_status``: shown inside ``%session status``, which needs no pointer to itself."""
     if not report.found:
-        return Notice((f"ipysession: no saved session '{report.session}' yet.",))
+        line = f"ipysession: no saved session '{report.session}' yet."
+        if not report.orphans:
+            return Notice((line,))
+        listed = ", ".join(f"'{display_name(name)}'" for name in report.orphans)
+        return Notice(
+            (
+                f"{line} Renamed or moved this notebook? Saved sessions whose notebook is gone: "
+                f"{listed}. `%session adopt NAME` moves one to this notebook and restores it.",
+            )
+        )
     where = (
         f"checkpoint '{report.checkpoint}'"
         if report.checkpoint

@@ -43,7 +43,14 @@ from traitlets import observe
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
-from ipysession.errors import KeyStoreError, NewerFormat, SessionNotFound, WrongKey
+from ipysession.errors import (
+    KeyStoreError,
+    NewerFormat,
+    SessionExists,
+    SessionInUse,
+    SessionNotFound,
+    WrongKey,
+)
 from ipysession.model import HistoryEntry, Session
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
@@ -186,6 +193,17 @@ class SessionManager(SessionOptions):
         from ipysession.store.names import session_dir_for
 
         return session_dir_for(Path(self.root), name or self.name).is_dir()
+
+    def has_any_session(self) -> bool:
+        """Cheap check (no key) whether any session is saved, so that a first start never
+        needs the key just to look for sessions of renamed notebooks."""
+        from ipysession.store.names import SESSIONS_DIR
+
+        try:
+            with os.scandir(Path(self.root) / SESSIONS_DIR) as entries:
+                return any(not e.name.startswith(".") for e in entries)
+        except OSError:
+            return False
 
     @observe("exclude")
     def _exclude_changed(self, change: Any) -> None:
@@ -393,6 +411,57 @@ class SessionManager(SessionOptions):
         return [name for name in wanted if name in here or name in carried]
 
     # --- restore ------------------------------------------------------------------------------
+
+    def orphans(self, limit: int = 3) -> list[str]:
+        """Saved sessions named after a notebook that no longer exists on disk (renamed or
+        moved), newest first, at most ``limit``; this kernel's own name is never one."""
+        found = [
+            (summary.updated or 0.0, summary.name)
+            for summary in self.store.list()
+            if summary.name is not None
+            and summary.name != self.name
+            and summary.name.endswith(".ipynb")
+            and Path(summary.name).is_absolute()
+            and not Path(summary.name).exists()
+        ]
+        return [name for _, name in sorted(found, reverse=True)[:limit]]
+
+    def adopt(self, name: str) -> RestoreReport:
+        """Move session ``name`` (a renamed or moved notebook's) to this kernel's name and
+        restore it here.
+
+        This notebook may have a session only if this kernel wrote all of it since it started
+        with none (autosave runs from the first cell, before the user reads the notice): the
+        adopted session takes its place, and what this kernel made meanwhile stays in the
+        namespace and is saved on top. A session with older work is refused, never replaced."""
+        holder = live_holder(Path(self.root), name, timeout=self.lease_timeout)
+        if holder is not None:
+            # That kernel would go on saving under the old name.
+            msg = f"Session '{name}' is in use by {holder.describe()}; nothing was adopted"
+            raise SessionInUse(msg, hint="Stop that kernel first, then adopt it again")
+        if self.has_saved_session():
+            if not self._written_only_by_this_kernel():
+                msg = f"Session '{self.name}' exists already; nothing was adopted"
+                raise SessionExists(
+                    msg,
+                    hint=(
+                        f"`%session restore {name}` brings its variables here without moving "
+                        "it, or `%session discard` first to replace this notebook's session"
+                    ),
+                )
+            self._stop_saving(self.name, "it is being replaced by an adopted session")
+            self.store.delete(self.name)
+            self._saves.resume(self.name)
+        self.store.rename(name, self.name)
+        report = self.restore()
+        self._changed()  # what this kernel made before adopting is saved with the adopted work
+        return report
+
+    def _written_only_by_this_kernel(self) -> bool:
+        generations = self.store.generations(self.name)
+        return not self.store.checkpoints(self.name) and all(
+            info.writer_run_id == self.run_id for info in generations
+        )
 
     def restore(
         self,

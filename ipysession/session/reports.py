@@ -43,6 +43,9 @@ class RestoreReport:
     merged_fork: str | None = None
     merged_fork_variables: list[str] = field(default_factory=list)
     newer_fork: str | None = None
+    # When nothing was found: saved sessions whose notebook no longer exists (renamed or moved),
+    # newest first, that `%session adopt NAME` could bring here.
+    orphans: list[str] = field(default_factory=list)
 
 
 @dataclass
