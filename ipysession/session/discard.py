@@ -76,14 +76,18 @@ class SaveGuard:
                 return False
             if sdir not in self._seen or sdir.is_dir():
                 return True
-            why = "it was deleted from outside this kernel (`ipysession delete`)"
+            why = (
+                "it was deleted or renamed from outside this kernel "
+                "(`ipysession delete` or `ipysession rename --force`)"
+            )
             self._stopped[sdir] = why
             self._seen.discard(sdir)
-        log.warning("Session %r was deleted under this kernel; it stops saving it", name)
+        log.warning("Session %r was deleted or renamed under this kernel; it stops saving it", name)
         self._notify(
-            f"ipysession: session '{name}' was deleted from outside this kernel, so this kernel "
-            "no longer saves it: not between cells, not at shutdown, and the next kernel starts "
-            "without it. Your variables here are unaffected. `%session save` saves them again "
+            f"ipysession: session '{name}' was deleted or renamed from outside this kernel, so "
+            "this kernel no longer saves it: not between cells, not at shutdown, and the next "
+            "kernel for this notebook starts without it (`ipysession list` shows where a renamed "
+            "one went). Your variables here are unaffected. `%session save` saves them again "
             "under this name (and turns autosave of it back on)."
         )
         return False

@@ -54,7 +54,7 @@ def test_a_session_deleted_from_outside_is_never_written_again(shell: Any) -> No
     manager.store.delete(manager.name)  # what `ipysession delete --force` does
 
     run(shell, "b = 2")
-    assert "was deleted from outside this kernel" in notices(manager)
+    assert "was deleted or renamed from outside this kernel" in notices(manager)
     assert "`%session save` saves them again" in notices(manager)
     restart(shell)  # the final save at shutdown must not bring it back either
 
