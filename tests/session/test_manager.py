@@ -221,6 +221,9 @@ def test_restoring_thousands_of_chosen_variables_compares_each_name_a_few_times(
     shell: Any,
 ) -> None:
     manager = manager_of(shell)
+    # Autosave off: with the fixture's 50 ms interval, a slow machine would save the 'changed'
+    # values below before the restore reads the newest generation.
+    manager.set_autosave(enabled=False)
     run(shell, "\n".join(f"v{i} = {i}" for i in range(NAMES)) + "\nimport json as v0_json")
     manager.save()
     run(shell, "\n".join(f"v{i} = 'changed'" for i in range(NAMES)))
