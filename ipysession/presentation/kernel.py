@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ipysession.connections.backends import redact_text
 from ipysession.connections.records import describe_record, mru_order
-from ipysession.formatting import count, format_time
+from ipysession.formatting import count, format_size, format_time
 from ipysession.presentation.base import Level, Notice, State, Table
 from ipysession.store.lookup import display_name
 
@@ -109,6 +109,10 @@ def connections_table(rows: Sequence[ConnectionRow]) -> Table:
 # --- save, restore, status ----------------------------------------------------------------------
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
 def restore_notice(
     report: RestoreReport,
     connection_states: Mapping[str, str] | None = None,
@@ -147,9 +151,21 @@ def restore_notice(
     if report.connections:
         shown = ", ".join(f"{n} ({states.get(n, 'connecting')})" for n in report.connections)
         parts.append(f"connections: {shown}")
+    # The split answers "why did this kernel take 4 s to start": re-importing torch and
+    # initialising CUDA is not reading the data (issue 17).
+    times = report.times
+    split = ", ".join(
+        f"{part} {_ms(seconds)}"
+        for part, seconds in (
+            ("imports", times.imports),
+            ("data", times.data),
+            ("replay", times.replay),
+            ("connections", times.connections),
+        )
+    )
     lines = [
         f"ipysession: restored '{report.session}' ({where}): {', '.join(parts)} "
-        f"in {report.seconds * 1000:.0f} ms."
+        f"in {_ms(report.seconds)} ({split})."
     ]
     if report.merged_fork:
         taken = ", ".join(report.merged_fork_variables) or "no variable of its own"
@@ -255,6 +271,13 @@ def status_view(status: Status) -> StatusView:
         f"{count(status.history, 'history cell')}",
         f"Lease:     {_lease_text(status)}",
     ]
+    if status.budgets is not None:
+        budgets = status.budgets
+        lines.insert(
+            -1,
+            f"Budgets:   {format_size(budgets.max_variable_bytes)} per variable, "
+            f"{format_size(budgets.max_session_bytes)} per session ({budgets.source})",
+        )
     if status.fork_of:
         # The reason the fork was made: another kernel may hold the session, or nothing in it
         # could be read (another key, a newer release) with no other kernel anywhere.
