@@ -17,12 +17,12 @@ from typing import Any
 from ipysession.presentation import (
     Level,
     Notice,
-    RestoreView,
     ShowView,
     StatusView,
+    SummaryView,
     Table,
     restore_view,
-    save_notice,
+    save_view,
 )
 from ipysession.presentation import html as to_html
 from ipysession.session.reports import RestoreReport, SaveReport
@@ -31,10 +31,10 @@ __all__ = [
     "Message",
     "render_notice",
     "render_restore",
-    "render_restore_view",
     "render_save",
     "render_show",
     "render_status",
+    "render_summary",
     "render_table",
     "show",
     "text_message",
@@ -82,19 +82,19 @@ def render_notice(notice: Notice) -> Message:
     return Message(text=notice.text, html=to_html.notice_html(notice))
 
 
-def render_restore_view(view: RestoreView) -> Message:
-    return Message(text=view.notice.text, html=to_html.restore_html(view))
+def render_summary(view: SummaryView, *, kind: str = "restore") -> Message:
+    return Message(text=view.notice.text, html=to_html.summary_html(view, kind=kind))
 
 
 def render_restore(
     report: RestoreReport, connection_states: Mapping[str, str] | None = None
 ) -> Message:
     """One line when everything came back; otherwise the same line plus every skip and why."""
-    return render_restore_view(restore_view(report, connection_states))
+    return render_summary(restore_view(report, connection_states))
 
 
 def render_save(report: SaveReport) -> Message:
-    return render_notice(save_notice(report))
+    return render_summary(save_view(report), kind="save")
 
 
 def render_status(view: StatusView) -> Message:

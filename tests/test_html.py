@@ -40,13 +40,13 @@ from ipysession.presentation import (
     tone_of,
 )
 from ipysession.presentation import html as to_html
-from ipysession.session.reports import RestoreReport, RestoreTimes, Status
+from ipysession.session.reports import RestoreReport, RestoreTimes, SaveReport, Status
 from ipysession.store import GenerationInfo, SessionSummary
 from tests.builders import CONN_SECRET, ENV_SECRET, make_session
 
 PATH = Path("/store/sessions/nb-1a2b")
 #: Markup in a name: it must come out as text, never as an element or an attribute.
-HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
+HOSTILE = '</style><style>*{}</style><script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
 VOID = {"br", "img", "hr", "meta", "input", "col"}
 
 
@@ -57,7 +57,10 @@ class Node:
     children: list[Node | str] = field(default_factory=list)
 
     def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+        """What a reader sees: the text of every element but the style element."""
+        return "".join(
+            c if isinstance(c, str) else c.text() for c in self.children if not _is_style(c)
+        )
 
     def find_all(self, tag: str) -> list[Node]:
         found = [self] if self.tag == tag else []
@@ -65,6 +68,26 @@ class Node:
             if isinstance(child, Node):
                 found.extend(child.find_all(tag))
         return found
+
+
+def _is_style(node: Node | str) -> bool:
+    return isinstance(node, Node) and node.tag == "style"
+
+
+def css(tree: Node) -> dict[str, dict[str, str]]:
+    """The rules of the message's one style element: each selector's declarations."""
+    [style] = tree.find_all("style")
+    assert "scoped" in style.attrs
+    rules: dict[str, dict[str, str]] = {}
+    for rule in "".join(c for c in style.children if isinstance(c, str)).split("}"):
+        if not rule.strip():
+            continue
+        selectors, _, body = rule.partition("{")
+        declarations = dict(d.split(":", 1) for d in body.split(";") if d)
+        for selector in selectors.split(","):
+            assert selector.startswith("div.ipysession "), selector  # nothing leaks out
+            rules.setdefault(selector, {}).update(declarations)
+    return rules
 
 
 class TreeBuilder(HTMLParser):
@@ -199,9 +222,9 @@ def test_cells_keep_their_spaces_and_are_left_aligned() -> None:
     tree = parse(display.render_table(sessions_table(rows, empty="none")).html)
     fork_cell = next(td for td in tree.find_all("td") if "fork k1" in td.text())
     assert fork_cell.text().startswith("  └ ")  # the indent under its parent survives
-    style = fork_cell.attrs["style"]
-    assert "white-space:pre-wrap" in style
-    assert "text-align:left" in style  # JupyterLab right-aligns cells by default
+    cell_rule = css(tree)["div.ipysession td"]
+    assert cell_rule["white-space"] == "pre-wrap"
+    assert cell_rule["text-align"] == "left"  # JupyterLab right-aligns cells by default
 
 
 def test_an_empty_table_says_what_its_empty_text_says() -> None:
@@ -237,8 +260,10 @@ def test_history_cells_are_pre_blocks_that_keep_their_whitespace() -> None:
     tree = parse(display.render_table(table).html)
     pres = tree.find_all("pre")
     assert [pre.text() for pre in pres] == [source, "1/0"]  # exact: indents, tab, blank line
-    assert all("white-space:pre" in pre.attrs["style"] for pre in pres)
-    assert all("--jp-code-font-family" in pre.attrs["style"] for pre in pres)
+    assert {pre.attrs["class"] for pre in pres} == {"ipysession-code"}
+    rules = css(tree)
+    assert rules["div.ipysession pre.ipysession-code"]["white-space"] == "pre"
+    assert rules["div.ipysession pre"]["font-family"].startswith("var(--jp-code-font-family")
     assert states(tree) == {"ok": "good", "error": "error"}
     assert "run-tw (this run)" in tree.text()
 
@@ -283,8 +308,9 @@ def test_names_cannot_inject_markup_anywhere() -> None:
     ]
     for message in messages:
         tree = parse(message.html)
-        tags = {node.tag for node in _walk(tree)}
-        assert not tags & {"script", "img"}, tags
+        tags = [node.tag for node in _walk(tree)]
+        assert not set(tags) & {"script", "img"}, tags
+        assert tags.count("style") == 1  # ipysession's own, and nothing a name brought
         assert all(not name.startswith("on") for node in _walk(tree) for name in node.attrs)
         assert HOSTILE in tree.text()  # shown, as text
         assert "<script>" not in message.html
@@ -341,9 +367,9 @@ def test_status_is_a_field_table_with_its_state_and_the_same_text_as_before() ->
     assert notices[1][1] == "first line\n  second, indented"
     assert states(tree) == {"fork": "info", "connected": "good"}
     assert CONN_SECRET not in message.html
-    # The border says the level: a warning here (a skipped value, a damaged file in the restore
+    # The bar says the level: info here (a skipped value or a damaged file in the last restore
     # does not make status a warning; only capture being off or a failed save do).
-    assert "ipysession-info" in tree.attrs["class"].split()
+    assert "ipysession-level-info" in tree.attrs["class"].split()
 
 
 def test_restore_summary_splits_its_time_in_both_forms() -> None:
@@ -390,8 +416,9 @@ def test_text_messages_keep_line_breaks_and_indentation() -> None:
     assert "<br>" not in message.html
     [block] = [d for d in tree.find_all("div") if d is not tree]
     assert block.text() == message.text
-    assert "white-space:pre-wrap" in block.attrs["style"]
-    assert "ipysession-warning" in tree.attrs["class"].split()
+    assert block.attrs["class"] == "ipysession-line"
+    assert css(tree)["div.ipysession .ipysession-line"]["white-space"] == "pre-wrap"
+    assert "ipysession-level-warning" in tree.attrs["class"].split()
 
 
 # --- theme --------------------------------------------------------------------------------------
@@ -401,16 +428,18 @@ def test_every_colour_is_a_jupyterlab_variable_with_fallbacks() -> None:
     message = display.render_status(
         status_view(status(connections={"db": db_record()}, last_error="disk full"))
     )
-    styles = [node.attrs.get("style", "") for node in _walk(parse(message.html))]
-    declarations = [d.partition(":") for style in styles for d in style.split(";") if d]
+    tree = parse(message.html)
+    inline = [node.attrs["style"] for node in _walk(tree) if "style" in node.attrs]
+    declarations = [d.split(":", 1) for style in inline for d in style.split(";") if d]
+    declarations += [[p, v] for rule in css(tree).values() for p, v in rule.items()]
     # Colours appear only inside var(--jp-..., fallback): a fixed colour would be unreadable on
     # one of the themes.
     coloured = [
         value
-        for prop, _, value in declarations
+        for prop, value in declarations
         if prop in ("color", "background", "border-left", "border-bottom")
     ]
-    assert coloured
+    assert len(coloured) > len(Tone)
     for value in coloured:
         if value not in ("inherit", "transparent"):
             assert "var(--jp-" in value, value
@@ -419,8 +448,14 @@ def test_every_colour_is_a_jupyterlab_variable_with_fallbacks() -> None:
         assert colour.startswith("var(--jp-"), colour
         assert "var(--vscode-" in colour, colour
         assert re.search(r"#[0-9a-f]{6}\)\)$", colour), colour  # a value last of all
-    assert any("--jp-ui-font-family" in style for style in styles)
-    assert any("--jp-border-color2" in style for style in styles)
+    assert "--jp-ui-font-family" in tree.attrs["style"]
+    rules = css(tree)
+    assert rules["div.ipysession td"]["border-bottom"].startswith("1px solid var(--jp-border")
+    for tone in Tone:
+        assert (
+            rules[f"div.ipysession .ipysession-{tone.value}"]["color"]
+            == (to_html.TONE_COLOURS[tone])
+        )
 
 
 @pytest.mark.parametrize(
@@ -450,7 +485,7 @@ def test_the_notice_level_colours_the_bar() -> None:
     for level in Level:
         html = to_html.notice_html(Notice(("x",), level))
         tree = parse(html)
-        assert f"ipysession-{level.value}" in tree.attrs["class"].split()
+        assert f"ipysession-level-{level.value}" in tree.attrs["class"].split()
         assert to_html.TONE_COLOURS[to_html.LEVEL_TONES[level]] in tree.attrs["style"]
 
 
@@ -460,3 +495,20 @@ def test_mime_bundle_carries_both_forms() -> None:
     assert set(bundle) == {"text/plain", "text/html"}
     assert bundle["text/plain"] == message.text
     json.dumps(bundle)  # what a kernel sends must be JSON
+
+
+def test_a_save_summary_lists_what_was_left_out_with_the_setting_that_keeps_it() -> None:
+    reason = (
+        "bytes of 3.0 MiB is over the per-variable limit of 1.0 MiB; "
+        "`%config SessionManager.max_variable_bytes = 4 * 1024**2` (4.0 MiB) saves it"
+    )
+    message = display.render_save(SaveReport("nb", 4, "/store/nb", 1, [("big", reason)]))
+    assert message.text.splitlines() == [
+        "ipysession: saved 'nb' (generation 4): 1 variable, 1 skipped to /store/nb",
+        "Not saved (1):",
+        f"  big: {reason}",
+    ]
+    tree = parse(message.html)
+    assert tables(tree) == [[["name", "reason"], ["big", reason]]]
+    assert "ipysession-save" in tree.attrs["class"].split()
+    assert "ipysession-level-warning" in tree.attrs["class"].split()

@@ -11,8 +11,8 @@ Here each view is built once; the faces only render it:
   (``show``);
 - :mod:`.kernel`: this kernel's session, from the manager's reports
   (:mod:`ipysession.session.reports`) and connection records: :func:`status_view`
-  (``%session status``), :func:`autosave_words`, :func:`restore_view` (the summary after a
-  restore), :func:`save_notice`, :func:`connection_rows` (``%session connections``),
+  (``%session status``), :func:`autosave_words`, :func:`restore_view` and :func:`save_view` (the
+  summaries after a restore and a save), :func:`connection_rows` (``%session connections``),
   :func:`history_table` (``%session history``);
 - :mod:`.base`: :class:`State`, the one vocabulary of state words, and its :class:`Tone` (the
   colour HTML gives it); :func:`text_table`, the one text table; :class:`Table`,
@@ -48,8 +48,8 @@ from ipysession.presentation.kernel import (
     CONNECTION_HEADERS,
     HISTORY_HEADERS,
     ConnectionRow,
-    RestoreView,
     StatusView,
+    SummaryView,
     autosave_words,
     connection_rows,
     connections_table,
@@ -57,6 +57,7 @@ from ipysession.presentation.kernel import (
     restore_notice,
     restore_view,
     save_notice,
+    save_view,
     status_view,
 )
 from ipysession.presentation.stored import (
@@ -87,13 +88,13 @@ __all__ = [
     "Level",
     "Notice",
     "Pairs",
-    "RestoreView",
     "Section",
     "SessionRow",
     "ShowView",
     "SnapshotRow",
     "State",
     "StatusView",
+    "SummaryView",
     "Table",
     "Tone",
     "autosave_words",
@@ -104,6 +105,7 @@ __all__ = [
     "restore_notice",
     "restore_view",
     "save_notice",
+    "save_view",
     "session_rows",
     "sessions_table",
     "show_view",

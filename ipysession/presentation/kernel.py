@@ -34,14 +34,15 @@ __all__ = [
     "HISTORY_HEADERS",
     "PROBLEMS_TITLE",
     "ConnectionRow",
-    "RestoreView",
     "StatusView",
+    "SummaryView",
     "connection_rows",
     "connections_table",
     "history_table",
     "restore_notice",
     "restore_view",
     "save_notice",
+    "save_view",
     "status_view",
 ]
 
@@ -156,9 +157,10 @@ PROBLEMS_TITLE = "Problems with session files (older generation used):"
 
 
 @dataclass(frozen=True)
-class RestoreView:
-    """The summary of a restore: a headline (what came back, from where, and how long each part
-    took), what to know about forks, every skipped item and why, and the files that failed."""
+class SummaryView:
+    """The summary of a restore or a save: a headline (what came back or was written, from or to
+    where; for a restore, how long each part took), what to know about forks, every skipped item
+    and why, and the files that failed."""
 
     headline: str
     paragraphs: tuple[str, ...] = ()
@@ -190,16 +192,16 @@ def restore_view(
     connection_states: Mapping[str, str] | None = None,
     *,
     in_status: bool = False,
-) -> RestoreView:
+) -> SummaryView:
     """One line when everything came back; otherwise the same line plus every skip and why.
 
     ``in_status``: shown inside ``%session status``, which needs no pointer to itself."""
     if not report.found:
         line = f"ipysession: no saved session '{report.session}' yet."
         if not report.orphans:
-            return RestoreView(line)
+            return SummaryView(line)
         listed = ", ".join(f"'{display_name(name)}'" for name in report.orphans)
-        return RestoreView(
+        return SummaryView(
             f"{line} Renamed or moved this notebook? Saved sessions whose notebook is gone: "
             f"{listed}. `%session adopt NAME` moves one to this notebook and restores it."
         )
@@ -261,7 +263,7 @@ def restore_view(
         if (report.skipped or report.problems) and not in_status
         else None
     )
-    return RestoreView(
+    return SummaryView(
         headline,
         tuple(paragraphs),
         skipped,
@@ -281,7 +283,9 @@ def restore_notice(
     return restore_view(report, connection_states, in_status=in_status).notice
 
 
-def save_notice(report: SaveReport) -> Notice:
+def save_view(report: SaveReport) -> SummaryView:
+    """What a save wrote, and every value it left out with the reason (for a value over a
+    budget: the setting that keeps it)."""
     target = (
         f"checkpoint '{report.checkpoint}'"
         if report.checkpoint
@@ -291,11 +295,20 @@ def save_notice(report: SaveReport) -> Notice:
         f"ipysession: saved '{report.session}' ({target}): "
         f"{count(report.variables, 'variable')}, {len(report.skipped)} skipped"
     )
-    lines = [headline + (f" to {report.path}" if report.path else "")]
-    if report.skipped:
-        lines.append(f"Not saved ({len(report.skipped)}):")
-        lines.extend(f"  {name}: {reason}" for name, reason in report.skipped)
-    return Notice(tuple(lines), Level.WARNING if report.skipped else Level.INFO)
+    return SummaryView(
+        headline + (f" to {report.path}" if report.path else ""),
+        skipped=(
+            Pairs(f"Not saved ({len(report.skipped)}):", tuple(report.skipped))
+            if report.skipped
+            else None
+        ),
+        level=Level.WARNING if report.skipped else Level.INFO,
+    )
+
+
+def save_notice(report: SaveReport) -> Notice:
+    """The text of :func:`save_view`."""
+    return save_view(report).notice
 
 
 #: Width of a status label ("Stored in: "), so the values line up in the text form.
@@ -317,7 +330,7 @@ class StatusView:
     alerts: tuple[str, ...] = ()
     not_saved: Pairs | None = None
     connections: tuple[ConnectionRow, ...] = ()
-    restore: RestoreView | None = None
+    restore: SummaryView | None = None
     #: (when, text) of each notice, oldest first; a text may have several lines.
     notices: tuple[tuple[str, str], ...] = ()
     level: Level = Level.INFO
