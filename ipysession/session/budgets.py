@@ -8,7 +8,9 @@ derived from the machine the kernel runs on, once, when the manager first needs 
 
 - **one variable**: a quarter of the memory, and an eighth of the free disk under the store;
 - **the whole session**: half of the memory, and a quarter of the free disk;
-- never less than the fixed budgets of earlier releases (:data:`FLOOR`), rounded down to a MiB.
+- never less than the fixed budgets of earlier releases (:data:`FLOOR`), rounded down to a MiB;
+- one variable never more than the largest value a blob may hold (64 GiB, what readers accept:
+  ``store.fileformat.DEFAULT_MAX_VALUE_BYTES``), however large the machine.
 
 Why these shares. Memory: saving a value holds its serialized copy beside it, and sealing it
 another one while it is written, so a value of a quarter of the memory already needs about half.
@@ -31,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipysession.formatting import format_size as format_bytes
+from ipysession.store.fileformat import DEFAULT_MAX_VALUE_BYTES
 
 __all__ = [
+    "CEILING_VARIABLE",
     "FLOOR",
     "FLOOR_SESSION",
     "FLOOR_VARIABLE",
@@ -51,6 +55,8 @@ GiB = 1024 * MiB
 #: What ``CaptureLimits`` gives when nothing is known: the fixed budgets of earlier releases.
 FLOOR_VARIABLE = 256 * MiB
 FLOOR_SESSION = 1 * GiB
+#: A blob larger than this is refused by every reader, so no derived budget goes past it.
+CEILING_VARIABLE = DEFAULT_MAX_VALUE_BYTES
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ def derive_budgets(memory: int | None, disk_free: int | None, *, where: str = ""
     if not limits:
         return FLOOR
     variable = max(FLOOR_VARIABLE, _mib_floor(min(v for v, _ in limits)))
+    variable = min(variable, CEILING_VARIABLE)
     session = max(FLOOR_SESSION, _mib_floor(min(s for _, s in limits)), variable)
     measured = []
     if memory:

@@ -117,8 +117,8 @@ class SessionOptions(Configurable):
         help="""Largest serialized size of one variable (bytes). Bigger values are listed as
         skipped with their size and the value of this setting that would keep them. 0 (the
         default): derived from the machine, a quarter of the memory and an eighth of the free
-        disk under the store, whichever is less, and at least 256 MiB; `%session status` shows
-        the value in use.""",
+        disk under the store, whichever is less, at least 256 MiB and at most 64 GiB (the
+        largest value the store reads back); `%session status` shows the value in use.""",
     ).tag(config=True)
 
     max_session_bytes = Int(
