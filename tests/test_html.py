@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -40,9 +39,10 @@ from ipysession.presentation import (
     tone_of,
 )
 from ipysession.presentation import html as to_html
-from ipysession.session.reports import RestoreReport, RestoreTimes, SaveReport, Status
-from ipysession.store import GenerationInfo, SessionSummary
+from ipysession.session.reports import RestoreReport, RestoreTimes, SaveReport
+from ipysession.store import GenerationInfo
 from tests.builders import CONN_SECRET, ENV_SECRET, make_session
+from tests.test_presentation import status, summary
 
 PATH = Path("/store/sessions/nb-1a2b")
 #: Markup in a name: it must come out as text, never as an element or an attribute.
@@ -144,42 +144,6 @@ def states(tree: Node) -> dict[str, str]:
             [tone] = [c.removeprefix("ipysession-") for c in classes if c != "ipysession-state"]
             found[span.text()] = tone
     return found
-
-
-def status(**fields: Any) -> Status:
-    values: dict[str, Any] = {
-        "session": "nb",
-        "root": "/store",
-        "key": "file",
-        "autosave": True,
-        "autosave_interval": 2.0,
-        "last_save": None,
-        "last_generation": None,
-        "last_error": None,
-        "pending": False,
-        "variables": 5,
-        "skipped": [("g", "generator objects cannot be saved")],
-        "history": 3,
-        "restore": None,
-        "disabled": None,
-    }
-    return Status(**{**values, **fields})
-
-
-def summary(**fields: Any) -> SessionSummary:
-    values: dict[str, Any] = {
-        "name": "nb",
-        "slug": "nb-1a2b",
-        "path": PATH,
-        "updated": 1_700_000_000.0,
-        "size_bytes": 1536,
-        "generations": 3,
-        "variables": 5,
-        "skipped": 2,
-        "connections": 1,
-        "newest_readable": 3,
-    }
-    return SessionSummary(**{**values, **fields})
 
 
 def db_record(name: str = "db") -> ConnectionRecord:
@@ -360,7 +324,11 @@ def test_status_is_a_field_table_with_its_state_and_the_same_text_as_before() ->
     fields, not_saved, connections, skipped, problems, notices = tables(tree)
     assert ["State", "fork"] in fields
     assert ["Session", "nb"] in fields
-    assert not_saved == [["name", "reason"], ["g", "generator objects cannot be saved"]]
+    assert not_saved == [
+        ["name", "reason"],
+        ["g", "generator objects cannot be saved"],
+        ["lock", "TypeError: no"],
+    ]
     assert connections[1][:2] == ["db", "connected"]
     assert skipped == [["item", "reason"], ["big", "not saved: too big"]]
     assert problems == [["problem"], ["corrupt: gen-4.ipys"]]
@@ -487,6 +455,11 @@ def test_the_notice_level_colours_the_bar() -> None:
         tree = parse(html)
         assert f"ipysession-level-{level.value}" in tree.attrs["class"].split()
         assert to_html.TONE_COLOURS[to_html.LEVEL_TONES[level]] in tree.attrs["style"]
+
+
+def test_a_text_message_of_an_unknown_level_is_info() -> None:
+    tree = parse(display.text_message("x", level="loud").html)
+    assert "ipysession-level-info" in tree.attrs["class"].split()
 
 
 def test_mime_bundle_carries_both_forms() -> None:
