@@ -3,24 +3,28 @@
 A :class:`Message` carries both forms; :func:`show` hands it to IPython's display machinery, which
 sends ``text/html`` and ``text/plain`` to a notebook and prints the plain text in a terminal. What
 a message says is built by :mod:`ipysession.presentation` (shared with the command line); the
-renderers here only give a view its two forms. They never see a secret (views arrive redacted).
+renderers here only pair a view's text with its HTML (:mod:`ipysession.presentation.html`: real
+tables, code in ``<pre>``, JupyterLab's theme variables, everything escaped). They never see a
+secret (views arrive redacted).
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ipysession.presentation import (
+    Level,
     Notice,
     ShowView,
     StatusView,
+    SummaryView,
     Table,
-    restore_notice,
-    save_notice,
+    restore_view,
+    save_view,
 )
+from ipysession.presentation import html as to_html
 from ipysession.session.reports import RestoreReport, SaveReport
 
 __all__ = [
@@ -30,16 +34,17 @@ __all__ = [
     "render_save",
     "render_show",
     "render_status",
+    "render_summary",
     "render_table",
     "show",
     "text_message",
 ]
 
-_COLOURS = {"info": "#1f6feb", "warning": "#9a6700", "error": "#cf222e"}
-
 
 @dataclass(frozen=True)
 class Message:
+    """What a user sees, in both forms: ``text`` for terminals, ``html`` for notebooks."""
+
     text: str
     html: str
 
@@ -63,68 +68,45 @@ def show(message: Message) -> None:
     display(message)  # type: ignore[no-untyped-call]
 
 
-def _lines_html(lines: list[str] | tuple[str, ...]) -> str:
-    return "<br>".join(html.escape(line) for line in lines)
-
-
 def text_message(text: str, *, level: str = "info") -> Message:
-    colour = _COLOURS.get(level, _COLOURS["info"])
-    return Message(
-        text=text,
-        html=(
-            f'<div style="border-left:3px solid {colour};padding-left:6px">'
-            f"{_lines_html(text.splitlines())}</div>"
-        ),
-    )
+    """A message that is only text (``level``: info, warning or error): kept as it is in HTML,
+    line breaks and indentation included."""
+    try:
+        notice_level = Level(level)
+    except ValueError:
+        notice_level = Level.INFO
+    return render_notice(Notice(tuple(text.splitlines()), notice_level))
 
 
 def render_notice(notice: Notice) -> Message:
-    return text_message(notice.text, level=notice.level.value)
+    return Message(text=notice.text, html=to_html.notice_html(notice))
+
+
+def render_summary(view: SummaryView, *, kind: str = "restore") -> Message:
+    return Message(text=view.notice.text, html=to_html.summary_html(view, kind=kind))
 
 
 def render_restore(
     report: RestoreReport, connection_states: Mapping[str, str] | None = None
 ) -> Message:
     """One line when everything came back; otherwise the same line plus every skip and why."""
-    return render_notice(restore_notice(report, connection_states))
+    return render_summary(restore_view(report, connection_states))
 
 
 def render_save(report: SaveReport) -> Message:
-    return render_notice(save_notice(report))
+    return render_summary(save_view(report), kind="save")
 
 
 def render_status(view: StatusView) -> Message:
-    return render_notice(view.notice)
-
-
-def _table_html(table: Table) -> str:
-    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in table.headers)
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in row)
-        + "</tr>"
-        for row in table.rows
-    )
-    notes = "".join(f"<p>{html.escape(note)}</p>" for note in table.notes)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}"
+    return Message(text=view.notice.text, html=to_html.status_html(view))
 
 
 def render_table(table: Table) -> Message:
     """The text table for terminals (the one the command line prints) and an HTML table."""
     if not table.rows:
-        return text_message(table.empty)
-    return Message(text=table.text(), html=_table_html(table))
+        return Message(text=table.empty, html=to_html.table_html(table))
+    return Message(text=table.text(), html=to_html.table_html(table))
 
 
 def render_show(view: ShowView) -> Message:
-    parts = []
-    for section in view.sections:
-        part = f"<b>{html.escape(section.title)}</b>"
-        if section.lines:
-            # <pre>: the lines are aligned with spaces, which HTML would otherwise collapse.
-            lines = html.escape("\n".join(section.lines))
-            part += f"<pre style='margin:0'>{lines}</pre>"
-        if section.table is not None and section.table.rows:
-            part += _table_html(section.table)
-        parts.append(f"<div>{part}</div>")
-    return Message(text=view.text(), html="".join(parts))
+    return Message(text=view.text(), html=to_html.show_html(view))

@@ -5,7 +5,8 @@
 1. creates the :class:`~ipysession.session.manager.SessionManager` (configured from the shell's
 config), 2. restores the saved session of the same name, if ``autorestore`` says so,
 3. registers the ``pre_run_cell``/``post_run_cell`` hooks, the ``%session`` magic, the
-   ``ipysession`` comm target (in kernels), and a final save at exit,
+   ``ipysession`` comm target (in kernels), the manager with ``%config``, and a final save at
+   exit,
 4. starts the autosave writer.
 
 ``%unload_ext ipysession`` undoes all of it after a final save, so ``%reload_ext ipysession``
@@ -70,6 +71,11 @@ class _Extension:
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
         self.shell.register_magics(self.magics)
+        # `%config SessionManager.max_variable_bytes = ...` (what a skipped value's reason
+        # suggests) changes only configurables the shell lists; unlisted, it did nothing.
+        configurables = getattr(self.shell, "configurables", None)
+        if isinstance(configurables, list) and manager not in configurables:
+            configurables.append(manager)
         if self.layout.register(self.shell):
             self.layout.on_change = self._layout_changed
             self.layout.identity = lambda: {
@@ -163,6 +169,10 @@ class _Extension:
             with contextlib.suppress(ValueError):
                 self.shell.events.unregister(event, callback)
         _unregister_magics(self.shell, self.magics)
+        configurables = getattr(self.shell, "configurables", None)
+        if isinstance(configurables, list):
+            with contextlib.suppress(ValueError):
+                configurables.remove(self.manager)
         self.layout.close()
         try:
             self.manager.close()

@@ -14,7 +14,6 @@ import ast
 import getpass
 import os
 import re
-import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -150,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
             "is split as a shell splits it and otherwise taken literally: $name and {expression} "
             "are not expanded. A session NAME is its full name or any unambiguous ending of it "
             "on a path boundary (`analysis.ipynb`, `proj/analysis.ipynb`, `~/proj/...` as "
-            "`%session list` shows it); an ending several sessions share lists them."
+            "`%session list` shows it); an ending several sessions share lists them. In a "
+            "notebook, status, list, show, snapshots, connections and history are HTML tables "
+            "(states in colour, following the theme); a terminal prints the same as text."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -185,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list saved sessions")
     p = sub.add_parser("show", help="show what a saved session holds (secrets redacted)")
     p.add_argument("name", nargs="?")
-    sub.add_parser("status", help="what is captured, when it was saved, what was restored")
+    sub.add_parser(
+        "status",
+        help="what is captured, when it was saved, the size budgets, what was restored",
+    )
     p = sub.add_parser("snapshots", help="list generations and checkpoints of a session")
     p.add_argument("name", nargs="?")
     p = sub.add_parser(
@@ -479,19 +483,7 @@ class SessionMagics(Magics):
 
     def _cmd_history(self, args: argparse.Namespace) -> None:
         entries = self.manager.search_history(n=args.n, grep=args.grep)
-        rows = tuple(
-            (
-                e.run_id[:6] + (" (this run)" if e.run_id == self.manager.run_id else ""),
-                str(e.execution_count),
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(e.time)),
-                "ok" if e.success else "error",
-                e.source if len(e.source) < 400 else e.source[:400] + " ...",
-            )
-            for e in entries
-        )
-        table = presentation.Table(
-            ("run", "#", "time", "result", "source"), rows, "No history yet."
-        )
+        table = presentation.history_table(entries, run_id=self.manager.run_id)
         display.show(display.render_table(table))
 
     def _cmd_autosave(self, args: argparse.Namespace) -> None:

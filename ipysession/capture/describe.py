@@ -17,7 +17,9 @@ __all__ = [
     "KiB",
     "MiB",
     "Unsaveable",
+    "budget_hint",
     "error_text",
+    "fitting_budget",
     "format_bytes",
     "type_label",
     "type_name",
@@ -28,6 +30,25 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 _REASON_ERROR_CHARS = 200
+
+
+def fitting_budget(size: int) -> tuple[int, str]:
+    """The round budget that holds ``size`` bytes, and the Python expression for it: whole GiB
+    from 1 GiB up (``2 * 1024**3``), whole MiB below (``300 * 1024**2``).
+
+    With a little room (3 % and 4 KiB): an estimated size is a little under the pickle's, and a
+    budget that fits only to the byte skips the value again at its next change."""
+    needed = size + size // 32 + 4 * KiB
+    unit, power = (GiB, 3) if needed > 1023 * MiB else (MiB, 2)
+    units = -(-needed // unit)  # rounded up
+    return units * unit, f"{units} * 1024**{power}"
+
+
+def budget_hint(setting: str, needed: int, outcome: str) -> str:
+    """The one setting to change and the value that fits ``needed`` bytes, as a line to run:
+    ``%config SessionManager.max_variable_bytes = 2 * 1024**3`` (2.0 GiB) saves it."""
+    value, expression = fitting_budget(needed)
+    return f"`%config SessionManager.{setting} = {expression}` ({format_bytes(value)}) {outcome}"
 
 
 class Unsaveable(Exception):

@@ -79,6 +79,7 @@ from ipysession.capture.describe import (
     GiB,
     MiB,
     Unsaveable,
+    budget_hint,
     error_text,
     format_bytes,
     type_label,
@@ -213,15 +214,16 @@ def _check_budget(
     if size > limits.max_variable_bytes:
         msg = (
             f"{label} of {what} is over the per-variable limit of "
-            f"{format_bytes(limits.max_variable_bytes)}; raise "
-            "SessionManager.max_variable_bytes to save it"
+            f"{format_bytes(limits.max_variable_bytes)}; "
+            + budget_hint("max_variable_bytes", size, "saves it")
         )
         raise Unsaveable(msg)
     if session_used + size > limits.max_session_bytes:
         msg = (
             f"{label} of {what} would take the session over its limit of "
             f"{format_bytes(limits.max_session_bytes)} ({format_bytes(session_used)} already "
-            "used by other variables); raise SessionManager.max_session_bytes to save it"
+            "used by other variables); "
+            + budget_hint("max_session_bytes", session_used + size, "saves it")
         )
         raise Unsaveable(msg)
 

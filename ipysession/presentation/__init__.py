@@ -11,38 +11,53 @@ Here each view is built once; the faces only render it:
   (``show``);
 - :mod:`.kernel`: this kernel's session, from the manager's reports
   (:mod:`ipysession.session.reports`) and connection records: :func:`status_view`
-  (``%session status``), :func:`autosave_words`, :func:`restore_notice`, :func:`save_notice`,
-  :func:`connection_rows` (``%session connections``);
-- :mod:`.base`: :class:`State`, the one vocabulary of state words; :func:`text_table`, the one
-  text table; :class:`Table`, :class:`Section` and :class:`Notice`, what views are made of.
+  (``%session status``), :func:`autosave_words`, :func:`restore_view` and :func:`save_view` (the
+  summaries after a restore and a save), :func:`connection_rows` (``%session connections``),
+  :func:`history_table` (``%session history``);
+- :mod:`.base`: :class:`State`, the one vocabulary of state words, and its :class:`Tone` (the
+  colour HTML gives it); :func:`text_table`, the one text table; :class:`Table`,
+  :class:`Section`, :class:`Field`, :class:`Pairs` and :class:`Notice`, what views are made of;
+- :mod:`.html`: the HTML form of every view (tables, ``<pre>`` for code, JupyterLab's theme
+  variables), everything escaped.
 
 Every row has ``cells()`` (the text of each column, under its ``*_HEADERS``) and, where the command
 line offers ``--json``, ``as_json()`` (keys are only ever added, never renamed). Counts mean one
 thing everywhere: ``variables`` are the values saved, ``skipped`` those that could not be. The
-magic turns views into HTML and text through :mod:`ipysession.display`; the command line prints
-text or JSON. Plain Python: no IPython, no traitlets, no I/O.
+text and the HTML form of a view are rendered from the same dataclass: the text by the view
+itself, the HTML by :mod:`.html`. The magic shows both through :mod:`ipysession.display`; the
+command line prints text or JSON. Plain Python: no IPython, no traitlets, no I/O.
 """
 
 from __future__ import annotations
 
 from ipysession.presentation.base import (
+    Column,
+    Field,
     Level,
     Notice,
+    Pairs,
     Section,
     State,
     Table,
+    Tone,
     problem_json,
     text_table,
+    tone_of,
 )
 from ipysession.presentation.kernel import (
     CONNECTION_HEADERS,
+    HISTORY_HEADERS,
     ConnectionRow,
     StatusView,
+    SummaryView,
     autosave_words,
     connection_rows,
     connections_table,
+    history_table,
     restore_notice,
+    restore_view,
     save_notice,
+    save_view,
     status_view,
 )
 from ipysession.presentation.stored import (
@@ -63,25 +78,34 @@ from ipysession.presentation.stored import (
 __all__ = [
     "CONNECTION_HEADERS",
     "DOCTOR_NOTE",
+    "HISTORY_HEADERS",
     "SESSION_HEADERS",
     "SNAPSHOT_HEADERS",
     "VARIABLE_HEADERS",
+    "Column",
     "ConnectionRow",
+    "Field",
     "Level",
     "Notice",
+    "Pairs",
     "Section",
     "SessionRow",
     "ShowView",
     "SnapshotRow",
     "State",
     "StatusView",
+    "SummaryView",
     "Table",
+    "Tone",
     "autosave_words",
     "connection_rows",
     "connections_table",
+    "history_table",
     "problem_json",
     "restore_notice",
+    "restore_view",
     "save_notice",
+    "save_view",
     "session_rows",
     "sessions_table",
     "show_view",
@@ -89,4 +113,5 @@ __all__ = [
     "snapshots_table",
     "status_view",
     "text_table",
+    "tone_of",
 ]

@@ -1,31 +1,48 @@
-"""Views of this kernel's session: ``%session status`` (:func:`status_view`), the notices after a
-restore or a save, and ``%session connections`` (:func:`connection_rows`), from the manager's
-reports and the connection records."""
+"""Views of this kernel's session: ``%session status`` (:func:`status_view`), the summary after a
+restore (:func:`restore_view`) and the notice after a save, ``%session connections``
+(:func:`connection_rows`) and ``%session history`` (:func:`history_table`), from the manager's
+reports, the connection records and the history entries."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ipysession.connections.backends import redact_text
 from ipysession.connections.records import describe_record, mru_order
-from ipysession.formatting import count, format_time
-from ipysession.presentation.base import Level, Notice, State, Table
+from ipysession.formatting import count, format_size, format_time
+from ipysession.presentation.base import (
+    Column,
+    Field,
+    Level,
+    Notice,
+    Pairs,
+    State,
+    Table,
+    field_line,
+)
 from ipysession.store.lookup import display_name
 
 if TYPE_CHECKING:
-    from ipysession.model import ConnectionRecord
+    from ipysession.model import ConnectionRecord, HistoryEntry
     from ipysession.session.reports import RestoreReport, SaveReport, Status
 
 __all__ = [
     "CONNECTION_HEADERS",
+    "HISTORY_HEADERS",
+    "PROBLEMS_TITLE",
     "ConnectionRow",
     "StatusView",
+    "SummaryView",
     "connection_rows",
     "connections_table",
+    "history_table",
     "restore_notice",
+    "restore_view",
     "save_notice",
+    "save_view",
     "status_view",
 ]
 
@@ -103,31 +120,90 @@ def connection_rows(
 
 def connections_table(rows: Sequence[ConnectionRow]) -> Table:
     empty = "No connections. `%session connect NAME KIND SPEC` adds one."
-    return Table(CONNECTION_HEADERS, tuple(r.cells() for r in rows), empty)
+    columns = tuple(Column.STATE if h == "state" else Column.TEXT for h in CONNECTION_HEADERS)
+    return Table(CONNECTION_HEADERS, tuple(r.cells() for r in rows), empty, columns=columns)
+
+
+# --- history ------------------------------------------------------------------------------------
+
+HISTORY_HEADERS = ("run", "#", "time", "result", "source")
+#: Longer sources are cut here (with " ..."): a table is for finding a cell, not for reading it.
+HISTORY_SOURCE_CHARS = 400
+
+
+def history_table(entries: Iterable[HistoryEntry], *, run_id: str) -> Table:
+    """``%session history``: one row per cell, this kernel's run marked, the source as typed."""
+    rows = tuple(
+        (
+            e.run_id[:6] + (" (this run)" if e.run_id == run_id else ""),
+            str(e.execution_count),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(e.time)),
+            "ok" if e.success else "error",
+            e.source
+            if len(e.source) < HISTORY_SOURCE_CHARS
+            else e.source[:HISTORY_SOURCE_CHARS] + " ...",
+        )
+        for e in entries
+    )
+    columns = (Column.TEXT, Column.TEXT, Column.TEXT, Column.STATE, Column.CODE)
+    return Table(HISTORY_HEADERS, rows, "No history yet.", columns=columns)
 
 
 # --- save, restore, status ----------------------------------------------------------------------
 
 
-def restore_notice(
+#: Said above the files a restore could not use.
+PROBLEMS_TITLE = "Problems with session files (older generation used):"
+
+
+@dataclass(frozen=True)
+class SummaryView:
+    """The summary of a restore or a save: a headline (what came back or was written, from or to
+    where; for a restore, how long each part took), what to know about forks, every skipped item
+    and why, and the files that failed."""
+
+    headline: str
+    paragraphs: tuple[str, ...] = ()
+    skipped: Pairs | None = None
+    problems: tuple[str, ...] = ()
+    footer: str | None = None
+    level: Level = Level.INFO
+
+    @property
+    def notice(self) -> Notice:
+        """The text form: the headline alone when everything came back."""
+        lines = [self.headline, *self.paragraphs]
+        if self.skipped is not None:
+            lines.extend(self.skipped.lines())
+        if self.problems:
+            lines.append(PROBLEMS_TITLE)
+            lines.extend(f"  {problem}" for problem in self.problems)
+        if self.footer:
+            lines.append(self.footer)
+        return Notice(tuple(lines), self.level)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def restore_view(
     report: RestoreReport,
     connection_states: Mapping[str, str] | None = None,
     *,
     in_status: bool = False,
-) -> Notice:
+) -> SummaryView:
     """One line when everything came back; otherwise the same line plus every skip and why.
 
     ``in_status``: shown inside ``%session status``, which needs no pointer to itself."""
     if not report.found:
         line = f"ipysession: no saved session '{report.session}' yet."
         if not report.orphans:
-            return Notice((line,))
+            return SummaryView(line)
         listed = ", ".join(f"'{display_name(name)}'" for name in report.orphans)
-        return Notice(
-            (
-                f"{line} Renamed or moved this notebook? Saved sessions whose notebook is gone: "
-                f"{listed}. `%session adopt NAME` moves one to this notebook and restores it.",
-            )
+        return SummaryView(
+            f"{line} Renamed or moved this notebook? Saved sessions whose notebook is gone: "
+            f"{listed}. `%session adopt NAME` moves one to this notebook and restores it."
         )
     where = (
         f"checkpoint '{report.checkpoint}'"
@@ -147,36 +223,69 @@ def restore_notice(
     if report.connections:
         shown = ", ".join(f"{n} ({states.get(n, 'connecting')})" for n in report.connections)
         parts.append(f"connections: {shown}")
-    lines = [
+    # The split answers "why did this kernel take 4 s to start": re-importing torch and
+    # initialising CUDA is not reading the data (issue 17).
+    times = report.times
+    split = ", ".join(
+        f"{part} {_ms(seconds)}"
+        for part, seconds in (
+            ("imports", times.imports),
+            ("data", times.data),
+            ("replay", times.replay),
+            ("connections", times.connections),
+        )
+    )
+    headline = (
         f"ipysession: restored '{report.session}' ({where}): {', '.join(parts)} "
-        f"in {report.seconds * 1000:.0f} ms."
-    ]
+        f"in {_ms(report.seconds)} ({split})."
+    )
+    paragraphs: list[str] = []
     if report.merged_fork:
         taken = ", ".join(report.merged_fork_variables) or "no variable of its own"
-        lines.append(
+        paragraphs.append(
             f"Merged in this kernel's own fork '{report.merged_fork}', saved after its last save "
             f"to '{report.session}': {taken}. They are saved to '{report.session}' now; the "
             f"fork stays on disk (`%session delete '{report.merged_fork}'` removes it)."
         )
     elif report.newer_fork:
-        lines.append(
+        paragraphs.append(
             f"This kernel's own fork '{report.newer_fork}' holds work saved after what was "
             f"restored: `%session restore '{report.newer_fork}'` brings it into this kernel, "
             f"`%session merge '{report.newer_fork}'` into '{report.session}' once it is free."
         )
-    if report.skipped:
-        lines.append(f"Not restored ({len(report.skipped)}):")
-        lines.extend(f"  {item}: {reason}" for item, reason in report.skipped)
-    if report.problems:
-        lines.append("Problems with session files (older generation used):")
-        lines.extend(f"  {problem}" for problem in report.problems)
-    if (report.skipped or report.problems) and not in_status:
-        lines.append("Run `%session status` to see this again.")
-    level = Level.WARNING if report.skipped or report.problems else Level.INFO
-    return Notice(tuple(lines), level)
+    skipped = (
+        Pairs(f"Not restored ({len(report.skipped)}):", tuple(report.skipped), ("item", "reason"))
+        if report.skipped
+        else None
+    )
+    footer = (
+        "Run `%session status` to see this again."
+        if (report.skipped or report.problems) and not in_status
+        else None
+    )
+    return SummaryView(
+        headline,
+        tuple(paragraphs),
+        skipped,
+        tuple(report.problems),
+        footer,
+        Level.WARNING if report.skipped or report.problems else Level.INFO,
+    )
 
 
-def save_notice(report: SaveReport) -> Notice:
+def restore_notice(
+    report: RestoreReport,
+    connection_states: Mapping[str, str] | None = None,
+    *,
+    in_status: bool = False,
+) -> Notice:
+    """The text of :func:`restore_view`."""
+    return restore_view(report, connection_states, in_status=in_status).notice
+
+
+def save_view(report: SaveReport) -> SummaryView:
+    """What a save wrote, and every value it left out with the reason (for a value over a
+    budget: the setting that keeps it)."""
     target = (
         f"checkpoint '{report.checkpoint}'"
         if report.checkpoint
@@ -186,22 +295,68 @@ def save_notice(report: SaveReport) -> Notice:
         f"ipysession: saved '{report.session}' ({target}): "
         f"{count(report.variables, 'variable')}, {len(report.skipped)} skipped"
     )
-    lines = [headline + (f" to {report.path}" if report.path else "")]
-    if report.skipped:
-        lines.append(f"Not saved ({len(report.skipped)}):")
-        lines.extend(f"  {name}: {reason}" for name, reason in report.skipped)
-    return Notice(tuple(lines), Level.WARNING if report.skipped else Level.INFO)
+    return SummaryView(
+        headline + (f" to {report.path}" if report.path else ""),
+        skipped=(
+            Pairs(f"Not saved ({len(report.skipped)}):", tuple(report.skipped))
+            if report.skipped
+            else None
+        ),
+        level=Level.WARNING if report.skipped else Level.INFO,
+    )
+
+
+def save_notice(report: SaveReport) -> Notice:
+    """The text of :func:`save_view`."""
+    return save_view(report).notice
+
+
+#: Width of a status label ("Stored in: "), so the values line up in the text form.
+STATUS_LABEL_WIDTH = 11
 
 
 @dataclass(frozen=True)
 class StatusView:
-    """``%session status``: the state word, the counts ``list`` also shows, and the details."""
+    """``%session status``: the state word, the counts ``list`` also shows, and the details.
+
+    ``fields`` are the ``Label: value`` lines, ``alerts`` what stopped working, then what was
+    not saved, the connections, the last restore and the notices this kernel kept."""
 
     session: str
     state: State
     variables: int
     skipped: int
-    notice: Notice
+    fields: tuple[Field, ...] = ()
+    alerts: tuple[str, ...] = ()
+    not_saved: Pairs | None = None
+    connections: tuple[ConnectionRow, ...] = ()
+    restore: SummaryView | None = None
+    #: (when, text) of each notice, oldest first; a text may have several lines.
+    notices: tuple[tuple[str, str], ...] = ()
+    level: Level = Level.INFO
+
+    @property
+    def notice(self) -> Notice:
+        """The text form, line by line."""
+        lines = [field_line(f, STATUS_LABEL_WIDTH) for f in self.fields]
+        lines.extend(self.alerts)
+        if self.not_saved is not None:
+            lines.extend(self.not_saved.lines())
+        if self.connections:
+            lines.append(f"Connections ({len(self.connections)}):")
+            for row in self.connections:
+                error = f" — {row.last_error}" if row.last_error else ""
+                lines.append(f"  {row.name}: {row.state} ({row.target}){error}")
+        if self.restore is not None:
+            lines.append("Last restore:")
+            lines.extend(f"  {line}" for line in self.restore.notice.lines)
+        if self.notices:
+            lines.append(f"Notices ({len(self.notices)}, oldest first):")
+            for when, text in self.notices:
+                first, *rest = text.splitlines() or [""]
+                lines.append(f"  {when}  {first}")
+                lines.extend(f"    {line}" for line in rest)
+        return Notice(tuple(lines), self.level)
 
 
 def _sharing_state(status: Status) -> State:
@@ -243,54 +398,66 @@ def status_view(status: Status) -> StatusView:
     state = _sharing_state(status)
     autosave = autosave_words(enabled=status.autosave, interval=status.autosave_interval)
     skipped = len(status.skipped)
-    lines = [
-        f"Session:   {display_name(status.session)}",
-        f"Id:        {status.session_id or '-'}",
-        f"State:     {state}",
-        f"Stored in: {status.root} (key: {status.key})",
-        f"Autosave:  {autosave}; last save {format_time(status.last_save)}"
-        + (f" (generation {status.last_generation})" if status.last_generation else "")
-        + (" — a change is waiting to be written" if status.pending else ""),
-        f"Captured:  {count(status.variables, 'variable')}, {skipped} skipped, "
-        f"{count(status.history, 'history cell')}",
-        f"Lease:     {_lease_text(status)}",
+    fields = [
+        Field("Session:", display_name(status.session)),
+        Field("Id:", status.session_id or "-"),
+        Field("State:", str(state), state=True),
+        Field("Stored in:", f"{status.root} (key: {status.key})"),
+        Field(
+            "Autosave:",
+            f"{autosave}; last save {format_time(status.last_save)}"
+            + (f" (generation {status.last_generation})" if status.last_generation else "")
+            + (" — a change is waiting to be written" if status.pending else ""),
+        ),
+        Field(
+            "Captured:",
+            f"{count(status.variables, 'variable')}, {skipped} skipped, "
+            f"{count(status.history, 'history cell')}",
+        ),
+        Field("Lease:", _lease_text(status)),
     ]
+    if status.budgets is not None:
+        budgets = status.budgets
+        fields.insert(
+            -1,
+            Field(
+                "Budgets:",
+                f"{format_size(budgets.max_variable_bytes)} per variable, "
+                f"{format_size(budgets.max_session_bytes)} per session ({budgets.source})",
+            ),
+        )
     if status.fork_of:
         # The reason the fork was made: another kernel may hold the session, or nothing in it
         # could be read (another key, a newer release) with no other kernel anywhere.
         why = status.fork_reason or "another kernel holds it"
-        lines.append(f"Fork of:   '{status.fork_of}' ({why})")
+        fields.append(Field("Fork of:", f"'{status.fork_of}' ({why})"))
     if status.merges:
-        lines.append(
-            f"Merges:    {status.merges} save(s) merged with other kernels' changes"
-            + (f"; last: {status.last_merge}" if status.last_merge else "")
+        fields.append(
+            Field(
+                "Merges:",
+                f"{status.merges} save(s) merged with other kernels' changes"
+                + (f"; last: {status.last_merge}" if status.last_merge else ""),
+            )
         )
+    alerts = []
     if status.disabled:
-        lines.append(f"Capture is OFF after repeated errors: {status.disabled}")
+        alerts.append(f"Capture is OFF after repeated errors: {status.disabled}")
     if status.last_error:
-        lines.append(f"Last save failed: {status.last_error}")
-    if status.skipped:
-        lines.append(f"Not saved ({skipped}):")
-        lines.extend(f"  {name}: {reason}" for name, reason in status.skipped)
-    if status.connections:
-        lines.append(f"Connections ({len(status.connections)}):")
-        for row in connection_rows(status.connections, status.connection_states):
-            error = f" — {row.last_error}" if row.last_error else ""
-            lines.append(f"  {row.name}: {row.state} ({row.target}){error}")
-    if status.restore is not None:
-        lines.append("Last restore:")
-        lines.extend(f"  {line}" for line in restore_notice(status.restore, in_status=True).lines)
-    if status.notices:
-        lines.append(f"Notices ({len(status.notices)}, oldest first):")
-        for when, text in status.notices:
-            first, *rest = text.splitlines() or [""]
-            lines.append(f"  {format_time(when)}  {first}")
-            lines.extend(f"    {line}" for line in rest)
-    level = Level.WARNING if status.disabled or status.last_error else Level.INFO
+        alerts.append(f"Last save failed: {status.last_error}")
     return StatusView(
         session=status.session,
         state=state,
         variables=status.variables,
         skipped=skipped,
-        notice=Notice(tuple(lines), level),
+        fields=tuple(fields),
+        alerts=tuple(alerts),
+        not_saved=(
+            Pairs(f"Not saved ({skipped}):", tuple(status.skipped)) if status.skipped else None
+        ),
+        connections=tuple(connection_rows(status.connections, status.connection_states)),
+        restore=(
+            restore_view(status.restore, in_status=True) if status.restore is not None else None
+        ),
+        notices=tuple((format_time(when), text) for when, text in status.notices),
+        level=Level.WARNING if status.disabled or status.last_error else Level.INFO,
     )

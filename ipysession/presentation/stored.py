@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from ipysession.connections.records import mru_order
 from ipysession.formatting import count, format_size, format_time
 from ipysession.model import REDACTED, redact
-from ipysession.presentation.base import Section, State, Table, known, problem_json
+from ipysession.presentation.base import (
+    Column,
+    Field,
+    Section,
+    State,
+    Table,
+    known,
+    problem_json,
+)
 from ipysession.session.forks import fork_parent
 from ipysession.store.lookup import display_name
 
@@ -174,9 +182,15 @@ def session_rows(
     return ordered
 
 
+def _columns(headers: Sequence[str]) -> tuple[Column, ...]:
+    return tuple(Column.STATE if h == "state" else Column.TEXT for h in headers)
+
+
 def sessions_table(rows: Sequence[SessionRow], *, empty: str) -> Table:
     notes = (DOCTOR_NOTE,) if any(r.state is not State.OK for r in rows) else ()
-    return Table(SESSION_HEADERS, tuple(r.cells() for r in rows), empty, notes)
+    return Table(
+        SESSION_HEADERS, tuple(r.cells() for r in rows), empty, notes, _columns(SESSION_HEADERS)
+    )
 
 
 # --- snapshots ----------------------------------------------------------------------------------
@@ -292,7 +306,9 @@ def snapshot_rows(
 
 def snapshots_table(rows: Sequence[SnapshotRow], *, empty: str) -> Table:
     notes = (DOCTOR_NOTE,) if any(r.state is not State.OK for r in rows) else ()
-    return Table(SNAPSHOT_HEADERS, tuple(r.cells() for r in rows), empty, notes)
+    return Table(
+        SNAPSHOT_HEADERS, tuple(r.cells() for r in rows), empty, notes, _columns(SNAPSHOT_HEADERS)
+    )
 
 
 # --- show ---------------------------------------------------------------------------------------
@@ -430,28 +446,32 @@ def show_view(
     sections = [
         Section(
             f"Session {display_name(session.name)!r}",
-            (
-                f"name        {session.name}",
-                f"id          {session.id or '- (saved before ids; set at its next save)'}",
-                f"snapshot    {which}: {path}",
-                f"created     {format_time(session.created, missing='-')}",
-                f"updated     {format_time(session.updated, missing='-')}",
-                f"written by  {_writer_text(session.writer)}",
-                f"cwd         {session.cwd or '-'}",
-                f"history     {count(len(session.history), 'cell')}",
+            fields=(
+                Field("name", session.name),
+                Field("id", session.id or "- (saved before ids; set at its next save)"),
+                Field("snapshot", f"{which}: {path}"),
+                Field("created", format_time(session.created, missing="-")),
+                Field("updated", format_time(session.updated, missing="-")),
+                Field("written by", _writer_text(session.writer)),
+                Field("cwd", session.cwd or "-"),
+                Field("history", count(len(session.history), "cell")),
             ),
         ),
         Section(
             f"Variables ({saved} saved, {len(variables) - saved} skipped)",
-            table=Table(VARIABLE_HEADERS, rows, empty="none"),
+            table=Table(VARIABLE_HEADERS, rows, empty="none", columns=_columns(VARIABLE_HEADERS)),
         ),
-        Section(f"Imports ({len(imports)})", tuple(imp.statement() for imp in session.imports)),
+        Section(
+            f"Imports ({len(imports)})",
+            tuple(imp.statement() for imp in session.imports),
+            code=True,
+        ),
         Section(
             "Preferences",
-            (
-                f"extensions  {', '.join(prefs.extensions) or '-'}",
-                f"magics      {magics or '-'}",
-                f"env         {', '.join(f'{k}={REDACTED}' for k in prefs.env) or '-'}",
+            fields=(
+                Field("extensions", ", ".join(prefs.extensions) or "-"),
+                Field("magics", magics or "-"),
+                Field("env", ", ".join(f"{k}={REDACTED}" for k in prefs.env) or "-"),
             ),
         ),
         Section(

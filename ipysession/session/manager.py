@@ -52,6 +52,7 @@ from ipysession.errors import (
     WrongKey,
 )
 from ipysession.model import HistoryEntry, Session
+from ipysession.session.budgets import Budgets, machine_budgets
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
 from ipysession.session.lease import RootDirs
@@ -94,6 +95,8 @@ class SessionManager(SessionOptions):
         self._dirty = False
         self._hooks = HookGuard(self._notify)
         self.last_restore: RestoreReport | None = None
+        # Measured when first needed, then kept for the kernel's life (see session/budgets).
+        self._machine_budgets: Budgets | None = None
         self._write_log = WriteLog(self._notify)
         self.connections = ConnectionSet(
             ConnectionSettings(
@@ -282,9 +285,30 @@ class SessionManager(SessionOptions):
             # Marked, so the next change's save or the save at shutdown carries its line.
             self._dirty = True
 
+    def budgets(self) -> Budgets:
+        """The size budgets in force: ``max_variable_bytes`` and ``max_session_bytes`` where
+        set, the machine's (measured once per kernel) where 0; and where they come from."""
+        variable, session = self.max_variable_bytes, self.max_session_bytes
+        if variable and session:
+            return Budgets(variable, session, "set in the configuration")
+        if self._machine_budgets is None:
+            self._machine_budgets = machine_budgets(self.root)
+        machine = self._machine_budgets
+        if not (variable or session):
+            return machine
+        source = (
+            f"{'max_variable_bytes' if variable else 'max_session_bytes'} set, the other "
+            f"{machine.source}"
+        )
+        return Budgets(
+            variable or machine.max_variable_bytes, session or machine.max_session_bytes, source
+        )
+
     def _limits(self) -> ns_capture.CaptureLimits:
+        budgets = self.budgets()
         return ns_capture.CaptureLimits(
-            max_variable_bytes=self.max_variable_bytes, max_session_bytes=self.max_session_bytes
+            max_variable_bytes=budgets.max_variable_bytes,
+            max_session_bytes=budgets.max_session_bytes,
         )
 
     # --- one path for every change ------------------------------------------------------------
@@ -491,7 +515,8 @@ class SessionManager(SessionOptions):
         if decision is LeaseDecision.FORK and latest and self.has_saved_session(own_fork):
             source = own_fork
         try:
-            result = self.store.read(source, generation=generation, checkpoint=checkpoint)
+            with report.times.timing("data"):
+                result = self.store.read(source, generation=generation, checkpoint=checkpoint)
         except SessionNotFound:
             if not latest and self.store.exists(source):
                 # The session is there, only not what was asked for: never "no saved session".
@@ -516,7 +541,8 @@ class SessionManager(SessionOptions):
             if not resume:
                 raise
             source = own_fork
-            result = self.store.read(source)
+            with report.times.timing("data"):
+                result = self.store.read(source)
         if own:
             self._saves.saw(source)
         session = result.session
@@ -570,6 +596,7 @@ class SessionManager(SessionOptions):
             history=len(self.workspace.all_history()),
             restore=self.last_restore,
             disabled=self.disabled,
+            budgets=self.budgets(),
             lease_holder=lease.holder if lease is not None else None,
             lease_ours=lease is not None and lease.ours,
             lease_problem=lease.reason

@@ -113,15 +113,21 @@ class SessionOptions(Configurable):
     ).tag(config=True)
 
     max_variable_bytes = Int(
-        256 * 1024 * 1024,
+        0,
         help="""Largest serialized size of one variable (bytes). Bigger values are listed as
-        skipped with their size; raise this to keep them.""",
+        skipped with their size and the value of this setting that would keep them. 0 (the
+        default): derived from the machine, a quarter of the memory and an eighth of the free
+        disk under the store, whichever is less, at least 256 MiB and at most 64 GiB (the
+        largest value the store reads back); `%session status` shows the value in use.""",
     ).tag(config=True)
 
     max_session_bytes = Int(
-        1024 * 1024 * 1024,
+        0,
         help="""Largest total serialized size of all variables (bytes). Variables past it are
-        listed as skipped; raise this to keep them.""",
+        listed as skipped with the value of this setting that would keep them. 0 (the
+        default): derived from the machine, half of the memory and a quarter of the free disk
+        under the store, whichever is less, and at least 1 GiB; `%session status` shows the
+        value in use.""",
     ).tag(config=True)
 
     keep_generations = Int(
@@ -231,6 +237,15 @@ class SessionOptions(Configurable):
         except ValueError as exc:
             raise TraitError(str(exc)) from None
         return str(proposal["value"])
+
+    @validate("max_variable_bytes", "max_session_bytes")
+    def _valid_budget(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if value < 0:
+            name = proposal["trait"].name
+            msg = f"{name} must be a number of bytes (0: derived from the machine), not {value!r}"
+            raise TraitError(msg)
+        return int(value)
 
     @validate("keep_generations")
     def _valid_keep_generations(self, proposal: Any) -> int:

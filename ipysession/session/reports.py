@@ -6,16 +6,58 @@ magic and the command line) can build its views from them without importing a sh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ipysession.model import ConnectionRecord
+from ipysession.session.budgets import Budgets
 from ipysession.session.lease import LeaseHolder
 
-__all__ = ["RESTORE_PARTS", "RestoreReport", "SaveReport", "Status", "restore_parts"]
+__all__ = [
+    "RESTORE_PARTS",
+    "RestoreReport",
+    "RestoreTimes",
+    "SaveReport",
+    "Status",
+    "TimedPart",
+    "restore_parts",
+]
 
 # The parts of a session, in the order a restore applies them.
 RESTORE_PARTS = ("preferences", "cwd", "imports", "variables", "history", "layout", "connections")
+
+
+#: The parts of a restore's time the summary names.
+TimedPart = Literal["imports", "data", "replay", "connections"]
+
+
+@dataclass
+class RestoreTimes:
+    """Where a restore's seconds went, so a slow start says whether it was re-importing heavy
+    libraries (torch, CUDA initialisation), reading and unpickling the data, replaying cells, or
+    setting up connections. What is left of ``RestoreReport.seconds`` (the lease, settings,
+    history) is small and not named."""
+
+    #: Re-importing the session's imports.
+    imports: float = 0.0
+    #: Reading, authenticating and decrypting the snapshot, reading blobs, unpickling values.
+    data: float = 0.0
+    #: Re-running the cells that rebuild what could not be pickled (0 until replay exists).
+    replay: float = 0.0
+    #: Loading connection records and scheduling reconnection (connecting is in the background).
+    connections: float = 0.0
+
+    @contextmanager
+    def timing(self, part: TimedPart) -> Iterator[None]:
+        """Add the time the ``with`` block takes to ``part``, even when it raises."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, part, getattr(self, part) + time.perf_counter() - started)
 
 
 @dataclass
@@ -46,6 +88,8 @@ class RestoreReport:
     # When nothing was found: saved sessions whose notebook no longer exists (renamed or moved),
     # newest first, that `%session adopt NAME` could bring here.
     orphans: list[str] = field(default_factory=list)
+    #: How ``seconds`` splits: imports, data, replay, connections.
+    times: RestoreTimes = field(default_factory=RestoreTimes)
 
 
 @dataclass
@@ -91,6 +135,8 @@ class Status:
     last_merge: str | None = None
     #: The session's stable id (what a frontend keeps in the notebook's metadata).
     session_id: str | None = None
+    #: The size budgets in force and where they come from (set, or derived from the machine).
+    budgets: Budgets | None = None
 
 
 def restore_parts(only: Sequence[str] | None, variables: Sequence[str] | None) -> set[str]:

@@ -30,6 +30,7 @@ from ipysession._version import __version__
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.capture import preferences as pref_capture
+from ipysession.capture.describe import budget_hint, format_bytes
 from ipysession.capture.references import global_names
 from ipysession.errors import SessionError
 from ipysession.model import (
@@ -268,10 +269,14 @@ class Workspace:
         return hmac.compare_digest(hasher.hexdigest(), stored_id)
 
     def _enforce_session_budget(self, max_session_bytes: int) -> None:
+        """Skip the largest values past ``max_session_bytes``; each reason names the setting
+        and the value that keeps them all (the total of every value this kernel holds)."""
+        held = [(n, r) for n, r in self.records.items() if r.saved and r.data is not None]
+        needed = sum(record.size for _, record in held)
+        if needed <= max_session_bytes:
+            return
         total = 0
-        for name, record in sorted(self.records.items(), key=lambda item: item[1].size):
-            if not record.saved or record.data is None:
-                continue
+        for name, record in sorted(held, key=lambda item: item[1].size):
             total += record.size
             if total > max_session_bytes:
                 self.records[name] = VariableRecord(
@@ -279,8 +284,10 @@ class Workspace:
                     type_name=record.type_name,
                     size=record.size,
                     skipped=(
-                        f"the session is over max_session_bytes ({max_session_bytes:,} "
-                        "bytes); raise SessionManager.max_session_bytes to keep it"
+                        f"{format_bytes(record.size)} would take the session over its limit "
+                        f"of {format_bytes(max_session_bytes)} (its values take "
+                        f"{format_bytes(needed)}); "
+                        + budget_hint("max_session_bytes", needed, "keeps them all")
                     ),
                 )
 
@@ -391,20 +398,25 @@ class Workspace:
                 report.cwd = session.cwd
             else:
                 report.skipped.append(("cwd", reason))
+        times = report.times
         if only is None:
             if "imports" in parts:
-                self._restore_imports(session, report, None)
+                with times.timing("imports"):
+                    self._restore_imports(session, report, None)
             if "variables" in parts:
-                self._restore_variables(session, source, report, None)
+                with times.timing("data"):
+                    self._restore_variables(session, source, report, None)
         else:
             # Chosen variables first: the imports restored with them are those their code
             # reads (see capture.references.global_names), which only the unpickled values can tell.
             if "variables" in parts:
-                self._restore_variables(session, source, report, only)
+                with times.timing("data"):
+                    self._restore_variables(session, source, report, only)
             if "imports" in parts:
                 user_ns = self.user_ns
                 values = (user_ns[name] for name in report.variables if name in user_ns)
-                self._restore_imports(session, report, only | global_names(values))
+                with times.timing("imports"):
+                    self._restore_imports(session, report, only | global_names(values))
         if "history" in parts and own:
             self.previous_history = list(session.history)
             report.history = len(session.history)
@@ -412,7 +424,8 @@ class Workspace:
             self.layout = session.layout
             report.layout = True
         if "connections" in parts and session.connections:
-            report.connections = self.connections.load(session.connections)
+            with times.timing("connections"):
+                report.connections = self.connections.load(session.connections)
         if own:
             self.created = session.created or self.created
             self.extra = dict(session.extra)

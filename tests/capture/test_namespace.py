@@ -632,7 +632,7 @@ def test_over_budget_by_estimate_is_refused_before_pickling() -> None:
     assert isinstance(record, VariableRecord)
     assert record.skipped == (
         "numpy.ndarray of about 2.0 MiB (estimated) is over the per-variable limit of 1.0 MiB; "
-        "raise SessionManager.max_variable_bytes to save it"
+        "`%config SessionManager.max_variable_bytes = 3 * 1024**2` (3.0 MiB) saves it"
     )
     assert record.type_name == "numpy.ndarray"
 
