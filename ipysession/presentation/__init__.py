@@ -45,6 +45,13 @@ from ipysession.presentation.kernel import (
     save_notice,
     status_view,
 )
+from ipysession.presentation.replay import (
+    LOG_HEADERS,
+    log_table,
+    replay_lines,
+    replay_notice,
+    travel_notice,
+)
 from ipysession.presentation.stored import (
     DOCTOR_NOTE,
     SESSION_HEADERS,
@@ -63,6 +70,7 @@ from ipysession.presentation.stored import (
 __all__ = [
     "CONNECTION_HEADERS",
     "DOCTOR_NOTE",
+    "LOG_HEADERS",
     "SESSION_HEADERS",
     "SNAPSHOT_HEADERS",
     "VARIABLE_HEADERS",
@@ -79,7 +87,10 @@ __all__ = [
     "autosave_words",
     "connection_rows",
     "connections_table",
+    "log_table",
     "problem_json",
+    "replay_lines",
+    "replay_notice",
     "restore_notice",
     "save_notice",
     "session_rows",
@@ -89,4 +100,5 @@ __all__ = [
     "snapshots_table",
     "status_view",
     "text_table",
+    "travel_notice",
 ]

@@ -12,6 +12,7 @@ from ipysession.connections.backends import redact_text
 from ipysession.connections.records import describe_record, mru_order
 from ipysession.formatting import count, format_time
 from ipysession.presentation.base import Level, Notice, State, Table
+from ipysession.presentation.replay import replay_lines
 from ipysession.store.lookup import display_name
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ def restore_notice(
     if report.skipped:
         lines.append(f"Not restored ({len(report.skipped)}):")
         lines.extend(f"  {item}: {reason}" for item, reason in report.skipped)
+    lines.extend(replay_lines(report.replay))
     if report.problems:
         lines.append("Problems with session files (older generation used):")
         lines.extend(f"  {problem}" for problem in report.problems)
