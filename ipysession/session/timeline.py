@@ -17,8 +17,9 @@ that travelled (``%session undo`` rebinding ``df``) is recorded like any other, 
 *parent*, the parent of the state it went to, so ``undo`` twice goes two cells back, not back
 and forth; the state before a travel stays reachable with ``%session checkout -``.
 
-Memory is bounded by ``SessionManager.undo_max_bytes``: past it the oldest steps are forgotten
-and the states before them are out of reach. Values that cannot be saved (a generator, a lock)
+Memory is bounded by ``SessionManager.undo_max_bytes``, counting the values the kept steps
+replaced and the copies of the values now current: past it the oldest steps are forgotten and
+the states before them are out of reach. Values that cannot be saved (a generator, a lock)
 have no past copy: a travel leaves them as they are and says so. The timeline lives in the kernel
 only; across restarts ``%session restore --generation N`` goes back to what was saved.
 """
@@ -78,6 +79,9 @@ class Timeline:
         self._steps: collections.deque[Step] = collections.deque()
         self._next = 0
         self._bytes = 0
+        self._latest_bytes = 0
+        # The execution count of the newest step forgotten: states up to it are out of reach.
+        self._trimmed_count: int | None = None
         # The values each name had after its latest step, as captured then (with their bytes:
         # the workspace later keeps only a blob reference for large values).
         self._latest: dict[str, Value] = {}
@@ -92,7 +96,12 @@ class Timeline:
     ) -> Step | None:
         """Keep what a cell changed (``before``/``after`` of each name it changed)."""
         travel, self._travel = self._travel, None
-        if self.max_bytes <= 0 or not before:
+        if self.max_bytes <= 0:
+            # Off: what is kept would be stale if it were turned on again later.
+            if self._steps or self._latest:
+                self.clear()
+            return None
+        if not before:
             return None
         # A name's earlier value as captured then, not the blob reference it may be now.
         kept = {name: self._latest.get(name, value) for name, value in before.items()}
@@ -114,14 +123,24 @@ class Timeline:
             travelled_to=travelled_to,
         )
         self._steps.append(step)
-        self._latest.update(after)
+        for name, value in after.items():
+            self._latest_bytes += _bytes(value) - _bytes(self._latest.get(name, ABSENT))
+            self._latest[name] = value
         self._bytes += step.size
         self._trim()
         return step
 
     def _trim(self) -> None:
-        while self._steps and self._bytes > self.max_bytes:
-            self._bytes -= self._steps.popleft().size
+        while self._steps and self._bytes + self._latest_bytes > self.max_bytes:
+            gone = self._steps.popleft()
+            self._bytes -= gone.size
+            self._trimmed_count = gone.count
+        # Still over with every step gone: the largest current values are no longer copied (a
+        # later step takes their workspace record instead: a blob reference, read if needed).
+        for name in sorted(self._latest, key=lambda n: -_bytes(self._latest[n])):
+            if self._latest_bytes <= self.max_bytes:
+                break
+            self._latest_bytes -= _bytes(self._latest.pop(name))
 
     def travelling(self, target: int) -> None:
         """The cell running now goes to state ``target``: its step is a travel."""
@@ -132,7 +151,8 @@ class Timeline:
         """Forget every step (after a restore: the namespace is another one now)."""
         self._steps.clear()
         self._latest.clear()
-        self._bytes = 0
+        self._bytes = self._latest_bytes = 0
+        self._trimmed_count = None
         self._travel = None
         self.before_travel = None
 
@@ -154,7 +174,8 @@ class Timeline:
 
     @property
     def nbytes(self) -> int:
-        return self._bytes
+        """Bytes held: the values the kept steps replaced, and the copies of current values."""
+        return self._bytes + self._latest_bytes
 
     def reachable(self, state: int) -> bool:
         return self.oldest <= state <= self.head
@@ -176,6 +197,8 @@ class Timeline:
 
     def state_of_count(self, count: int) -> int | None:
         """The state after execution ``count``: its step, or the newest before it."""
+        if self._trimmed_count is not None and count <= self._trimmed_count:
+            return None
         found: int | None = None
         for step in self._steps:
             if step.count <= count:

@@ -39,14 +39,28 @@ def test_undo_follows_parents_and_a_travel_step_goes_back_past_its_target() -> N
 
 
 def test_the_oldest_steps_go_when_the_timeline_is_over_its_bytes() -> None:
-    timeline = Timeline(max_bytes=25)
+    # Counted: the values each kept step replaced, and the copy of each current value.
+    timeline = Timeline(max_bytes=35)
     for count in range(1, 6):
         timeline.record(count, {"x": _value("x", b"0123456789")}, {"x": _value("x", b"z" * 10)})
-    assert timeline.nbytes <= 25
+    assert timeline.nbytes <= 35
     assert [s.count for s in timeline.steps] == [4, 5]
     assert not timeline.reachable(1)
     assert timeline.reachable(timeline.oldest)
-    assert Timeline(max_bytes=0).record(1, {"x": ABSENT}, {"x": _value("x", b"1")}) is None
+    assert timeline.state_of_count(2) is None  # forgotten, not mistaken for the oldest kept
+    assert timeline.state_of_count(4) == timeline.steps[0].index
+
+    tiny = Timeline(max_bytes=5)
+    tiny.record(1, {"x": ABSENT}, {"x": _value("x", b"0123456789")})
+    assert tiny.nbytes <= 5
+    assert tiny.steps == []
+
+    off = Timeline(max_bytes=10_000)
+    off.record(1, {"x": ABSENT}, {"x": _value("x", b"1")})
+    off.max_bytes = 0
+    assert off.record(2, {"x": _value("x", b"1")}, {"x": _value("x", b"2")}) is None
+    assert off.steps == []
+    assert off.nbytes == 0
 
 
 def _columns(shell: Any) -> list[str]:
