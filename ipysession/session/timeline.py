@@ -137,6 +137,8 @@ class Timeline:
             self._trimmed_count = gone.count
         # Still over with every step gone: the largest current values are no longer copied (a
         # later step takes their workspace record instead: a blob reference, read if needed).
+        if self._latest_bytes <= self.max_bytes:
+            return
         for name in sorted(self._latest, key=lambda n: -_bytes(self._latest[n])):
             if self._latest_bytes <= self.max_bytes:
                 break
