@@ -24,6 +24,11 @@ a replay changes nothing but the names it rebuilds. A cell whose update of a nam
 is never replayed (it is named, as left out); a defining cell with side effects needs consent,
 given by the caller.
 
+Kishu's restore plan is the same idea at the level of a whole checkpoint: it orders "load
+variable" and "rerun cell" actions by cell number (``kishu/planning/plan.py``), falling back to
+rerunning cells for what it cannot deserialize. Here the stored values are loaded first (they are
+the inputs) and only what is missing is rerun, with the side-effect check Kishu does not make.
+
 History entries whose source had a secret blanked (``redaction.REDACTED`` in it) are not replayed:
 their source is no longer the code that ran.
 """
@@ -270,13 +275,14 @@ def run_group(group: ReplayGroup, user_ns: dict[str, Any], *, time_limit: float)
                 name = f"<ipysession replay of cell {current.count}>"
                 exec(compile(current.code, name, "exec"), user_ns)  # noqa: S102 - the user's own cell
     except KeyboardInterrupt:
-        if not limit.fired:
-            raise
         where = current.count if current is not None else "?"
-        error = (
-            f"stopped in cell {where} after the time limit of {time_limit:g} s "
-            "(SessionManager.replay_time_limit)"
-        )
+        if limit.fired:
+            error = (
+                f"stopped in cell {where} after the time limit of {time_limit:g} s "
+                "(SessionManager.replay_time_limit)"
+            )
+        else:  # the user interrupted the kernel: this group stops, the restore goes on
+            error = f"interrupted in cell {where}"
     except Exception as exc:  # noqa: BLE001 - a replayed cell can raise anything; it is reported
         where = f"cell {current.count}" if current is not None else "replay"
         error = redact_source(f"{where} raised {type(exc).__name__}: {exc}")
