@@ -234,3 +234,25 @@ def test_a_cell_gone_from_the_history_is_said(capsys: pytest.CaptureFixture[str]
         summary = capsys.readouterr().out
         assert "Cannot rebuild lock (_thread.lock): no cell that assigns it is left" in summary
         assert "max_history" in summary
+
+
+def test_a_replay_that_fails_at_restore_is_reported_and_the_rest_stands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "numbers.txt"
+    data.write_text("1\n2\n")
+    with ipython_shell(autosave=False, session_name="nb") as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, f"lines = (line for line in open({str(data)!r}).read().split())")
+        run(shell, "import threading\nlock = threading.Lock()\nkept = 42")
+        run(shell, "%session save")
+        data.unlink()
+        capsys.readouterr()
+        restart(shell)
+        summary = capsys.readouterr().out
+        assert "Could not rebuild lines (generator) by replaying cell 1: cell 1 raised" in summary
+        assert "FileNotFoundError" in summary
+        assert "The rest stands" in summary
+        assert "Rebuilt lock (_thread.lock)" in summary
+        assert shell.user_ns["kept"] == 42
+        assert "lines" not in shell.user_ns
