@@ -58,7 +58,8 @@ def test_a_cell_that_writes_a_file_is_not_replayed_without_consent(tmp_path: Pat
     with start_kernel(tmp_path, FAST_AUTOSAVE) as kernel:
         kernel.run("import threading")
         kernel.run(
-            "guard = threading.Lock()\nwith open('log.txt', 'a') as out:\n    out.write('once\\n')"
+            "guard = threading.Lock()\nwith open('log.txt', 'a') as out:\n    out.write('once\\n')\n"
+            "display('guard made')"
         )
         wait_for_autosave(kernel)
         kernel.restart()
@@ -73,6 +74,7 @@ def test_a_cell_that_writes_a_file_is_not_replayed_without_consent(tmp_path: Pat
 
         text = kernel.run("%session replay guard --yes").text
         assert "Rebuilt guard" in text
+        assert "guard made" not in text  # what a replayed cell displays is not shown
         assert kernel.value("guard.acquire(blocking=False)") is True
         assert log.read_text() == "once\nonce\n"
 

@@ -309,9 +309,26 @@ def run_group(group: ReplayGroup, user_ns: dict[str, Any], *, time_limit: float)
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """What replayed cells print is dropped: no cell asked for it."""
+    """What replayed cells print or display is dropped: no cell asked for it."""
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _no_display():
+        yield
+
+
+@contextlib.contextmanager
+def _no_display() -> Iterator[None]:
+    """``display(...)`` in a replayed cell goes nowhere (IPython's own capture, when a shell
+    runs: it swaps the shell's display publisher for one that only collects)."""
+    try:
+        from IPython.core.interactiveshell import InteractiveShell
+        from IPython.utils.capture import capture_output
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        yield
+        return
+    if not InteractiveShell.initialized():
+        yield
+        return
+    with capture_output(stdout=False, stderr=False, display=True):
         yield
 
 

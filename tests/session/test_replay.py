@@ -146,7 +146,7 @@ def test_a_replay_past_its_time_limit_is_stopped_and_reported() -> None:
 
 def _unpicklable_session(shell: Any, workdir: Path) -> None:
     run(shell, "import hashlib, threading")
-    run(shell, "h = hashlib.sha256()")
+    run(shell, "h = hashlib.sha256()\ndisplay('shown once, never by a replay')")
     run(shell, "h.update(b'one')")
     run(shell, "lock = threading.Lock()")
     run(shell, "g = (i * i for i in range(10))")
@@ -172,6 +172,7 @@ def test_restore_rebuilds_what_only_computes_and_waits_for_consent_for_the_rest(
         summary = capsys.readouterr().out
         ns = shell.user_ns
         assert ns["h"].hexdigest() == ns["digest"]
+        assert "never by a replay" not in summary
         assert ns["lock"].acquire(blocking=False)
         assert next(ns["g"]) == 1  # as far along as the recorded cells took it
         assert "guard" not in ns
