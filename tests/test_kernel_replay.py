@@ -58,7 +58,9 @@ def test_a_cell_that_writes_a_file_is_not_replayed_without_consent(tmp_path: Pat
     with start_kernel(tmp_path, FAST_AUTOSAVE) as kernel:
         kernel.run("import threading")
         kernel.run(
-            "guard = threading.Lock()\nwith open('log.txt', 'a') as out:\n    out.write('once\\n')\n"
+            "guard = threading.Lock()\n"
+            "with open('log.txt', 'a') as out:\n"
+            "    out.write('once\\n')\n"
             "display('guard made')"
         )
         wait_for_autosave(kernel)
