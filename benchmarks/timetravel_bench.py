@@ -81,6 +81,7 @@ def _per_cell(shell: Any, cell: str, runs: int) -> dict[str, list[float]]:
         for setting in ("off", "on") if i % 2 else ("on", "off"):
             manager.undo_max_bytes = default if setting == "on" else 0
             times[setting].append(_timed(lambda: _run(shell, cell)))
+        manager.undo_max_bytes = default
     return times
 
 
@@ -112,9 +113,13 @@ def _measure(runs: int, *, smoke: bool) -> dict[str, Any]:
             figures.extend(_cell_figures("reference", "reference workload", cells))
 
             undo: list[float] = []
+            columns = len(shell.user_ns["df"].columns)
             for _ in range(runs):
                 _run(shell, "df = df.drop(columns=[df.columns[-1]])")
                 undo.append(_timed(lambda: _run(shell, "%session undo")))
+                if len(shell.user_ns["df"].columns) != columns:
+                    msg = "%session undo did not bring the dropped column back"
+                    raise RuntimeError(msg)
             figures.append(_figure("undo", "%session undo of one cell (df.drop)", undo))
 
             _run(shell, "%session save")

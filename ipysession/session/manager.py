@@ -655,6 +655,18 @@ class SessionManager(SessionOptions):
 
     def _nothing_kept(self, what: str) -> CaptureError:
         timeline = self.workspace.timeline
+        if self.undo_max_bytes <= 0:
+            msg = (
+                f"`%session {what}`: the timeline of session '{self.name}' is off "
+                "(SessionManager.undo_max_bytes = 0)"
+            )
+            return CaptureError(
+                msg,
+                hint=(
+                    "`%config SessionManager.undo_max_bytes = 268435456` keeps steps from the "
+                    "next cell on; `%session restore --generation N` goes back to a save"
+                ),
+            )
         kept = timeline.steps
         span = (
             f"cells {kept[0].count} to {kept[-1].count}"

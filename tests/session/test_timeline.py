@@ -132,3 +132,20 @@ def test_nothing_to_undo_or_out_of_reach_says_what_is_kept() -> None:
             manager.checkout("abc")
         with pytest.raises(CaptureError, match="1 or more cells"):
             manager.undo(0)
+        manager.undo_max_bytes = 0
+        run(shell, "x = 2")
+        with pytest.raises(CaptureError, match=r"is off \(SessionManager.undo_max_bytes = 0\)"):
+            manager.undo()
+
+
+def test_undo_brings_back_an_import_a_cell_rebound() -> None:
+    with ipython_shell(autosave=False, session_name="nb") as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "import json as j")
+        run(shell, "j = 5")
+        run(shell, "%session undo")
+        import json
+
+        assert shell.user_ns["j"] is json
+        run(shell, "%session checkout -")
+        assert shell.user_ns["j"] == 5
