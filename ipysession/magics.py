@@ -24,7 +24,7 @@ from ipysession import display, presentation
 from ipysession.errors import SessionError, SessionNotFound
 from ipysession.session.manager import SessionManager
 from ipysession.session.options import AUTOSAVE_INTERVALS, check_autosave_interval
-from ipysession.session.reports import RESTORE_PARTS
+from ipysession.session.reports import RESTORE_PARTS, ReplayOutcome
 from ipysession.store.lookup import display_name, resolve_name
 
 __all__ = ["SessionMagics", "build_parser", "split_line"]
@@ -242,6 +242,48 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("name")
+    p = sub.add_parser(
+        "replay",
+        help="rebuild values that could not be saved by running their cells again",
+        description=(
+            "Rebuild NAMEs (default: every value the restore left waiting) by replaying the "
+            "shortest chain of recorded cells that made them, inputs taken from what was "
+            "restored; what the cells print is not shown. Cells that only compute run at once; "
+            "a cell that writes files, uses the network, runs shell commands or a magic outside "
+            "a safe list runs only if you say yes (asked here, or --yes). A replayed generator "
+            "is as far along as the recorded cells took it; one advanced elsewhere starts "
+            "again from its cell. At restore this happens by itself, as SessionManager.replay "
+            "says ('auto', 'ask', 'never')."
+        ),
+    )
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--yes", action="store_true", help="run cells with side effects without asking")
+    p = sub.add_parser(
+        "undo",
+        help="put variables back as they were before the last N cells (default 1)",
+        description=(
+            "Put the namespace back as it was before the last N cells that changed a variable "
+            "or an import (cells that changed nothing do not count). Undo again goes further "
+            "back; `%session checkout -` returns to before the undo. The timeline is this "
+            "kernel's, bounded by SessionManager.undo_max_bytes; values that cannot be saved "
+            "stay as they are."
+        ),
+    )
+    p.add_argument("n", nargs="?", type=int, default=1, metavar="N")
+    sub.add_parser(
+        "log",
+        help="the timeline of this kernel: each cell that changed something, and what",
+    )
+    p = sub.add_parser(
+        "checkout",
+        help="go to the state after cell N (see `%session log`), or '-' for before the last move",
+        description=(
+            "Put the namespace in the state it had after execution N (a cell number `%session "
+            "log` lists, within what the timeline keeps), or with '-' back to where the last "
+            "undo or checkout started, so a checkout can always be taken back."
+        ),
+    )
+    p.add_argument("state", metavar="N|-")
     p = sub.add_parser("history", help="input history across kernel restarts")
     p.add_argument("-n", type=int, metavar="N", help="only the last N cells")
     p.add_argument("--grep", metavar="PATTERN", help="only cells matching this regex")
@@ -480,6 +522,34 @@ class SessionMagics(Magics):
             # Frontends without stdin support raise StdinNotImplementedError (a RuntimeError).
             msg = "cannot ask for confirmation here; add --yes"
             raise UsageError(msg) from exc
+
+    def _cmd_replay(self, args: argparse.Namespace) -> None:
+        def ask(outcome: ReplayOutcome) -> bool:
+            cells = ", ".join(str(c) for c in outcome.cells)
+            try:
+                answer = self._ask(
+                    f"Rebuilding {', '.join(outcome.names)} replays cell(s) {cells}, and "
+                    f"{outcome.reason}. Run them? [y/N] "
+                )
+            except UsageError:
+                return False  # no stdin here: the notice says how to run them with --yes
+            return answer.strip().lower() in ("y", "yes")
+
+        outcomes = self.manager.replay_values(args.names, consent=args.yes, ask=ask)
+        display.show(display.render_notice(presentation.replay_notice(outcomes, self.manager.name)))
+
+    def _cmd_undo(self, args: argparse.Namespace) -> None:
+        report = self.manager.undo(args.n)
+        display.show(display.render_notice(presentation.travel_notice(report)))
+
+    def _cmd_checkout(self, args: argparse.Namespace) -> None:
+        report = self.manager.checkout(args.state)
+        display.show(display.render_notice(presentation.travel_notice(report)))
+
+    def _cmd_log(self, args: argparse.Namespace) -> None:
+        timeline = self.manager.workspace.timeline
+        table = presentation.log_table(timeline.steps, timeline.head)
+        display.show(display.render_table(table))
 
     def _cmd_history(self, args: argparse.Namespace) -> None:
         entries = self.manager.search_history(n=args.n, grep=args.grep)

@@ -60,6 +60,13 @@ from ipysession.presentation.kernel import (
     save_view,
     status_view,
 )
+from ipysession.presentation.replay import (
+    LOG_HEADERS,
+    log_table,
+    replay_lines,
+    replay_notice,
+    travel_notice,
+)
 from ipysession.presentation.stored import (
     DOCTOR_NOTE,
     SESSION_HEADERS,
@@ -79,6 +86,7 @@ __all__ = [
     "CONNECTION_HEADERS",
     "DOCTOR_NOTE",
     "HISTORY_HEADERS",
+    "LOG_HEADERS",
     "SESSION_HEADERS",
     "SNAPSHOT_HEADERS",
     "VARIABLE_HEADERS",
@@ -101,7 +109,10 @@ __all__ = [
     "connection_rows",
     "connections_table",
     "history_table",
+    "log_table",
     "problem_json",
+    "replay_lines",
+    "replay_notice",
     "restore_notice",
     "restore_view",
     "save_notice",
@@ -114,4 +125,5 @@ __all__ = [
     "status_view",
     "text_table",
     "tone_of",
+    "travel_notice",
 ]

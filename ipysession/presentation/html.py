@@ -202,6 +202,7 @@ def _summary_body(view: SummaryView) -> str:
     parts = [_line(view.headline), *(_line(p) for p in view.paragraphs)]
     if view.skipped is not None:
         parts.append(_pairs(view.skipped))
+    parts.extend(_line(line) for line in view.replay)
     if view.problems:
         parts.append(_title(PROBLEMS_TITLE.rstrip(":")))
         parts.append(_table(("problem",), [(p,) for p in view.problems]))

@@ -23,6 +23,7 @@ from ipysession.presentation.base import (
     Table,
     field_line,
 )
+from ipysession.presentation.replay import replay_lines
 from ipysession.store.lookup import display_name
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class SummaryView:
     problems: tuple[str, ...] = ()
     footer: str | None = None
     level: Level = Level.INFO
+    #: What replaying cells rebuilt, and what it could not (see presentation/replay.py).
+    replay: tuple[str, ...] = ()
 
     @property
     def notice(self) -> Notice:
@@ -175,6 +178,7 @@ class SummaryView:
         lines = [self.headline, *self.paragraphs]
         if self.skipped is not None:
             lines.extend(self.skipped.lines())
+        lines.extend(self.replay)
         if self.problems:
             lines.append(PROBLEMS_TITLE)
             lines.extend(f"  {problem}" for problem in self.problems)
@@ -270,6 +274,7 @@ def restore_view(
         tuple(report.problems),
         footer,
         Level.WARNING if report.skipped or report.problems else Level.INFO,
+        replay=tuple(replay_lines(report.replay)),
     )
 
 

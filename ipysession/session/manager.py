@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,6 +44,7 @@ from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
 from ipysession.errors import (
+    CaptureError,
     KeyStoreError,
     NewerFormat,
     SessionExists,
@@ -51,17 +52,29 @@ from ipysession.errors import (
     SessionNotFound,
     WrongKey,
 )
-from ipysession.model import HistoryEntry, Session
+from ipysession.model import HistoryEntry, Session, VariableRecord
 from ipysession.session.budgets import Budgets, machine_budgets
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
 from ipysession.session.lease import RootDirs
 from ipysession.session.notices import Notices
 from ipysession.session.options import SessionOptions, check_autosave_interval
-from ipysession.session.reports import RestoreReport, SaveReport, Status, restore_parts
+from ipysession.session.reports import (
+    ReplayOutcome,
+    RestoreReport,
+    SaveReport,
+    Status,
+    TravelReport,
+    restore_parts,
+)
 from ipysession.session.sharing import LeaseDecision, Sharing, default_session_name
 from ipysession.session.snapshots import missing_snapshot
-from ipysession.session.workspace import CaptureSettings, Workspace, writer_info
+from ipysession.session.workspace import (
+    CaptureSettings,
+    ReplaySettings,
+    Workspace,
+    writer_info,
+)
 from ipysession.session.writer import AutosaveWriter, WriteLog
 
 if TYPE_CHECKING:
@@ -276,6 +289,7 @@ class SessionManager(SessionOptions):
                 limits=self._limits(),
                 full_capture_interval=self.full_capture_interval,
                 deep_capture_interval=self.deep_capture_interval,
+                undo_max_bytes=self.undo_max_bytes,
             ),
         )
         if changed:
@@ -557,7 +571,13 @@ class SessionManager(SessionOptions):
         if result.rollback is not None:  # newest generations deleted or put back (head record)
             report.problems.append(f"rollback: {result.rollback.message}")
         self.workspace.apply(
-            session, report, source=source, parts=parts, variables=variables, own=own
+            session,
+            report,
+            source=source,
+            parts=parts,
+            variables=variables,
+            own=own,
+            replay=self._replay_settings(),
         )
         if own and self.sharing.restored(
             result.generation, latest=latest, decision=decision, from_fork=source != target
@@ -568,6 +588,128 @@ class SessionManager(SessionOptions):
         report.seconds = time.perf_counter() - started
         self.last_restore = report
         return report
+
+    def _replay_settings(self) -> ReplaySettings:
+        return ReplaySettings(mode=self.replay, time_limit=self.replay_time_limit)
+
+    def replay_values(
+        self,
+        names: Sequence[str] = (),
+        *,
+        consent: bool,
+        ask: Callable[[ReplayOutcome], bool] | None = None,
+    ) -> list[ReplayOutcome]:
+        """Rebuild values that could not be saved by replaying their cells (``%session replay``).
+
+        ``names``: those (default: every value a restore left waiting); names already in the
+        namespace are left alone. ``consent`` runs cells with side effects without asking;
+        otherwise ``ask(outcome)`` decides for each group that has some.
+        """
+        workspace = self.workspace
+        pending = workspace.replay_pending
+        wanted = list(dict.fromkeys(names)) or list(pending)
+        user_ns = workspace.user_ns
+        targets = {}
+        for name in wanted:
+            if name in user_ns:
+                continue
+            record = pending.get(name) or workspace.records.get(name)
+            targets[name] = record or VariableRecord(name=name, type_name="", size=0, skipped="")
+        if not targets:
+            return []
+        outcomes = workspace.replay(
+            workspace.all_history(),
+            targets,
+            consent=consent,
+            settings=self._replay_settings(),
+            ask=ask,
+        )
+        self._changed()
+        return outcomes
+
+    # --- time travel --------------------------------------------------------------------------
+
+    def undo(self, n: int = 1) -> TravelReport:
+        """Put the namespace back as it was before the last ``n`` cells that changed it."""
+        if n < 1:
+            msg = f"%session undo goes back 1 or more cells, not {n}"
+            raise CaptureError(msg, hint="`%session undo` goes back one cell, `undo 3` three")
+        timeline = self.workspace.timeline
+        if timeline.head <= timeline.oldest:
+            command = "undo"
+            raise self._nothing_kept(command)
+        target = timeline.undo_target(n)
+        return self._travel(target)
+
+    def checkout(self, spec: str) -> TravelReport:
+        """Go to the state after execution ``spec`` (a cell's number), or ``-``: back to where
+        the last undo or checkout left."""
+        timeline = self.workspace.timeline
+        if spec == "-":
+            target = timeline.before_travel
+            if target is None:
+                msg = "No undo or checkout to go back from in this kernel"
+                raise CaptureError(msg, hint="`%session log` lists the states you can go to")
+        else:
+            try:
+                count = int(spec)
+            except ValueError:
+                msg = f"%session checkout takes a cell's number or '-', not {spec!r}"
+                raise CaptureError(msg, hint="`%session log` lists the cells") from None
+            found = timeline.state_of_count(count)
+            if found is None:
+                command = f"checkout {count}"
+                raise self._nothing_kept(command)
+            target = found
+        if not timeline.reachable(target):
+            command = f"checkout {spec}"
+            raise self._nothing_kept(command)
+        return self._travel(target)
+
+    def _travel(self, target: int) -> TravelReport:
+        timeline = self.workspace.timeline
+        count = timeline.count_of(target)
+        steps = timeline.steps
+        if count is not None:
+            what = f"after cell {count}"
+        else:  # the oldest state kept: before the first step
+            what = f"before cell {steps[0].count}" if steps else "at the start"
+        name = self.name
+        report = self.workspace.travel(target, what, lambda blob: self.store.read_blob(name, blob))
+        report.session = name
+        return report
+
+    def _nothing_kept(self, what: str) -> CaptureError:
+        timeline = self.workspace.timeline
+        if self.undo_max_bytes <= 0:
+            msg = (
+                f"`%session {what}`: the timeline of session '{self.name}' is off "
+                "(SessionManager.undo_max_bytes = 0)"
+            )
+            return CaptureError(
+                msg,
+                hint=(
+                    "`%config SessionManager.undo_max_bytes = 268435456` keeps steps from the "
+                    "next cell on; `%session restore --generation N` goes back to a save"
+                ),
+            )
+        kept = timeline.steps
+        span = (
+            f"cells {kept[0].count} to {kept[-1].count}"
+            if kept
+            else "no cell yet (cells that changed nothing are not kept)"
+        )
+        msg = (
+            f"`%session {what}`: that state of session '{self.name}' is not kept; this kernel's "
+            f"timeline holds {span}"
+        )
+        return CaptureError(
+            msg,
+            hint=(
+                "`%session log` lists what is kept (SessionManager.undo_max_bytes bounds it; a "
+                "restore starts it afresh); `%session restore --generation N` goes back to a save"
+            ),
+        )
 
     def merge_fork(self, fork: str, *, write: bool) -> tuple[str, MergeResult, int | None]:
         """Merge session ``fork`` back into the session it forks (``write`` False: a dry run);

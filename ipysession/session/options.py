@@ -216,6 +216,32 @@ class SessionOptions(Configurable):
         restarted.""",
     ).tag(config=True)
 
+    replay = Enum(
+        ["auto", "ask", "never"],
+        default_value="auto",
+        help="""Values that cannot be saved (generators, locks, hash objects, open connections)
+        are rebuilt at restore by running again the recorded cells that made them, with their
+        inputs taken from what was restored. 'auto': cells that only compute run at once; a cell
+        that writes files, uses the network, runs shell commands or a magic outside a safe list
+        waits for `%session replay NAME` (which asks) or `--yes`. 'ask': nothing runs at start;
+        the summary says what `%session replay` would rebuild. 'never': no replay.""",
+    ).tag(config=True)
+
+    replay_time_limit = Float(
+        60.0,
+        help="""Seconds all the cells replayed for one group of values may take together (0: no
+        limit); past it the replay is interrupted, reported, and the rest of the restore
+        stands.""",
+    ).tag(config=True)
+
+    undo_max_bytes = Int(
+        256 * 1024 * 1024,
+        help="""Memory (bytes) the per-cell timeline behind `%session undo`, `log` and `checkout`
+        may hold: each step keeps the serialized values it changed (unchanged values are shared,
+        so a step costs what it changed). Past it the oldest steps are forgotten; 0 turns the
+        timeline off.""",
+    ).tag(config=True)
+
     @default("root")
     def _default_root(self) -> str:
         return str(paths.session_root())
@@ -263,6 +289,7 @@ class SessionOptions(Configurable):
         "reconnect_backoff",
         "connect_timeout",
         "heartbeat_interval",
+        "replay_time_limit",
     )
     def _valid_seconds(self, proposal: Any) -> float:
         # A NaN or infinite wait never ends or never compares: a timeout that never fires, a

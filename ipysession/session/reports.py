@@ -6,6 +6,7 @@ magic and the command line) can build its views from them without importing a sh
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,11 +19,14 @@ from ipysession.session.lease import LeaseHolder
 
 __all__ = [
     "RESTORE_PARTS",
+    "ReplayOutcome",
+    "ReplayState",
     "RestoreReport",
     "RestoreTimes",
     "SaveReport",
     "Status",
     "TimedPart",
+    "TravelReport",
     "restore_parts",
 ]
 
@@ -60,6 +64,34 @@ class RestoreTimes:
             setattr(self, part, getattr(self, part) + time.perf_counter() - started)
 
 
+class ReplayState(str, enum.Enum):
+    """What became of values rebuilt by replaying their cells (see session/replay.py)."""
+
+    REBUILT = "rebuilt"
+    FAILED = "failed"
+    #: Its cells have side effects: run only with consent (`%session replay NAME --yes`).
+    WAITING = "waiting for consent"
+    #: SessionManager.replay is 'never' (or 'ask' at start): `%session replay NAME` runs it.
+    OFF = "not replayed"
+    #: No cell that binds it is left in the history.
+    UNAVAILABLE = "cannot be rebuilt"
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """One group of names rebuilt together: the cells (execution counts) and what happened."""
+
+    names: tuple[str, ...]
+    cells: tuple[int, ...]
+    state: ReplayState
+    seconds: float = 0.0
+    reason: str = ""
+    #: Later cells that used a name with side effects: never replayed (count, what they do).
+    left_out: tuple[tuple[int, str], ...] = ()
+    #: Each name's type, as the skipped record named it.
+    types: tuple[str, ...] = ()
+
+
 @dataclass
 class RestoreReport:
     """What a restore brought back, what it skipped and why."""
@@ -90,6 +122,21 @@ class RestoreReport:
     orphans: list[str] = field(default_factory=list)
     #: How ``seconds`` splits: imports, data, replay, connections.
     times: RestoreTimes = field(default_factory=RestoreTimes)
+    # Values that could not be saved, rebuilt (or not) by replaying their cells.
+    replay: list[ReplayOutcome] = field(default_factory=list)
+
+
+@dataclass
+class TravelReport:
+    """What `%session undo` / `checkout` did: the state gone to and the names changed."""
+
+    target: str
+    session: str = ""
+    restored: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    #: Names left as they are, with why (a value that cannot be saved has no past copy).
+    left: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass

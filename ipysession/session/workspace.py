@@ -16,24 +16,30 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import logging
 import os
 import queue
+import re
 import socket
 import sys
 import time
 import uuid
 from collections.abc import Callable, Container, Iterable, Sequence
 from collections.abc import Set as AbstractSet
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ipysession._version import __version__
+from ipysession.capture import figures as figure_capture
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.capture import preferences as pref_capture
+from ipysession.capture.cellnames import cell_names
 from ipysession.capture.describe import budget_hint, format_bytes
 from ipysession.capture.references import global_names
 from ipysession.errors import SessionError
 from ipysession.model import (
+    REDACTED,
     HistoryEntry,
     ImportRecord,
     Preferences,
@@ -41,13 +47,23 @@ from ipysession.model import (
     VariableRecord,
     WriterInfo,
 )
-from ipysession.session.reports import RestoreReport
+from ipysession.session import replay as replaying
+from ipysession.session.effects import cell_effects
+from ipysession.session.reports import ReplayOutcome, ReplayState, RestoreReport, TravelReport
+from ipysession.session.timeline import ABSENT, Timeline, Value
 
 if TYPE_CHECKING:
     from ipysession.connections.live import ConnectionSet
     from ipysession.store import SessionStore
 
-__all__ = ["CaptureSettings", "Workspace", "writer_info"]
+__all__ = ["CaptureSettings", "ReplaySettings", "Workspace", "writer_info"]
+
+log = logging.getLogger("ipysession")
+
+_ABSENT = object()
+
+# A cell that is only ipysession's own magic.
+_OWN_MAGIC = re.compile(r"\s*%session\b[^\n]*\s*\Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +73,15 @@ class CaptureSettings:
     limits: ns_capture.CaptureLimits
     full_capture_interval: float
     deep_capture_interval: float
+    undo_max_bytes: int = 256 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaySettings:
+    """``SessionManager.replay`` and ``replay_time_limit`` as they are now."""
+
+    mode: str = "auto"
+    time_limit: float = 60.0
 
 
 class Workspace:
@@ -101,6 +126,10 @@ class Workspace:
         self._lost_blobs: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._recapture: set[str] = set()
         self._restored_names: set[str] = set()
+        # Values that could not be saved and were not rebuilt at restore (consent needed, or
+        # replay off): their records, kept so `%session replay` and the next restart can.
+        self.replay_pending: dict[str, VariableRecord] = {}
+        self.timeline = Timeline(CaptureSettings.undo_max_bytes)
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
         hidden = getattr(shell, "user_ns_hidden", None)
         self.tracker = ns_capture.ChangeTracker(
@@ -152,6 +181,8 @@ class Workspace:
         # Values whose blob went missing are pickled again from the live object, whatever the
         # cell did: their stored copy is gone.
         recapture, self._recapture = self._recapture, set()
+        touched = changes.changed | changes.deleted | recapture
+        previous = {name: self._value(name) for name in touched}
         self._apply_changes(
             changes.changed | recapture,
             changes.deleted,
@@ -159,10 +190,27 @@ class Workspace:
             settings.limits,
             verify=changes.recheck,
         )
+        self._record_step(result, previous, settings.undo_max_bytes)
         self._capture_shell_state()
         # Equal records compare cheaply: an unchanged record is the very same object, and a
         # re-captured one compares its bytes, so a value the cell only read counts as unchanged.
         return self._restorable() != before
+
+    def _value(self, name: str) -> Value:
+        return (self.records.get(name), self.imports.get(name))
+
+    def _record_step(self, result: Any, before: dict[str, Value], max_bytes: int) -> None:
+        """One step of the timeline: each name whose record the cell changed, before and after."""
+        self.timeline.max_bytes = max_bytes
+        changed_before: dict[str, Value] = {}
+        changed_after: dict[str, Value] = {}
+        for name, old in before.items():
+            new = self._value(name)
+            if new != old:
+                changed_before[name] = old
+                changed_after[name] = new
+        count = getattr(result, "execution_count", None)
+        self.timeline.record(count if isinstance(count, int) else 0, changed_before, changed_after)
 
     def _restorable(self) -> tuple[object, ...]:
         """What a cell may change that a restore brings back, history aside (see end_cell)."""
@@ -379,6 +427,7 @@ class Workspace:
         parts: Container[str],
         variables: Sequence[str] | None,
         own: bool,
+        replay: ReplaySettings | None = None,
     ) -> None:
         """Apply ``session`` (read from session ``source``) to the shell, part by part.
 
@@ -389,6 +438,7 @@ class Workspace:
         """
         # A set: each of thousands of names is looked up once per variable and import.
         only = None if variables is None else frozenset(variables)
+        figures_before = figure_capture.open_figures()
         if "preferences" in parts:
             for item, reason in pref_capture.apply_preferences(self.shell, session.preferences):
                 _outcome(report, report.preferences, item, reason)
@@ -417,6 +467,19 @@ class Workspace:
                 values = (user_ns[name] for name in report.variables if name in user_ns)
                 with times.timing("imports"):
                     self._restore_imports(session, report, only | global_names(values))
+        if "variables" in parts and replay is not None:
+            unsaved = {
+                name: record
+                for name, record in session.variables.items()
+                if record.skipped is not None and (only is None or name in only)
+            }
+            with times.timing("replay"):
+                self._rebuild(session.history, unsaved, report, replay)
+        if "variables" in parts:
+            user_ns = self.user_ns
+            rebuilt = [n for o in report.replay for n in o.names if o.state is ReplayState.REBUILT]
+            back = [user_ns[n] for n in (*report.variables, *rebuilt) if n in user_ns]
+            figure_capture.settle_figures(self.shell, figures_before, back)
         if "history" in parts and own:
             self.previous_history = list(session.history)
             report.history = len(session.history)
@@ -433,7 +496,173 @@ class Workspace:
                 self.ids[source] = session.id
         # What was just restored is what is saved: only later changes need capturing again.
         self.tracker.sync(self.user_ns)
+        # The restore changed the namespace outside any cell: earlier states no longer lead here.
+        self.timeline.clear()
         self._restored_names.update(report.variables, report.imports)
+
+    # --- time travel (see session/timeline.py) ------------------------------------------------
+
+    def travel(self, target: int, what: str, read_blob: Callable[[str], bytes]) -> TravelReport:
+        """Put the namespace back in timeline state ``target`` (reachable: the caller checked).
+
+        Only names that differ are touched; a value that could not be saved is left as it is.
+        The records follow at the end of the cell, as for any cell that rebinds names.
+        """
+        started = time.perf_counter()
+        report = TravelReport(target=what)
+        user_ns = self.user_ns
+        for name, value in sorted(self.timeline.state_after(target).items()):
+            if value == self._value(name) and (value == ABSENT or name in user_ns):
+                continue
+            record, imports = value
+            if value == ABSENT:
+                if user_ns.pop(name, _ABSENT) is not _ABSENT:
+                    report.removed.append(name)
+                continue
+            if imports:
+                results = ns_capture.restore_imports(imports, user_ns)
+                failed = [reason for _, reason in results if reason is not None]
+                if failed:
+                    report.left.append((name, failed[0]))
+                else:
+                    report.restored.append(name)
+                continue
+            if record is None or record.skipped is not None:
+                report.left.append(
+                    (name, "it could not be saved, so no earlier copy of it was kept")
+                )
+                continue
+            try:
+                data = record.data if record.data is not None else read_blob(record.blob or "")
+                user_ns[name] = ns_capture.restore_value(record, data, namespace=user_ns)
+            except Exception as exc:  # noqa: BLE001 - one value that fails never stops the rest
+                report.left.append((name, _describe_error(exc)))
+                continue
+            report.restored.append(name)
+        self.timeline.travelling(target)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # --- rebuilding what could not be saved (see session/replay.py) ----------------------------
+
+    def _rebuild(
+        self,
+        history: Sequence[HistoryEntry],
+        unsaved: dict[str, VariableRecord],
+        report: RestoreReport,
+        settings: ReplaySettings,
+    ) -> None:
+        """Replay the cells that made ``unsaved`` values, as ``settings`` allows; report each."""
+        user_ns = self.user_ns
+        targets = {name: record for name, record in unsaved.items() if name not in user_ns}
+        if not targets:
+            return
+        if settings.mode == "auto":
+            outcomes = self.replay(history, targets, consent=False, settings=settings)
+        else:
+            outcomes = self.replay(history, targets, consent=None, settings=settings)
+        report.replay.extend(outcomes)
+        rebuilt = {n for o in outcomes if o.state is ReplayState.REBUILT for n in o.names}
+        if rebuilt:
+            report.skipped = [item for item in report.skipped if item[0] not in rebuilt]
+
+    def replay(
+        self,
+        history: Sequence[HistoryEntry],
+        targets: dict[str, VariableRecord],
+        *,
+        consent: bool | None,
+        settings: ReplaySettings,
+        ask: Callable[[ReplayOutcome], bool] | None = None,
+    ) -> list[ReplayOutcome]:
+        """Rebuild ``targets`` (name -> its skipped record) from ``history``.
+
+        ``consent``: True runs cells with side effects too, False only groups that just compute,
+        None runs nothing (only plans: replay is 'never', or 'ask' at start). ``ask(outcome)``
+        is asked for a group with side effects instead, when given.
+        """
+        user_ns = self.user_ns
+        plan = replaying.plan_replay(
+            history,
+            targets,
+            present=lambda name: name in user_ns,
+            prepare=self._replay_cell,
+        )
+        outcomes: list[ReplayOutcome] = []
+        for name, reason in plan.unavailable.items():
+            outcomes.append(
+                ReplayOutcome(
+                    names=(name,),
+                    cells=(),
+                    state=ReplayState.UNAVAILABLE,
+                    reason=reason,
+                    types=(targets[name].type_name,),
+                )
+            )
+            self.replay_pending.pop(name, None)
+        for group in plan.groups:
+            types = tuple(targets[n].type_name if n in targets else "" for n in group.targets)
+            why = group.consent_reason
+            if consent is None:
+                outcome = group.outcome(
+                    ReplayState.OFF, reason=f"SessionManager.replay is '{settings.mode}'"
+                )
+            elif why is not None and not consent and not self._asked(ask, group, why):
+                outcome = group.outcome(ReplayState.WAITING, reason=why)
+            else:
+                outcome = replaying.run_group(group, user_ns, time_limit=settings.time_limit)
+            outcome = dataclasses.replace(outcome, types=types)
+            outcomes.append(outcome)
+            for name in group.targets:
+                record = targets.get(name)
+                if outcome.state is ReplayState.REBUILT:
+                    self.replay_pending.pop(name, None)
+                    self._restored_names.add(name)
+                elif outcome.state is not ReplayState.FAILED and record is not None:
+                    self.replay_pending[name] = record
+                if record is not None and record.skipped:
+                    # Kept as skipped: the value still cannot be saved, and the next restart
+                    # rebuilds it again from the same cells.
+                    self.records[name] = record
+        if any(o.state is ReplayState.REBUILT for o in outcomes):
+            self.tracker.sync(user_ns, [n for o in outcomes for n in o.names if n in user_ns])
+        return outcomes
+
+    @staticmethod
+    def _asked(
+        ask: Callable[[ReplayOutcome], bool] | None, group: replaying.ReplayGroup, why: str
+    ) -> bool:
+        return ask is not None and ask(group.outcome(ReplayState.WAITING, reason=why))
+
+    def _replay_cell(self, position: int, entry: HistoryEntry) -> replaying.ReplayCell | None:
+        """One history entry read for replay (None: it cannot be replayed as recorded)."""
+        if REDACTED in entry.source:
+            return None  # a secret was blanked: this is no longer the code that ran
+        if _OWN_MAGIC.match(entry.source):
+            return None  # `%session ...`: replaying it would restore, undo or replay again
+        try:
+            code = self.shell.transform_cell(entry.source)
+        except Exception:  # noqa: BLE001 - a cell IPython cannot transform is not replayed
+            log.debug("cell %s cannot be transformed for replay", entry.execution_count)
+            return None
+        return replaying.ReplayCell(
+            position=position,
+            count=entry.execution_count,
+            code=code,
+            names=cell_names(entry.source, code),
+            effects=cell_effects(code, self._module_of),
+        )
+
+    def _module_of(self, name: str) -> str | None:
+        """The module a namespace name comes from (a module's own name, or its value's)."""
+        value = self.user_ns.get(name, _ABSENT)
+        if value is _ABSENT:
+            return None
+        if isinstance(value, ModuleType):
+            return value.__name__
+        owner = value if isinstance(value, type) or callable(value) else type(value)
+        module = getattr(owner, "__module__", None)
+        return module if isinstance(module, str) else None
 
     def _restore_imports(
         self, session: Session, report: RestoreReport, only: AbstractSet[str] | None
