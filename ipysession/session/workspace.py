@@ -30,8 +30,10 @@ from ipysession._version import __version__
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.capture import preferences as pref_capture
+from ipysession.capture.covars import CoVariables
+from ipysession.capture.pickling import digest_parts
 from ipysession.capture.references import global_names
-from ipysession.errors import SessionError
+from ipysession.errors import CaptureError, SessionError
 from ipysession.model import (
     HistoryEntry,
     ImportRecord,
@@ -47,6 +49,9 @@ if TYPE_CHECKING:
     from ipysession.store import SessionStore
 
 __all__ = ["CaptureSettings", "Workspace", "writer_info"]
+
+#: (name, record, record as sealed) from the writer thread.
+_StoredQueue = queue.SimpleQueue[tuple[str, VariableRecord, VariableRecord]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +95,9 @@ class Workspace:
         self.ids: dict[str, str] = {}
         self._env_baseline = dict(os.environ)
         self._last_full_pass = self._last_deep_pass = time.monotonic()
-        # (name, record, blob id) from the writer thread: values now safely in a blob, whose
-        # bytes the main thread can drop (a 50 MB DataFrame would otherwise be held twice).
-        self._stored_in_blobs: queue.SimpleQueue[tuple[str, VariableRecord, str]] = (
-            queue.SimpleQueue()
-        )
+        # (name, record, record as sealed) from the writer thread: values now safely in blobs,
+        # whose bytes the main thread can drop (a 50 MB DataFrame would otherwise be held twice).
+        self._stored_in_blobs: _StoredQueue = queue.SimpleQueue()
         # (name, blob id) from the writer thread: values whose blob was missing at a write (the
         # session was deleted under this kernel); the main thread captures them again.
         self._lost_blobs: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
@@ -102,6 +105,8 @@ class Workspace:
         self._restored_names: set[str] = set()
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
         hidden = getattr(shell, "user_ns_hidden", None)
+        # Which variables share objects: those are captured together, as one group.
+        self.covars = CoVariables()
         self.tracker = ns_capture.ChangeTracker(
             exclude=tuple(exclude), hidden=hidden if hidden is not None else frozenset()
         )
@@ -184,8 +189,11 @@ class Workspace:
         """Stop persisting these names; returns those that had a value or an import here."""
         forgotten = []
         for name in names:
+            # The rest of its group is captured again without it at the next cell.
+            self._recapture |= self._old_group(name)
             self.forgotten.add(name)
             self.tracker.forget(name)
+            self.covars.remove(name)
             had_value = self.records.pop(name, None) is not None
             had_import = self.imports.pop(name, None) is not None
             if had_value or had_import:
@@ -209,63 +217,130 @@ class Workspace:
         verify: Container[str] = (),
     ) -> None:
         """Capture ``changed`` again and drop ``deleted``. Names in ``verify`` may well be
-        unchanged (a deep pass, an explicit save): one still equal to its stored blob keeps it."""
+        unchanged (a deep pass, an explicit save): one still equal to its stored blob keeps it.
+
+        Variables that share objects (:mod:`ipysession.capture.covars`) are captured together,
+        as one group; a group a changed or deleted name belonged to is formed again."""
         user_ns = self.user_ns
+        regroup: set[str] = set()
         for name in deleted:
+            regroup |= self._old_group(name)
             self.records.pop(name, None)
             self.imports.pop(name, None)
+            self.covars.remove(name)
         # Imports written in this cell win over ones inferred from the value; either is used
         # only while it still resolves to the very object bound to the name.
         cell_imports = ns_capture.imports_in_source(source)
         known_imports = {name: records[-1] for name, records in self.imports.items()}
         known_imports.update((rec.name, rec) for rec in cell_imports)
-        for name in sorted(changed):
-            if name not in user_ns or not self._is_persistable(name):
+        todo = {name for name in changed if name in user_ns and self._is_persistable(name)}
+        for name in list(todo):
+            regroup |= self._old_group(name)
+        todo |= {name for name in regroup if name in user_ns and self._is_persistable(name)}
+        pickled: set[str] = set()
+        for name in sorted(todo):
+            if name in verify and name not in regroup and self._still_stored(name, user_ns[name]):
                 continue
-            if name in verify and self._still_stored(name, user_ns[name]):
+            value = user_ns[name]
+            not_pickled = ns_capture.classify(name, value, imports=known_imports)
+            if not_pickled is None:
+                self.covars.update(name, value)
+                pickled.add(name)
                 continue
-            captured = ns_capture.capture_value(
-                name, user_ns[name], limits=limits, imports=known_imports
-            )
-            self.tracker.note_captured(name, captured)
-            if isinstance(captured, ImportRecord):
-                self.records.pop(name, None)
-                value = user_ns[name]
-                this_cell = [
-                    r
-                    for r in cell_imports
-                    if r.name == name and ns_capture.import_matches(r, value)
-                ]
-                self.imports[name] = ns_capture.merge_imports(
-                    self.imports.get(name, ()), [*this_cell, captured]
+            self.covars.remove(name)
+            self._keep(name, not_pickled, cell_imports)
+        done: set[str] = set()
+        for name in sorted(pickled):
+            if name in done:
+                continue
+            group = {n for n in self.covars.group(name) if n in user_ns and self._is_persistable(n)}
+            done |= group
+            records: dict[str, VariableRecord] | None = None
+            if len(group) > 1:
+                records = ns_capture.capture_group(
+                    {n: user_ns[n] for n in group},
+                    views_of=self.covars.shared_ids(group),
+                    limits=limits,
                 )
-            else:
-                self.imports.pop(name, None)
-                self.records[name] = captured
+            if records is None:  # alone, or a group that cannot be pickled together
+                for member in sorted(group):
+                    captured = ns_capture.capture_value(
+                        member, user_ns[member], limits=limits, imports=known_imports
+                    )
+                    self._keep(member, captured, cell_imports)
+                continue
+            for member, record in records.items():
+                self._keep(member, record, cell_imports)
         self._enforce_session_budget(limits.max_session_bytes)
+
+    def _keep(
+        self,
+        name: str,
+        captured: VariableRecord | ImportRecord,
+        cell_imports: Sequence[ImportRecord],
+    ) -> None:
+        """Take what capture made of ``name`` as its record (or its import)."""
+        self.tracker.note_captured(name, captured)
+        if isinstance(captured, ImportRecord):
+            self.records.pop(name, None)
+            self.covars.remove(name)
+            value = self.user_ns[name]
+            this_cell = [
+                r for r in cell_imports if r.name == name and ns_capture.import_matches(r, value)
+            ]
+            self.imports[name] = ns_capture.merge_imports(
+                self.imports.get(name, ()), [*this_cell, captured]
+            )
+        else:
+            self.imports.pop(name, None)
+            self.records[name] = captured
+
+    def _old_group(self, name: str) -> set[str]:
+        """The other names of the group ``name``'s record belongs to (none if it has none)."""
+        record = self.records.get(name)
+        if record is None:
+            return set()
+        if record.group is not None:
+            holder = self.records.get(record.group)
+            members = set(holder.members) if holder is not None else set()
+            return (members | {record.group}) - {name}
+        return set(record.members) - {name}
 
     def _still_stored(self, name: str, value: object) -> bool:
         """Whether ``value`` serializes to exactly the large value its record holds.
 
-        Checked by feeding the serialized pieces to the keyed hash blob ids are made of, against
-        the record's blob id (or, for bytes the writer has not stored yet, their id), so an
-        unchanged 100 MB DataFrame costs a hash of its data, not a second copy of it in memory
-        (which a re-capture would hold until the writer had deduplicated it). Small values are
-        simply captured again."""
+        Checked by feeding the serialized pieces (the pickle stream, and each out-of-band
+        buffer as it is, uncopied) to the keyed hash blob ids are made of, against the record's
+        blob ids (or, for bytes the writer has not stored yet, their ids), so an unchanged
+        100 MB array costs a hash of its data, not a second copy of it in memory (which a
+        re-capture would hold until the writer had deduplicated it). Small values, and groups,
+        are simply captured again."""
         record = self.records.get(name)
-        if record is None or record.encoding is None:
+        if record is None or record.encoding is None or record.members or record.group:
             return False
         store = self._store()
-        if record.blob is not None:
-            stored_id = record.blob
-        elif record.data is not None and len(record.data) > store.blob_threshold:
-            stored_id = store.key.content_id(record.data)
-        else:
+        threshold = store.blob_threshold
+        large_stream = record.blob is not None or (
+            record.data is not None and len(record.data) > threshold
+        )
+        if not large_stream and not any(
+            b.blob is not None or b.size > threshold for b in record.buffers
+        ):
             return False
-        hasher = store.key.content_hasher()
-        if not ns_capture.serialize_into(value, record.encoding, hasher.update):
+        key = store.key
+        parts = digest_parts(value, record.encoding, key.content_hasher)
+        if parts is None:
             return False
-        return hmac.compare_digest(hasher.hexdigest(), stored_id)
+        stream_id, buffer_ids = parts
+        stored_stream = record.blob if record.blob is not None else _id_of(key, record.data)
+        stored_buffers = [
+            b.blob if b.blob is not None else _id_of(key, b.data) for b in record.buffers
+        ]
+        return (
+            stored_stream is not None
+            and hmac.compare_digest(stream_id, stored_stream)
+            and buffer_ids == stored_buffers
+        )
 
     def _enforce_session_budget(self, max_session_bytes: int) -> None:
         total = 0
@@ -322,15 +397,16 @@ class Workspace:
         """The blobs this workspace's records refer to."""
         return {record.blob for record in self.records.values() if record.blob is not None}
 
-    def stored_in_blobs(self, blobs: dict[str, str], written: Session) -> None:
-        """The writer stored these values (name -> blob id) of ``written`` (any thread).
+    def stored_in_blobs(self, stored: dict[str, VariableRecord], written: Session) -> None:
+        """The writer stored these values of ``written`` in blobs (name -> the record as sealed,
+        holding only blob references; any thread).
 
         Only queued here: the records are replaced on the main thread, at the next cell.
         """
-        for name, blob_id in blobs.items():
+        for name, sealed in stored.items():
             record = written.variables.get(name)
-            if record is not None and record.data is not None:
-                self._stored_in_blobs.put((name, record, blob_id))
+            if record is not None and record is not sealed:
+                self._stored_in_blobs.put((name, record, sealed))
 
     def blobs_lost(self, lost: dict[str, str]) -> None:
         """The writer found these values' blobs (name -> blob id) missing (any thread): they
@@ -355,11 +431,11 @@ class Workspace:
         """Keep only the blob reference of values the writer has stored (main thread)."""
         while True:
             try:
-                name, written, blob_id = self._stored_in_blobs.get_nowait()
+                name, written, sealed = self._stored_in_blobs.get_nowait()
             except queue.Empty:
                 return
             if self.records.get(name) is written:  # not captured again since that write
-                self.records[name] = dataclasses.replace(written, data=None, blob=blob_id)
+                self.records[name] = sealed
 
     # --- Session -> shell ----------------------------------------------------------------------
 
@@ -444,19 +520,42 @@ class Workspace:
         only: AbstractSet[str] | None,
     ) -> None:
         user_ns = self.user_ns
-        for var_name, record in session.variables.items():
+        variables = session.variables
+        if only is not None:
+            # A variable comes back with its group: `--vars b` brings `a` when `b is a`.
+            only = set(only)
+            for name in list(only):
+                record = variables.get(name)
+                holder = variables.get(record.group) if record and record.group else record
+                if holder is not None and holder.members:
+                    only |= set(holder.members)
+        groups: dict[str, dict[str, Any] | BaseException] = {}
+        for var_name, record in variables.items():
             if only is not None and var_name not in only:
                 continue
             if record.skipped is not None:
                 report.skipped.append((var_name, f"not saved: {record.skipped}"))
                 continue
             try:
-                data = record.data
-                if data is None and record.blob is not None:
-                    data = self._store().read_blob(source, record.blob)
-                if data is None:  # pragma: no cover - the model forbids it
-                    continue
-                user_ns[var_name] = ns_capture.restore_value(record, data, namespace=user_ns)
+                if record.group is not None or record.members:
+                    holder_name = record.group or var_name
+                    if holder_name not in groups:
+                        groups[holder_name] = self._load_group(session, source, holder_name)
+                    loaded = groups[holder_name]
+                    if isinstance(loaded, BaseException):
+                        raise loaded
+                    if var_name not in loaded:
+                        what = (
+                            f"Variable '{var_name}' shares objects with '{holder_name}', whose "
+                            "stored group does not hold it"
+                        )
+                        raise CaptureError(
+                            what, hint="The session was merged by hand or damaged: save it again"
+                        )
+                    value = loaded[var_name]
+                else:
+                    value = self._load_value(record, source)
+                user_ns[var_name] = value
             except Exception as exc:  # noqa: BLE001 - unpickling can raise anything; one bad value never stops the rest
                 report.skipped.append((var_name, _describe_error(exc)))
                 # Carried forward so the next save does not drop a value that failed to load
@@ -465,6 +564,49 @@ class Workspace:
                 continue
             report.variables.append(var_name)
             self.records[var_name] = record
+            self.covars.update(var_name, value)
+
+    def _load_group(
+        self, session: Session, source: str, holder_name: str
+    ) -> dict[str, Any] | BaseException:
+        """The values of the group ``holder_name`` holds, or why they cannot come back."""
+        holder = session.variables.get(holder_name)
+        if holder is None or not holder.members:
+            what = f"The group held by '{holder_name}' is not in this session"
+            return CaptureError(
+                what, hint="The session was merged by hand or damaged: save it again"
+            )
+        if holder.skipped is not None:
+            what = f"Its group (held by '{holder_name}') was not saved: {holder.skipped}"
+            return CaptureError(what)
+        try:
+            data, buffers = self._value_bytes(holder, source)
+            return ns_capture.restore_group(holder, data, buffers=buffers, namespace=self.user_ns)
+        except Exception as exc:  # noqa: BLE001 - the whole group fails with this reason
+            return exc
+
+    def _load_value(self, record: VariableRecord, source: str) -> Any:
+        data, buffers = self._value_bytes(record, source)
+        return ns_capture.restore_value(record, data, buffers=buffers, namespace=self.user_ns)
+
+    def _value_bytes(
+        self, record: VariableRecord, source: str
+    ) -> tuple[bytes | bytearray, list[bytearray]]:
+        """The pickle stream of ``record`` and its out-of-band buffers, each read from its blob
+        into writable memory that the restored arrays use as it is."""
+        data: bytes | bytearray | None = record.data
+        if data is None and record.blob is not None:
+            data = self._store().read_blob(source, record.blob)
+        if data is None:  # pragma: no cover - the model forbids it
+            what = f"Variable '{record.name}' has no stored value"
+            raise CaptureError(what)
+        buffers = [
+            bytearray(b.data)
+            if b.data is not None
+            else self._store().read_blob(source, str(b.blob))
+            for b in record.buffers
+        ]
+        return data, buffers
 
     def _unhide_restored(self) -> None:
         """Names this kernel restored are the user's, not IPython's own.
@@ -514,3 +656,7 @@ def _merge_changes(into: ns_capture.ChangeSet, more: ns_capture.ChangeSet) -> No
     into.changed |= more.changed
     into.deleted |= more.deleted
     into.recheck |= more.recheck
+
+
+def _id_of(key: Any, data: bytes | None) -> str | None:
+    return None if data is None else str(key.content_id(data))

@@ -179,7 +179,7 @@ def test_fixture_reads_through_the_store(tmp_path: Path) -> None:
 
 
 def test_a_format_1_document_migrates_to_an_unbound_one() -> None:
-    doc = upgrade({"format": 1, "name": "nb", "bound": {"generation": 7}}, 1)
+    doc = upgrade({"format": 1, "name": "nb", "bound": {"generation": 7}}, 1, to_version=2)
     assert doc == {"format": 2, "name": "nb", "bound": None}  # nothing in a v1 file binds it
     data = (FIXTURES / "v2-session.ipys").read_bytes()
     key = MasterKey(FIXTURE_KEY, description="fixture test key")
