@@ -17,6 +17,8 @@ Where the parts live
 - :mod:`~ipysession.capture.tracker`: which variables to capture again after a cell
   (:class:`ChangeTracker`, :class:`ChangeSet`).
 - :mod:`~ipysession.capture.files`: open file objects, saved and reopened.
+- :mod:`~ipysession.capture.covars`: which variables share objects (:class:`CoVariables`).
+- :mod:`~ipysession.capture.pickling`: protocol 5 with out-of-band buffers; groups as one pickle.
 - :mod:`~ipysession.capture.describe`: type names, sizes and errors as records and reasons show
   them (:func:`type_name`).
 - this module: the budgets (:class:`CaptureLimits`), :func:`capture_value`, :func:`restore_value`,
@@ -39,6 +41,13 @@ How a value is saved (:func:`capture_value`)
   a reference to ``__main__`` is useless in the next kernel), cloudpickle serializes the value by
   value (encoding ``"cloudpickle"``). The ``b"__main__" in data`` test is deliberately cheap; a
   string that happens to contain ``__main__`` only costs a slower, equally correct cloudpickle.
+- Buffers of 64 KiB and more that a value hands to pickle (numpy arrays, pandas columns) are kept
+  out of band (``VariableRecord.buffers``): the store seals each as its own blob, and
+  :func:`restore_value` rebuilds the array on the decrypted memory itself (see
+  :mod:`~ipysession.capture.pickling`).
+- Variables that share objects are captured together by :func:`capture_group` (found by
+  :mod:`~ipysession.capture.covars`): one record holds the pickle of the tuple of their values,
+  the others refer to it, and :func:`restore_group` brings them back sharing those objects.
 - A value that neither can serialize (generators, locks, sockets, ...) is recorded as skipped, with
   a reason naming its type and the error: ``"generator objects cannot be saved (TypeError: cannot
   pickle 'generator' object)"``. Capture never raises for a bad value.

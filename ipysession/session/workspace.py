@@ -343,10 +343,11 @@ class Workspace:
         )
 
     def _enforce_session_budget(self, max_session_bytes: int) -> None:
+        held = [(n, r) for n, r in self.records.items() if r.saved and r.data is not None]
+        if sum(record.size for _, record in held) <= max_session_bytes:
+            return  # the usual case, without sorting thousands of records after every cell
         total = 0
-        for name, record in sorted(self.records.items(), key=lambda item: item[1].size):
-            if not record.saved or record.data is None:
-                continue
+        for name, record in sorted(held, key=lambda item: item[1].size):
             total += record.size
             if total > max_session_bytes:
                 self.records[name] = VariableRecord(
@@ -394,8 +395,8 @@ class Workspace:
         return self.history.merge(self.previous_history)
 
     def blob_ids(self) -> set[str]:
-        """The blobs this workspace's records refer to."""
-        return {record.blob for record in self.records.values() if record.blob is not None}
+        """The blobs this workspace's records refer to (values and out-of-band buffers)."""
+        return {ref for record in self.records.values() for ref in record.blob_refs()}
 
     def stored_in_blobs(self, stored: dict[str, VariableRecord], written: Session) -> None:
         """The writer stored these values of ``written`` in blobs (name -> the record as sealed,
@@ -423,9 +424,10 @@ class Workspace:
             except queue.Empty:
                 return
             record = self.records.get(name)
-            if record is not None and record.blob == blob_id:
+            if record is not None and blob_id in record.blob_refs():
                 del self.records[name]
-                self._recapture.add(name)
+                # A group is captured again whole (its other names refer to this record).
+                self._recapture |= {name, *record.members}
 
     def _drop_stored_bytes(self) -> None:
         """Keep only the blob reference of values the writer has stored (main thread)."""
