@@ -256,8 +256,9 @@ def capture_group(
     The first name (in sorted order) holds the pickle of the tuple of all the values, and
     ``members`` names them in the tuple's order; the other records say only ``group``. The
     per-variable budget applies to the group as a whole. ``None`` when the group cannot be
-    pickled together (one value refuses): the caller captures each value on its own, so one
-    unpicklable member loses the sharing, never the others' values.
+    pickled together (one value refuses, or together they are over a budget): the caller
+    captures each value on its own, so such a group loses the sharing, never the values that
+    can be saved.
     """
     names = sorted(values)
     ordered = [values[n] for n in names]
@@ -268,10 +269,11 @@ def capture_group(
         _check_budget(label, estimate, limits, session_used, estimated=True)
         serialized = pickling.serialize_group(ordered, views_of=views_of)
         _check_budget(label, serialized.size, limits, session_used, estimated=False)
-    except Unsaveable as reason:
-        skipped = str(reason)
-        return {n: _skipped(n, values[n], skipped) for n in names}
-    except Exception:
+    except Unsaveable:
+        # Over a budget together: each is captured alone, so that what fits is still saved.
+        logger.debug("variables %s are over a budget together", names)
+        return None
+    except Exception:  # one member that refuses: each is captured alone
         logger.debug("variables %s cannot be pickled together", names, exc_info=True)
         return None
     records = {

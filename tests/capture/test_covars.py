@@ -190,3 +190,13 @@ def test_a_record_refuses_buffers_it_does_not_have() -> None:
     with pytest.raises(CaptureError, match="1 out-of-band buffers expected, 0 given"):
         restore_value(record, record.data, buffers=[])
     assert pickle.loads(record.data, buffers=[bytearray(record.buffers[0].data or b"")]).size
+
+
+def test_a_group_over_the_budget_together_is_captured_one_by_one() -> None:
+    from ipysession.capture.namespace import CaptureLimits
+
+    shared = [1]
+    big = np.zeros(100_000)  # 800 kB: under the limit alone, over it counted twice
+    limits = CaptureLimits(max_variable_bytes=1_000_000)
+    assert capture_group({"a": [shared, big], "b": [shared, big]}, limits=limits) is None
+    assert capture_group({"a": [shared, big], "b": shared}, limits=limits) is not None
