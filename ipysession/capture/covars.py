@@ -10,8 +10,9 @@ How sharing is found (:class:`CoVariables`), cheaply and between cells:
 
 - When a variable is captured (the change tracker says which), the ids of the objects it reaches
   are collected: the value itself, the items of lists, tuples, sets and dicts, the ``__dict__``
-  of instances, and for a numpy array the array whose memory it uses (``.base``). The walk stops
-  after :data:`MAX_NODES` objects per variable, so its cost is bounded whatever the value holds.
+  of instances, and for a numpy array the array whose memory it uses (``.base``). The walk looks
+  at :data:`MAX_NODES` objects per variable at most, breadth first, so its cost is bounded
+  whatever the value holds.
   Immutable atoms (numbers, strings, bytes, ``None``), modules, classes, functions and open files
   are not counted: sharing them changes nothing (and ``x = 1; y = 1`` share an interned 1).
   Tuples and frozensets are walked but not counted (identity of an immutable container is
@@ -32,10 +33,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable
+from itertools import islice
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from ipysession.capture.files import FILE_TYPES
+from ipysession.capture.pickling import array_root
 from ipysession.capture.sizing import is_ndarray, pandas_kind
 
 __all__ = ["MAX_NODES", "CoVariables", "reached_ids"]
@@ -60,50 +63,61 @@ _ATOMS = (
 )
 _OPAQUE = (type, ModuleType, FunctionType, BuiltinFunctionType, MethodType, *FILE_TYPES)
 _SKIPPED = (*_ATOMS, *_OPAQUE)
+_ATOM_TYPES = frozenset(_ATOMS)
 _WALKED_UNCOUNTED = (tuple, frozenset)
 
 
 def reached_ids(value: object, *, max_nodes: int = MAX_NODES) -> frozenset[int]:
-    """The ids of the shareable objects ``value`` reaches, at most ``max_nodes`` visited."""
+    """The ids of the shareable objects ``value`` reaches, looking at ``max_nodes`` at most.
+
+    Every object looked at counts, atoms included, and a container hands over at most as many
+    items as the budget has left: a list of a million numbers costs the same as one of a
+    thousand.
+    """
     found: set[int] = set()
     seen: set[int] = set()
     todo: deque[object] = deque([value])
-    visited = 0
-    while todo and visited < max_nodes:
+    budget = max_nodes
+    while todo and budget > 0:
         obj = todo.popleft()
-        if id(obj) in seen:
+        budget -= 1
+        if type(obj) in _ATOM_TYPES or isinstance(obj, _SKIPPED) or id(obj) in seen:
             continue
         seen.add(id(obj))
-        visited += 1
-        if isinstance(obj, _SKIPPED):
-            continue
         try:
-            _visit(obj, found, todo)
+            _visit(obj, found, todo, budget)
         except Exception:  # noqa: BLE001 - a strange object ends the walk of itself, not capture
             logger.debug("walking a %s for shared objects failed", type(obj).__name__)
     return frozenset(found)
 
 
-def _visit(obj: object, found: set[int], todo: deque[object]) -> None:
+def _visit(obj: object, found: set[int], todo: deque[object], budget: int) -> None:
+    kind = type(obj)
+    # Exact builtin containers first: most of what a walk meets, and none has a __dict__.
+    if kind is list or kind is set:
+        found.add(id(obj))
+        todo.extend(islice(obj, budget))  # type: ignore[call-overload]
+        return
+    if kind is dict:
+        found.add(id(obj))
+        todo.extend(islice(obj.values(), budget))  # type: ignore[attr-defined]
+        return
     if isinstance(obj, _WALKED_UNCOUNTED):
-        todo.extend(obj)
+        todo.extend(islice(obj, budget))
         return
     found.add(id(obj))
     if is_ndarray(obj):
-        base = obj
-        while getattr(base, "base", None) is not None and is_ndarray(base.base):  # type: ignore[attr-defined]
-            base = base.base  # type: ignore[attr-defined]
-        found.add(id(base))
+        found.add(id(array_root(obj)))
         return
     if pandas_kind(obj) is not None:
         return
     if isinstance(obj, dict):
-        todo.extend(obj.values())
+        todo.extend(islice(obj.values(), budget))
     elif isinstance(obj, (list, set, deque)):
-        todo.extend(obj)
+        todo.extend(islice(obj, budget))
     attrs = _instance_dict(obj)
     if attrs is not None:
-        todo.extend(attrs.values())
+        todo.extend(islice(attrs.values(), budget))
 
 
 def _instance_dict(obj: object) -> dict[str, Any] | None:
