@@ -187,7 +187,12 @@ def _as_view(array: Any, views_of: frozenset[int]) -> tuple[Any, ...] | None:
         return None
     if offset < 0 or offset > root.nbytes:
         return None
-    return (_rebuild_view, (root, array.dtype, array.shape, offset, array.strides))
+    args = (root, array.dtype, array.shape, offset, array.strides)
+    try:  # what the restore will do, done now: a view it could not rebuild is pickled as a copy
+        _rebuild_view(*args)
+    except Exception:  # noqa: BLE001 - any refusal means "not as a view"
+        return None
+    return (_rebuild_view, args)
 
 
 def _as_root(array: Any) -> tuple[Any, ...] | None:

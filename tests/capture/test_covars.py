@@ -200,3 +200,18 @@ def test_a_group_over_the_budget_together_is_captured_one_by_one() -> None:
     limits = CaptureLimits(max_variable_bytes=1_000_000)
     assert capture_group({"a": [shared, big], "b": [shared, big]}, limits=limits) is None
     assert capture_group({"a": [shared, big], "b": shared}, limits=limits) is not None
+
+
+def test_views_of_every_shape_come_back_as_views() -> None:
+    big = np.arange(120_000, dtype=np.float64).reshape(300, 400).copy()  # owns its memory
+    ns = {
+        "big": big,
+        "reversed": big[::-1, ::2],
+        "column": big[:, 7],
+        "transposed": big.T,
+        "flat": big.reshape(-1)[5:50_000],
+    }
+    back = round_trip(ns, set(ns))
+    for name in ("reversed", "column", "transposed", "flat"):
+        np.testing.assert_array_equal(back[name], ns[name])
+        assert back[name].base is back["big"], name
