@@ -406,7 +406,8 @@ class Workspace:
         """
         for name, sealed in stored.items():
             record = written.variables.get(name)
-            if record is not None and record is not sealed:
+            # A merge with another writer may have sealed their record under this name.
+            if record is not None and record is not sealed and _same_value(record, sealed):
                 self._stored_in_blobs.put((name, record, sealed))
 
     def blobs_lost(self, lost: dict[str, str]) -> None:
@@ -658,6 +659,16 @@ def _merge_changes(into: ns_capture.ChangeSet, more: ns_capture.ChangeSet) -> No
     into.changed |= more.changed
     into.deleted |= more.deleted
     into.recheck |= more.recheck
+
+
+def _same_value(record: VariableRecord, sealed: VariableRecord) -> bool:
+    """Whether ``sealed`` is ``record`` with its bytes moved to blobs (and nothing else)."""
+    return (
+        (record.type_name, record.size, record.encoding, record.fingerprint)
+        == (sealed.type_name, sealed.size, sealed.encoding, sealed.fingerprint)
+        and (record.members, record.group) == (sealed.members, sealed.group)
+        and [b.size for b in record.buffers] == [b.size for b in sealed.buffers]
+    )
 
 
 def _id_of(key: Any, data: bytes | None) -> str | None:

@@ -1,5 +1,6 @@
 """The on-disk envelope of session files (``.ipys``), value blobs (``.ipyb``) and the head
-record (``head.ipys``), format version 2 (version 1 files still read).
+record (``head.ipys``), format version 3 (versions 1 and 2 still read; version 3 changed only
+the session document: co-variable groups and out-of-band buffers, see docs/file-format.md).
 
 (Over 500 lines on purpose: sessions, blobs and the head record share one header, one parse and
 one order of checks -- size, magic, version, key id, authentication, and only then decompression
