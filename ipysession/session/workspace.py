@@ -343,9 +343,11 @@ class Workspace:
         )
 
     def _enforce_session_budget(self, max_session_bytes: int) -> None:
+        # The usual case first, cheaply (every size counts: an overestimate): no sorting or
+        # filtering of thousands of records after every cell.
+        if sum(record.size for record in self.records.values()) <= max_session_bytes:
+            return
         held = [(n, r) for n, r in self.records.items() if r.saved and r.data is not None]
-        if sum(record.size for _, record in held) <= max_session_bytes:
-            return  # the usual case, without sorting thousands of records after every cell
         total = 0
         for name, record in sorted(held, key=lambda item: item[1].size):
             total += record.size
