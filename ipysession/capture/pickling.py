@@ -3,10 +3,11 @@
 What this module adds to ``pickle.dumps(value, protocol=5)``:
 
 - **Out-of-band buffers.** A value that exposes its raw memory to pickle (numpy arrays, and so
-  pandas columns; pyarrow buffers) hands each buffer of at least :data:`OUT_OF_BAND_MIN` bytes to
-  the writer apart from the pickle stream (:class:`Serialized` ``.buffers``). The store seals
-  each one as its own blob, and on restore the array is rebuilt on the decrypted memory itself:
-  no copy of a large array is ever made by unpickling. Smaller buffers stay in the stream.
+  pandas columns; any library that supports protocol 5 out-of-band data) hands each buffer of
+  at least :data:`OUT_OF_BAND_MIN` bytes to the writer apart from the pickle stream
+  (:class:`Serialized` ``.buffers``). The store seals each one as its own blob, and on restore
+  the array is rebuilt on the decrypted memory itself: no copy of a large array is ever made by
+  unpickling. Smaller buffers stay in the stream.
 - **Groups.** :func:`serialize_group` pickles the values of several variables as one tuple, so
   that objects they share (``b = a``, ``d["x"] = a``, a cycle between two objects) are pickled
   once and shared again when the tuple is unpickled. Within a group a numpy view of an array
