@@ -69,3 +69,31 @@ def test_shared_references_survive_sigkill(tmp_path: Path) -> None:
         first = kernel.run("1")
         assert "ipysession: restored" in first.text
         check(kernel)
+
+
+def test_a_damaged_buffer_blob_fails_only_its_group_with_the_reason(tmp_path: Path) -> None:
+    with start_kernel(tmp_path, FAST_AUTOSAVE) as kernel:
+        kernel.run(
+            "import numpy as np\n"
+            "big = np.random.default_rng(5).random(200_000)\n"  # 1.6 MB: the largest blob
+            "view = big[:10]\n"
+            "small = {'kept': True}\n"
+            "other = np.random.default_rng(6).random(20_000)"
+        )
+        wait_for_autosave(kernel)
+        kernel.restart()
+        assert kernel.value("view.base is big, small") == (True, {"kept": True})
+        blobs = sorted((tmp_path / "data" / "sessions").glob("*/blobs/*.ipyb"))
+        largest = max(blobs, key=lambda path: path.stat().st_size)
+        damaged = bytearray(largest.read_bytes())
+        damaged[len(damaged) // 2] ^= 1
+        largest.write_bytes(bytes(damaged))
+        kernel.kill_hard()
+        first = kernel.run("1")
+        summary = first.text
+        assert "ipysession: restored" in summary
+        assert "failed authentication" in summary
+        for name in ("big", "view"):
+            assert name in summary
+        assert kernel.value("'big' in globals(), 'view' in globals()") == (False, False)
+        assert kernel.value("small, other.shape") == ({"kept": True}, (20_000,))
