@@ -548,7 +548,13 @@ class Workspace:
                         groups[holder_name] = self._load_group(session, source, holder_name)
                     loaded = groups[holder_name]
                     if isinstance(loaded, BaseException):
-                        raise loaded
+                        if var_name == holder_name:
+                            raise loaded
+                        what = (
+                            f"saved with '{holder_name}' (they share objects), which "
+                            f"{_group_failure(loaded)}"
+                        )
+                        raise CaptureError(what) from loaded
                     if var_name not in loaded:
                         what = (
                             f"Variable '{var_name}' shares objects with '{holder_name}', whose "
@@ -577,13 +583,11 @@ class Workspace:
         """The values of the group ``holder_name`` holds, or why they cannot come back."""
         holder = session.variables.get(holder_name)
         if holder is None or not holder.members:
-            what = f"The group held by '{holder_name}' is not in this session"
-            return CaptureError(
-                what, hint="The session was merged by hand or damaged: save it again"
+            return _GroupMissing(
+                "is not in this session (it was merged by hand or damaged: save it again)"
             )
         if holder.skipped is not None:
-            what = f"Its group (held by '{holder_name}') was not saved: {holder.skipped}"
-            return CaptureError(what)
+            return _GroupMissing(f"was not saved: {holder.skipped}")
         try:
             data, buffers = self._value_bytes(holder, source)
             return ns_capture.restore_group(holder, data, buffers=buffers, namespace=self.user_ns)
@@ -661,6 +665,17 @@ def _merge_changes(into: ns_capture.ChangeSet, more: ns_capture.ChangeSet) -> No
     into.changed |= more.changed
     into.deleted |= more.deleted
     into.recheck |= more.recheck
+
+
+class _GroupMissing(CaptureError):
+    """The record holding a group is missing or was not saved (what follows "which ...")."""
+
+
+def _group_failure(exc: BaseException) -> str:
+    """How a member's reason goes on after "saved with 'a' (they share objects), which"."""
+    if isinstance(exc, _GroupMissing):
+        return exc.what
+    return f"could not be restored: {_describe_error(exc)}"
 
 
 def _same_value(record: VariableRecord, sealed: VariableRecord) -> bool:

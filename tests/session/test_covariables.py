@@ -163,6 +163,5 @@ def test_a_damaged_buffer_blob_fails_only_its_group_with_the_reason(
         assert "view" not in shell.user_ns
         assert shell.user_ns["small"] == "fine"
         assert shell.user_ns["other"].shape == (100_000,)
-        assert "failed authentication" in out
-        for name in ("big", "view"):
-            assert name in out
+        assert "big: File failed authentication" in out
+        assert "view: saved with 'big' (they share objects), which could not be restored" in out
