@@ -180,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--vars",
         type=_csv,
         metavar="A,B",
-        help="only these variables and the imports their code uses (no settings, no cwd)",
+        help=(
+            "only these variables, the variables they share objects with, and the imports "
+            "their code uses (no settings, no cwd)"
+        ),
     )
 
     sub.add_parser("list", help="list saved sessions")

@@ -14,11 +14,13 @@ import binascii
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from dataclasses import replace as dataclasses_replace
 from typing import Any, TypeVar
 
 from ipysession.errors import ModelError
 
 __all__ = [
+    "BufferRecord",
     "ConnectionRecord",
     "ConnectionStats",
     "HistoryEntry",
@@ -184,13 +186,55 @@ class HistoryEntry:
         )
 
 
+@dataclass(frozen=True)
+class BufferRecord:
+    """One out-of-band buffer of a pickled value (format version 3 on): the raw memory of a
+    numpy array or a pandas column, kept apart from the pickle stream so that on restore the
+    array uses the decrypted memory itself instead of a copy of it.
+
+    Exactly one of ``data`` (in memory, or inline in an export) and ``blob`` (the id of the blob
+    that holds it) is set; ``size`` is its length in bytes.
+    """
+
+    size: int
+    data: bytes | None = field(default=None, repr=False)
+    blob: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.blob is None):
+            msg = "A buffer must have exactly one of data or blob"
+            raise ModelError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.data is not None:
+            return {"size": self.size, "data": _b64encode(self.data)}
+        return {"size": self.size, "blob": self.blob}
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str) -> BufferRecord:
+        doc = _check(doc, dict, where)
+        data = _optional(doc, "data", str, where)
+        return cls(
+            size=_require(doc, "size", int, where),
+            data=_b64decode(data, f"{where}.data") if data is not None else None,
+            blob=_optional(doc, "blob", str, where),
+        )
+
+
 @dataclass
 class VariableRecord:
     """One user variable: its serialized value (inline or in a blob), or why it was skipped.
 
     ``encoding`` names how ``data`` (or the blob) turns back into a value: ``"pickle"``,
     ``"cloudpickle"``, or another scheme that capture registers (``"file"`` for open files).
-    Exactly one of ``data``, ``blob`` and ``skipped`` is set.
+    Exactly one of ``data``, ``blob``, ``skipped`` and ``group`` is set.
+
+    Co-variables (format version 3 on): variables that share objects (``b = a``,
+    ``d = {"x": a}``, ``view = big[2:5]``) are pickled together, as one tuple, so that they share
+    them again after a restore. The record of the group's first name holds the pickle and lists
+    every name of the group in ``members``, in the order of the tuple; the other names' records
+    say only ``group``: the name whose record holds them. ``buffers`` are the pickle's
+    out-of-band buffers (:class:`BufferRecord`), in the order pickle asks for them.
     """
 
     name: str
@@ -201,23 +245,57 @@ class VariableRecord:
     blob: str | None = None
     skipped: str | None = None
     fingerprint: str | None = None
+    buffers: tuple[BufferRecord, ...] = ()
+    members: tuple[str, ...] = ()
+    group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        set_count = sum(x is not None for x in (self.data, self.blob, self.skipped))
+        set_count = sum(x is not None for x in (self.data, self.blob, self.skipped, self.group))
         if set_count != 1:
             msg = (
-                f"Variable '{self.name}' must have exactly one of data, blob or skipped "
+                f"Variable '{self.name}' must have exactly one of data, blob, skipped or group "
                 f"(has {set_count})"
             )
             raise ModelError(msg)
-        if self.skipped is None and not self.encoding:
+        if self.skipped is None and self.group is None and not self.encoding:
             msg = f"Variable '{self.name}' has a value but no encoding"
+            raise ModelError(msg)
+        if (self.buffers or self.members) and self.data is None and self.blob is None:
+            msg = f"Variable '{self.name}' has buffers or members but no value"
+            raise ModelError(msg)
+        if self.members and self.name not in self.members:
+            msg = f"Variable '{self.name}' holds a group it is not a member of"
             raise ModelError(msg)
 
     @property
     def saved(self) -> bool:
         return self.skipped is None
+
+    @property
+    def holds_group(self) -> bool:
+        """Whether this record's pickle is the tuple of a group's values (see ``members``)."""
+        return bool(self.members)
+
+    def blob_refs(self) -> set[str]:
+        """The blobs this record refers to: its value's and its buffers'."""
+        refs = {b.blob for b in self.buffers if b.blob is not None}
+        if self.blob is not None:
+            refs.add(self.blob)
+        return refs
+
+    def with_blobs_renamed(self, renamed: Mapping[str, str]) -> VariableRecord:
+        """This record with every blob id found in ``renamed`` replaced (rekey, follow)."""
+        if not renamed or not (self.blob_refs() & renamed.keys()):
+            return self
+        buffers = tuple(
+            BufferRecord(b.size, blob=renamed[b.blob])
+            if b.blob is not None and b.blob in renamed
+            else b
+            for b in self.buffers
+        )
+        blob = renamed.get(self.blob, self.blob) if self.blob is not None else None
+        return dataclasses_replace(self, blob=blob, buffers=buffers)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -233,6 +311,12 @@ class VariableRecord:
             doc["blob"] = self.blob
         if self.skipped is not None:
             doc["skipped"] = self.skipped
+        if self.buffers:
+            doc["buffers"] = [b.to_dict() for b in self.buffers]
+        if self.members:
+            doc["members"] = list(self.members)
+        if self.group is not None:
+            doc["group"] = self.group
         return doc
 
     _renamed = {"type"}
@@ -241,6 +325,9 @@ class VariableRecord:
     def from_dict(cls, name: str, doc: Any, where: str) -> VariableRecord:
         doc = _check(doc, dict, where)
         data = _optional(doc, "data", str, where)
+        members = _optional(doc, "members", list, where, [])
+        for i, member in enumerate(members):
+            _check(member, str, f"{where}.members[{i}]")
         return cls(
             name=name,
             type_name=_require(doc, "type", str, where),
@@ -250,6 +337,9 @@ class VariableRecord:
             blob=_optional(doc, "blob", str, where),
             skipped=_optional(doc, "skipped", str, where),
             fingerprint=_optional(doc, "fingerprint", str, where),
+            buffers=tuple(_list_of(doc, "buffers", where, BufferRecord.from_dict)),
+            members=tuple(members),
+            group=_optional(doc, "group", str, where),
             extra=_extra(doc, cls),
         )
 
@@ -441,7 +531,7 @@ class Session:
 
     def blob_ids(self) -> set[str]:
         """Blobs this session refers to (for garbage collection)."""
-        return {v.blob for v in self.variables.values() if v.blob is not None}
+        return {ref for v in self.variables.values() for ref in v.blob_refs()}
 
     def to_dict(self) -> dict[str, Any]:
         return {

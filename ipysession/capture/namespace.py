@@ -17,6 +17,8 @@ Where the parts live
 - :mod:`~ipysession.capture.tracker`: which variables to capture again after a cell
   (:class:`ChangeTracker`, :class:`ChangeSet`).
 - :mod:`~ipysession.capture.files`: open file objects, saved and reopened.
+- :mod:`~ipysession.capture.covars`: which variables share objects (:class:`CoVariables`).
+- :mod:`~ipysession.capture.pickling`: protocol 5 with out-of-band buffers; groups as one pickle.
 - :mod:`~ipysession.capture.describe`: type names, sizes and errors as records and reasons show
   them (:func:`type_name`).
 - this module: the budgets (:class:`CaptureLimits`), :func:`capture_value`, :func:`restore_value`,
@@ -39,6 +41,13 @@ How a value is saved (:func:`capture_value`)
   a reference to ``__main__`` is useless in the next kernel), cloudpickle serializes the value by
   value (encoding ``"cloudpickle"``). The ``b"__main__" in data`` test is deliberately cheap; a
   string that happens to contain ``__main__`` only costs a slower, equally correct cloudpickle.
+- Buffers of 64 KiB and more that a value hands to pickle (numpy arrays, pandas columns) are kept
+  out of band (``VariableRecord.buffers``): the store seals each as its own blob, and
+  :func:`restore_value` rebuilds the array on the decrypted memory itself (see
+  :mod:`~ipysession.capture.pickling`).
+- Variables that share objects are captured together by :func:`capture_group` (found by
+  :mod:`~ipysession.capture.covars`): one record holds the pickle of the tuple of their values,
+  the others refer to it, and :func:`restore_group` brings them back sharing those objects.
 - A value that neither can serialize (generators, locks, sockets, ...) is recorded as skipped, with
   a reason naming its type and the error: ``"generator objects cannot be saved (TypeError: cannot
   pickle 'generator' object)"``. Capture never raises for a bad value.
@@ -67,13 +76,13 @@ from __future__ import annotations
 
 import importlib
 import logging
-import pickle
 import sys
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any
 
+from ipysession.capture import pickling
 from ipysession.capture.cellnames import CellNames, cell_names, imports_in_source
 from ipysession.capture.describe import (
     GiB,
@@ -90,7 +99,7 @@ from ipysession.capture.names import is_persistable_name
 from ipysession.capture.sizing import estimate_size, fingerprint
 from ipysession.capture.tracker import RECAPTURE_BELOW, ChangeSet, ChangeTracker
 from ipysession.errors import CaptureError
-from ipysession.model import ImportRecord, VariableRecord
+from ipysession.model import BufferRecord, ImportRecord, VariableRecord
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -99,17 +108,19 @@ __all__ = [
     "CellNames",
     "ChangeSet",
     "ChangeTracker",
+    "capture_group",
     "capture_value",
     "cell_names",
+    "classify",
     "estimate_size",
     "fingerprint",
     "import_matches",
     "imports_in_source",
     "is_persistable_name",
     "merge_imports",
+    "restore_group",
     "restore_imports",
     "restore_value",
-    "serialize_into",
     "type_name",
 ]
 
@@ -182,6 +193,45 @@ def _capture(
     session_used: int,
     imports: Mapping[str, ImportRecord] | None,
 ) -> VariableRecord | ImportRecord:
+    not_pickled = _not_pickled(name, value, imports)
+    if not_pickled is not None:
+        return not_pickled
+    label = type_label(type(value))
+    estimate = estimate_size(value)
+    _check_budget(label, estimate, limits, session_used, estimated=True)
+    serialized = _serialize(value)
+    _check_budget(label, serialized.size, limits, session_used, estimated=False)
+    return VariableRecord(
+        name=name,
+        type_name=type_name(type(value)),
+        size=serialized.size,
+        encoding=serialized.encoding,
+        data=serialized.data,
+        buffers=_buffer_records(serialized),
+        fingerprint=fingerprint(value),
+    )
+
+
+def _buffer_records(serialized: pickling.Serialized) -> tuple[BufferRecord, ...]:
+    return tuple(BufferRecord(len(b), data=b) for b in serialized.buffers)
+
+
+def classify(
+    name: str, value: object, *, imports: Mapping[str, ImportRecord] | None = None
+) -> VariableRecord | ImportRecord | None:
+    """What :func:`capture_value` makes of a value that is not pickled (an import, an open
+    file, a module that cannot be imported again), or ``None`` for a value it would pickle."""
+    try:
+        return _not_pickled(name, value, imports)
+    except Unsaveable as reason:
+        return _skipped(name, value, str(reason))
+    except Exception as exc:  # noqa: BLE001 - classifying one value never fails a save
+        return _skipped(name, value, _cannot_save(value, exc))
+
+
+def _not_pickled(
+    name: str, value: object, imports: Mapping[str, ImportRecord] | None
+) -> VariableRecord | ImportRecord | None:
     preferred = imports.get(name) if imports else None
     if preferred is not None and import_matches(preferred, value):
         return preferred
@@ -192,19 +242,62 @@ def _capture(
         return as_import
     if isinstance(value, FILE_TYPES):
         return capture_file(name, value)
-    label = type_label(type(value))
-    estimate = estimate_size(value)
-    _check_budget(label, estimate, limits, session_used, estimated=True)
-    encoding, data = _serialize(value)
-    _check_budget(label, len(data), limits, session_used, estimated=False)
-    return VariableRecord(
-        name=name,
-        type_name=type_name(type(value)),
-        size=len(data),
-        encoding=encoding,
-        data=data,
-        fingerprint=fingerprint(value),
-    )
+    return None
+
+
+def capture_group(
+    values: Mapping[str, object],
+    *,
+    views_of: Collection[int] = (),
+    limits: CaptureLimits = DEFAULT_LIMITS,
+    session_used: int = 0,
+) -> dict[str, VariableRecord] | None:
+    """Pickle variables that share objects as one unit (see :mod:`.covars`).
+
+    The first name (in sorted order) holds the pickle of the tuple of all the values, and
+    ``members`` names them in the tuple's order; the other records say only ``group``. The
+    per-variable budget applies to the group as a whole. ``None`` when the group cannot be
+    pickled together (one value refuses, or together they are over a budget): the caller
+    captures each value on its own, so such a group loses the sharing, never the values that
+    can be saved.
+    """
+    names = sorted(values)
+    ordered = [values[n] for n in names]
+    holder = names[0]
+    label = "a group of variables sharing objects (" + ", ".join(names) + ")"
+    try:
+        estimate = sum(estimate_size(v) for v in ordered)
+        _check_budget(label, estimate, limits, session_used, estimated=True)
+        serialized = pickling.serialize_group(ordered, views_of=views_of)
+        _check_budget(label, serialized.size, limits, session_used, estimated=False)
+    except Unsaveable:
+        # Over a budget together: each is captured alone, so that what fits is still saved.
+        logger.debug("variables %s are over a budget together", names)
+        return None
+    except Exception:  # one member that refuses: each is captured alone
+        logger.debug("variables %s cannot be pickled together", names, exc_info=True)
+        return None
+    records = {
+        holder: VariableRecord(
+            name=holder,
+            type_name=type_name(type(values[holder])),
+            size=serialized.size,
+            encoding=serialized.encoding,
+            data=serialized.data,
+            buffers=_buffer_records(serialized),
+            members=tuple(names),
+            fingerprint=fingerprint(values[holder]),
+        )
+    }
+    for name in names[1:]:
+        records[name] = VariableRecord(
+            name=name,
+            type_name=type_name(type(values[name])),
+            size=0,
+            group=holder,
+            fingerprint=fingerprint(values[name]),
+        )
+    return records
 
 
 def _check_budget(
@@ -228,64 +321,11 @@ def _check_budget(
         raise Unsaveable(msg)
 
 
-def _serialize(value: object) -> tuple[str, bytes]:
-    first_error: Exception | None = None
+def _serialize(value: object) -> pickling.Serialized:
     try:
-        data = pickle.dumps(value, protocol=5)
-    except Exception as exc:  # noqa: BLE001 - any failure means "try cloudpickle"
-        first_error = exc
-    else:
-        if b"__main__" not in data:
-            return "pickle", data
-    import cloudpickle  # heavy, and only needed for notebook definitions
-
-    try:
-        return "cloudpickle", cloudpickle.dumps(value, protocol=5)
+        return pickling.serialize(value)
     except Exception as exc:  # the value is skipped with this reason
-        if first_error is not None:
-            logger.debug("pickle failed first with %s", type(first_error).__name__)
         raise Unsaveable(_cannot_save(value, exc)) from exc
-
-
-def serialize_into(value: object, encoding: str, update: Callable[[memoryview], object]) -> bool:
-    """Serialize ``value`` as ``encoding`` (``"pickle"`` or ``"cloudpickle"``) piece by piece into
-    ``update``, without building the whole byte string; ``False`` if that encoding cannot.
-
-    The pieces, joined, are exactly what :func:`capture_value` stores for the same value: fed to a
-    :meth:`~ipysession.keys.crypto.SealingKey.content_hasher`, they tell whether a value still
-    matches the blob it was stored in. Pickle hands large buffers (numpy and pandas data) to the
-    writer as they are, so checking a 100 MB DataFrame costs a hash of it, not a 100 MB copy.
-    """
-    if encoding == "pickle":
-        pickler: type[pickle.Pickler] = pickle.Pickler
-    elif encoding == "cloudpickle":
-        import cloudpickle
-
-        pickler = cloudpickle.CloudPickler
-    else:
-        return False
-    try:
-        pickler(_Feed(update), protocol=5).dump(value)
-    except Exception:  # noqa: BLE001 - any failure means "not the stored bytes any more"
-        logger.debug("serializing %s as %s failed", type_name(type(value)), encoding)
-        return False
-    return True
-
-
-class _Feed:
-    """The file object a pickler writes to: each piece goes to ``update``, uncopied."""
-
-    def __init__(self, update: Callable[[memoryview], object]) -> None:
-        self._update = update
-
-    def write(self, data: Any) -> int:
-        # Large buffers arrive as pickle.PickleBuffer, which has no len().
-        with memoryview(data) as view:
-            if view.c_contiguous:
-                self._update(view)
-            else:  # a Fortran-ordered array: its bytes in memory order, as pickle stores them
-                self._update(memoryview(view.tobytes(order="A")))
-            return view.nbytes
 
 
 def _module_import(name: str, module: ModuleType) -> ImportRecord:
@@ -368,21 +408,27 @@ def _binds_package(record: ImportRecord) -> bool:
 
 def restore_value(
     record: VariableRecord,
-    data: bytes,
+    data: bytes | bytearray,
     *,
+    buffers: Sequence[bytearray | memoryview] = (),
     namespace: MutableMapping[str, Any] | None = None,
 ) -> Any:
     """Turn a saved variable back into a value.
 
-    ``data`` is the record's bytes, wherever the store kept them. With ``namespace`` (the user
-    namespace being restored), notebook functions and the methods of notebook classes are rebound
-    to it, so they read live globals. Raises :class:`CaptureError` with the reason on failure.
+    ``data`` is the record's bytes, wherever the store kept them, and ``buffers`` its
+    out-of-band buffers, in order, as writable memory: arrays are rebuilt on them without a
+    copy. With ``namespace`` (the user namespace being restored), notebook functions and the
+    methods of notebook classes are rebound to it, so they read live globals. Raises
+    :class:`CaptureError` with the reason on failure.
     """
+    if record.group is not None:
+        what = f"Variable '{record.name}' is restored with its group (held by '{record.group}')"
+        raise CaptureError(what)
     if record.skipped is not None:
         what = f"Variable '{record.name}' was not saved: {record.skipped}"
         raise CaptureError(what)
     if record.encoding == "file":
-        return restore_file(record, data)
+        return restore_file(record, bytes(data))
     if record.encoding not in ("pickle", "cloudpickle"):
         what = (
             f"Variable '{record.name}' was saved with encoding {record.encoding!r}, which this "
@@ -391,7 +437,10 @@ def restore_value(
         raise CaptureError(what, hint="It was probably written by a newer ipysession: upgrade")
     try:
         # cloudpickle output is a pickle whose reconstructors import cloudpickle themselves.
-        value = pickle.loads(data)
+        if len(buffers) != len(record.buffers):
+            msg = f"{len(record.buffers)} out-of-band buffers expected, {len(buffers)} given"
+            raise ValueError(msg)
+        value = pickling.loads(data, buffers)
     except Exception as exc:  # any unpickling error becomes a reason
         what = (
             f"Variable '{record.name}' ({record.type_name}) could not be restored "
@@ -406,6 +455,31 @@ def restore_value(
     if record.encoding == "cloudpickle" and namespace is not None:
         value = _rebind(value, namespace)
     return value
+
+
+def restore_group(
+    record: VariableRecord,
+    data: bytes | bytearray,
+    *,
+    buffers: Sequence[bytearray | memoryview] = (),
+    namespace: MutableMapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The values of the group ``record`` holds (see :func:`capture_group`), by name.
+
+    Unpickled as one tuple, so objects the variables shared are shared again. Raises
+    :class:`CaptureError` with the reason on failure, for the whole group.
+    """
+    values = restore_value(record, data, buffers=buffers)
+    if not isinstance(values, tuple) or len(values) != len(record.members):
+        what = (
+            f"Variables {', '.join(record.members)} (a group held by '{record.name}') could not "
+            "be restored: the stored value is not the group's"
+        )
+        raise CaptureError(what)
+    restored = dict(zip(record.members, values, strict=True))
+    if record.encoding == "cloudpickle" and namespace is not None:
+        restored = {name: _rebind(value, namespace) for name, value in restored.items()}
+    return restored
 
 
 def _rebind(value: Any, namespace: MutableMapping[str, Any]) -> Any:

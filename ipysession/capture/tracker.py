@@ -246,10 +246,16 @@ class ChangeTracker:
     # internals
 
     def _check_ids(self, user_ns: Mapping[str, Any], changes: ChangeSet) -> None:
+        # Runs over every tracked name after every cell: the persistable test is inlined (a
+        # cached answer, then the hidden names) rather than a method call per name.
         missing = _MISSING
+        cached = self._persistable_cache
+        hidden = self.hidden
         for name, state in self._state.items():
             value = user_ns.get(name, missing)
-            if value is missing or not self.persistable(name):
+            known = cached.get(name)
+            persistable = self.persistable(name) if known is None else known and name not in hidden
+            if value is missing or not persistable:
                 changes.deleted.add(name)
             elif id(value) != state.obj_id:
                 changes.changed.add(name)

@@ -23,7 +23,7 @@ from ipysession.errors import (
     WrongKey,
 )
 from ipysession.formatting import count, format_size
-from ipysession.model import Session, VariableRecord
+from ipysession.model import BufferRecord, Session, VariableRecord
 from ipysession.safe_open import read_regular
 
 if TYPE_CHECKING:
@@ -72,16 +72,30 @@ def _inline_values(ctx: Context, store: SessionStore, name: str, session: Sessio
     """
     variables: dict[str, VariableRecord] = {}
     for var, record in session.variables.items():
-        if record.blob is not None:
+        if record.blob_refs():
             try:
-                data = store.read_blob(name, record.blob)
+                data = record.data if record.blob is None else store.read_blob(name, record.blob)
+                buffers = tuple(
+                    BufferRecord(b.size, data=bytes(store.read_blob(name, b.blob)))
+                    if b.blob is not None
+                    else b
+                    for b in record.buffers
+                )
             except SessionError as exc:
                 ctx.warn(f"variable {var!r} is not exported: {exc}")
                 record = dataclasses.replace(
-                    record, data=None, blob=None, encoding=None, skipped=f"not exported: {exc.what}"
+                    record,
+                    data=None,
+                    blob=None,
+                    encoding=None,
+                    buffers=(),
+                    members=(),
+                    skipped=f"not exported: {exc.what}",
                 )
             else:
-                record = dataclasses.replace(record, data=data, blob=None)
+                record = dataclasses.replace(
+                    record, data=None if data is None else bytes(data), blob=None, buffers=buffers
+                )
         variables[var] = record
     return dataclasses.replace(session, variables=variables)
 

@@ -45,6 +45,7 @@ __all__ = [
     "seal_to",
     "unseal",
     "unseal_from",
+    "unseal_into",
 ]
 
 KEY_SIZE = 32
@@ -80,7 +81,7 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_SIZE)
 
 
-def seal(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+def seal(key: bytes, nonce: bytes, plaintext: bytes | bytearray, associated_data: bytes) -> bytes:
     """Encrypt and authenticate ``plaintext``; ``associated_data`` is authenticated, not hidden.
 
     The nonce is passed in (from :func:`new_nonce`) because callers put it in a header that is
@@ -180,6 +181,62 @@ def unseal_from(
     return plaintext
 
 
+def unseal_into(
+    key: bytes,
+    nonce: bytes,
+    readinto: Callable[[memoryview], int | None],
+    length: int,
+    associated_data: bytes,
+    *,
+    digest: Callable[[memoryview], object] | None = None,
+) -> bytearray:
+    """:func:`unseal_from` into a ``bytearray`` of exactly ``length`` bytes, handed out only
+    after the tag verified: writable memory that a restored array can use as it is.
+
+    ``digest`` (a content hasher's ``update``) is given each chunk of plaintext as soon as it is
+    decrypted, while it is still in the cache: a blob's content id costs no second pass over
+    the data. Whatever ``digest`` computed means nothing unless this function returns (a bad tag
+    raises :class:`AuthenticationFailed` and the buffer is zeroed first).
+    """
+    if length < 0:
+        msg = "the ciphertext is shorter than its tag"
+        raise AuthenticationFailed(msg)
+    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
+    decryptor.authenticate_additional_data(associated_data)
+    # update_into wants room for a block more than it is given; the slack is cut off at the end
+    # (shrinking a bytearray by a few bytes never moves it).
+    buffer = bytearray(length + _BLOCK_SLACK)
+    out = memoryview(buffer)
+    chunk = bytearray(min(length, STREAM_CHUNK))
+    try:
+        done = 0
+        while done < length:
+            wanted = memoryview(chunk)[: min(STREAM_CHUNK, length - done)]
+            _read_exactly(readinto, wanted)
+            produced = decryptor.update_into(wanted, out[done:])
+            if digest is not None and produced:
+                digest(out[done : done + produced])
+            done += produced
+        tag = bytearray(TAG_SIZE)
+        _read_exactly(readinto, memoryview(tag))
+        try:
+            tail = decryptor.finalize_with_tag(bytes(tag))
+        except (InvalidTag, ValueError) as exc:
+            raise AuthenticationFailed(str(exc) or "authentication failed") from None
+        if tail:  # GCM keeps nothing back; a backend that did would return it here
+            out[done : done + len(tail)] = tail
+            if digest is not None:
+                digest(memoryview(tail))
+            done += len(tail)
+    except BaseException:
+        _wipe(out)
+        out.release()
+        raise
+    out.release()
+    del buffer[done:]
+    return buffer
+
+
 def _read_exactly(readinto: Callable[[memoryview], int | None], buffer: memoryview) -> None:
     filled = 0
     while filled < len(buffer):
@@ -232,7 +289,7 @@ class SealingKey(Protocol):
         """The key for a file whose header carries ``salt`` and ``key_id``; ``None`` if this key
         (or a previous key it still knows) did not seal it."""
 
-    def content_id(self, data: bytes) -> str:
+    def content_id(self, data: bytes | bytearray) -> str:
         """A keyed hash of ``data``: equal values share an id without revealing their content."""
 
     def content_hasher(self) -> ContentHasher:
@@ -284,7 +341,7 @@ class MasterKey:
     def for_reading(self, salt: bytes, key_id: bytes) -> bytes | None:
         return self._readable.get(key_id)
 
-    def content_id(self, data: bytes) -> str:
+    def content_id(self, data: bytes | bytearray) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
 
     def content_hasher(self) -> ContentHasher:
@@ -331,7 +388,7 @@ class PassphraseKey:
         key, derived_id = self._derive(salt)
         return key if hmac.compare_digest(derived_id, key_id) else None
 
-    def content_id(self, data: bytes) -> str:
+    def content_id(self, data: bytes | bytearray) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
 
     def content_hasher(self) -> ContentHasher:

@@ -356,10 +356,20 @@ def _variable_json(record: VariableRecord) -> dict[str, Any]:
         "type": record.type_name,
         "size": record.size,
         "state": "saved" if record.saved else "skipped",
-        "stored": None if not record.saved else ("blob" if record.blob else "inline"),
+        "stored": _stored_where(record),
         "encoding": record.encoding,
         "skipped": record.skipped,
     }
+
+
+def _stored_where(record: VariableRecord) -> str | None:
+    """``"blob"`` (its value or a buffer of it in blobs), ``"inline"``, ``"group"`` (stored with
+    the variables it shares objects with, in the record ``group`` names), or None (skipped)."""
+    if not record.saved:
+        return None
+    if record.group is not None:
+        return "group"
+    return "blob" if record.blob_refs() else "inline"
 
 
 def _connection_json(record: ConnectionRecord) -> dict[str, Any]:

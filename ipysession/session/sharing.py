@@ -554,7 +554,7 @@ class Sharing:
         result = self._host.store.write(
             self._without_forgotten(ours), base_generation=base, merge=merge_with_theirs
         )
-        self._workspace.stored_in_blobs(result.blobs, session)
+        self._workspace.stored_in_blobs(result.stored, session)
         with self._lock:
             if session.name == self.name:
                 self._base_generation = result.generation

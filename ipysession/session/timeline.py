@@ -66,9 +66,11 @@ class Step:
 
 def _bytes(value: Value) -> int:
     record = value[0]
-    if record is None or record.data is None:
+    if record is None:
         return 0
-    return len(record.data)
+    held = len(record.data) if record.data is not None else 0
+    # Out-of-band buffers held in memory (not yet in a blob) are part of what a step keeps.
+    return held + sum(len(b.data) for b in record.buffers if b.data is not None)
 
 
 class Timeline:

@@ -35,9 +35,11 @@ from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
 from ipysession.capture import preferences as pref_capture
 from ipysession.capture.cellnames import cell_names
+from ipysession.capture.covars import CoVariables
 from ipysession.capture.describe import budget_hint, format_bytes
+from ipysession.capture.pickling import digest_parts
 from ipysession.capture.references import global_names
-from ipysession.errors import SessionError
+from ipysession.errors import CaptureError, SessionError
 from ipysession.model import (
     REDACTED,
     HistoryEntry,
@@ -64,6 +66,9 @@ _ABSENT = object()
 
 # A cell that is only ipysession's own magic.
 _OWN_MAGIC = re.compile(r"\s*%session\b[^\n]*\s*\Z")
+
+#: (name, record, record as sealed) from the writer thread.
+_StoredQueue = queue.SimpleQueue[tuple[str, VariableRecord, VariableRecord]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,11 +121,9 @@ class Workspace:
         self.ids: dict[str, str] = {}
         self._env_baseline = dict(os.environ)
         self._last_full_pass = self._last_deep_pass = time.monotonic()
-        # (name, record, blob id) from the writer thread: values now safely in a blob, whose
-        # bytes the main thread can drop (a 50 MB DataFrame would otherwise be held twice).
-        self._stored_in_blobs: queue.SimpleQueue[tuple[str, VariableRecord, str]] = (
-            queue.SimpleQueue()
-        )
+        # (name, record, record as sealed) from the writer thread: values now safely in blobs,
+        # whose bytes the main thread can drop (a 50 MB DataFrame would otherwise be held twice).
+        self._stored_in_blobs: _StoredQueue = queue.SimpleQueue()
         # (name, blob id) from the writer thread: values whose blob was missing at a write (the
         # session was deleted under this kernel); the main thread captures them again.
         self._lost_blobs: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
@@ -132,6 +135,8 @@ class Workspace:
         self.timeline = Timeline(CaptureSettings.undo_max_bytes)
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
         hidden = getattr(shell, "user_ns_hidden", None)
+        # Which variables share objects: those are captured together, as one group.
+        self.covars = CoVariables()
         self.tracker = ns_capture.ChangeTracker(
             exclude=tuple(exclude), hidden=hidden if hidden is not None else frozenset()
         )
@@ -233,8 +238,11 @@ class Workspace:
         """Stop persisting these names; returns those that had a value or an import here."""
         forgotten = []
         for name in names:
+            # The rest of its group is captured again without it at the next cell.
+            self._recapture |= self._old_group(name)
             self.forgotten.add(name)
             self.tracker.forget(name)
+            self.covars.remove(name)
             had_value = self.records.pop(name, None) is not None
             had_import = self.imports.pop(name, None) is not None
             if had_value or had_import:
@@ -258,67 +266,138 @@ class Workspace:
         verify: Container[str] = (),
     ) -> None:
         """Capture ``changed`` again and drop ``deleted``. Names in ``verify`` may well be
-        unchanged (a deep pass, an explicit save): one still equal to its stored blob keeps it."""
+        unchanged (a deep pass, an explicit save): one still equal to its stored blob keeps it.
+
+        Variables that share objects (:mod:`ipysession.capture.covars`) are captured together,
+        as one group; a group a changed or deleted name belonged to is formed again."""
         user_ns = self.user_ns
+        regroup: set[str] = set()
         for name in deleted:
+            regroup |= self._old_group(name)
             self.records.pop(name, None)
             self.imports.pop(name, None)
+            self.covars.remove(name)
         # Imports written in this cell win over ones inferred from the value; either is used
         # only while it still resolves to the very object bound to the name.
         cell_imports = ns_capture.imports_in_source(source)
         known_imports = {name: records[-1] for name, records in self.imports.items()}
         known_imports.update((rec.name, rec) for rec in cell_imports)
-        for name in sorted(changed):
-            if name not in user_ns or not self._is_persistable(name):
+        todo = {name for name in changed if name in user_ns and self._is_persistable(name)}
+        for name in list(todo):
+            regroup |= self._old_group(name)
+        todo |= {name for name in regroup if name in user_ns and self._is_persistable(name)}
+        pickled: set[str] = set()
+        for name in sorted(todo):
+            if name in verify and name not in regroup and self._still_stored(name, user_ns[name]):
                 continue
-            if name in verify and self._still_stored(name, user_ns[name]):
+            value = user_ns[name]
+            not_pickled = ns_capture.classify(name, value, imports=known_imports)
+            if not_pickled is None:
+                self.covars.update(name, value)
+                pickled.add(name)
                 continue
-            captured = ns_capture.capture_value(
-                name, user_ns[name], limits=limits, imports=known_imports
-            )
-            self.tracker.note_captured(name, captured)
-            if isinstance(captured, ImportRecord):
-                self.records.pop(name, None)
-                value = user_ns[name]
-                this_cell = [
-                    r
-                    for r in cell_imports
-                    if r.name == name and ns_capture.import_matches(r, value)
-                ]
-                self.imports[name] = ns_capture.merge_imports(
-                    self.imports.get(name, ()), [*this_cell, captured]
+            self.covars.remove(name)
+            self._keep(name, not_pickled, cell_imports)
+        done: set[str] = set()
+        for name in sorted(pickled):
+            if name in done:
+                continue
+            group = {n for n in self.covars.group(name) if n in user_ns and self._is_persistable(n)}
+            done |= group
+            records: dict[str, VariableRecord] | None = None
+            if len(group) > 1:
+                records = ns_capture.capture_group(
+                    {n: user_ns[n] for n in group},
+                    views_of=self.covars.shared_ids(group),
+                    limits=limits,
                 )
-            else:
-                self.imports.pop(name, None)
-                self.records[name] = captured
+            if records is None:  # alone, or a group that cannot be pickled together
+                for member in sorted(group):
+                    captured = ns_capture.capture_value(
+                        member, user_ns[member], limits=limits, imports=known_imports
+                    )
+                    self._keep(member, captured, cell_imports)
+                continue
+            for member, record in records.items():
+                self._keep(member, record, cell_imports)
         self._enforce_session_budget(limits.max_session_bytes)
+
+    def _keep(
+        self,
+        name: str,
+        captured: VariableRecord | ImportRecord,
+        cell_imports: Sequence[ImportRecord],
+    ) -> None:
+        """Take what capture made of ``name`` as its record (or its import)."""
+        self.tracker.note_captured(name, captured)
+        if isinstance(captured, ImportRecord):
+            self.records.pop(name, None)
+            self.covars.remove(name)
+            value = self.user_ns[name]
+            this_cell = [
+                r for r in cell_imports if r.name == name and ns_capture.import_matches(r, value)
+            ]
+            self.imports[name] = ns_capture.merge_imports(
+                self.imports.get(name, ()), [*this_cell, captured]
+            )
+        else:
+            self.imports.pop(name, None)
+            self.records[name] = captured
+
+    def _old_group(self, name: str) -> set[str]:
+        """The other names of the group ``name``'s record belongs to (none if it has none)."""
+        record = self.records.get(name)
+        if record is None:
+            return set()
+        if record.group is not None:
+            holder = self.records.get(record.group)
+            members = set(holder.members) if holder is not None else set()
+            return (members | {record.group}) - {name}
+        return set(record.members) - {name}
 
     def _still_stored(self, name: str, value: object) -> bool:
         """Whether ``value`` serializes to exactly the large value its record holds.
 
-        Checked by feeding the serialized pieces to the keyed hash blob ids are made of, against
-        the record's blob id (or, for bytes the writer has not stored yet, their id), so an
-        unchanged 100 MB DataFrame costs a hash of its data, not a second copy of it in memory
-        (which a re-capture would hold until the writer had deduplicated it). Small values are
-        simply captured again."""
+        Checked by feeding the serialized pieces (the pickle stream, and each out-of-band
+        buffer as it is, uncopied) to the keyed hash blob ids are made of, against the record's
+        blob ids (or, for bytes the writer has not stored yet, their ids), so an unchanged
+        100 MB array costs a hash of its data, not a second copy of it in memory (which a
+        re-capture would hold until the writer had deduplicated it). Small values, and groups,
+        are simply captured again."""
         record = self.records.get(name)
-        if record is None or record.encoding is None:
+        if record is None or record.encoding is None or record.members or record.group:
             return False
         store = self._store()
-        if record.blob is not None:
-            stored_id = record.blob
-        elif record.data is not None and len(record.data) > store.blob_threshold:
-            stored_id = store.key.content_id(record.data)
-        else:
+        threshold = store.blob_threshold
+        large_stream = record.blob is not None or (
+            record.data is not None and len(record.data) > threshold
+        )
+        if not large_stream and not any(
+            b.blob is not None or b.size > threshold for b in record.buffers
+        ):
             return False
-        hasher = store.key.content_hasher()
-        if not ns_capture.serialize_into(value, record.encoding, hasher.update):
+        key = store.key
+        parts = digest_parts(value, record.encoding, key.content_hasher)
+        if parts is None:
             return False
-        return hmac.compare_digest(hasher.hexdigest(), stored_id)
+        stream_id, buffer_ids = parts
+        stored_stream = record.blob if record.blob is not None else _id_of(key, record.data)
+        stored_buffers = [
+            b.blob if b.blob is not None else _id_of(key, b.data) for b in record.buffers
+        ]
+        return (
+            stored_stream is not None
+            and hmac.compare_digest(stream_id, stored_stream)
+            and buffer_ids == stored_buffers
+        )
 
     def _enforce_session_budget(self, max_session_bytes: int) -> None:
         """Skip the largest values past ``max_session_bytes``; each reason names the setting
         and the value that keeps them all (the total of every value this kernel holds)."""
+        # The usual case first, cheaply (every size counts: an overestimate): no sorting or
+        # filtering of thousands of records after every cell.
+        if sum(record.size for record in self.records.values()) <= max_session_bytes:
+            return
         held = [(n, r) for n, r in self.records.items() if r.saved and r.data is not None]
         needed = sum(record.size for _, record in held)
         if needed <= max_session_bytes:
@@ -374,18 +453,20 @@ class Workspace:
         return self.history.merge(self.previous_history)
 
     def blob_ids(self) -> set[str]:
-        """The blobs this workspace's records refer to."""
-        return {record.blob for record in self.records.values() if record.blob is not None}
+        """The blobs this workspace's records refer to (values and out-of-band buffers)."""
+        return {ref for record in self.records.values() for ref in record.blob_refs()}
 
-    def stored_in_blobs(self, blobs: dict[str, str], written: Session) -> None:
-        """The writer stored these values (name -> blob id) of ``written`` (any thread).
+    def stored_in_blobs(self, stored: dict[str, VariableRecord], written: Session) -> None:
+        """The writer stored these values of ``written`` in blobs (name -> the record as sealed,
+        holding only blob references; any thread).
 
         Only queued here: the records are replaced on the main thread, at the next cell.
         """
-        for name, blob_id in blobs.items():
+        for name, sealed in stored.items():
             record = written.variables.get(name)
-            if record is not None and record.data is not None:
-                self._stored_in_blobs.put((name, record, blob_id))
+            # A merge with another writer may have sealed their record under this name.
+            if record is not None and record is not sealed and _same_value(record, sealed):
+                self._stored_in_blobs.put((name, record, sealed))
 
     def blobs_lost(self, lost: dict[str, str]) -> None:
         """The writer found these values' blobs (name -> blob id) missing (any thread): they
@@ -402,19 +483,20 @@ class Workspace:
             except queue.Empty:
                 return
             record = self.records.get(name)
-            if record is not None and record.blob == blob_id:
+            if record is not None and blob_id in record.blob_refs():
                 del self.records[name]
-                self._recapture.add(name)
+                # A group is captured again whole (its other names refer to this record).
+                self._recapture |= {name, *record.members}
 
     def _drop_stored_bytes(self) -> None:
         """Keep only the blob reference of values the writer has stored (main thread)."""
         while True:
             try:
-                name, written, blob_id = self._stored_in_blobs.get_nowait()
+                name, written, sealed = self._stored_in_blobs.get_nowait()
             except queue.Empty:
                 return
             if self.records.get(name) is written:  # not captured again since that write
-                self.records[name] = dataclasses.replace(written, data=None, blob=blob_id)
+                self.records[name] = sealed
 
     # --- Session -> shell ----------------------------------------------------------------------
 
@@ -502,7 +584,9 @@ class Workspace:
 
     # --- time travel (see session/timeline.py) ------------------------------------------------
 
-    def travel(self, target: int, what: str, read_blob: Callable[[str], bytes]) -> TravelReport:
+    def travel(
+        self, target: int, what: str, read_blob: Callable[[str], bytes | bytearray]
+    ) -> TravelReport:
         """Put the namespace back in timeline state ``target`` (reachable: the caller checked).
 
         Only names that differ are touched; a value that could not be saved is left as it is.
@@ -511,8 +595,23 @@ class Workspace:
         started = time.perf_counter()
         report = TravelReport(target=what)
         user_ns = self.user_ns
-        for name, value in sorted(self.timeline.state_after(target).items()):
-            if value == self._value(name) and (value == ABSENT or name in user_ns):
+        state = self.timeline.state_after(target)
+        # A variable that shares objects comes back with its whole group, so that `b is a`
+        # holds in the state travelled to as it did then (a member whose own record did not
+        # change is rebound too).
+        for name in list(state):
+            record = state[name][0]
+            holder = record.group if record is not None and record.group else name
+            held = state.get(holder, self._value(holder))[0]
+            for member in held.members if held is not None else ():
+                state.setdefault(member, self._value(member))
+        groups: dict[str, dict[str, Any]] = {}
+        for name, value in sorted(state.items()):
+            if (
+                value == self._value(name)
+                and (value == ABSENT or name in user_ns)
+                and not _in_group(value[0])
+            ):
                 continue
             record, imports = value
             if value == ABSENT:
@@ -533,8 +632,26 @@ class Workspace:
                 )
                 continue
             try:
-                data = record.data if record.data is not None else read_blob(record.blob or "")
-                user_ns[name] = ns_capture.restore_value(record, data, namespace=user_ns)
+                if _in_group(record):
+                    holder_name = record.group or name
+                    if holder_name not in groups:
+                        holder_record = state.get(holder_name, self._value(holder_name))[0]
+                        if holder_record is None or not holder_record.members:
+                            what_failed = (
+                                f"Variable '{name}' shares objects with '{holder_name}', "
+                                "whose earlier copy is no longer kept"
+                            )
+                            raise CaptureError(what_failed)
+                        data, buffers = _record_bytes(holder_record, read_blob)
+                        groups[holder_name] = ns_capture.restore_group(
+                            holder_record, data, buffers=buffers, namespace=user_ns
+                        )
+                    user_ns[name] = groups[holder_name][name]
+                else:
+                    data, buffers = _record_bytes(record, read_blob)
+                    user_ns[name] = ns_capture.restore_value(
+                        record, data, buffers=buffers, namespace=user_ns
+                    )
             except Exception as exc:  # noqa: BLE001 - one value that fails never stops the rest
                 report.left.append((name, _describe_error(exc)))
                 continue
@@ -686,19 +803,48 @@ class Workspace:
         only: AbstractSet[str] | None,
     ) -> None:
         user_ns = self.user_ns
-        for var_name, record in session.variables.items():
+        variables = session.variables
+        if only is not None:
+            # A variable comes back with its group: `--vars b` brings `a` when `b is a`.
+            only = set(only)
+            for name in list(only):
+                record = variables.get(name)
+                holder = variables.get(record.group) if record and record.group else record
+                if holder is not None and holder.members:
+                    only |= set(holder.members)
+        groups: dict[str, dict[str, Any] | BaseException] = {}
+        for var_name, record in variables.items():
             if only is not None and var_name not in only:
                 continue
             if record.skipped is not None:
                 report.skipped.append((var_name, f"not saved: {record.skipped}"))
                 continue
             try:
-                data = record.data
-                if data is None and record.blob is not None:
-                    data = self._store().read_blob(source, record.blob)
-                if data is None:  # pragma: no cover - the model forbids it
-                    continue
-                user_ns[var_name] = ns_capture.restore_value(record, data, namespace=user_ns)
+                if record.group is not None or record.members:
+                    holder_name = record.group or var_name
+                    if holder_name not in groups:
+                        groups[holder_name] = self._load_group(session, source, holder_name)
+                    loaded = groups[holder_name]
+                    if isinstance(loaded, BaseException):
+                        if var_name == holder_name:
+                            raise loaded
+                        what = (
+                            f"saved with '{holder_name}' (they share objects), which "
+                            f"{_group_failure(loaded)}"
+                        )
+                        raise CaptureError(what) from loaded
+                    if var_name not in loaded:
+                        what = (
+                            f"Variable '{var_name}' shares objects with '{holder_name}', whose "
+                            "stored group does not hold it"
+                        )
+                        raise CaptureError(
+                            what, hint="The session was merged by hand or damaged: save it again"
+                        )
+                    value = loaded[var_name]
+                else:
+                    value = self._load_value(record, source)
+                user_ns[var_name] = value
             except Exception as exc:  # noqa: BLE001 - unpickling can raise anything; one bad value never stops the rest
                 report.skipped.append((var_name, _describe_error(exc)))
                 # Carried forward so the next save does not drop a value that failed to load
@@ -707,6 +853,34 @@ class Workspace:
                 continue
             report.variables.append(var_name)
             self.records[var_name] = record
+            self.covars.update(var_name, value)
+
+    def _load_group(
+        self, session: Session, source: str, holder_name: str
+    ) -> dict[str, Any] | BaseException:
+        """The values of the group ``holder_name`` holds, or why they cannot come back."""
+        holder = session.variables.get(holder_name)
+        if holder is None or not holder.members:
+            return _GroupMissing(
+                "is not in this session (it was merged by hand or damaged: save it again)"
+            )
+        if holder.skipped is not None:
+            return _GroupMissing(f"was not saved: {holder.skipped}")
+        try:
+            data, buffers = self._value_bytes(holder, source)
+            return ns_capture.restore_group(holder, data, buffers=buffers, namespace=self.user_ns)
+        except Exception as exc:  # noqa: BLE001 - the whole group fails with this reason
+            return exc
+
+    def _load_value(self, record: VariableRecord, source: str) -> Any:
+        data, buffers = self._value_bytes(record, source)
+        return ns_capture.restore_value(record, data, buffers=buffers, namespace=self.user_ns)
+
+    def _value_bytes(
+        self, record: VariableRecord, source: str
+    ) -> tuple[bytes | bytearray, list[bytearray]]:
+        store = self._store()
+        return _record_bytes(record, lambda blob: store.read_blob(source, blob))
 
     def _unhide_restored(self) -> None:
         """Names this kernel restored are the user's, not IPython's own.
@@ -723,6 +897,32 @@ class Workspace:
         for name in names:
             if name in hidden and name in user_ns and hidden[name] is user_ns[name]:
                 del hidden[name]
+
+
+def _in_group(record: VariableRecord | None) -> bool:
+    return record is not None and (record.group is not None or bool(record.members))
+
+
+def _record_bytes(
+    record: VariableRecord, read_blob: Callable[[str], bytes | bytearray]
+) -> tuple[bytes | bytearray, list[bytearray]]:
+    """The pickle stream of ``record`` and its out-of-band buffers, each read from its blob
+    into writable memory that the restored arrays use as it is."""
+    data: bytes | bytearray | None = record.data
+    if data is None and record.blob is not None:
+        data = read_blob(record.blob)
+    if data is None:  # pragma: no cover - the model forbids it
+        what = f"Variable '{record.name}' has no stored value"
+        raise CaptureError(what)
+    buffers = [
+        bytearray(b.data) if b.data is not None else _writable(read_blob(str(b.blob)))
+        for b in record.buffers
+    ]
+    return data, buffers
+
+
+def _writable(data: bytes | bytearray) -> bytearray:
+    return data if isinstance(data, bytearray) else bytearray(data)
 
 
 def writer_info(kernel_id: str, run_id: str) -> WriterInfo:
@@ -756,3 +956,28 @@ def _merge_changes(into: ns_capture.ChangeSet, more: ns_capture.ChangeSet) -> No
     into.changed |= more.changed
     into.deleted |= more.deleted
     into.recheck |= more.recheck
+
+
+class _GroupMissing(CaptureError):
+    """The record holding a group is missing or was not saved (what follows "which ...")."""
+
+
+def _group_failure(exc: BaseException) -> str:
+    """How a member's reason goes on after "saved with 'a' (they share objects), which"."""
+    if isinstance(exc, _GroupMissing):
+        return exc.what
+    return f"could not be restored: {_describe_error(exc)}"
+
+
+def _same_value(record: VariableRecord, sealed: VariableRecord) -> bool:
+    """Whether ``sealed`` is ``record`` with its bytes moved to blobs (and nothing else)."""
+    return (
+        (record.type_name, record.size, record.encoding, record.fingerprint)
+        == (sealed.type_name, sealed.size, sealed.encoding, sealed.fingerprint)
+        and (record.members, record.group) == (sealed.members, sealed.group)
+        and [b.size for b in record.buffers] == [b.size for b in sealed.buffers]
+    )
+
+
+def _id_of(key: Any, data: bytes | None) -> str | None:
+    return None if data is None else str(key.content_id(data))

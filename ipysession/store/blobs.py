@@ -17,7 +17,7 @@ from pathlib import Path
 from ipysession.atomic import fsync_dir, write_atomically
 from ipysession.errors import CorruptFile, NewerFormat, StoreError, WrongKey
 from ipysession.keys.crypto import SealingKey
-from ipysession.model import Session, VariableRecord
+from ipysession.model import BufferRecord, Session, VariableRecord
 from ipysession.store import fileformat
 from ipysession.store.disk import Disk
 from ipysession.store.files import blob_key, read_blob_file, write_error
@@ -51,14 +51,18 @@ def blob_path(sdir: Path, blob_id: str) -> Path:
 
 def check_blob_name(
     path: Path,
-    value: bytes,
+    value: bytes | bytearray,
     blob_id: str,
     header: fileformat.Header,
     key: SealingKey,
     *,
     hint: str | None = None,
+    content_id: str | None = None,
 ) -> None:
     """Raise :class:`CorruptFile` unless the authenticated ``value`` is what ``blob_id`` names.
+
+    ``content_id`` is the value's id under ``key`` when the reader computed it already (as it
+    decrypted: :class:`~ipysession.store.fileformat.BlobRead`), so it is not hashed twice.
 
     A blob swapped for another authentic one, or renamed, fails here. One exception: a blob
     sealed under a previous master key (a rekey was interrupted) is named by that key's content
@@ -66,7 +70,7 @@ def check_blob_name(
     accepted with a warning, and ``rekey`` renames it. Passphrase content ids never change with
     the salt, so a passphrase blob has no such excuse.
     """
-    if key.content_id(value) == blob_id:
+    if (content_id if content_id is not None else key.content_id(value)) == blob_id:
         return
     if header.uses_passphrase or header.key_id == key.for_writing()[2]:
         raise CorruptFile(_MISMATCH, path=path, hint=hint)
@@ -77,7 +81,7 @@ def check_blob_name(
     )
 
 
-def write_blob(path: Path, value: bytes, key: SealingKey) -> os.stat_result:
+def write_blob(path: Path, value: bytes | bytearray, key: SealingKey) -> os.stat_result:
     """Seal ``value`` straight into a new blob file at ``path``, atomically."""
     return write_atomically(path, lambda f: fileformat.write_blob(f, value, key))
 
@@ -93,8 +97,9 @@ def touch(path: Path) -> bool:
     return True
 
 
-def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> bytes:
-    """The bytes of one stored value, authenticated and checked against its id.
+def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> bytearray:
+    """The bytes of one stored value, authenticated and checked against its id, in one
+    writable buffer (an out-of-band buffer's array uses it as it is).
 
     A corrupt blob is quarantined and its :class:`CorruptFile` carries the problem; a missing
     one raises :class:`CorruptFile` too (the caller skips that one variable), and one the
@@ -103,14 +108,16 @@ def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> bytes:
     check_blob_id(blob_id, sdir)
     path = blob_path(sdir, blob_id)
     try:
-        st, header, value = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)
+        st, read = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)
+        value = read.value
         check_blob_name(
             path,
             value,
             blob_id,
-            header,
+            read.header,
             disk.key,
             hint="The variable stored in it cannot be restored from this blob",
+            content_id=read.content_id,
         )
     except CorruptFile as exc:
         exc.problems = (disk.problem(path, exc, sdir, quarantine=True),)
@@ -140,8 +147,10 @@ def _reuse_blob(disk: Disk, path: Path, blob_id: str) -> bool:
     if disk.blob_verified(path, blob_key(st)):
         return True
     try:
-        _, header, value = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)
-        check_blob_name(path, value, blob_id, header, disk.key)
+        _, read = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)
+        check_blob_name(
+            path, read.value, blob_id, read.header, disk.key, content_id=read.content_id
+        )
     except (WrongKey, NewerFormat):
         return False  # valid under another key or release: write ours over it
     except (CorruptFile, OSError) as exc:
@@ -159,64 +168,96 @@ def externalize(
     *,
     lost: dict[str, str] | None = None,
 ) -> tuple[Session, int, int]:
-    """Move values larger than ``threshold`` bytes to blobs, written (and flushed) before the
-    generation that will refer to them. Returns the session to seal, the number of blobs
-    written and their size in bytes.
+    """Move values and out-of-band buffers larger than ``threshold`` bytes to blobs, each its
+    own, written (and flushed) before the generation that will refer to them. Returns the
+    session to seal, the number of blobs written and their size in bytes.
 
     A variable that refers to a blob no longer on disk (the session was deleted under a running
     kernel, the file was removed by hand) is sealed as skipped (:data:`MISSING_BLOB`) and added
     to ``lost`` (name -> blob id), so no generation ever refers to a missing blob."""
-    blobs_dir = sdir / BLOBS_DIR
+    sealer = _Sealer(disk, sdir)
     variables: dict[str, VariableRecord] = {}
     changed = False
-    written = 0
-    nbytes = 0
     for var_name, record in session.variables.items():
+        stored = record
         if record.data is not None and len(record.data) > threshold:
-            blob_id = disk.key.content_id(record.data)
-            path = blob_path(sdir, blob_id)
-            if not _reuse_blob(disk, path, blob_id):
-                try:
-                    disk.ensure_dir(blobs_dir)
-                    st = write_blob(path, record.data, disk.key)
-                except OSError as exc:
-                    raise write_error(exc, path, f"write the value of {var_name!r}") from exc
-                disk.mark_blob_verified(path, blob_key(st))
-                written += 1
-                nbytes += st.st_size
-            record = dataclasses.replace(record, data=None, blob=blob_id)
-            changed = True
-        elif record.blob is not None:
-            check_blob_id(record.blob, sdir)
-            if not touch(blob_path(sdir, record.blob)):
-                # The bytes are not in memory any more (the caller keeps only the reference of
-                # a stored value), so the value cannot be re-sealed here. A generation must never
-                # refer to a blob that is not on disk: the variable is written as skipped, saying
-                # why, and reported in ``lost`` so the kernel captures it again from the live
-                # object (failing the whole write would lose everything else too).
-                logger.warning(
-                    "Variable %s refers to a stored value that no longer exists (%s, blob %s); "
-                    "it is saved as skipped until it is captured again",
-                    var_name,
-                    sdir.name,
-                    record.blob,
-                )
-                if lost is not None:
-                    lost[var_name] = record.blob
-                record = VariableRecord(
-                    name=record.name,
-                    type_name=record.type_name,
-                    size=record.size,
-                    skipped=MISSING_BLOB,
-                    extra=record.extra,
-                )
-                changed = True
-        variables[var_name] = record
-    if written:
+            blob_id = sealer.seal(record.data, var_name)
+            stored = dataclasses.replace(stored, data=None, blob=blob_id)
+        if any(b.data is not None and b.size > threshold for b in record.buffers):
+            stored = dataclasses.replace(
+                stored,
+                buffers=tuple(
+                    BufferRecord(b.size, blob=sealer.seal(b.data, var_name))
+                    if b.data is not None and b.size > threshold
+                    else b
+                    for b in record.buffers
+                ),
+            )
+        gone = sorted(ref for ref in record.blob_refs() if not _present(sdir, ref))
+        if gone:
+            # The bytes are not in memory any more (the caller keeps only the reference of
+            # a stored value), so the value cannot be re-sealed here. A generation must never
+            # refer to a blob that is not on disk: the variable is written as skipped, saying
+            # why, and reported in ``lost`` so the kernel captures it again from the live
+            # object (failing the whole write would lose everything else too).
+            logger.warning(
+                "Variable %s refers to a stored value that no longer exists (%s, blob %s); "
+                "it is saved as skipped until it is captured again",
+                var_name,
+                sdir.name,
+                gone[0],
+            )
+            if lost is not None:
+                lost[var_name] = gone[0]
+            stored = VariableRecord(
+                name=record.name,
+                type_name=record.type_name,
+                size=record.size,
+                skipped=MISSING_BLOB,
+                extra=record.extra,
+            )
+        changed |= stored is not record
+        variables[var_name] = stored
+    sealer.flush()
+    if not changed:
+        return session, sealer.written, sealer.nbytes
+    return dataclasses.replace(session, variables=variables), sealer.written, sealer.nbytes
+
+
+def _present(sdir: Path, blob_id: str) -> bool:
+    check_blob_id(blob_id, sdir)
+    return touch(blob_path(sdir, blob_id))
+
+
+class _Sealer:
+    """Seals byte strings into the blobs of one session directory, reusing good ones."""
+
+    def __init__(self, disk: Disk, sdir: Path) -> None:
+        self.disk = disk
+        self.sdir = sdir
+        self.written = 0
+        self.nbytes = 0
+
+    def seal(self, data: bytes, var_name: str) -> str:
+        disk = self.disk
+        blob_id = disk.key.content_id(data)
+        path = blob_path(self.sdir, blob_id)
+        if not _reuse_blob(disk, path, blob_id):
+            try:
+                disk.ensure_dir(self.sdir / BLOBS_DIR)
+                st = write_blob(path, data, disk.key)
+            except OSError as exc:
+                raise write_error(exc, path, f"write the value of {var_name!r}") from exc
+            disk.mark_blob_verified(path, blob_key(st))
+            self.written += 1
+            self.nbytes += st.st_size
+        return blob_id
+
+    def flush(self) -> None:
+        if not self.written:
+            return
+        blobs_dir = self.sdir / BLOBS_DIR
         try:
             fsync_dir(blobs_dir)
         except OSError as exc:
             raise write_error(exc, blobs_dir, "flush the blob directory") from exc
-    if not changed:
-        return session, written, nbytes
-    return dataclasses.replace(session, variables=variables), written, nbytes

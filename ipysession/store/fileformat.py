@@ -1,5 +1,6 @@
 """The on-disk envelope of session files (``.ipys``), value blobs (``.ipyb``) and the head
-record (``head.ipys``), format version 2 (version 1 files still read).
+record (``head.ipys``), format version 3 (versions 1 and 2 still read; version 3 changed only
+the session document: co-variable groups and out-of-band buffers, see docs/file-format.md).
 
 (Over 500 lines on purpose: sessions, blobs and the head record share one header, one parse and
 one order of checks -- size, magic, version, key id, authentication, and only then decompression
@@ -53,6 +54,7 @@ from ipysession.keys.crypto import (
     KEY_ID_SIZE,
     NONCE_SIZE,
     SALT_SIZE,
+    STREAM_CHUNK,
     TAG_SIZE,
     AuthenticationFailed,
     SealingKey,
@@ -60,7 +62,7 @@ from ipysession.keys.crypto import (
     seal,
     seal_to,
     unseal,
-    unseal_from,
+    unseal_into,
 )
 from ipysession.store import migrations
 
@@ -72,6 +74,7 @@ __all__ = [
     "MAGIC",
     "NEWER_WINDOW",
     "Binding",
+    "BlobRead",
     "Decoded",
     "Header",
     "decode_blob",
@@ -283,7 +286,7 @@ def _new_header(key: SealingKey, flags: int) -> tuple[bytes, bytes]:
     return raw_key, Header(FORMAT_VERSION, flags, key_id, salt, new_nonce()).pack()
 
 
-def _seal_payload(payload: bytes, key: SealingKey, flags: int) -> bytes:
+def _seal_payload(payload: bytes | bytearray, key: SealingKey, flags: int) -> bytes:
     raw_key, header = _new_header(key, flags)
     return header + seal(raw_key, header[-NONCE_SIZE:], payload, header)
 
@@ -482,7 +485,7 @@ def encode_blob(value: bytes, key: SealingKey) -> bytes:
     return _seal_payload(payload, key, flags)
 
 
-def write_blob(out: IO[bytes], value: bytes, key: SealingKey) -> int:
+def write_blob(out: IO[bytes], value: bytes | bytearray, key: SealingKey) -> int:
     """Seal one serialized value straight into ``out``: the bytes of :func:`encode_blob`.
 
     The header, then the ciphertext a chunk at a time, then the tag: the ciphertext of a large
@@ -494,14 +497,14 @@ def write_blob(out: IO[bytes], value: bytes, key: SealingKey) -> int:
     return HEADER_SIZE + seal_to(raw_key, header[-NONCE_SIZE:], payload, header, out.write)
 
 
-def _blob_payload(value: bytes) -> tuple[bytes, int]:
+def _blob_payload(value: bytes | bytearray) -> tuple[bytes | bytearray, int]:
     """What is sealed for ``value``, and the flags saying how."""
     if _worth_compressing(value):
         return zlib.compress(value, 1), FLAG_BLOB | FLAG_COMPRESSED
     return value, FLAG_BLOB
 
 
-def _worth_compressing(data: bytes) -> bool:
+def _worth_compressing(data: bytes | bytearray) -> bool:
     """Compress only what a sample shows will shrink well.
 
     Pickled float arrays and the base64 of such values barely compress, and zlib on them costs
@@ -535,6 +538,16 @@ def decode_blob(
     return value
 
 
+@dataclass(frozen=True)
+class BlobRead:
+    """An authenticated blob read by :func:`read_blob`: its header, its value, and the value's
+    content id under the key that read it, computed in the same pass as the decryption."""
+
+    header: Header
+    value: bytearray
+    content_id: str
+
+
 def read_blob(
     source: io.BufferedIOBase,
     size: int,
@@ -543,33 +556,81 @@ def read_blob(
     path: PathLike = None,
     expected_id: str | None = None,
     limit: int = DEFAULT_MAX_VALUE_BYTES,
-) -> tuple[Header, bytes]:
+) -> BlobRead:
     """:func:`decode_blob` of the ``size`` bytes that ``source`` holds, read a chunk at a time.
 
-    Also returns the header. The file's bytes are never held whole: the plaintext is decrypted as
-    they are read, and released only once the tag has authenticated all of it.
+    The file's bytes are never held whole: the plaintext is decrypted as they are read into one
+    writable buffer, released only once the tag has authenticated all of it, and hashed for its
+    content id chunk by chunk as it is decrypted (a compressed blob: as it is inflated), so the
+    id check costs no second pass over the value.
     """
     head = source.read(HEADER_SIZE)
     header = _parse_header(head, size, path=path)
     raw_key = _key_for(header, key, path=path, kind=_BLOB)
     length = size - HEADER_SIZE - _TAG_SIZE
+    hasher = key.content_hasher()
+    compressed = bool(header.flags & FLAG_COMPRESSED)
+    if not compressed and length > limit:
+        raise _too_large(path, limit, header)
     try:
-        plaintext = unseal_from(raw_key, header.nonce, source.readinto, length, head)
+        plaintext = unseal_into(
+            raw_key,
+            header.nonce,
+            source.readinto,
+            length,
+            head,
+            digest=None if compressed else hasher.update,
+        )
     except AuthenticationFailed:
         raise _not_authentic(path) from None
-    value = _decompressed(header, plaintext, path=path, limit=limit)
+    value = _inflate(header, plaintext, hasher, path=path, limit=limit) if compressed else plaintext
     del plaintext
-    _check_content(value, key, path=path, expected_id=expected_id)
-    return header, value
+    content_id = hasher.hexdigest()
+    if expected_id is not None and content_id != expected_id:
+        raise _mismatch(path)
+    return BlobRead(header, value, content_id)
+
+
+def _inflate(
+    header: Header, compressed: bytearray, hasher: Any, *, path: PathLike, limit: int
+) -> bytearray:
+    """The inflated payload of an authenticated blob, hashed piece by piece as it is inflated,
+    into a writable buffer, refused once it is over ``limit``."""
+    inflater = zlib.decompressobj()
+    out = bytearray()
+    pending: bytes | memoryview = memoryview(compressed)
+    try:
+        while True:
+            piece = inflater.decompress(pending, STREAM_CHUNK)
+            if len(out) + len(piece) > limit:
+                raise _too_large(path, limit, header)
+            hasher.update(piece)
+            out += piece
+            pending = inflater.unconsumed_tail
+            if inflater.eof or (not pending and not piece):
+                break
+    except zlib.error as exc:
+        msg = f"File payload does not decompress ({exc})"
+        raise CorruptFile(msg, path=path) from None
+    except MemoryError:
+        raise _out_of_memory(path) from None
+    if not inflater.eof:
+        msg = "File payload does not decompress (the compressed stream is cut short)"
+        raise CorruptFile(msg, path=path)
+    return out
+
+
+def _mismatch(path: PathLike) -> CorruptFile:
+    msg = "Blob content does not match its name: it was swapped or renamed"
+    return CorruptFile(
+        msg,
+        path=path,
+        hint="Variables stored in it cannot be restored from this blob",
+    )
 
 
 def _check_content(
     value: bytes, key: SealingKey, *, path: PathLike, expected_id: str | None
 ) -> None:
     if expected_id is not None and key.content_id(value) != expected_id:
-        msg = "Blob content does not match its name: it was swapped or renamed"
-        raise CorruptFile(
-            msg,
-            path=path,
-            hint="Variables stored in it cannot be restored from this blob",
-        )
+        raise _mismatch(path)

@@ -84,15 +84,15 @@ def read_file(path: Path, limit: int, *, root: Path | None = None) -> tuple[os.s
 
 def read_blob_file(
     path: Path, key: SealingKey, limit: int, *, root: Path | None = None
-) -> tuple[os.stat_result, fileformat.Header, bytes]:
-    """A blob's stat, header and authenticated value, read a chunk at a time (see
-    :func:`open_file` and :func:`ipysession.store.fileformat.read_blob`)."""
+) -> tuple[os.stat_result, fileformat.BlobRead]:
+    """A blob's stat and its authenticated header, value and content id, read a chunk at a
+    time (see :func:`open_file` and :func:`ipysession.store.fileformat.read_blob`)."""
     with open_file(path, limit, root=root) as (st, f):
         try:
-            header, value = fileformat.read_blob(f, st.st_size, key, path=path)
+            read = fileformat.read_blob(f, st.st_size, key, path=path)
         except MemoryError:
             raise too_large_for_memory(path, st.st_size) from None
-    return st, header, value
+    return st, read
 
 
 def too_large_for_memory(path: Path, size: int) -> CorruptFile:

@@ -191,7 +191,7 @@ class _EitherKey:
         found = self._old.for_reading(salt, key_id)
         return found if found is not None else self._new.for_reading(salt, key_id)
 
-    def content_id(self, data: bytes) -> str:
+    def content_id(self, data: bytes | bytearray) -> str:
         return self._new.content_id(data)
 
     def content_hasher(self) -> ContentHasher:
@@ -240,7 +240,8 @@ def _rekey_blobs(
         path = Path(entry.path)
         old_id = entry.name[: -len(BLOB_SUFFIX)]
         try:
-            _, header, value = read_blob_file(path, either, disk.max_file_bytes, root=disk.root)
+            _, read = read_blob_file(path, either, disk.max_file_bytes, root=disk.root)
+            header, value = read.header, read.value
             # Named under the new key already: re-sealed by an earlier, interrupted rekey.
             if new_key.content_id(value) != old_id:
                 check_blob_name(path, value, old_id, header, old_key)
@@ -336,11 +337,7 @@ def _reseal(
             continue
         if blobs:
             variables = {
-                var_name: (
-                    dataclasses.replace(record, blob=blobs[record.blob])
-                    if record.blob is not None and record.blob in blobs
-                    else record
-                )
+                var_name: record.with_blobs_renamed(blobs)
                 for var_name, record in session.variables.items()
             }
             session = dataclasses.replace(session, variables=variables)
@@ -390,11 +387,8 @@ def follow_rekeyed_blobs(
     ``retired`` keys before; only references missing on disk are looked up, by reading the
     session's blobs once and hashing each value under the retired keys.
     """
-    missing = {
-        record.blob
-        for record in session.variables.values()
-        if record.blob is not None and record.data is None and not _blob_present(sdir, record.blob)
-    }
+    # Only references, not bytes still held in memory: ``data`` set means not stored yet.
+    missing = {ref for ref in session.blob_ids() if not _blob_present(sdir, ref)}
     if not missing:
         return session
     renamed: dict[str, str] = {}
@@ -402,7 +396,7 @@ def follow_rekeyed_blobs(
     for entry in scan_blobs(sdir):
         path = Path(entry.path)
         try:
-            value = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)[2]
+            value = read_blob_file(path, disk.key, disk.max_file_bytes, root=disk.root)[1].value
         except (FileFormatError, OSError):
             continue  # not readable with the current key: not one rekey wrote
         for old_key in old_keys:
@@ -415,12 +409,7 @@ def follow_rekeyed_blobs(
         return session
     logger.info("Following %d stored values re-encrypted by rekey in %s", len(renamed), sdir.name)
     variables = {
-        name: (
-            dataclasses.replace(record, blob=renamed[record.blob])
-            if record.blob in renamed and record.data is None
-            else record
-        )
-        for name, record in session.variables.items()
+        name: record.with_blobs_renamed(renamed) for name, record in session.variables.items()
     }
     return dataclasses.replace(session, variables=variables)
 

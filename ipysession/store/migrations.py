@@ -18,7 +18,7 @@ from ipysession.errors import NewerFormat
 
 __all__ = ["CURRENT_VERSION", "Document", "Step", "step", "upgrade"]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 Document = dict[str, Any]
 Step = Callable[[Document], Document]
@@ -71,4 +71,13 @@ def _unbound(doc: Document) -> Document:
     nothing, whatever it holds: ``None`` says so, and the store reads it as before, without the
     rollback checks a binding allows. Nothing else in the document changed."""
     doc["bound"] = None
+    return doc
+
+
+@step(2)
+def _covariables(doc: Document) -> Document:
+    """Version 3 adds co-variable groups (a variable record's ``"members"`` and ``"group"``) and
+    out-of-band buffers (``"buffers"``), and blobs that hold one buffer each (see
+    docs/file-format.md). A version 2 document has none of them: each variable was pickled on
+    its own, in band, and reads exactly as before. Nothing in the document changes."""
     return doc

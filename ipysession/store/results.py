@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipysession.errors import FileProblem, ProblemKind, StoreError
-from ipysession.model import Session
+from ipysession.model import Session, VariableRecord
 
 __all__ = [
     "CheckpointInfo",
@@ -48,6 +48,9 @@ class WriteResult:
     #: Variables whose value now lives in a blob, with the blob's id: a caller holding the
     #: serialized bytes can drop them and keep the reference.
     blobs: dict[str, str] = field(default_factory=dict)
+    #: Variables whose value or out-of-band buffers now live in blobs, with the record as it
+    #: was sealed (only blob references): a caller holding the bytes can take it instead.
+    stored: dict[str, VariableRecord] = field(default_factory=dict)
     #: Variables that referred to a blob no longer on disk, with that blob's id: they were
     #: written as skipped, and a caller holding the live value should capture it again.
     lost_blobs: dict[str, str] = field(default_factory=dict)

@@ -310,6 +310,11 @@ class SessionStore:
                 for var, record in prepared.variables.items()
                 if record.blob is not None and session.variables[var].data is not None
             }
+            stored = {
+                var: record
+                for var, record in prepared.variables.items()
+                if record is not session.variables[var] and record.saved
+            }
             data = fileformat.encode_session(
                 prepared.to_dict(),
                 disk.key,
@@ -346,6 +351,7 @@ class SessionStore:
             blobs_written=blobs_written,
             merged=merged,
             blobs=moved,
+            stored=stored,
             lost_blobs=lost,
         )
 
@@ -406,7 +412,7 @@ class SessionStore:
             raise SessionNotFound(msg, path=sdir / gen_name(generation))
         return reading.read_newest(self._disk, name, sdir)
 
-    def read_blob(self, name: str, blob_id: str) -> bytes:
+    def read_blob(self, name: str, blob_id: str) -> bytearray:
         """The bytes of one stored value, authenticated and checked against its id.
 
         A missing or corrupt blob raises :class:`CorruptFile` (a corrupt one is quarantined): the

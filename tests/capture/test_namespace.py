@@ -41,11 +41,12 @@ from ipysession.capture.namespace import (
     merge_imports,
     restore_imports,
     restore_value,
-    serialize_into,
     type_name,
 )
+from ipysession.capture.pickling import digest_parts
 from ipysession.errors import CaptureError
 from ipysession.model import ImportRecord, VariableRecord
+from tests.builders import KEY
 from tests.workload import CALLABLES, IMPORTS, PICKLABLE, REFERENCE_CELLS
 
 MiB = 1024 * 1024
@@ -86,7 +87,7 @@ def saved(record: VariableRecord | ImportRecord) -> VariableRecord:
 def round_trip(value: Any, name: str = "v", ns: dict[str, Any] | None = None) -> Any:
     record = saved(capture_value(name, value))
     assert record.data is not None
-    return restore_value(record, record.data, namespace=ns)
+    return restore_value(record, record.data, buffers=buffers_of(record), namespace=ns)
 
 
 # --- which names --------------------------------------------------------------------------------
@@ -181,7 +182,8 @@ def test_reference_workload_is_classified(workload: dict[str, Any]) -> None:
     assert gen.type_name == "builtins.generator"
     df = saved(records["df"])
     assert df.type_name == "pandas.DataFrame" or df.type_name.startswith("pandas.")
-    assert df.size == len(df.data or b"")
+    assert df.size == len(df.data or b"") + sum(b.size for b in df.buffers)
+    assert df.buffers, "a frame's float columns go out of band"
     assert df.fingerprint == fingerprint(workload["df"])
     # Everything but the generator is kept, and the whole workload is small.
     total = sum(r.size for r in records.values() if isinstance(r, VariableRecord))
@@ -196,7 +198,9 @@ def test_reference_workload_round_trips(workload: dict[str, Any]) -> None:
     for name, record in records.items():
         if isinstance(record, VariableRecord) and record.saved:
             assert record.data is not None
-            fresh[name] = restore_value(record, record.data, namespace=fresh)
+            fresh[name] = restore_value(
+                record, record.data, buffers=buffers_of(record), namespace=fresh
+            )
 
     for name in IMPORTS:
         assert fresh[name] is workload[name]
@@ -271,7 +275,8 @@ failed = [r for r, why in restore_imports(
 for name, d in doc["variables"].items():
     record = VariableRecord.from_dict(name, d, name)
     if record.saved:
-        ns[name] = restore_value(record, record.data, namespace=ns)
+        buffers = [bytearray(b.data) for b in record.buffers]
+        ns[name] = restore_value(record, record.data, buffers=buffers, namespace=ns)
 Point, pt = ns["Point"], ns["pt"]
 out = {
     "failed_imports": len(failed),
@@ -348,8 +353,8 @@ def test_without_namespace_restored_functions_keep_their_own_globals() -> None:
     record = saved(capture_value("over", ns["over"]))
     assert record.data is not None
     fresh: dict[str, Any] = {"__name__": "__main__", "LIMIT": 100}
-    detached = restore_value(record, record.data)
-    bound = restore_value(record, record.data, namespace=fresh)
+    detached = restore_value(record, record.data, buffers=buffers_of(record))
+    bound = restore_value(record, record.data, buffers=buffers_of(record), namespace=fresh)
     assert detached(50) is True  # reads the LIMIT it was saved with
     assert bound(50) is False  # reads the namespace's LIMIT
     assert bound.__globals__ is fresh
@@ -623,7 +628,9 @@ def test_default_limits_keep_a_50_mb_dataframe() -> None:
     record = saved(capture_value("big", frame, limits=DEFAULT_LIMITS))
     assert record.size >= 50 * MiB
     assert record.data is not None
-    pd.testing.assert_frame_equal(restore_value(record, record.data), frame)
+    pd.testing.assert_frame_equal(
+        restore_value(record, record.data, buffers=buffers_of(record)), frame
+    )
 
 
 def test_over_budget_by_estimate_is_refused_before_pickling() -> None:
@@ -1384,36 +1391,45 @@ def test_post_cell_without_pre_cell_still_works() -> None:
     assert tracker.post_cell(ns, "a").recheck == {"a"}
 
 
-def test_serialize_into_feeds_exactly_the_bytes_capture_stores(workload: dict[str, Any]) -> None:
-    """Fed to a content hasher, the pieces must be the stored bytes, or an unchanged value would
-    look changed (a wasted write) and, worse, a changed one could look unchanged."""
+def test_digest_parts_hashes_exactly_the_parts_capture_stores(workload: dict[str, Any]) -> None:
+    """The stream's and each out-of-band buffer's hash must be those of the stored bytes, or an
+    unchanged value would look changed (a wasted write) and, worse, a changed one could look
+    unchanged."""
     workload["fortran"] = np.asfortranarray(np.arange(60_000.0).reshape(300, 200))
     workload["frame"] = pd.DataFrame({"a": np.arange(50_000.0), "b": ["x"] * 50_000})
     encodings = []
+    with_buffers = 0
     for name, value in persistable(workload).items():
         # One after the other: pickling an instance can cache __slotnames__ on its class, which
         # changes the class's own pickle (the check then re-captures it: the safe direction).
         record = capture_value(name, value)
         if not isinstance(record, VariableRecord) or record.encoding not in PICKLE_ENCODINGS:
             continue
-        pieces: list[bytes] = []
-        assert serialize_into(
-            value, record.encoding, lambda view, into=pieces: into.append(bytes(view))
-        )
-        assert b"".join(pieces) == record.data, name
+        assert record.data is not None
+        parts = digest_parts(value, record.encoding, KEY.content_hasher)
+        assert parts is not None, name
+        stream_id, buffer_ids = parts
+        assert stream_id == KEY.content_id(record.data), name
+        assert buffer_ids == [KEY.content_id(b.data or b"") for b in record.buffers], name
+        with_buffers += bool(record.buffers)
         encodings.append(record.encoding)
     assert len(encodings) >= 10
+    assert with_buffers >= 2  # the Fortran array and the frame's float column at least
     assert set(encodings) == set(PICKLE_ENCODINGS)
 
 
 PICKLE_ENCODINGS = ("pickle", "cloudpickle")
 
 
-def test_serialize_into_says_no_for_what_it_cannot_serialize() -> None:
-    pieces: list[memoryview] = []
-    assert not serialize_into((n for n in range(3)), "pickle", pieces.append)
-    assert not serialize_into(threading.Lock(), "cloudpickle", pieces.append)
-    assert not serialize_into(1, "file", pieces.append)  # not a pickle encoding
+def buffers_of(record: VariableRecord) -> list[bytearray]:
+    """A record's out-of-band buffers as restore gets them: writable memory."""
+    return [bytearray(b.data or b"") for b in record.buffers]
+
+
+def test_digest_parts_says_no_for_what_it_cannot_serialize() -> None:
+    assert digest_parts((n for n in range(3)), "pickle", KEY.content_hasher) is None
+    assert digest_parts(threading.Lock(), "cloudpickle", KEY.content_hasher) is None
+    assert digest_parts(1, "file", KEY.content_hasher) is None  # not a pickle encoding
 
 
 def test_merge_imports_keeps_every_submodule_a_package_name_needs() -> None:

@@ -660,6 +660,51 @@ def test_export_import_round_trip_under_another_root(
         assert header.key_id.hex() == store.key.key_id_hex  # type: ignore[attr-defined]
 
 
+def test_export_import_keeps_groups_and_out_of_band_buffers(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from ipysession.capture.namespace import capture_group, restore_group
+
+    big = np.random.default_rng(4).random(50_000)
+    values = {"big": big, "view": big[10:20], "alias": big}
+    records = capture_group(values, views_of={id(big)})
+    assert records is not None
+    with local_store() as store:
+        store.write(Session(name="arrays", variables=records))
+        stored = store.read("arrays").session.variables["alias"]  # the first name holds it
+        assert [b.blob is not None for b in stored.buffers] == [True]
+    exported = tmp_path / "arrays.ipys"
+    monkeypatch.setenv("PW", PASSPHRASE)
+    code, _, err = run(capsys, "export", "arrays", str(exported), "--passphrase-env", "PW")
+    assert code == EXIT_OK, err
+    doc = fileformat.decode_session(exported.read_bytes(), PassphraseKey(PASSPHRASE))
+    assert all("blob" not in b for b in doc["variables"]["alias"]["buffers"])  # inline
+    monkeypatch.setenv("IPYSESSION_DIR", str(tmp_path / "root2"))
+    monkeypatch.setenv("IPYSESSION_CONFIG_DIR", str(tmp_path / "config2"))
+    keystore.clear_key_cache()
+    code, _, err = run(capsys, "import", str(exported), "--passphrase-env", "PW")
+    assert code == EXIT_OK, err
+    with local_store() as store:
+        back = store.read("arrays").session.variables
+        holder = back["alias"]
+        assert (holder.members, back["view"].group, back["big"].group) == (
+            ("alias", "big", "view"),
+            "alias",
+            "alias",
+        )
+        (buffer,) = holder.buffers
+        assert buffer.blob is not None  # re-externalized under the new key
+        assert holder.data is not None
+        restored = restore_group(
+            holder, holder.data, buffers=[store.read_blob("arrays", buffer.blob)]
+        )
+    np.testing.assert_array_equal(restored["big"], big)
+    assert restored["alias"] is restored["big"]
+    assert restored["view"].base is restored["big"]
+
+
 def test_import_refuses_to_overwrite_without_force(
     capsys: pytest.CaptureFixture[str],
     saved: Session,

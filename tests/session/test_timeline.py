@@ -149,3 +149,23 @@ def test_undo_brings_back_an_import_a_cell_rebound() -> None:
         assert shell.user_ns["j"] is json
         run(shell, "%session checkout -")
         assert shell.user_ns["j"] == 5
+
+
+def test_undo_brings_variables_that_share_objects_back_sharing_them() -> None:
+    # `b = a`: the two are saved as one group (co-variables); undoing a cell that changed the
+    # shared list must give both names the same old list, not two copies.
+    with ipython_shell(autosave=False, session_name="nb") as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "a = [1, 2]\nb = a\nd = {'x': a}")
+        run(shell, "a.append(3)")
+        run(shell, "%session undo")
+        ns = shell.user_ns
+        assert ns["a"] == [1, 2]
+        assert ns["b"] is ns["a"]
+        assert ns["d"]["x"] is ns["a"]
+        ns["a"].append(4)
+        assert ns["b"] == [1, 2, 4]
+        run(shell, "%session checkout -")
+        assert ns["a"] == [1, 2, 3]
+        assert ns["b"] is ns["a"]
+        assert ns["d"]["x"] is ns["a"]

@@ -3,6 +3,7 @@ Session -> shell (part by part, one failure never stopping the rest), in an in-p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -47,7 +48,11 @@ def test_values_the_writer_stored_keep_only_their_blob_reference(shell: Any) -> 
     workspace = workspace_of(shell)
     run(shell, "kept = b'k' * 10\nchanged = b'c' * 10")
     written = workspace.snapshot("nb", writer_info("", "run-1"))
-    workspace.stored_in_blobs({"kept": "blob-kept", "changed": "blob-changed"}, written)
+    sealed = {
+        name: dataclasses.replace(written.variables[name], data=None, blob=f"blob-{name}")
+        for name in ("kept", "changed")
+    }
+    workspace.stored_in_blobs(sealed, written)
     run(shell, "changed = b'again'")  # captured again before the next cell starts
     workspace.catch_up()
     assert workspace.records["kept"].data is None

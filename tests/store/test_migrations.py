@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ipysession.capture.namespace import restore_group, restore_value
 from ipysession.errors import NewerFormat
 from ipysession.keys.crypto import MasterKey
 from ipysession.model import Session
@@ -124,7 +125,7 @@ def test_fixture_key_is_the_one_that_made_the_fixtures() -> None:
     assert _make_fixtures_module().FIXTURE_KEY == FIXTURE_KEY
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_fixture_session_reads(version: int) -> None:
     key = MasterKey(FIXTURE_KEY, description="fixture test key")
     data = (FIXTURES / f"v{version}-session.ipys").read_bytes()
@@ -178,8 +179,42 @@ def test_fixture_reads_through_the_store(tmp_path: Path) -> None:
         assert again.session == result.session
 
 
+def test_the_format_3_fixture_brings_back_its_group_and_its_out_of_band_buffer(
+    tmp_path: Path,
+) -> None:
+    key = MasterKey(FIXTURE_KEY, description="fixture test key")
+    name = "fixtures/v1.ipynb"
+    sdir = session_dir_for(tmp_path, name)
+    (sdir / "blobs").mkdir(parents=True)
+    shutil.copy(FIXTURES / "v3-session.ipys", sdir / "gen-00000001.ipys")
+    shutil.copy(FIXTURES / "v3-head.ipys", sdir / "head.ipys")
+    # Literal values: these must not follow later changes of the fixture script.
+    buffer_value = bytes(range(256)) * 400
+    for value, fixture in (
+        (b"\x80\x04\x95" + bytes(range(256)) * 300, "v3-blob.ipyb"),
+        (buffer_value, "v3-buffer.ipyb"),
+    ):
+        shutil.copy(FIXTURES / fixture, sdir / "blobs" / f"{key.content_id(value)}.ipyb")
+    with SessionStore(tmp_path, key=key) as store:
+        result = store.read(name)
+        assert result.problems == []
+        assert result.rollback is None
+        variables = result.session.variables
+        holder, member, buf = variables["a"], variables["b"], variables["buf"]
+        assert (holder.members, member.group) == (("a", "b"), "a")
+        assert holder.data is not None
+        values = restore_group(holder, holder.data)
+        assert values["a"] == [1, 2]
+        assert values["b"]["x"] is values["a"]  # shared, as when it was saved
+        assert buf.data is not None
+        (buffer,) = buf.buffers
+        assert buffer.blob == key.content_id(buffer_value)
+        memory = store.read_blob(name, buffer.blob)
+        assert restore_value(buf, buf.data, buffers=[memory]) == bytearray(buffer_value)
+
+
 def test_a_format_1_document_migrates_to_an_unbound_one() -> None:
-    doc = upgrade({"format": 1, "name": "nb", "bound": {"generation": 7}}, 1)
+    doc = upgrade({"format": 1, "name": "nb", "bound": {"generation": 7}}, 1, to_version=2)
     assert doc == {"format": 2, "name": "nb", "bound": None}  # nothing in a v1 file binds it
     data = (FIXTURES / "v2-session.ipys").read_bytes()
     key = MasterKey(FIXTURE_KEY, description="fixture test key")

@@ -206,7 +206,7 @@ def test_a_file_under_another_key_refuses_the_rename(store: SessionStore, root: 
     assert leftovers(root) == []
 
 
-def test_a_format_1_session_is_renamed_into_format_2(tmp_path: Path) -> None:
+def test_a_format_1_session_is_renamed_into_the_current_format(tmp_path: Path) -> None:
     key = MasterKey(FIXTURE_KEY, description="fixture test key")
     name = "fixtures/v1.ipynb"
     sdir = session_dir_for(tmp_path, name)
@@ -224,7 +224,7 @@ def test_a_format_1_session_is_renamed_into_format_2(tmp_path: Path) -> None:
         assert store.read_blob("fixtures/moved.ipynb", blob_id).startswith(b"\x80\x04\x95")
         data = (store.session_dir("fixtures/moved.ipynb") / "gen-00000001.ipys").read_bytes()
         decoded = fileformat.open_session(data, key)
-        assert decoded.doc["format"] == 2
+        assert decoded.doc["format"] == fileformat.FORMAT_VERSION
         assert decoded.binding == fileformat.Binding(generation=1)
         assert not store.exists(name)
 

@@ -119,12 +119,11 @@ def test_write_blob_writes_the_bytes_of_encode_blob(
     assert out.getvalue() == fileformat.encode_blob(value, KEY)
     assert written == len(out.getvalue())
     blob = out.getvalue()
-    header, opened = fileformat.read_blob(
-        io.BytesIO(blob), len(blob), KEY, expected_id=KEY.content_id(value)
-    )
-    assert opened == value
-    assert type(opened) is bytes
-    assert header == fileformat.read_header(blob)
+    read = fileformat.read_blob(io.BytesIO(blob), len(blob), KEY, expected_id=KEY.content_id(value))
+    assert read.value == value
+    assert type(read.value) is bytearray  # writable: an out-of-band array uses it as it is
+    assert read.content_id == KEY.content_id(value)  # hashed as it was decrypted
+    assert read.header == fileformat.read_header(blob)
     assert fileformat.decode_blob(blob, KEY) == value
 
 
@@ -133,10 +132,10 @@ def test_read_blob_refuses_what_decode_blob_refuses(tmp_path: Path) -> None:
     blob = fileformat.encode_blob(value, KEY)
     session = fileformat.encode_session(Session(name="s").to_dict(), KEY)
 
-    def read(data: bytes, key: MasterKey = KEY, expected_id: str | None = None) -> bytes:
+    def read(data: bytes, key: MasterKey = KEY, expected_id: str | None = None) -> bytearray:
         return fileformat.read_blob(
             io.BytesIO(data), len(data), key, path=tmp_path / "b.ipyb", expected_id=expected_id
-        )[1]
+        ).value
 
     with pytest.raises(WrongKey):
         read(blob, OTHER_KEY)
