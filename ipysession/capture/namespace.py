@@ -86,6 +86,7 @@ from ipysession.capture.describe import (
 )
 from ipysession.capture.files import FILE_TYPES, capture_file, restore_file
 from ipysession.capture.names import is_persistable_name
+from ipysession.capture.remote import remote_handle_reason
 from ipysession.capture.sizing import estimate_size, fingerprint
 from ipysession.capture.tracker import RECAPTURE_BELOW, ChangeSet, ChangeTracker
 from ipysession.errors import CaptureError
@@ -191,6 +192,9 @@ def _capture(
         return as_import
     if isinstance(value, FILE_TYPES):
         return capture_file(name, value)
+    remote = remote_handle_reason(name, value)
+    if remote is not None:
+        raise Unsaveable(remote)
     label = type_label(type(value))
     estimate = estimate_size(value)
     _check_budget(label, estimate, limits, session_used, estimated=True)

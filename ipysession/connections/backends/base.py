@@ -33,7 +33,8 @@ A backend is any object with the members of :class:`Backend`. Register it in you
     redis = "mypackage.ipysession_backend:RedisBackend"
 
 The entry point may name a class (instantiated without arguments), a zero-argument factory, or an
-instance. The built-in kinds (``jupyter``, ``sqlalchemy``, ``factory``) cannot be overridden.
+instance. The built-in kinds (``jupyter``, ``jupyter_server``, ``sqlalchemy``, ``dask``,
+``factory``) cannot be overridden.
 A backend may set ``requires = ("module", ...)``: if one of them cannot be imported the kind is
 reported as not available instead of failing later. Run ``tests/contract/backend_suite.py``
 against your backend: every backend, ours included, must pass it.
@@ -242,6 +243,7 @@ def call_with_timeout(
 # --- registry -----------------------------------------------------------------------------------
 
 _BUILTINS: dict[str, str] = {
+    "dask": "ipysession.connections.backends.dask:DaskBackend",
     "factory": "ipysession.connections.backends.factory:FactoryBackend",
     "jupyter": "ipysession.connections.backends.jupyter:JupyterBackend",
     "sqlalchemy": "ipysession.connections.backends.sqlalchemy:SQLAlchemyBackend",
@@ -297,6 +299,8 @@ def _missing_requirements(backend: object) -> list[str]:
 def _requirement_hint(kind: str, missing: list[str]) -> str:
     if kind == "sqlalchemy":
         return "Install it with: pip install 'ipysession[sql]'"
+    if kind == "dask":
+        return "Install it with: pip install 'ipysession[dask]'"
     return f"Install {', '.join(missing)}"
 
 
