@@ -587,8 +587,7 @@ class SessionMagics(Magics):
 
     def _cmd_ping(self, args: argparse.Namespace) -> None:
         results = self.manager.connections.ping([args.name] if args.name else None)
-        text = ", ".join(f"{n}: {'answers' if ok else 'no answer'}" for n, ok in results.items())
-        display.show(display.text_message(f"ipysession: {text or 'no connections'}."))
+        display.show(display.text_message(presentation.ping_text(results)))
 
 
 def _pair(item: str, option: str, form: str, *, parse: bool = False) -> tuple[str, Any]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ipysession.connections.backends import get_backend, redact_text
+from ipysession.connections.backends import Liveness, get_backend, liveness, redact_text
 from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.connections.records import (
     connect_record,
@@ -31,7 +31,7 @@ from ipysession.connections.records import (
     make_record,
     update_record,
 )
-from ipysession.errors import BackendNotFound, SessionNotFound
+from ipysession.errors import BackendNotFound, ConnectionSetupError, SessionNotFound
 from ipysession.model import ConnectionRecord
 
 __all__ = ["ConnectionSet", "ConnectionSettings"]
@@ -274,8 +274,17 @@ class ConnectionSet:
         self._changed()
         return record
 
-    def ping(self, names: Iterable[str] | None = None) -> dict[str, bool]:
-        return {r.name: self.reconnector.ping(r.name) for r in self._select(names)}
+    def ping(self, names: Iterable[str] | None = None) -> dict[str, Liveness]:
+        out: dict[str, Liveness] = {}
+        for record in self._select(names):
+            alive = self.reconnector.ping(record.name)
+            try:
+                backend = get_backend(record.kind)
+            except ConnectionSetupError:
+                out[record.name] = Liveness.NO_ANSWER
+                continue
+            out[record.name] = liveness(backend, self._bound.get(record.name), alive=alive)
+        return out
 
     def _select(self, names: Iterable[str] | None) -> list[ConnectionRecord]:
         if names is None:

@@ -12,7 +12,7 @@ Here each view is built once; the faces only render it:
 - :mod:`.kernel`: this kernel's session, from the manager's reports
   (:mod:`ipysession.session.reports`) and connection records: :func:`status_view`
   (``%session status``), :func:`autosave_words`, :func:`restore_notice`, :func:`save_notice`,
-  :func:`connection_rows` (``%session connections``);
+  :func:`connection_rows` (``%session connections``), :func:`ping_text` (``%session ping``);
 - :mod:`.base`: :class:`State`, the one vocabulary of state words; :func:`text_table`, the one
   text table; :class:`Table`, :class:`Section` and :class:`Notice`, what views are made of.
 
@@ -41,6 +41,7 @@ from ipysession.presentation.kernel import (
     autosave_words,
     connection_rows,
     connections_table,
+    ping_text,
     restore_notice,
     save_notice,
     status_view,
@@ -79,6 +80,7 @@ __all__ = [
     "autosave_words",
     "connection_rows",
     "connections_table",
+    "ping_text",
     "problem_json",
     "restore_notice",
     "save_notice",

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ipysession.connections.backends import redact_text
+from ipysession.connections.backends import Liveness, redact_text
 from ipysession.connections.records import describe_record, mru_order
 from ipysession.formatting import count, format_time
 from ipysession.presentation.base import Level, Notice, State, Table
@@ -24,6 +24,7 @@ __all__ = [
     "StatusView",
     "connection_rows",
     "connections_table",
+    "ping_text",
     "restore_notice",
     "save_notice",
     "status_view",
@@ -104,6 +105,19 @@ def connection_rows(
 def connections_table(rows: Sequence[ConnectionRow]) -> Table:
     empty = "No connections. `%session connect NAME KIND SPEC` adds one."
     return Table(CONNECTION_HEADERS, tuple(r.cells() for r in rows), empty)
+
+
+_PING_WORDS = {
+    Liveness.ANSWERS: "answers",
+    Liveness.NO_ANSWER: "no answer",
+    Liveness.UNKNOWN: "unknown (it has no is_alive() or ping() to ask)",
+}
+
+
+def ping_text(results: Mapping[str, Liveness]) -> str:
+    """``%session ping``: one phrase per connection, in the order asked."""
+    text = ", ".join(f"{name}: {_PING_WORDS[found]}" for name, found in results.items())
+    return f"ipysession: {text or 'no connections'}."
 
 
 # --- save, restore, status ----------------------------------------------------------------------

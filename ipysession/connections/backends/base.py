@@ -50,6 +50,7 @@ tracebacks.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -62,10 +63,12 @@ from ipysession.model import REDACTED
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Backend",
+    "Liveness",
     "available_backends",
     "call_with_timeout",
     "check_options",
     "get_backend",
+    "liveness",
     "redact_text",
 ]
 
@@ -118,6 +121,34 @@ class Backend(Protocol):
     def describe(self, params: Mapping[str, Any], secrets: Mapping[str, Any]) -> str:
         """A one-line description of the target, secrets shown as ``***``. Never raises."""
         ...
+
+
+class Liveness(enum.Enum):
+    """What ``%session ping`` found: the target answered, did not, or cannot be asked."""
+
+    ANSWERS = "answers"
+    NO_ANSWER = "no answer"
+    UNKNOWN = "unknown"
+
+
+def liveness(backend: Backend, obj: Any, *, alive: bool) -> Liveness:
+    """What an ``is_alive`` result ``alive`` means for ``obj``.
+
+    A backend may define ``checks_liveness(obj) -> bool``: ``False`` says its ``is_alive`` only
+    assumed ``obj`` alive (a factory object with no ``is_alive()`` or ``ping()``), which is
+    "unknown", not "answers". Backends without the method really ask their target.
+    """
+    if not alive:
+        return Liveness.NO_ANSWER
+    checks = getattr(backend, "checks_liveness", None)
+    if callable(checks):
+        try:
+            if not checks(obj):
+                return Liveness.UNKNOWN
+        except Exception as exc:  # noqa: BLE001 - a plugin's check raises anything
+            log.debug("checks_liveness() failed (%s)", type(exc).__name__)
+            return Liveness.UNKNOWN
+    return Liveness.ANSWERS
 
 
 # --- redaction ----------------------------------------------------------------------------------
