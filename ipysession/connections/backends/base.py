@@ -277,6 +277,7 @@ _BUILTINS: dict[str, str] = {
     "dask": "ipysession.connections.backends.dask:DaskBackend",
     "factory": "ipysession.connections.backends.factory:FactoryBackend",
     "jupyter": "ipysession.connections.backends.jupyter:JupyterBackend",
+    "jupyter_server": "ipysession.connections.backends.jupyter_server:JupyterServerBackend",
     "sqlalchemy": "ipysession.connections.backends.sqlalchemy:SQLAlchemyBackend",
 }
 
@@ -332,6 +333,8 @@ def _requirement_hint(kind: str, missing: list[str]) -> str:
         return "Install it with: pip install 'ipysession[sql]'"
     if kind == "dask":
         return "Install it with: pip install 'ipysession[dask]'"
+    if kind == "jupyter_server":
+        return "Install it with: pip install 'ipysession[gateway]'"
     return f"Install {', '.join(missing)}"
 
 
