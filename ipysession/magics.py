@@ -255,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect to a remote kernel, a database or anything a factory makes; kept encrypted",
         description=(
             "Connect NAME to a backend and bind the live object to a variable. KIND is jupyter "
-            "(SPEC: a connection file or kernel id), sqlalchemy (SPEC: a database URL) or factory "
+            "(SPEC: a connection file or kernel id), jupyter_server (SPEC: a Jupyter Server or "
+            "Gateway URL; --kwarg kernel_name=python3 or kernel_id=ID; --secret-env "
+            "token=ENVVAR), sqlalchemy (SPEC: a database URL), jupysql (SPEC: a database URL, "
+            "also registered with %sql under NAME), dask (SPEC: a scheduler address) or factory "
             "(SPEC: module:callable), or a plugin's kind. With only NAME, the stored record is "
             "used again. Secrets never need to be typed into a cell: take them from the "
             "environment (--secret-env password=DB_PASSWORD) or a prompt (--secret-prompt "
@@ -547,6 +550,9 @@ class SessionMagics(Magics):
         if args.kwarg:
             kwargs = dict(_pair(item, "--kwarg", "KEY=VALUE", parse=True) for item in args.kwarg)
             options["engine_kwargs" if args.kind == "sqlalchemy" else "kwargs"] = kwargs
+        if args.kind == "jupysql" and args.spec is not None:
+            # `%sql NAME` finds it under the connection's own name unless --kwarg alias=... says.
+            options.setdefault("kwargs", {}).setdefault("alias", args.name)
         for option in ("ssh", "sshkey"):
             if getattr(args, option):
                 options[option] = getattr(args, option)
