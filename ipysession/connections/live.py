@@ -29,6 +29,7 @@ from ipysession.connections.records import (
     connect_record,
     describe_record,
     make_record,
+    record_success,
     update_record,
 )
 from ipysession.errors import BackendNotFound, ConnectionSetupError, SessionNotFound
@@ -246,6 +247,40 @@ class ConnectionSet:
         self._bind_object(name, obj)
         self.reconnector.watch(record, obj)
         return record, obj
+
+    def adopt_sql_connections(self, taken: set[str]) -> list[str]:
+        """Record the connections a ``%sql URL`` cell opened (jupysql), so they come back into
+        ``%sql`` after a restart; their engines are used as they are. ``taken`` holds the names
+        a new connection's variable must not shadow. Returns the names adopted."""
+        from ipysession.connections.backends.jupysql import (
+            connection_name,
+            engine_spec,
+            unrecorded_connections,
+        )
+
+        adopted = []
+        for alias, engine in unrecorded_connections(list(self._bound.values())):
+            name = connection_name(alias, engine, taken | set(self.records))
+            try:
+                record = make_record(
+                    name, "jupysql", engine_spec(engine), {"kwargs": {"alias": alias}}
+                )
+            except ConnectionSetupError as exc:
+                log.info("A %%sql connection is not kept: %s", exc)
+                continue
+            record_success(record)
+            self.records[name] = record
+            self._bind_object(name, engine)
+            self.reconnector.watch(record, engine)
+            adopted.append(name)
+            self._notify(
+                f"ipysession: the %sql connection {self.describe(name)} is kept (password "
+                f"encrypted) and comes back into %sql after a restart, bound to `{name}`; "
+                f"`%session forget {name}` stops that."
+            )
+        if adopted:
+            self._changed()
+        return adopted
 
     def reconnect(
         self, names: Iterable[str] | None = None, *, wait: float | None = None

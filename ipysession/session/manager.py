@@ -275,6 +275,8 @@ class SessionManager(SessionOptions):
                 deep_capture_interval=self.deep_capture_interval,
             ),
         )
+        # A `%sql URL` cell opened a connection: kept as a record, restored into %sql later.
+        self.connections.adopt_sql_connections(set(self.shell.user_ns))
         if changed:
             self._changed()
         else:

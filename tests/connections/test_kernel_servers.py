@@ -178,3 +178,35 @@ def test_a_replaced_remote_kernel_is_picked_up_from_its_file_after_a_restart(
             first.shutdown_kernel(now=True)
         if second is not None:
             second.shutdown_kernel(now=True)
+
+
+def test_a_connection_made_with_sql_itself_comes_back_into_sql(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """``%sql URL --alias warehouse``: no `%session connect` at all, and it is restored."""
+    seen: list[CellResult] = []
+    with start_kernel(tmp_path, *CONFIG) as kernel:
+
+        def cell(code: str) -> CellResult:
+            result = kernel.run(code)
+            seen.append(result)
+            return result
+
+        cell("%load_ext sql")
+        kept = cell(f"%sql {postgres.info.url()} --alias warehouse")
+        # Nothing of ipysession's lands under the %sql cell, which did not ask for it.
+        assert "ipysession" not in kept.text
+        assert "42" in cell("%sql SELECT 40 + 2 AS answer").text
+        listing = cell("%session connections").text
+        assert re.search(r"^\s*warehouse\s+jupysql\s.*connected", listing, re.M), listing
+        wait_for_autosave(kernel)
+        kernel.restart()
+        bound(kernel, "warehouse")
+        assert "7" in cell("%sql SELECT 3 + 4 AS seven").text
+        listing = cell("%session connections").text
+        assert re.search(r"^\s*warehouse\s+jupysql\s.*connected", listing, re.M), listing
+        history = cell("%session history").text
+        assert "--alias warehouse" in history
+        assert_hidden("an output or the history", "\n".join(r.text + r.stderr for r in seen))
+        assert_hidden("the history", history)
+    assert_hidden("the session files", session_bytes(tmp_path))

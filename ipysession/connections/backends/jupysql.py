@@ -20,11 +20,22 @@ registers it with ``sql.connection.ConnectionManager``. A connection restored in
 never takes over from one the user chose in this kernel meanwhile: if ``%sql`` already has a
 current connection that is not this alias, it stays current. ``close`` removes the alias from
 jupysql and disposes of the engine. ``is_alive`` runs ``SELECT 1``.
+
+Connections made with ``%sql`` itself
+-------------------------------------
+``%sql postgresql://me:pw@db/shop --alias shop`` opens a connection ipysession did not make.
+:func:`unrecorded_connections` finds such SQLAlchemy connections in jupysql's manager after a
+cell; :class:`~ipysession.connections.live.ConnectionSet` adopts each one as a ``jupysql``
+record (the engine as it is, not a second connection), under the alias when it is a Python
+name, else ``sql_<database>``, so that it is restored into ``%sql`` after a restart like one
+made with ``%session connect``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -33,7 +44,7 @@ from ipysession.connections.backends.base import check_options, redact_text
 from ipysession.connections.backends.sqlalchemy import SQLAlchemyBackend
 from ipysession.errors import ConnectFailed, InvalidSpec
 
-__all__ = ["JupysqlBackend"]
+__all__ = ["JupysqlBackend", "connection_name", "engine_spec", "unrecorded_connections"]
 
 log = logging.getLogger("ipysession")
 
@@ -141,3 +152,43 @@ def _close_jupysql(conn: Any) -> None:
         conn.close()
     except Exception as exc:  # noqa: BLE001 - closing never raises
         log.debug("Closing a jupysql connection failed (%s)", type(exc).__name__)
+
+
+# --- connections made with %sql itself ----------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def unrecorded_connections(known: list[Any]) -> list[tuple[str, Any]]:
+    """``(alias, engine)`` of every SQLAlchemy connection in jupysql's manager whose engine is
+    not in ``known``. Empty, without importing anything, when jupysql is not in use."""
+    if "sql.connection" not in sys.modules:
+        return []
+    try:
+        manager = _manager()
+        with _register_lock:
+            found = [(str(a), _engine_of(c)) for a, c in manager.connections.items()]
+    except Exception as exc:  # noqa: BLE001 - jupysql's internals may change
+        log.debug("Reading jupysql's connections failed (%s)", type(exc).__name__)
+        return []
+    return [(alias, e) for alias, e in found if e is not None and all(e is not k for k in known)]
+
+
+def engine_spec(engine: Any) -> str:
+    """The URL ``engine`` was made from, password included: a spec for ``split_spec`` only."""
+    return str(engine.url.render_as_string(hide_password=False))
+
+
+def connection_name(alias: str, engine: Any, taken: set[str]) -> str:
+    """A connection (and variable) name for a ``%sql`` connection: the alias when it is a
+    Python name, else ``sql_<database>``; ``_2``, ``_3``... when taken."""
+    if _IDENTIFIER.match(alias):
+        base = alias
+    else:
+        database = str(getattr(getattr(engine, "url", None), "database", "") or "db")
+        base = "sql_" + (re.sub(r"[^A-Za-z0-9_]", "_", database.rsplit("/", 1)[-1]) or "db")
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
