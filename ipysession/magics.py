@@ -289,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="keyword argument for the factory callable or sqlalchemy create_engine",
+        help=(
+            "keyword argument: for the factory callable, sqlalchemy create_engine, "
+            "distributed.Client (dask), kernel_name/kernel_id (jupyter_server), alias (jupysql)"
+        ),
     )
     p.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="jupyter: tunnel through SSH")
     p.add_argument("--sshkey", metavar="PATH", help="jupyter: SSH private key file")
@@ -300,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
     p = sub.add_parser("disconnect", help="close a connection (its record is kept)")
     p.add_argument("name")
-    p = sub.add_parser("ping", help="check that connections answer")
+    p = sub.add_parser(
+        "ping", help="check that connections answer (unknown: the object cannot be asked)"
+    )
     p.add_argument("name", nargs="?")
     return parser
 
