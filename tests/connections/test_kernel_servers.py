@@ -210,3 +210,24 @@ def test_a_connection_made_with_sql_itself_comes_back_into_sql(
         assert_hidden("an output or the history", "\n".join(r.text + r.stderr for r in seen))
         assert_hidden("the history", history)
     assert_hidden("the session files", session_bytes(tmp_path))
+
+
+def test_dask_scheduler_restarted_while_idle_is_found_dead_then_reconnected(
+    tmp_path: Path, dask_cluster: DaskCluster
+) -> None:
+    with start_kernel(tmp_path, *CONFIG) as kernel:
+        kernel.run(f"%session connect cluster dask {dask_cluster.address}")
+        assert kernel.value("cluster.submit(sum, [1, 2]).result(timeout=60)") == 3
+        with dask_cluster.down():
+            # The Client still says "running" here; the scheduler itself does not answer.
+            assert "cluster: no answer" in kernel.run("%session ping cluster").text
+        # The failed ping started a reconnect; it gets through once the scheduler is back.
+        wait_for(
+            lambda: "cluster: answers" in kernel.run("%session ping cluster").text,
+            '"cluster" answers again',
+            timeout=180.0,
+        )
+        assert kernel.value("cluster.submit(sum, [4, 5]).result(timeout=60)") == 9
+        listing = kernel.run("%session connections").text
+        assert re.search(r"^\s*cluster\s.*connected", listing, re.M), listing
+        kernel.run("cluster.close()")
