@@ -231,3 +231,25 @@ def test_dask_scheduler_restarted_while_idle_is_found_dead_then_reconnected(
         listing = kernel.run("%session connections").text
         assert re.search(r"^\s*cluster\s.*connected", listing, re.M), listing
         kernel.run("cluster.close()")
+
+
+def test_postgres_down_at_kernel_start_then_up_is_bound_by_itself(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    config = (*CONFIG, "c.SessionManager.reconnect_attempts = 1000")
+    with start_kernel(tmp_path, *config, env={"IPYS_TEST_PG": PG_PASSWORD}) as kernel:
+        kernel.run(
+            f"%session connect db sqlalchemy {postgres.info.url(password=False)} "
+            "--secret-env password=IPYS_TEST_PG"
+        )
+        wait_for_autosave(kernel)
+        with postgres.down():
+            kernel.restart()
+            assert kernel.run("x = 1").ok  # the kernel starts; nothing waits for the database
+            assert not kernel.value("'db' in globals()")
+        # No user action: the background reconnection binds it once PostgreSQL is back.
+        bound(kernel, "db")
+        assert kernel.value("db.connect().exec_driver_sql('select 6 * 7').scalar()") == 42
+        text = kernel.run("%session connections").text
+        assert re.search(r"^\s*db\s.*connected", text, re.M), text
+        assert_hidden("the connections table", text)
