@@ -423,3 +423,39 @@ def test_execute_interactive_on_a_dead_kernel_raises_instead_of_hanging(
         backend.close(client)
     finally:
         manager.shutdown_kernel(now=True) if manager.has_kernel else None
+
+
+def test_after_an_interrupted_wait_the_next_call_gets_its_own_reply(
+    backend: JupyterBackend, tmp_path: Path
+) -> None:
+    """A cell interrupted while waiting on the remote: the next call still reads only its own
+    request's output, never a reader left over from the interrupted one."""
+    import _thread
+    import threading
+
+    path = tmp_path / "kernel-interrupted.json"
+    manager = _kernel_writing(path)
+    try:
+        params, secrets = backend.split_spec(str(path), {})
+        client = backend.connect(params, secrets, timeout=10.0)
+        first: list[str] = []
+        second: list[str] = []
+
+        def collect(into: list[str]) -> Any:
+            return lambda msg: into.append(msg["content"].get("text", ""))
+
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.execute_interactive(
+                "import time; time.sleep(2); print('first')", output_hook=collect(first)
+            )
+        reply = finishes(
+            lambda: client.execute_interactive("print('second')", output_hook=collect(second))
+        )
+        assert reply["content"]["status"] == "ok"
+        assert "".join(second).strip() == "second"
+        assert "".join(first).strip() == "first"  # the interrupted request's output still arrived
+        backend.close(client)
+    finally:
+        manager.shutdown_kernel(now=True)

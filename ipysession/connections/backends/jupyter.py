@@ -487,12 +487,16 @@ def _watched(client: Any, run: Any) -> dict[str, Any]:
     the kernel's heartbeat goes unanswered for ``client.heartbeat_grace`` seconds.
 
     jupyter_client's loop polls with no deadline; it runs on a worker thread here while this
-    thread checks the heartbeat. An abandoned call stays blocked on sockets nobody answers; the
-    channels are stopped so it ends.
+    thread checks the heartbeat. A lost kernel stops the channels, so the worker ends too. A call
+    the user interrupted (KeyboardInterrupt in this thread) leaves its worker reading the rest of
+    that request's output: the next call waits for it first, so no two readers share the channels.
     """
     import contextvars
     import threading
 
+    pending = getattr(client, "_ipysession_pending", None)
+    if pending is not None:
+        _wait_beating(client, pending)
     done = threading.Event()
     box: dict[str, Any] = {}
 
@@ -510,7 +514,17 @@ def _watched(client: Any, run: Any) -> dict[str, Any]:
     worker = threading.Thread(
         target=context.run, args=(work,), name="ipysession-remote-execute", daemon=True
     )
+    client._ipysession_pending = done
     worker.start()
+    _wait_beating(client, done)
+    client._ipysession_pending = None
+    if "error" in box:
+        raise box["error"]
+    return cast("dict[str, Any]", box["reply"])
+
+
+def _wait_beating(client: Any, done: Any) -> None:
+    """Wait for ``done`` while the kernel answers its heartbeat; ConnectionLost when it does not."""
     info = client.get_connection_info()
     silent_since: float | None = None
     while not done.wait(client.heartbeat_interval):
@@ -520,6 +534,7 @@ def _watched(client: Any, run: Any) -> dict[str, Any]:
         now = time.monotonic()
         silent_since = silent_since if silent_since is not None else now
         if now - silent_since >= client.heartbeat_grace:
+            client._ipysession_pending = None
             msg = (
                 f"The remote kernel stopped answering its heartbeat for "
                 f"{client.heartbeat_grace:g} s while running this code; it has died or "
@@ -531,6 +546,3 @@ def _watched(client: Any, run: Any) -> dict[str, Any]:
             )
             client.stop_channels()
             raise ConnectionLost(msg, target=client.target, hint=hint)
-    if "error" in box:
-        raise box["error"]
-    return cast("dict[str, Any]", box["reply"])
