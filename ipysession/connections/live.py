@@ -258,8 +258,13 @@ class ConnectionSet:
             unrecorded_connections,
         )
 
+        # A record's own alias is skipped too: its engine is registered with %sql while it
+        # connects in the background, before it is bound here.
+        ours = {r.params.get("alias") for r in self.records.values() if r.kind == "jupysql"}
         adopted = []
         for alias, engine in unrecorded_connections(list(self._bound.values())):
+            if alias in ours:
+                continue
             name = connection_name(alias, engine, taken | set(self.records))
             try:
                 record = make_record(

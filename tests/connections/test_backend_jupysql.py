@@ -103,3 +103,35 @@ def test_a_restored_connection_never_takes_over_the_current_one(
 def test_unknown_kwargs_are_refused(backend: JupysqlBackend) -> None:
     with pytest.raises(InvalidSpec, match="alias=NAME"):
         backend.split_spec("sqlite://", {"kwargs": {"pool_size": 3}})
+
+
+def test_only_connections_opened_with_sql_itself_are_unrecorded(
+    backend: JupysqlBackend, postgres: PostgresServer, jupysql_manager: Any
+) -> None:
+    from ipysession.connections.backends.jupysql import (
+        connection_name,
+        engine_spec,
+        unrecorded_connections,
+    )
+
+    ours = backend.connect(
+        *backend.split_spec(postgres.info.url(), {"kwargs": {"alias": "ours"}}), timeout=30.0
+    )
+    try:
+        # Registered with %sql, not yet bound: still not taken for the user's own.
+        assert unrecorded_connections([]) == []
+        # What `%sql URL --alias typed` does (the magic needs a shell; its connection class not).
+        from sql.connection import SQLAlchemyConnection
+        from sqlalchemy import create_engine
+
+        SQLAlchemyConnection(create_engine(postgres.info.url()), alias="typed")
+        found = unrecorded_connections([ours])
+        assert [alias for alias, _ in found] == ["typed"]
+        engine = found[0][1]
+        assert PG_PASSWORD in engine_spec(engine)  # the spec split_spec takes the secret from
+        assert connection_name("typed", engine, set()) == "typed"
+        assert connection_name("typed", engine, {"typed"}) == "typed_2"
+        assert connection_name("postgresql://tester:***@h/shop", engine, set()) == "sql_shop"
+        assert unrecorded_connections([ours, engine]) == []
+    finally:
+        backend.close(ours)

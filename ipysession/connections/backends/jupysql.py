@@ -104,6 +104,9 @@ class JupysqlBackend:
             msg = "The jupysql backend needs jupysql, which is not installed"
             raise ConnectFailed(msg, target=target, hint=_INSTALL_HINT) from None
         engine = self._sql.connect(params, secrets, timeout=timeout)
+        # Marked as ours: registered with %sql before it is bound, it must not look like a
+        # connection the user opened with %sql (see unrecorded_connections).
+        engine._ipysession_made = True
         alias = params.get("alias") or None
         try:
             with _register_lock:
@@ -171,7 +174,13 @@ def unrecorded_connections(known: list[Any]) -> list[tuple[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - jupysql's internals may change
         log.debug("Reading jupysql's connections failed (%s)", type(exc).__name__)
         return []
-    return [(alias, e) for alias, e in found if e is not None and all(e is not k for k in known)]
+    return [
+        (alias, e)
+        for alias, e in found
+        if e is not None
+        and not getattr(e, "_ipysession_made", False)
+        and all(e is not k for k in known)
+    ]
 
 
 def engine_spec(engine: Any) -> str:
