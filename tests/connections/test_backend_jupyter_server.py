@@ -105,6 +105,7 @@ def test_split_takes_the_token_and_the_kernel_out_of_the_url(backend: JupyterSer
         ("http://h:1", {"secrets": {"password": "x"}}, "one secret: token"),
         ("http://h:1", {"kwargs": {"kernel_id": "bad id!"}}, "kernel id"),
         ("", {}, "needs the server's URL"),
+        ("http://h:1/?kernel=x", {}, "no query parameter but token"),
     ],
 )
 def test_invalid_specs(

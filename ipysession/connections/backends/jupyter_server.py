@@ -55,7 +55,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ipysession.connections.backends.base import check_options, redact_text
 from ipysession.errors import ConnectFailed, ConnectionLost, InvalidSpec
@@ -365,18 +365,17 @@ def _split_url(text: str) -> tuple[str, str | None, str | None]:
             msg, hint="For example: %session connect rk jupyter_server http://host:8888"
         )
     token = None
-    query = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name == "token":
-            token = value
-        else:
-            query.append((name, value))
+        if name != "token":
+            msg = f"The server URL takes no query parameter but token (not {name!r})"
+            raise InvalidSpec(msg, hint="Give kernel_id and kernel_name with --kwarg")
+        token = value
     path = parts.path.rstrip("/")
     kernel_id = None
     found = _KERNEL_PATH_RE.match(path)
     if found:
         path, kernel_id = found.group("base"), found.group("id")
-    url = urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+    url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
     return url, token, kernel_id
 
 
