@@ -29,7 +29,8 @@ kills a kernel or breaks a user's cell.
     └── ConnectionSetupError
         ├── BackendNotFound (LookupError)
         ├── InvalidSpec (ValueError)
-        └── ConnectFailed
+        ├── ConnectFailed
+        └── ConnectionLost (ConnectionError)
 
 Messages never contain secrets: backends redact before they raise.
 
@@ -52,6 +53,7 @@ __all__ = [
     "BackendNotFound",
     "CaptureError",
     "ConnectFailed",
+    "ConnectionLost",
     "ConnectionSetupError",
     "CorruptFile",
     "FileFormatError",
@@ -306,3 +308,8 @@ class InvalidSpec(ConnectionSetupError, ValueError):
 
 class ConnectFailed(ConnectionSetupError):
     """The backend could not connect (target unreachable, refused, timed out)."""
+
+
+class ConnectionLost(ConnectionSetupError, ConnectionError):
+    """A live connection stopped answering while the user's code waited on it (a remote kernel
+    that missed its heartbeat, a server that closed the socket), instead of hanging for ever."""

@@ -304,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect to a remote kernel, a database or anything a factory makes; kept encrypted",
         description=(
             "Connect NAME to a backend and bind the live object to a variable. KIND is jupyter "
-            "(SPEC: a connection file or kernel id), sqlalchemy (SPEC: a database URL) or factory "
+            "(SPEC: a connection file or kernel id), jupyter_server (SPEC: a Jupyter Server or "
+            "Gateway URL; --kwarg kernel_name=python3 or kernel_id=ID; --secret-env "
+            "token=ENVVAR), sqlalchemy (SPEC: a database URL), jupysql (SPEC: a database URL, "
+            "also registered with %sql under NAME), dask (SPEC: a scheduler address) or factory "
             "(SPEC: module:callable), or a plugin's kind. With only NAME, the stored record is "
             "used again. Secrets never need to be typed into a cell: take them from the "
             "environment (--secret-env password=DB_PASSWORD) or a prompt (--secret-prompt "
@@ -335,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="keyword argument for the factory callable or sqlalchemy create_engine",
+        help=(
+            "keyword argument: for the factory callable, sqlalchemy create_engine, "
+            "distributed.Client (dask), kernel_name/kernel_id (jupyter_server), alias (jupysql)"
+        ),
     )
     p.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="jupyter: tunnel through SSH")
     p.add_argument("--sshkey", metavar="PATH", help="jupyter: SSH private key file")
@@ -346,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
     p = sub.add_parser("disconnect", help="close a connection (its record is kept)")
     p.add_argument("name")
-    p = sub.add_parser("ping", help="check that connections answer")
+    p = sub.add_parser(
+        "ping", help="check that connections answer (unknown: the object cannot be asked)"
+    )
     p.add_argument("name", nargs="?")
     return parser
 
@@ -612,6 +620,9 @@ class SessionMagics(Magics):
         if args.kwarg:
             kwargs = dict(_pair(item, "--kwarg", "KEY=VALUE", parse=True) for item in args.kwarg)
             options["engine_kwargs" if args.kind == "sqlalchemy" else "kwargs"] = kwargs
+        if args.kind == "jupysql" and args.spec is not None:
+            # `%sql NAME` finds it under the connection's own name unless --kwarg alias=... says.
+            options.setdefault("kwargs", {}).setdefault("alias", args.name)
         for option in ("ssh", "sshkey"):
             if getattr(args, option):
                 options[option] = getattr(args, option)
@@ -652,8 +663,7 @@ class SessionMagics(Magics):
 
     def _cmd_ping(self, args: argparse.Namespace) -> None:
         results = self.manager.connections.ping([args.name] if args.name else None)
-        text = ", ".join(f"{n}: {'answers' if ok else 'no answer'}" for n, ok in results.items())
-        display.show(display.text_message(f"ipysession: {text or 'no connections'}."))
+        display.show(display.text_message(presentation.ping_text(results)))
 
 
 def _pair(item: str, option: str, form: str, *, parse: bool = False) -> tuple[str, Any]:

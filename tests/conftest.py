@@ -1,7 +1,8 @@
 """Shared fixtures: every test gets its own session root and config dir; nothing touches $HOME.
 
 Builders (sessions, the test key, shells) are in ``tests/builders.py``; ``make_shell`` here hands
-out fresh terminal shells (``tests.shell.ShellFactory``) and cleans up after them.
+out fresh terminal shells (``tests.shell.ShellFactory``) and cleans up after them. The real
+servers (``postgres``, ``dask_cluster``, ``jupyter_server``) come from ``tests/servers/``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.fixtures import (  # noqa: F401 - the real servers, session-scoped, by name
+    _dask_cluster,
+    _jupyter_server,
+    _postgres_server,
+    dask_cluster,
+    jupyter_server,
+    postgres,
+)
 from tests.shell import ShellFactory
 
 

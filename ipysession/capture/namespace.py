@@ -96,6 +96,7 @@ from ipysession.capture.describe import (
 )
 from ipysession.capture.files import FILE_TYPES, capture_file, restore_file
 from ipysession.capture.names import is_persistable_name
+from ipysession.capture.remote import remote_handle_reason
 from ipysession.capture.sizing import estimate_size, fingerprint
 from ipysession.capture.tracker import RECAPTURE_BELOW, ChangeSet, ChangeTracker
 from ipysession.errors import CaptureError
@@ -242,6 +243,9 @@ def _not_pickled(
         return as_import
     if isinstance(value, FILE_TYPES):
         return capture_file(name, value)
+    remote = remote_handle_reason(name, value)
+    if remote is not None:
+        raise Unsaveable(remote)
     return None
 
 

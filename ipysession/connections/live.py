@@ -23,15 +23,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ipysession.connections.backends import get_backend, redact_text
+from ipysession.connections.backends import Liveness, get_backend, liveness, redact_text
 from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.connections.records import (
     connect_record,
     describe_record,
     make_record,
+    record_success,
     update_record,
 )
-from ipysession.errors import BackendNotFound, SessionNotFound
+from ipysession.errors import BackendNotFound, ConnectionSetupError, SessionNotFound
 from ipysession.model import ConnectionRecord
 
 __all__ = ["ConnectionSet", "ConnectionSettings"]
@@ -247,6 +248,45 @@ class ConnectionSet:
         self.reconnector.watch(record, obj)
         return record, obj
 
+    def adopt_sql_connections(self, taken: set[str]) -> list[str]:
+        """Record the connections a ``%sql URL`` cell opened (jupysql), so they come back into
+        ``%sql`` after a restart; their engines are used as they are. ``taken`` holds the names
+        a new connection's variable must not shadow. Returns the names adopted."""
+        from ipysession.connections.backends.jupysql import (
+            connection_name,
+            engine_spec,
+            unrecorded_connections,
+        )
+
+        # A record's own alias is skipped too: its engine is registered with %sql while it
+        # connects in the background, before it is bound here.
+        ours = {r.params.get("alias") for r in self.records.values() if r.kind == "jupysql"}
+        adopted = []
+        for alias, engine in unrecorded_connections(list(self._bound.values())):
+            if alias in ours:
+                continue
+            name = connection_name(alias, engine, taken | set(self.records))
+            try:
+                record = make_record(
+                    name, "jupysql", engine_spec(engine), {"kwargs": {"alias": alias}}
+                )
+            except ConnectionSetupError as exc:
+                log.info("A %%sql connection is not kept: %s", exc)
+                continue
+            record_success(record)
+            self.records[name] = record
+            self._bind_object(name, engine)
+            self.reconnector.watch(record, engine)
+            adopted.append(name)
+            self._notify(
+                f"ipysession: the %sql connection {self.describe(name)} is kept (password "
+                f"encrypted) and comes back into %sql after a restart, bound to `{name}`; "
+                f"`%session forget {name}` stops that."
+            )
+        if adopted:
+            self._changed()
+        return adopted
+
     def reconnect(
         self, names: Iterable[str] | None = None, *, wait: float | None = None
     ) -> dict[str, str]:
@@ -274,8 +314,17 @@ class ConnectionSet:
         self._changed()
         return record
 
-    def ping(self, names: Iterable[str] | None = None) -> dict[str, bool]:
-        return {r.name: self.reconnector.ping(r.name) for r in self._select(names)}
+    def ping(self, names: Iterable[str] | None = None) -> dict[str, Liveness]:
+        out: dict[str, Liveness] = {}
+        for record in self._select(names):
+            alive = self.reconnector.ping(record.name)
+            try:
+                backend = get_backend(record.kind)
+            except ConnectionSetupError:
+                out[record.name] = Liveness.NO_ANSWER
+                continue
+            out[record.name] = liveness(backend, self._bound.get(record.name), alive=alive)
+        return out
 
     def _select(self, names: Iterable[str] | None) -> list[ConnectionRecord]:
         if names is None:

@@ -13,7 +13,7 @@ Here each view is built once; the faces only render it:
   (:mod:`ipysession.session.reports`) and connection records: :func:`status_view`
   (``%session status``), :func:`autosave_words`, :func:`restore_view` and :func:`save_view` (the
   summaries after a restore and a save), :func:`connection_rows` (``%session connections``),
-  :func:`history_table` (``%session history``);
+  :func:`ping_text` (``%session ping``), :func:`history_table` (``%session history``);
 - :mod:`.base`: :class:`State`, the one vocabulary of state words, and its :class:`Tone` (the
   colour HTML gives it); :func:`text_table`, the one text table; :class:`Table`,
   :class:`Section`, :class:`Field`, :class:`Pairs` and :class:`Notice`, what views are made of;
@@ -54,6 +54,7 @@ from ipysession.presentation.kernel import (
     connection_rows,
     connections_table,
     history_table,
+    ping_text,
     restore_notice,
     restore_view,
     save_notice,
@@ -110,6 +111,7 @@ __all__ = [
     "connections_table",
     "history_table",
     "log_table",
+    "ping_text",
     "problem_json",
     "replay_lines",
     "replay_notice",

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ipysession.connections.backends import redact_text
+from ipysession.connections.backends import Liveness, redact_text
 from ipysession.connections.records import describe_record, mru_order
 from ipysession.formatting import count, format_size, format_time
 from ipysession.presentation.base import (
@@ -40,6 +40,7 @@ __all__ = [
     "connection_rows",
     "connections_table",
     "history_table",
+    "ping_text",
     "restore_notice",
     "restore_view",
     "save_notice",
@@ -148,6 +149,19 @@ def history_table(entries: Iterable[HistoryEntry], *, run_id: str) -> Table:
     )
     columns = (Column.TEXT, Column.TEXT, Column.TEXT, Column.STATE, Column.CODE)
     return Table(HISTORY_HEADERS, rows, "No history yet.", columns=columns)
+
+
+_PING_WORDS = {
+    Liveness.ANSWERS: "answers",
+    Liveness.NO_ANSWER: "no answer",
+    Liveness.UNKNOWN: "unknown (it has no is_alive() or ping() to ask)",
+}
+
+
+def ping_text(results: Mapping[str, Liveness]) -> str:
+    """``%session ping``: one phrase per connection, in the order asked."""
+    text = ", ".join(f"{name}: {_PING_WORDS[found]}" for name, found in results.items())
+    return f"ipysession: {text or 'no connections'}."
 
 
 # --- save, restore, status ----------------------------------------------------------------------

@@ -292,6 +292,8 @@ class SessionManager(SessionOptions):
                 undo_max_bytes=self.undo_max_bytes,
             ),
         )
+        # A `%sql URL` cell opened a connection: kept as a record, restored into %sql later.
+        self.connections.adopt_sql_connections(set(self.shell.user_ns))
         if changed:
             self._changed()
         else:

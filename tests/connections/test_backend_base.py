@@ -80,7 +80,8 @@ def test_check_options() -> None:
 
 
 def test_builtin_backends() -> None:
-    assert {"factory", "jupyter", "sqlalchemy"} <= set(available_backends())
+    builtin = {"dask", "factory", "jupyter", "jupyter_server", "sqlalchemy"}
+    assert builtin | {"jupysql"} <= set(available_backends())
     assert get_backend("jupyter") is get_backend("jupyter")
     assert get_backend("sqlalchemy").kind == "sqlalchemy"
 
@@ -90,7 +91,7 @@ def test_unknown_backend_names_the_installed_ones() -> None:
         get_backend("mongodb")
     message = str(info.value)
     assert "No connection backend named 'mongodb'" in message
-    assert "factory, jupyter, sqlalchemy" in message
+    assert "dask, factory, jupysql, jupyter, jupyter_server, sqlalchemy" in message
     assert "ipysession.backends" in message
 
 

@@ -283,3 +283,41 @@ def test_close_that_raises_is_swallowed(backend: FactoryBackend) -> None:
 
     backend.close(Grumpy())
     backend.close(Grumpy())
+
+
+def test_an_object_without_a_check_pings_as_unknown_not_answers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`%session ping` on a factory object with neither is_alive() nor ping(): "unknown"."""
+    import ipysession
+    from ipysession.connections.backends import Liveness, liveness
+    from tests.shell import ipython_shell, run
+
+    backend = FactoryBackend()
+    plain = backend.connect({"callable": "collections:OrderedDict", "kwargs": {}}, {}, timeout=5.0)
+    assert backend.is_alive(plain, timeout=1.0) is True  # the heartbeat never tears it down
+    assert liveness(backend, plain, alive=True) is Liveness.UNKNOWN
+    assert liveness(backend, plain, alive=False) is Liveness.NO_ANSWER
+    with ipython_shell(autosave=False) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, "%session connect plain factory collections:OrderedDict")
+        capsys.readouterr()
+        run(shell, "%session ping plain")
+        said = capsys.readouterr().out
+        assert "plain: unknown (it has no is_alive() or ping() to ask)" in said
+        assert "answers" not in said
+        run(shell, "%session disconnect plain")
+        run(shell, "%session forget plain")
+
+
+def test_an_object_with_a_ping_that_answers_pings_as_answers() -> None:
+    from ipysession.connections.backends import Liveness, liveness
+
+    backend = FactoryBackend()
+    assert liveness(backend, object(), alive=False) is Liveness.NO_ANSWER
+
+    class Pinged:
+        def ping(self) -> bool:
+            return True
+
+    assert liveness(backend, Pinged(), alive=True) is Liveness.ANSWERS

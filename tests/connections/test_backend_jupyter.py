@@ -271,7 +271,7 @@ def test_remote_variable_survives_a_new_client(backend: JupyterBackend, remote: 
         backend.close(second)
 
 
-def test_connect_uses_the_stored_info_not_the_file(
+def test_connect_uses_the_stored_info_when_the_file_is_gone(
     backend: JupyterBackend, remote: _Kernel, tmp_path: Path
 ) -> None:
     copy = tmp_path / "kernel-copy.json"
@@ -343,3 +343,119 @@ def test_dead_kernel_fails_fast_then_is_watched_to_failed_and_never_restarted(
     finally:
         if manager.has_kernel:
             manager.shutdown_kernel(now=True)
+
+
+def _kernel_writing(path: Path) -> Any:
+    """A real kernel whose connection file is ``path`` (new ports and a new key each time)."""
+    from jupyter_client.manager import KernelManager
+
+    path.unlink(missing_ok=True)
+    manager = KernelManager(kernel_name="python3", connection_file=str(path))
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    client.stop_channels()
+    return manager
+
+
+def test_a_replaced_kernel_is_picked_up_from_its_file(
+    backend: JupyterBackend, tmp_path: Path
+) -> None:
+    """A remote replaced with new ports and key, written to the same file: a reconnect reads it."""
+    path = tmp_path / "kernel-replaced.json"
+    first = _kernel_writing(path)
+    second = None
+    try:
+        old_key = json.loads(path.read_text())["key"]
+        params, secrets = backend.split_spec(str(path), {})
+        client = backend.connect(params, secrets, timeout=10.0)
+        assert run(client, "generation = 1", "generation") == "1"
+        backend.close(client)
+        first.shutdown_kernel(now=True)
+        second = _kernel_writing(path)
+        new_info = json.loads(path.read_text())
+        assert new_info["key"] != old_key
+        # The record still holds the first kernel's info; the file names the second.
+        client = backend.connect(params, secrets, timeout=10.0)
+        try:
+            assert run(client, "generation = 2", "generation") == "2"
+            assert client.get_connection_info()["shell_port"] == new_info["shell_port"]
+            assert backend.is_alive(client, timeout=5.0)
+        finally:
+            backend.close(client)
+    finally:
+        first.shutdown_kernel(now=True) if first.has_kernel else None
+        if second is not None:
+            second.shutdown_kernel(now=True)
+
+
+def test_execute_interactive_on_a_dead_kernel_raises_instead_of_hanging(
+    backend: JupyterBackend, tmp_path: Path
+) -> None:
+    from ipysession.errors import ConnectionLost
+
+    path = tmp_path / "kernel-dies.json"
+    manager = _kernel_writing(path)
+    key = json.loads(path.read_text())["key"]
+    try:
+        params, secrets = backend.split_spec(str(path), {})
+        client = backend.connect(params, secrets, timeout=10.0)
+        assert type(client).__name__ == "RemoteKernelClient"
+        client.heartbeat_grace = 1.0
+        outputs: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                outputs.append(msg["content"]["text"])
+
+        reply = client.execute_interactive("print('alive')", output_hook=hook)
+        assert reply["content"]["status"] == "ok"
+        assert "alive" in "".join(outputs)
+        manager.shutdown_kernel(now=True)
+        # No timeout given: jupyter_client's own loop would wait for ever for this reply.
+        with pytest.raises(ConnectionLost) as lost:
+            finishes(lambda: client.execute_interactive("1 + 1", output_hook=hook))
+        message = str(lost.value)
+        assert "heartbeat" in message
+        assert "%session reconnect" in message
+        assert key not in message
+        backend.close(client)
+    finally:
+        manager.shutdown_kernel(now=True) if manager.has_kernel else None
+
+
+def test_after_an_interrupted_wait_the_next_call_gets_its_own_reply(
+    backend: JupyterBackend, tmp_path: Path
+) -> None:
+    """A cell interrupted while waiting on the remote: the next call still reads only its own
+    request's output, never a reader left over from the interrupted one."""
+    import _thread
+    import threading
+
+    path = tmp_path / "kernel-interrupted.json"
+    manager = _kernel_writing(path)
+    try:
+        params, secrets = backend.split_spec(str(path), {})
+        client = backend.connect(params, secrets, timeout=10.0)
+        first: list[str] = []
+        second: list[str] = []
+
+        def collect(into: list[str]) -> Any:
+            return lambda msg: into.append(msg["content"].get("text", ""))
+
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.execute_interactive(
+                "import time; time.sleep(2); print('first')", output_hook=collect(first)
+            )
+        reply = finishes(
+            lambda: client.execute_interactive("print('second')", output_hook=collect(second))
+        )
+        assert reply["content"]["status"] == "ok"
+        assert "".join(second).strip() == "second"
+        assert "".join(first).strip() == "first"  # the interrupted request's output still arrived
+        backend.close(client)
+    finally:
+        manager.shutdown_kernel(now=True)

@@ -52,8 +52,11 @@ def test_remote_kernel_and_sqlite_come_back(tmp_path: Path, remote: KernelManage
         assert "connected" in listing
         assert SECRET not in listing
         kernel.restart()
-        first = kernel.run("print(type(rk).__name__, type(db).__name__)")
-        assert "BlockingKernelClient Engine" in first.stdout
+        first = kernel.run(
+            "from jupyter_client import BlockingKernelClient\n"
+            "print(isinstance(rk, BlockingKernelClient), type(db).__name__)"
+        )
+        assert "True Engine" in first.stdout
         assert "connections: rk (connected), db (connected)" in first.text
         out = kernel.run("rk.execute_interactive('print(remote_value)', timeout=20)").stdout
         assert "42" in out

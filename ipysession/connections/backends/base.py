@@ -33,7 +33,8 @@ A backend is any object with the members of :class:`Backend`. Register it in you
     redis = "mypackage.ipysession_backend:RedisBackend"
 
 The entry point may name a class (instantiated without arguments), a zero-argument factory, or an
-instance. The built-in kinds (``jupyter``, ``sqlalchemy``, ``factory``) cannot be overridden.
+instance. The built-in kinds (``jupyter``, ``jupyter_server``, ``sqlalchemy``, ``dask``,
+``factory``) cannot be overridden.
 A backend may set ``requires = ("module", ...)``: if one of them cannot be imported the kind is
 reported as not available instead of failing later. Run ``tests/contract/backend_suite.py``
 against your backend: every backend, ours included, must pass it.
@@ -49,6 +50,7 @@ tracebacks.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -61,10 +63,12 @@ from ipysession.model import REDACTED
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Backend",
+    "Liveness",
     "available_backends",
     "call_with_timeout",
     "check_options",
     "get_backend",
+    "liveness",
     "redact_text",
 ]
 
@@ -117,6 +121,34 @@ class Backend(Protocol):
     def describe(self, params: Mapping[str, Any], secrets: Mapping[str, Any]) -> str:
         """A one-line description of the target, secrets shown as ``***``. Never raises."""
         ...
+
+
+class Liveness(enum.Enum):
+    """What ``%session ping`` found: the target answered, did not, or cannot be asked."""
+
+    ANSWERS = "answers"
+    NO_ANSWER = "no answer"
+    UNKNOWN = "unknown"
+
+
+def liveness(backend: Backend, obj: Any, *, alive: bool) -> Liveness:
+    """What an ``is_alive`` result ``alive`` means for ``obj``.
+
+    A backend may define ``checks_liveness(obj) -> bool``: ``False`` says its ``is_alive`` only
+    assumed ``obj`` alive (a factory object with no ``is_alive()`` or ``ping()``), which is
+    "unknown", not "answers". Backends without the method really ask their target.
+    """
+    if not alive:
+        return Liveness.NO_ANSWER
+    checks = getattr(backend, "checks_liveness", None)
+    if callable(checks):
+        try:
+            if not checks(obj):
+                return Liveness.UNKNOWN
+        except Exception as exc:  # noqa: BLE001 - a plugin's check raises anything
+            log.debug("checks_liveness() failed (%s)", type(exc).__name__)
+            return Liveness.UNKNOWN
+    return Liveness.ANSWERS
 
 
 # --- redaction ----------------------------------------------------------------------------------
@@ -242,8 +274,10 @@ def call_with_timeout(
 # --- registry -----------------------------------------------------------------------------------
 
 _BUILTINS: dict[str, str] = {
+    "dask": "ipysession.connections.backends.dask:DaskBackend",
     "factory": "ipysession.connections.backends.factory:FactoryBackend",
     "jupyter": "ipysession.connections.backends.jupyter:JupyterBackend",
+    "jupyter_server": "ipysession.connections.backends.jupyter_server:JupyterServerBackend",
     "sqlalchemy": "ipysession.connections.backends.sqlalchemy:SQLAlchemyBackend",
 }
 
@@ -297,6 +331,10 @@ def _missing_requirements(backend: object) -> list[str]:
 def _requirement_hint(kind: str, missing: list[str]) -> str:
     if kind == "sqlalchemy":
         return "Install it with: pip install 'ipysession[sql]'"
+    if kind == "dask":
+        return "Install it with: pip install 'ipysession[dask]'"
+    if kind == "jupyter_server":
+        return "Install it with: pip install 'ipysession[gateway]'"
     return f"Install {', '.join(missing)}"
 
 

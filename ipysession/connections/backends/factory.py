@@ -21,7 +21,9 @@ Behaviour
 ``connect`` imports the module and calls ``callable(**kwargs, **secrets)`` on a worker thread,
 within the timeout (an object that arrives later is closed). The object is returned as is.
 ``is_alive`` follows a convention: ``obj.is_alive()`` if it has one (its truth value), else
-``obj.ping()`` (alive unless it raises or returns ``False``), else the object is assumed alive.
+``obj.ping()`` (alive unless it raises or returns ``False``), else the object is assumed alive
+(so the heartbeat never tears it down), and ``%session ping`` says "unknown", not "answers"
+(``checks_liveness`` is ``False``).
 ``close`` calls ``obj.close()`` if it has one, and swallows (and logs) what it raises, so it is
 safe twice.
 """
@@ -162,6 +164,10 @@ class FactoryBackend:
                 log.debug("ping() failed (%s)", type(exc).__name__)
                 return False
         return True
+
+    def checks_liveness(self, obj: Any) -> bool:
+        """Whether :meth:`is_alive` asks ``obj`` (it has ``is_alive`` or ``ping``) or assumes."""
+        return hasattr(obj, "is_alive") or callable(getattr(obj, "ping", None))
 
     def close(self, obj: Any) -> None:
         close = getattr(obj, "close", None)

@@ -10,12 +10,15 @@ Spec
 
 The whole connection info (ip, the five ports, the HMAC key, CurveZMQ keys where present) is
 the secret: a connection file is useless without its key and the key is useless without the
-ports. It is stored, encrypted, in ``secrets["connection_info"]``; a reconnect uses that copy,
-never the file again (files in the runtime directory are cleaned up). ``params`` keep only what
+ports. It is stored, encrypted, in ``secrets["connection_info"]``. ``params`` keep only what
 may be shown: where the info came from (``source``, ``connection_file``), ``transport``,
-``signature_scheme``, ``kernel_name`` and the SSH settings. A kernel restarted by its own
-manager with new ports needs a new ``%session connect NAME NEWPATH``: the stored info is stale,
-and the connection fails with a message saying so.
+``signature_scheme``, ``kernel_name`` and the SSH settings.
+
+Every reconnect reads the connection file again when it is still there: a remote kernel replaced
+by its manager with new ports and a new key (written to the same file, as ``jupyter_client``
+does on a restart) is picked up by ``%session reconnect NAME``, by the background reconnection
+and after a restart of this kernel. When the file is gone (files in the runtime directory are
+cleaned up) or unreadable, the stored copy is used.
 
 Options
 -------
@@ -48,6 +51,13 @@ messages it cannot authenticate) and for IOPub to deliver. ``is_alive`` pings th
 socket of its own, so it never takes messages from the channels the user reads, and it is safe
 from a monitor thread while the user runs code. ``close`` stops the client's channels; it never
 shuts the kernel down: we never stop or restart a kernel we do not own.
+
+The bound object is a ``RemoteKernelClient``, a ``BlockingKernelClient`` whose
+``execute_interactive`` cannot hang for ever on a kernel that is gone: without a ``timeout`` it
+waits as long as the kernel answers its heartbeat, and raises
+:class:`~ipysession.errors.ConnectionLost` (naming the kernel and saying what to run) once the
+heartbeat has gone unanswered for ``RemoteKernelClient.heartbeat_grace`` seconds. With a
+``timeout`` it behaves exactly as jupyter_client's.
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ipysession.connections.backends.base import call_with_timeout, check_options, redact_text
-from ipysession.errors import ConnectFailed, InvalidSpec
+from ipysession.errors import ConnectFailed, ConnectionLost, InvalidSpec
 
 __all__ = ["JupyterBackend"]
 
@@ -171,6 +181,27 @@ def _read_file(path: str) -> dict[str, Any]:
     return info
 
 
+def _reread(params: Mapping[str, Any], target: str) -> dict[str, Any] | None:
+    """The connection file's info now, if the record names a file that is still readable.
+
+    A kernel replaced with new ports and a new key writes them to the same file: reading it on
+    every connect is what picks the new kernel up. ``None`` means "use the stored copy".
+    """
+    path = params.get("connection_file")
+    if not path or params.get("ssh"):
+        # Through SSH the file named is the remote's copy we were given once: keep the stored info.
+        return None
+    try:
+        info = _normalize(_read_file(str(path)))
+    except InvalidSpec as exc:
+        log.debug("Connection file of %s not used (%s); using the stored copy", target, exc.what)
+        return None
+    for field in _PARAM_FIELDS:
+        if field in params and field not in info:
+            info[field] = params[field]
+    return info
+
+
 def _find(spec: str, search: Any) -> str:
     from jupyter_client.connect import find_connection_file
 
@@ -251,6 +282,9 @@ class JupyterBackend:
         self, params: Mapping[str, Any], secrets: Mapping[str, Any], target: str
     ) -> dict[str, Any]:
         stored = secrets.get("connection_info")
+        fresh = _reread(params, target)
+        if fresh is not None:
+            return fresh
         try:
             if isinstance(stored, Mapping):
                 info = _normalize(
@@ -317,9 +351,8 @@ class JupyterBackend:
             msg = f"The kernel did not answer its heartbeat within {timeout:g} s"
             raise ConnectFailed(msg, target=target, hint=_STALE_HINT)
 
-        from jupyter_client.blocking.client import BlockingKernelClient
-
-        client = BlockingKernelClient()
+        client = _client_class()()
+        client.target = target
         try:
             client.load_connection_info(cast(Any, info))
             client.start_channels()
@@ -407,3 +440,109 @@ def _handshake(client: Any, deadline: float, timeout: float) -> None:
         )
         raise TimeoutError(msg)
     log.debug("Kernel replied to kernel_info but IOPub delivered nothing before the deadline")
+
+
+# --- the bound client ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _client_class() -> type[Any]:
+    """:class:`RemoteKernelClient`, built on first use (jupyter_client is imported lazily)."""
+    from jupyter_client.blocking.client import BlockingKernelClient
+
+    class RemoteKernelClient(BlockingKernelClient):
+        """A ``BlockingKernelClient`` whose ``execute_interactive`` notices a dead kernel.
+
+        Without a ``timeout`` it waits as long as the kernel answers its heartbeat (checked on a
+        socket of its own every ``heartbeat_interval`` seconds) and raises
+        :class:`~ipysession.errors.ConnectionLost` after ``heartbeat_grace`` seconds without an
+        answer, instead of waiting for ever for a reply that cannot come.
+        """
+
+        #: seconds between heartbeat checks while waiting for output
+        heartbeat_interval = 1.0
+        #: seconds without a heartbeat answer after which the kernel counts as lost
+        heartbeat_grace = 10.0
+        #: what messages call the kernel (set by the backend: its description, no secret)
+        target = "remote kernel"
+
+        def execute_interactive(
+            self, code: str, *args: Any, timeout: float | None = None, **kwargs: Any
+        ) -> dict[str, Any]:
+            if timeout is not None:
+                reply: dict[str, Any] = super().execute_interactive(
+                    code, *args, timeout=timeout, **kwargs
+                )
+                return reply
+            return _watched(self, lambda t: super(RemoteKernelClient, self).execute_interactive(
+                code, *args, timeout=t, **kwargs
+            ))  # fmt: skip
+
+    RemoteKernelClient.__module__ = __name__
+    return RemoteKernelClient
+
+
+def _watched(client: Any, run: Any) -> dict[str, Any]:
+    """``run(None)`` (execute_interactive without a timeout), abandoned with ConnectionLost when
+    the kernel's heartbeat goes unanswered for ``client.heartbeat_grace`` seconds.
+
+    jupyter_client's loop polls with no deadline; it runs on a worker thread here while this
+    thread checks the heartbeat. A lost kernel stops the channels, so the worker ends too. A call
+    the user interrupted (KeyboardInterrupt in this thread) leaves its worker reading the rest of
+    that request's output: the next call waits for it first, so no two readers share the channels.
+    """
+    import contextvars
+    import threading
+
+    pending = getattr(client, "_ipysession_pending", None)
+    if pending is not None:
+        _wait_beating(client, pending)
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["reply"] = run(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    # The cell's context goes along: ipykernel keeps the parent header (which cell an output
+    # belongs to) in a context variable, and the output hook publishes under it.
+    context = contextvars.copy_context()
+    worker = threading.Thread(
+        target=context.run, args=(work,), name="ipysession-remote-execute", daemon=True
+    )
+    client._ipysession_pending = done
+    worker.start()
+    _wait_beating(client, done)
+    client._ipysession_pending = None
+    if "error" in box:
+        raise box["error"]
+    return cast("dict[str, Any]", box["reply"])
+
+
+def _wait_beating(client: Any, done: Any) -> None:
+    """Wait for ``done`` while the kernel answers its heartbeat; ConnectionLost when it does not."""
+    info = client.get_connection_info()
+    silent_since: float | None = None
+    while not done.wait(client.heartbeat_interval):
+        if _ping(info, client.heartbeat_interval):
+            silent_since = None
+            continue
+        now = time.monotonic()
+        silent_since = silent_since if silent_since is not None else now
+        if now - silent_since >= client.heartbeat_grace:
+            client._ipysession_pending = None
+            msg = (
+                f"The remote kernel stopped answering its heartbeat for "
+                f"{client.heartbeat_grace:g} s while running this code; it has died or "
+                f"been replaced, and this result will not come"
+            )
+            hint = (
+                "`%session reconnect NAME` connects again (re-reading its connection "
+                "file); `%session connections` shows its state"
+            )
+            client.stop_channels()
+            raise ConnectionLost(msg, target=client.target, hint=hint)
