@@ -29,7 +29,8 @@ kills a kernel or breaks a user's cell.
     └── ConnectionSetupError
         ├── BackendNotFound (LookupError)
         ├── InvalidSpec (ValueError)
-        └── ConnectFailed
+        ├── ConnectFailed
+        └── ConnectionNotReady
 
 Messages never contain secrets: backends redact before they raise.
 
@@ -52,6 +53,7 @@ __all__ = [
     "BackendNotFound",
     "CaptureError",
     "ConnectFailed",
+    "ConnectionNotReady",
     "ConnectionSetupError",
     "CorruptFile",
     "FileFormatError",
@@ -306,3 +308,9 @@ class InvalidSpec(ConnectionSetupError, ValueError):
 
 class ConnectFailed(ConnectionSetupError):
     """The backend could not connect (target unreachable, refused, timed out)."""
+
+
+class ConnectionNotReady(ConnectionSetupError):
+    """A cell named a connection that was still connecting (or retrying) when its wait ran out,
+    or that has failed: the cell did not run. The message names the state, the last error and
+    the command to run."""

@@ -69,6 +69,10 @@ class _Extension:
         self._restore_at_start()
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
+        # A cell that names a name still arriving waits for it in its own output; one that
+        # waited in vain is refused by the gate before any of its code runs.
+        manager.arrivals.progress = lambda: display.WaitingLine(in_place=self.in_kernel)
+        self.shell.ast_transformers.append(manager.arrivals.gate)
         self.shell.register_magics(self.magics)
         if self.layout.register(self.shell):
             self.layout.on_change = self._layout_changed
@@ -162,6 +166,8 @@ class _Extension:
         ):
             with contextlib.suppress(ValueError):
                 self.shell.events.unregister(event, callback)
+        with contextlib.suppress(ValueError):
+            self.shell.ast_transformers.remove(self.manager.arrivals.gate)
         _unregister_magics(self.shell, self.magics)
         self.layout.close()
         try:

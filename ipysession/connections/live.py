@@ -6,11 +6,14 @@ session's :class:`~ipysession.model.ConnectionRecord` mapping and one
 thread touches the user namespace: objects that connect on worker threads are queued and bound by
 :meth:`settle`, which the manager calls between cells (and before every ``%session`` command).
 
-At restore, :meth:`load` schedules every auto connection and returns at once; they all start
-together in the background a quarter of a second later (or at the first cell, if sooner), so
-kernel start is neither held up nor slowed by their imports. The first cell waits for whatever is
-left of ``reconnect_wait`` (counted from that start); what is not ready by then keeps going and is
-bound at a later cell boundary, with a one-line notice.
+At restore, :meth:`load` schedules every auto connection (not one the user disconnected) and
+returns at once; they all start together in the background a quarter of a second later (or at the
+first cell, if sooner), so kernel start is neither held up nor slowed by their imports. The first
+cell waits for whatever is left of ``reconnect_wait`` (counted from that start, 0 by default);
+what is not ready by then keeps going, healing in the background for as long as the kernel lives,
+and is bound at a later cell boundary, with a one-line notice. A cell that names a connection still
+on its way waits for it: :attr:`ConnectionSet.arrivals` is the arrival source
+(:mod:`ipysession.session.arrivals`) that tells the manager which variables are still arriving.
 """
 
 from __future__ import annotations
@@ -23,18 +26,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ipysession.connections.backends import get_backend, redact_text
-from ipysession.connections.reconnector import ConnectionState, Reconnector
+from ipysession.connections.backends import available_backends, get_backend, redact_text
+from ipysession.connections.reconnector import ConnectionState, ConnectionStatus, Reconnector
 from ipysession.connections.records import (
+    FailureCause,
+    advice,
     connect_record,
     describe_record,
     make_record,
+    one_line,
     update_record,
 )
-from ipysession.errors import BackendNotFound, SessionNotFound
+from ipysession.errors import BackendNotFound, ConnectionNotReady, SessionError, SessionNotFound
 from ipysession.model import ConnectionRecord
 
-__all__ = ["ConnectionSet", "ConnectionSettings"]
+__all__ = ["ConnectionArrival", "ConnectionArrivals", "ConnectionSet", "ConnectionSettings"]
 
 log = logging.getLogger("ipysession")
 
@@ -49,11 +55,17 @@ _MIN_HISTORY_SECRET = 8
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    wait: float = 1.0
+    wait: float = 0.0
     attempts: int = 3
     backoff: float = 0.5
     timeout: float = 5.0
     heartbeat: float | None = 30.0
+    #: Cap of the delay between background retries (seconds).
+    max_interval: float = 60.0
+    #: Seconds after the first failure at which retrying stops; None: never.
+    give_up_after: float | None = None
+    #: Seconds a cell that names a connection still on its way waits for it.
+    connection_wait: float = 10.0
 
 
 class ConnectionSet:
@@ -91,8 +103,10 @@ class ConnectionSet:
                     on_state=self._on_state,
                     attempts=self.settings.attempts,
                     backoff=self.settings.backoff,
+                    max_backoff=self.settings.max_interval,
                     timeout=self.settings.timeout,
                     heartbeat=self.settings.heartbeat,
+                    give_up_after=self.settings.give_up_after,
                 )
             return self._reconnector
 
@@ -102,13 +116,25 @@ class ConnectionSet:
         self._arrivals.put((name, obj))
 
     def _on_state(self, name: str, state: ConnectionState, message: str) -> None:
+        reconnector = self._reconnector
+        status = reconnector.status(name) if reconnector is not None else None
+        cause = status.cause if status is not None else None
         if state is ConnectionState.FAILED:
             self._notify(
-                f"ipysession: connection '{name}' failed: {message}. "
-                f"`%session connections` shows it; `%session connect {name} SPEC` updates it."
+                f"ipysession: connection '{name}' failed: {one_line(message)}. "
+                f"{_capital(advice(name, cause or FailureCause.REJECTED))}."
             )
-        elif state is ConnectionState.RETRYING:
-            log.info("Connection %s: %s", name, message)
+        elif (
+            state is ConnectionState.RETRYING
+            and status is not None
+            and status.attempt == self.settings.attempts
+        ):
+            # Said once per outage, when the quick attempts are used up.
+            self._notify(
+                f"ipysession: connection '{name}' could not connect after "
+                f"{status.attempt} attempt{'s' if status.attempt != 1 else ''}: "
+                f"{one_line(status.error)}. {_capital(advice(name, cause))}."
+            )
 
     # --- main thread --------------------------------------------------------------------------
 
@@ -121,7 +147,7 @@ class ConnectionSet:
         """
         adopted = {n: r for n, r in records.items() if n not in self._bound}
         self.records.update(adopted)
-        auto = [r for r in adopted.values() if r.auto]
+        auto = [r for r in adopted.values() if r.auto and not r.disconnected]
         if auto:
             with self._lock:
                 self._pending.extend(auto)
@@ -221,6 +247,16 @@ class ConnectionSet:
         auto: bool | None,
     ) -> tuple[ConnectionRecord, Any]:
         existing = self.records.get(name)
+        if (
+            spec is None
+            and kind is not None
+            and existing is not None
+            and kind != existing.kind
+            and kind not in available_backends()
+        ):
+            # `%session connect rk NEWFILE`: the one word after NAME is no backend kind, so it
+            # is the spec, and the kind is the stored record's.
+            kind, spec = None, kind
         if kind is None and spec is None:
             if existing is None:
                 msg = f"No stored connection named '{name}'"
@@ -262,9 +298,12 @@ class ConnectionSet:
         return self.states()
 
     def disconnect(self, name: str) -> None:
+        """Close ``name`` and stop healing it; remembered across restarts until a connect."""
         record = self._require(name)
         self.reconnector.disconnect(name)  # closes the live object on this thread
         self._unbind(record.variable, self._bound.pop(name, None))
+        record.disconnected = True
+        self._changed()
 
     def forget(self, name: str) -> ConnectionRecord:
         record = self._require(name)
@@ -275,7 +314,23 @@ class ConnectionSet:
         return record
 
     def ping(self, names: Iterable[str] | None = None) -> dict[str, bool]:
-        return {r.name: self.reconnector.ping(r.name) for r in self._select(names)}
+        """Check each connection now. One that is retrying but whose object (still bound in the
+        namespace) answers again is connected from now on; otherwise its retry comes sooner."""
+        return {
+            r.name: self.reconnector.ping(r.name, fallback=self._bound.get(r.name))
+            for r in self._select(names)
+        }
+
+    def status(self, name: str) -> ConnectionStatus | None:
+        """``name``'s state, attempt and last error as the reconnector sees them now."""
+        self._require(name)
+        reconnector = self._reconnector
+        return reconnector.status(name) if reconnector is not None else None
+
+    @property
+    def arrivals(self) -> ConnectionArrivals:
+        """The arrival source of the connections still on their way (see the module doc)."""
+        return ConnectionArrivals(self)
 
     def _select(self, names: Iterable[str] | None) -> list[ConnectionRecord]:
         if names is None:
@@ -333,6 +388,101 @@ class ConnectionSet:
         if reconnector is not None:
             reconnector.close(close_objects=True)
         self._bound.clear()
+
+
+_ARRIVING = (ConnectionState.CONNECTING, ConnectionState.RETRYING)
+
+
+class ConnectionArrivals:
+    """The connections still on their way, as an arrival source for the cell gate.
+
+    Implements :class:`ipysession.session.arrivals.ArrivalSource` (structurally: this layer
+    does not import the session layer). ``limit`` is ``connection_wait``.
+    """
+
+    kind = "connection"
+
+    def __init__(self, connections: ConnectionSet) -> None:
+        self._connections = connections
+
+    @property
+    def limit(self) -> float:
+        return self._connections.settings.connection_wait
+
+    def arriving(self) -> list[ConnectionArrival]:
+        """One arrival per connection that is connecting or retrying now (cheap when none)."""
+        connections = self._connections
+        reconnector = connections._reconnector
+        if reconnector is None:
+            return []
+        states = reconnector.states()
+        return [
+            ConnectionArrival(connections, reconnector, record)
+            for name, record in list(connections.records.items())
+            if states.get(name) in _ARRIVING
+        ]
+
+
+class ConnectionArrival:
+    """One connection on its way: the variable a cell names, its progress, and the wait."""
+
+    def __init__(
+        self, connections: ConnectionSet, reconnector: Reconnector, record: ConnectionRecord
+    ) -> None:
+        self._connections = connections
+        self._reconnector = reconnector
+        self._record = record
+        self._hurried = False
+
+    @property
+    def name(self) -> str:
+        return self._record.variable
+
+    def progress(self) -> str:
+        status = self._reconnector.status(self._record.name)
+        return status.progress if status is not None else "gone"
+
+    def is_ready(self) -> bool:
+        return self._reconnector.state(self._record.name) is ConnectionState.CONNECTED
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True once connected (and bound, on this thread)."""
+        if not self._hurried:
+            # The cell names it: the next attempt is now, not at the end of its backoff.
+            self._hurried = True
+            self._reconnector.retry_now(self._record.name)
+        self._reconnector.wait_for(self._record.name, timeout)
+        if not self.is_ready():
+            return False
+        self._connections.settle()  # bind it now, before the cell runs (main thread)
+        return True
+
+    def not_ready(self, waited: float) -> SessionError:
+        """What the cell fails with: the state, the last error with its time, the command."""
+        record, name = self._record, self._record.name
+        status = self._reconnector.status(name)
+        state = str(status.state) if status is not None else "gone"
+        what = (
+            f"Connection '{name}' (`{record.variable}`) is not ready after {waited:.0f} s: {state}"
+        )
+        if status is not None and status.attempt:
+            what += f" after {status.attempt} attempt{'s' if status.attempt != 1 else ''}"
+        error = (status.error if status is not None else "") or record.stats.last_error
+        if error:
+            at = status.error_at if status is not None and status.error_at else None
+            when = f" at {time.strftime('%H:%M:%S', time.localtime(at))}" if at else ""
+            what += f"; last error{when}: {one_line(error, 300)}"
+        cause = status.cause if status is not None else None
+        limit = self._connections.settings.connection_wait
+        hint = (
+            f"{_capital(advice(name, cause))}; `c.SessionManager.connection_wait` (now "
+            f"{limit:g} s) sets how long a cell waits"
+        )
+        return ConnectionNotReady(what, target=describe_record(record), hint=hint)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _strings(value: Any, out: list[str]) -> None:
