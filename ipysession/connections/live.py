@@ -368,6 +368,14 @@ class ConnectionSet:
     def describe(self, name: str) -> str:
         return describe_record(self._require(name))
 
+    def secret_strings(self) -> list[str]:
+        """Every secret of every record, as text (for the log file's filter). Thread-safe
+        enough for a filter: it copies the mapping before walking it."""
+        found: list[str] = []
+        for record in list(self.records.values()):
+            _strings(dict(record.secrets), found)
+        return found
+
     def redact(self, text: str) -> str:
         """``text`` with connection secrets replaced by ``***`` (for the history we keep)."""
         if "%session" in text and "connect" in text:

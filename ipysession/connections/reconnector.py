@@ -72,6 +72,7 @@ from ipysession.connections.records import (
     record_success,
     redacted_error,
 )
+from ipysession.logfile import log_path
 from ipysession.model import ConnectionRecord
 
 __all__ = ["ConnectionState", "ConnectionStatus", "Reconnector"]
@@ -481,7 +482,7 @@ class Reconnector:
             self._attempt_all(name, generation, old, wake)
         except Exception:
             log.error("Reconnecting %s failed unexpectedly", name, exc_info=True)
-            self._finish_failed(name, generation, "internal error (see the log file)")
+            self._finish_failed(name, generation, f"internal error (see the log: {log_path()})")
 
     def _attempt_all(self, name: str, generation: int, old: Any, wake: threading.Event) -> None:
         record = self._current(name, generation)
