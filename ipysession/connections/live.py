@@ -186,6 +186,8 @@ class ConnectionSet:
                 name, obj = self._arrivals.get_nowait()
             except queue.Empty:
                 break
+            if self._bound.get(name) is obj:
+                continue  # a waiting cell bound it already (ConnectionArrival.wait)
             self._bind_object(name, obj)
             bound.append(name)
             record = self.records.get(name)
@@ -194,6 +196,20 @@ class ConnectionSet:
         if bound:
             self._changed()
         return bound
+
+    def bind_connected(self, name: str) -> bool:
+        """Bind ``name``'s live object now if it is connected (main thread); False if not.
+
+        For a cell that waited for it: its delivery through ``on_ready`` may not have reached
+        the queue yet. :meth:`settle` skips it when it does.
+        """
+        obj = self.reconnector.objects().get(name)
+        if obj is None:
+            return False
+        if self._bound.get(name) is not obj:
+            self._bind_object(name, obj)
+            self._changed()
+        return True
 
     def _bind_object(self, name: str, obj: Any) -> None:
         record = self.records.get(name)
@@ -460,10 +476,7 @@ class ConnectionArrival:
             self._hurried = True
             self._reconnector.retry_now(self._record.name)
         self._reconnector.wait_for(self._record.name, timeout)
-        if not self.is_ready():
-            return False
-        self._connections.settle()  # bind it now, before the cell runs (main thread)
-        return True
+        return self._connections.bind_connected(self._record.name)
 
     def not_ready(self, waited: float) -> SessionError:
         """What the cell fails with: the state, the last error with its time, the command."""
