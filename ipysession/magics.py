@@ -310,10 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
             "List this session's connections, most recently used first, with their state "
             "(connecting, connected, retrying, failed, disconnected) and last error on one "
             "line. With NAME, show that connection in full: its target, state, history and its "
-            "last error whole, with its time, and the command that fits it."
+            "last error whole, with its time, and the command that fits it. With --recent, the "
+            "user-wide list of the last 20 connections made from any notebook (failed ones "
+            "too); `%session connect NAME` takes one of them into this session."
         ),
     )
     p.add_argument("name", nargs="?")
+    p.add_argument(
+        "--recent", action="store_true", help="the last 20 connections made from any notebook"
+    )
     p = sub.add_parser("reconnect", help="connect again (one connection, or --all)")
     p.add_argument("name", nargs="?")
     p.add_argument("--all", action="store_true")
@@ -608,6 +613,16 @@ class SessionMagics(Magics):
 
     def _cmd_connections(self, args: argparse.Namespace) -> None:
         connections = self.manager.connections
+        if args.recent:
+            here = connections.states()
+            recent = connections.recent()
+            states = {r.name: here.get(r.name, "not in this session") for r in recent}
+            rows = presentation.connection_rows(recent, states)
+            table = presentation.connections_table(rows)
+            if not rows:
+                table = presentation.Table(table.headers, (), "No recent connections yet.")
+            display.show(display.render_table(table))
+            return
         if args.name:
             status = connections.status(args.name)  # raises SessionNotFound for an unknown name
             record = connections.snapshot()[args.name]

@@ -39,6 +39,7 @@ from ipysession.connections.records import (
 )
 from ipysession.errors import BackendNotFound, ConnectionNotReady, SessionError, SessionNotFound
 from ipysession.model import ConnectionRecord
+from ipysession.store.recent import RecentConnections
 
 __all__ = ["ConnectionArrival", "ConnectionArrivals", "ConnectionSet", "ConnectionSettings"]
 
@@ -77,8 +78,11 @@ class ConnectionSet:
         unbind: Callable[[str, Any], None],
         notify: Callable[[str], None],
         changed: Callable[[], None] = lambda: None,
+        recent: Callable[[], RecentConnections] | None = None,
     ) -> None:
         self.settings = settings
+        # The user-wide recent-connections list (None: not kept, as in tests of this class).
+        self._recent = recent
         # Called whenever the records or what is bound changed: the session has something to save.
         self._changed = changed
         self.records: dict[str, ConnectionRecord] = {}
@@ -263,6 +267,11 @@ class ConnectionSet:
         auto: bool | None,
     ) -> tuple[ConnectionRecord, Any]:
         existing = self.records.get(name)
+        recalled = False
+        if existing is None and (spec is None or kind is None):
+            # A new notebook: `%session connect db` takes the record from the recent list.
+            existing = self.recall(name)
+            recalled = existing is not None
         if (
             spec is None
             and kind is not None
@@ -291,13 +300,49 @@ class ConnectionSet:
             record.variable = variable
         if auto is not None:
             record.auto = auto
-        obj = connect_record(record, timeout=self.settings.timeout)
+        try:
+            obj = connect_record(record, timeout=self.settings.timeout)
+        except SessionError:
+            self.remember(record)  # a failed connect is history too (its error redacted)
+            raise
+        self.remember(record)
+        if recalled:
+            existing = None  # nothing of it was bound in this kernel
         if existing is not None and existing.variable != record.variable:
             self._unbind(existing.variable, self._bound.pop(name, None))
         self.records[name] = record
         self._bind_object(name, obj)
         self.reconnector.watch(record, obj)
         return record, obj
+
+    def recall(self, name: str) -> ConnectionRecord | None:
+        """The record ``name`` from the user-wide recent list, if there is one (never raises)."""
+        if self._recent is None:
+            return None
+        try:
+            return self._recent().get(name)
+        except Exception:
+            log.warning("Reading the recent-connections list failed", exc_info=True)
+            return None
+
+    def recent(self) -> list[ConnectionRecord]:
+        """The user-wide recent list, most recent first (empty if it cannot be read)."""
+        if self._recent is None:
+            return []
+        try:
+            return self._recent().records()
+        except Exception:
+            log.warning("Reading the recent-connections list failed", exc_info=True)
+            return []
+
+    def remember(self, record: ConnectionRecord) -> None:
+        """Put ``record`` first in the user-wide recent list (never raises)."""
+        if self._recent is None:
+            return
+        try:
+            self._recent().remember(record)
+        except Exception:
+            log.warning("Updating the recent-connections list failed", exc_info=True)
 
     def reconnect(
         self, names: Iterable[str] | None = None, *, wait: float | None = None

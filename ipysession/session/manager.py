@@ -111,6 +111,7 @@ class SessionManager(SessionOptions):
             unbind=self._unbind_variable,
             notify=self._notify,
             changed=self._changed,
+            recent=lambda: self.store.recent_connections(),
         )
         # Names still arriving (connections now; later values loaded in the background): a cell
         # that names one waits for it (see arrivals.py).
