@@ -319,12 +319,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recent", action="store_true", help="the last 20 connections made from any notebook"
     )
-    p = sub.add_parser("reconnect", help="connect again (one connection, or --all)")
+    p = sub.add_parser(
+        "reconnect",
+        help="connect again now (one connection, or --all); a connection that is down is "
+        "also retried in the background",
+    )
     p.add_argument("name", nargs="?")
     p.add_argument("--all", action="store_true")
-    p = sub.add_parser("disconnect", help="close a connection (its record is kept)")
+    p = sub.add_parser(
+        "disconnect",
+        help="close a connection and stop healing it (its record is kept; not reconnected after "
+        "a restart until the next connect)",
+    )
     p.add_argument("name")
-    p = sub.add_parser("ping", help="check that connections answer")
+    p = sub.add_parser(
+        "ping",
+        help="check that connections answer; one that answers again is marked connected",
+    )
     p.add_argument("name", nargs="?")
     return parser
 

@@ -467,7 +467,9 @@ class Reconnector:
         thread.start()
 
     def _delay(self, failures: int) -> float:
-        base = min(self._max_backoff, self._backoff * 2.0 ** max(0, failures - 1))
+        # The exponent is capped: a kernel that heals for days reaches attempt 1024, where
+        # 2.0 ** n overflows a float.
+        base = min(self._max_backoff, self._backoff * 2.0 ** min(max(0, failures - 1), 64))
         return base * self._random.uniform(0.5, 1.5)
 
     def _current(self, name: str, generation: int) -> ConnectionRecord | None:
@@ -591,15 +593,6 @@ class Reconnector:
         log.info("Connection %s: answering again", name)
         self._emit_state(name, ConnectionState.CONNECTED, "answering again")
         self._ensure_monitor()
-
-    def _transition(self, name: str, generation: int, state: ConnectionState, message: str) -> bool:
-        with self.lock:
-            entry = self._entries.get(name)
-            if self._closed or entry is None or entry.generation != generation:
-                return False
-            entry.state, entry.message = state, message
-        self._emit_state(name, state, message)
-        return True
 
     def _finish_ready(self, name: str, generation: int, obj: Any, message: str) -> None:
         with self._changed:
