@@ -157,20 +157,26 @@ class Arrivals:
         line = self.progress() if self.progress is not None else None
         arrived: list[str] = []
         refused: SessionError | None = None
-        for arrival, limit in chosen:
-            deadline = start + limit
-            while not arrival.is_ready():
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
-                if line is not None:
-                    line.update(_waiting_text(chosen, arrived))
-                if arrival.wait(min(_POLL, remaining)):
-                    break
-            if arrival.is_ready():
-                arrived.append(arrival.name)
-            elif refused is None:
-                refused = arrival.not_ready(self._clock() - start)
+        try:
+            for arrival, limit in chosen:
+                deadline = start + limit
+                while not arrival.is_ready():
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        break
+                    if line is not None:
+                        line.update(_waiting_text(chosen, arrived))
+                    if arrival.wait(min(_POLL, remaining)):
+                        break
+                if arrival.is_ready():
+                    arrived.append(arrival.name)
+                elif refused is None:
+                    refused = arrival.not_ready(self._clock() - start)
+        except KeyboardInterrupt:
+            # The user interrupted the wait: the cell does not run, and says why.
+            late = [a for a, _ in chosen if a.name not in arrived and not a.is_ready()]
+            if late and refused is None:
+                refused = late[0].not_ready(self._clock() - start)
         waited = tuple(a.name for a, _ in chosen)
         if line is not None:
             elapsed = self._clock() - start

@@ -127,3 +127,16 @@ def test_the_gate_leaves_cells_alone_when_nothing_is_armed() -> None:
     tree = ast.parse("x = 1")
     assert arrivals.gate.visit(tree) is tree
     assert arrivals.before_cell("print(x)").waited == ()
+
+
+def test_an_interrupted_wait_refuses_the_cell(shell: Any) -> None:
+    class Interrupting(LoadingValue):
+        def wait(self, timeout: float) -> bool:
+            raise KeyboardInterrupt
+
+    values = Values(limit=120.0)
+    values.items.append(Interrupting(shell, "big", 1))
+    get_manager(shell).arrivals.add(values)  # type: ignore[union-attr]
+    result = shell.run_cell("ran = 1\nprint(big)")
+    assert isinstance(result.error_in_exec, CaptureError)
+    assert "ran" not in shell.user_ns
