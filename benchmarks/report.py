@@ -478,12 +478,19 @@ def targets_table(result: dict[str, Any]) -> str:
     )
     connections = value("ipysession", "connections_added_s")
     row(
-        "start-to-ready with three connections, one unreachable, first cell naming none "
-        "(issues 6, 13)",
-        "≤ 150 ms over a plain kernel",
+        "start-to-ready with three connections, one unreachable (issue 6)",
+        "≤ `reconnect_wait` + 200 ms over a plain kernel",
         "not measured" if connections is None else _ms(connections),
-        # reconnect_wait is 0 by default since issue 13: a cell waits only for what it names.
-        None if connections is None else connections <= 0.15,
+        # reconnect_wait is 0 by default since issue 13.
+        None if connections is None else connections <= 0.0 + 0.2,
+    )
+    first_cell = value("ipysession", "connections_first_cell_added_s")
+    row(
+        "restart to first cell with three connections (one unreachable) over the same session "
+        "without them, a cell naming none (issue 13)",
+        "≤ 150 ms",
+        "not measured" if first_cell is None else _ms(first_cell),
+        None if first_cell is None else first_cell <= 0.15,
     )
     return "\n".join(rows)
 
