@@ -191,6 +191,9 @@ def _connections_scenario(
         return
     tool.connections_break(ctx)
     raw["restart_ready_connections_s"] = kernel.restart()[1]
+    # Launch to the reply of the first cell, a `pass` that names none of the connections: the
+    # issue 13 budget compares it with the same session restarted without them (same trial).
+    raw["restart_first_cell_connections_s"] = kernel.first_cell_s
 
 
 # --- trials -------------------------------------------------------------------------------------
@@ -325,6 +328,7 @@ FIGURES = (
     "launch_to_restored_s",
     "restart_to_restored_s",
     "restart_ready_connections_s",
+    "restart_first_cell_connections_s",
     "vars_equal",
     "vars_total",
     "peak_save_kib",
@@ -374,6 +378,13 @@ def _derived(trial: dict[str, Any], plain: dict[str, Any] | None) -> dict[str, f
     connections = trial.get("restart_ready_connections_s")
     if isinstance(connections, (int, float)) and isinstance(plain_restart, (int, float)):
         out["connections_added_s"] = connections - plain_restart
+    with_them, without = (
+        trial.get("restart_first_cell_connections_s"),
+        trial.get("restart_first_cell_s"),
+    )
+    if isinstance(with_them, (int, float)) and isinstance(without, (int, float)):
+        # The same session, restarted with and without three connections: what they add.
+        out["connections_first_cell_added_s"] = with_them - without
     plain_peak = plain.get("peak_save_kib")
     if "peak_mib" in out and isinstance(plain_peak, (int, float)):
         out["peak_added_mib"] = out["peak_mib"] - plain_peak / 1024.0

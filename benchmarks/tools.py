@@ -336,6 +336,7 @@ class IpysessionTool(Tool):
         return {
             "IPYSESSION_DIR": str(ctx.root / "ipysession-data"),
             "IPYSESSION_CONFIG_DIR": str(ctx.root / "ipysession-config"),
+            "IPYSESSION_LOG_DIR": str(ctx.root / "ipysession-logs"),
             "IPYSESSION_NAME": f"bench-{ctx.workload.name}",
             "IPYSESSION_PASSPHRASE": None,
             # Never touch the real OS keyring: the master key goes to the key file (encrypted

@@ -29,6 +29,7 @@ from ipysession.session.reports import RestoreReport, SaveReport
 
 __all__ = [
     "Message",
+    "WaitingLine",
     "render_notice",
     "render_restore",
     "render_save",
@@ -66,6 +67,37 @@ def show(message: Message) -> None:
     from IPython.display import display
 
     display(message)  # type: ignore[no-untyped-call]
+
+
+class WaitingLine:
+    """The one line a cell that waits for an arriving name shows, updated in place.
+
+    In a notebook the line is displayed once with a display id and then updated; a terminal
+    cannot update a printed line, so there only the first text and the outcome are printed.
+    """
+
+    def __init__(self, *, in_place: bool) -> None:
+        self._in_place = in_place
+        self._handle: Any = None
+        self._last = ""
+
+    def update(self, text: str) -> None:
+        text = f"ipysession: {text}"
+        if text == self._last:
+            return
+        self._last = text
+        if self._handle is None:
+            from IPython.display import display
+
+            self._handle = display(text_message(text), display_id=True)  # type: ignore[no-untyped-call]
+        elif self._in_place:
+            self._handle.update(text_message(text))
+
+    def done(self, text: str) -> None:
+        if self._handle is not None and self._in_place:
+            self._handle.update(text_message(f"ipysession: {text}"))
+        elif self._handle is not None:
+            show(text_message(f"ipysession: {text}"))
 
 
 def text_message(text: str, *, level: str = "info") -> Message:

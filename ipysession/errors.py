@@ -31,6 +31,7 @@ kills a kernel or breaks a user's cell.
         ├── InvalidSpec (ValueError)
         ├── ConnectFailed
         └── ConnectionLost (ConnectionError)
+        └── ConnectionNotReady
 
 Messages never contain secrets: backends redact before they raise.
 
@@ -54,6 +55,7 @@ __all__ = [
     "CaptureError",
     "ConnectFailed",
     "ConnectionLost",
+    "ConnectionNotReady",
     "ConnectionSetupError",
     "CorruptFile",
     "FileFormatError",
@@ -313,3 +315,9 @@ class ConnectFailed(ConnectionSetupError):
 class ConnectionLost(ConnectionSetupError, ConnectionError):
     """A live connection stopped answering while the user's code waited on it (a remote kernel
     that missed its heartbeat, a server that closed the socket), instead of hanging for ever."""
+
+
+class ConnectionNotReady(ConnectionSetupError):
+    """A cell named a connection that was still connecting (or retrying) when its wait ran out,
+    or that has failed: the cell did not run. The message names the state, the last error and
+    the command to run."""

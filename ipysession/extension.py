@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ipysession import display
+from ipysession import display, logfile
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
 from ipysession.magics import SessionMagics
@@ -64,12 +64,20 @@ class _Extension:
         # Whether the cell now running is a %session command: only such a cell shows notices.
         self.cell_asks = False
         self.closed = False
+        self.log_handler: logging.Handler | None = None
 
     def load(self) -> None:
         manager = self.manager
+        # First, so that what restoring logs is in the file; secrets known later are blanked too
+        # (the filter asks the connections for them at every record).
+        self.log_handler = logfile.install(manager.log_level, manager.connections.secret_strings)
         self._restore_at_start()
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
+        # A cell that names a name still arriving waits for it in its own output; one that
+        # waited in vain is refused by the gate before any of its code runs.
+        manager.arrivals.progress = lambda: display.WaitingLine(in_place=self.in_kernel)
+        self.shell.ast_transformers.append(manager.arrivals.gate)
         self.shell.register_magics(self.magics)
         # `%config SessionManager.max_variable_bytes = ...` (what a skipped value's reason
         # suggests) changes only configurables the shell lists; unlisted, it did nothing.
@@ -124,7 +132,7 @@ class _Extension:
             self._say(
                 display.text_message(
                     f"ipysession could not restore the session ({type(exc).__name__}: {exc}). "
-                    "Your kernel is fine; see the log for details.",
+                    f"Your kernel is fine; see the log for details ({logfile.log_path()}).",
                     level="error",
                 )
             )
@@ -168,6 +176,8 @@ class _Extension:
         ):
             with contextlib.suppress(ValueError):
                 self.shell.events.unregister(event, callback)
+        with contextlib.suppress(ValueError):
+            self.shell.ast_transformers.remove(self.manager.arrivals.gate)
         _unregister_magics(self.shell, self.magics)
         configurables = getattr(self.shell, "configurables", None)
         if isinstance(configurables, list):
@@ -178,6 +188,8 @@ class _Extension:
             self.manager.close()
         except Exception:
             log.exception("ipysession final save failed")
+        logfile.uninstall(self.log_handler)
+        self.log_handler = None
         atexit.unregister(self.close)
 
 

@@ -296,8 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="on|off|SECONDS",
         help=f"on, off, or at most one write per SECONDS: {AUTOSAVE_INTERVALS}",
     )
-    p = sub.add_parser("forget", help="stop persisting these variables (or forget a connection)")
+    p = sub.add_parser(
+        "forget",
+        help="stop persisting these variables, or forget these connections",
+        description=(
+            "Forget each NAME: a connection of that name (its record and secrets; the live "
+            "object is closed) or else a variable (no longer saved). Never both: when NAME is a "
+            "connection and a saved variable, say which with --connection or --variable."
+        ),
+    )
     p.add_argument("names", nargs="+", metavar="NAME")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--connection", action="store_true", help="forget connections only")
+    which.add_argument("--variable", action="store_true", help="forget saved variables only")
 
     p = sub.add_parser(
         "connect",
@@ -309,9 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
             "token=ENVVAR), sqlalchemy (SPEC: a database URL), jupysql (SPEC: a database URL, "
             "also registered with %sql under NAME), dask (SPEC: a scheduler address) or factory "
             "(SPEC: module:callable), or a plugin's kind. With only NAME, the stored record is "
-            "used again. Secrets never need to be typed into a cell: take them from the "
-            "environment (--secret-env password=DB_PASSWORD) or a prompt (--secret-prompt "
-            "password). Passwords in a URL are split out, encrypted and shown as ***."
+            "used again; with NAME SPEC (KIND left out), the stored record's kind is kept. "
+            "Secrets never need to be typed into a cell: take them from the environment "
+            "(--secret-env password=DB_PASSWORD) or a prompt (--secret-prompt password). "
+            "Passwords in a URL are split out, encrypted and shown as ***."
         ),
     )
     p.add_argument("name")
@@ -346,14 +358,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh", metavar="USER@HOST[:PORT]", help="jupyter: tunnel through SSH")
     p.add_argument("--sshkey", metavar="PATH", help="jupyter: SSH private key file")
 
-    sub.add_parser("connections", help="connections, most recently used first (secrets redacted)")
-    p = sub.add_parser("reconnect", help="connect again (one connection, or --all)")
+    p = sub.add_parser(
+        "connections",
+        help="connections, most recently used first (secrets redacted); NAME: one in full",
+        description=(
+            "List this session's connections, most recently used first, with their state "
+            "(connecting, connected, retrying, failed, disconnected) and last error on one "
+            "line. With NAME, show that connection in full: its target, state, history and its "
+            "last error whole, with its time, and the command that fits it. With --recent, the "
+            "user-wide list of the last 20 connections made from any notebook (failed ones "
+            "too); `%session connect NAME` takes one of them into this session."
+        ),
+    )
+    p.add_argument("name", nargs="?")
+    p.add_argument(
+        "--recent", action="store_true", help="the last 20 connections made from any notebook"
+    )
+    p = sub.add_parser(
+        "reconnect",
+        help="connect again now (one connection, or --all); a connection that is down is "
+        "also retried in the background",
+    )
     p.add_argument("name", nargs="?")
     p.add_argument("--all", action="store_true")
-    p = sub.add_parser("disconnect", help="close a connection (its record is kept)")
+    p = sub.add_parser(
+        "disconnect",
+        help="close a connection and stop healing it (its record is kept; not reconnected after "
+        "a restart until the next connect)",
+    )
     p.add_argument("name")
     p = sub.add_parser(
-        "ping", help="check that connections answer (unknown: the object cannot be asked)"
+        "ping",
+        help=(
+            "check that connections answer (unknown: the object cannot be asked); "
+            "one that answers again is marked connected"
+        ),
     )
     p.add_argument("name", nargs="?")
     return parser
@@ -588,16 +627,33 @@ class SessionMagics(Magics):
         display.show(display.text_message(f"ipysession: autosave is {state}."))
 
     def _cmd_forget(self, args: argparse.Namespace) -> None:
+        # Each NAME is forgotten as a connection or as a variable, never both: forgetting the
+        # connection `lite` once also stopped saving a later `lite = 42`.
         connections = self.manager.connections
-        for name in [n for n in args.names if n in connections.records]:
-            self.manager.connections.forget(name)
+        ambiguous = [
+            n for n in args.names if n in connections.records and self.manager.has_saved_variable(n)
+        ]
+        if ambiguous and not (args.connection or args.variable):
+            names = ", ".join(ambiguous)
+            msg = (
+                f"%session forget: {names} names both a connection and a saved variable; add "
+                f"--connection to forget the connection or --variable to stop saving the variable"
+            )
+            raise UsageError(msg)
+        as_connection = [n for n in args.names if n in connections.records and not args.variable]
+        if args.connection:
+            unknown = [n for n in args.names if n not in connections.records]
+            if unknown:
+                connections.forget(unknown[0])  # raises SessionNotFound, naming the known ones
+        for name in as_connection:
+            connections.forget(name)
             display.show(display.text_message(f"ipysession: forgot connection '{name}'."))
-        args.names = [n for n in args.names if n not in connections.records]
-        if not args.names:
+        variables = [n for n in args.names if n not in as_connection and not args.connection]
+        if not variables:
             return
-        forgotten = set(self.manager.forget(args.names))  # a set: thousands of names, linear
-        missing = [n for n in args.names if n not in forgotten]
-        text = f"ipysession: no longer saving {', '.join(args.names)}."
+        forgotten = set(self.manager.forget(variables))  # a set: thousands of names, linear
+        missing = [n for n in variables if n not in forgotten]
+        text = f"ipysession: no longer saving {', '.join(variables)}."
         if missing:
             text += f" (Not saved before: {', '.join(missing)}.)"
         display.show(display.text_message(text))
@@ -645,6 +701,23 @@ class SessionMagics(Magics):
 
     def _cmd_connections(self, args: argparse.Namespace) -> None:
         connections = self.manager.connections
+        if args.recent:
+            here = connections.states()
+            recent = connections.recent()
+            states = {r.name: here.get(r.name, "not in this session") for r in recent}
+            rows = presentation.connection_rows(recent, states)
+            table = presentation.connections_table(rows)
+            if not rows:
+                table = presentation.Table(table.headers, (), "No recent connections yet.")
+            display.show(display.render_table(table))
+            return
+        if args.name:
+            status = connections.status(args.name)  # raises SessionNotFound for an unknown name
+            record = connections.snapshot()[args.name]
+            state = connections.states()[args.name]
+            lines = presentation.connection_details(record, state, status)
+            display.show(display.text_message("\n".join(lines)))
+            return
         rows = presentation.connection_rows(connections.snapshot(), connections.states())
         display.show(display.render_table(presentation.connections_table(rows)))
 

@@ -425,6 +425,9 @@ class ConnectionStats:
     successes: int = 0
     failures: int = 0
     last_error: str | None = None
+    #: When ``last_error`` happened (epoch seconds); an optional field added in 0.x without a
+    #: format bump: older readers keep it among the fields they do not know.
+    last_error_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -435,6 +438,7 @@ class ConnectionStats:
             "successes": self.successes,
             "failures": self.failures,
             "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
         }
 
     @classmethod
@@ -446,6 +450,7 @@ class ConnectionStats:
             successes=_optional(doc, "successes", int, where, 0),
             failures=_optional(doc, "failures", int, where, 0),
             last_error=_optional(doc, "last_error", str, where),
+            last_error_at=_optional(doc, "last_error_at", float, where),
             extra=_extra(doc, cls),
         )
 
@@ -465,6 +470,9 @@ class ConnectionRecord:
     variable: str = ""
     auto: bool = True
     stats: ConnectionStats = field(default_factory=ConnectionStats)
+    #: Closed by `%session disconnect`: not reconnected after a restart until the next connect.
+    #: Optional, like ``stats.last_error_at``: files without it read as False.
+    disconnected: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -487,6 +495,7 @@ class ConnectionRecord:
             "variable": self.variable,
             "auto": self.auto,
             "stats": self.stats.to_dict(),
+            "disconnected": self.disconnected,
         }
 
     @classmethod
@@ -500,6 +509,7 @@ class ConnectionRecord:
             variable=_optional(doc, "variable", str, where, name),
             auto=_optional(doc, "auto", bool, where, True),
             stats=ConnectionStats.from_dict(doc.get("stats", {}), f"{where}.stats"),
+            disconnected=_optional(doc, "disconnected", bool, where, False),
             extra=_extra(doc, cls),
         )
 

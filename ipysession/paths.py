@@ -4,8 +4,11 @@ The only module that imports ``platformdirs``. It is called with ``appauthor=Fal
 one major version in ``pyproject.toml``; ``tests/test_paths.py`` freezes the resolved locations so a
 platformdirs upgrade cannot silently move users' sessions.
 
-``$IPYSESSION_DIR`` overrides the data root (sessions, quarantine) and ``$IPYSESSION_CONFIG_DIR``
-the configuration directory (key file). Without them, today's locations are:
+``$IPYSESSION_DIR`` overrides the data root (sessions, quarantine), ``$IPYSESSION_CONFIG_DIR``
+the configuration directory (key file) and ``$IPYSESSION_LOG_DIR`` the log directory (the log
+file, see :mod:`ipysession.logfile`; platformdirs' ``user_log_dir``: ``~/.local/state/ipysession/
+log`` on Linux, ``~/Library/Logs/ipysession`` on macOS, ``%LOCALAPPDATA%\\ipysession\\Logs`` on
+Windows). Without them, today's locations are:
 
 =========  =====================================================  ===============================
 platform   data root                                              configuration (key file)
@@ -32,12 +35,14 @@ __all__ = [
     "config_dir",
     "ensure_private_dir",
     "is_private",
+    "log_dir",
     "session_root",
 ]
 
 APP_NAME = "ipysession"
 ROOT_ENV = "IPYSESSION_DIR"
 CONFIG_ENV = "IPYSESSION_CONFIG_DIR"
+LOG_ENV = "IPYSESSION_LOG_DIR"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
@@ -56,6 +61,14 @@ def config_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def log_dir() -> Path:
+    """Where the log file lives: ``$IPYSESSION_LOG_DIR``, else the user log dir."""
+    override = os.environ.get(LOG_ENV)
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
 
 
 def ensure_private_dir(path: Path) -> Path:

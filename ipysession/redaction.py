@@ -13,15 +13,21 @@ down (so no record was kept), or ``%env TOKEN=...``. Every history line is passe
 
 What it cannot know is a secret in plain code (``pw = "hunter2"``): keep those out of cells with
 ``getpass`` or an environment variable (docs/security.md).
+
+:class:`SecretFilter` applies the same to log records, and blanks every secret a provider knows
+(the connections' secrets, whatever their form): the log file's filter.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable, Iterable
+from urllib.parse import quote, quote_plus
 
 from ipysession.model import REDACTED
 
-__all__ = ["is_secret_name", "redact_source"]
+__all__ = ["SecretFilter", "is_secret_name", "redact_source"]
 
 # Compared case-insensitively with "_" and "-" removed.
 _SECRET_NAMES = frozenset(
@@ -59,3 +65,49 @@ def redact_source(source: str) -> str:
         lambda m: m["head"] + REDACTED if is_secret_name(m["name"]) and m["value"] else m[0],
         source,
     )
+
+
+def _forms(secret: str) -> set[str]:
+    return {secret, quote(secret, safe=""), quote_plus(secret), repr(secret)[1:-1]} - {""}
+
+
+class SecretFilter(logging.Filter):
+    """Blanks secrets in a log record before any handler formats it.
+
+    ``secrets()`` returns the secret strings known now (it is called for every record, so a
+    connection made after the filter was installed is covered). The record's message is
+    rendered once, redacted, and its arguments dropped; a traceback is rendered and redacted
+    too. URL passwords and secret query parameters are blanked whether or not they are known.
+    """
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+        super().__init__("ipysession")
+        self._secrets = secrets
+
+    def redact(self, text: str) -> str:
+        try:
+            # The forms a secret takes once a driver has put it in a URL or a repr, too.
+            known = sorted(
+                {form for s in self._secrets() if s for form in _forms(s)}, key=len, reverse=True
+            )
+        except Exception:  # noqa: BLE001 - a broken provider must not silence the log
+            known = []
+        for secret in known:
+            if secret != REDACTED:
+                text = text.replace(secret, REDACTED)
+        return redact_source(text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: keep what there is
+            message = str(record.msg)
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+            record.exc_info = None  # only the redacted text is formatted from here on
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True

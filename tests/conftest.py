@@ -28,6 +28,8 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "ipysession-data"
     monkeypatch.setenv("IPYSESSION_DIR", str(root))
     monkeypatch.setenv("IPYSESSION_CONFIG_DIR", str(tmp_path / "ipysession-config"))
+    # The log file too: no test writes into the user's log directory.
+    monkeypatch.setenv("IPYSESSION_LOG_DIR", str(tmp_path / "ipysession-logs"))
     for name in ("IPYSESSION_NAME", "IPYSESSION_PASSPHRASE", "JPY_SESSION_NAME"):
         monkeypatch.delenv(name, raising=False)
     return root

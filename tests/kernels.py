@@ -154,6 +154,7 @@ def start_kernel(
         "IPYTHONDIR": str(ipython_dir),
         "IPYSESSION_DIR": str(home / "data"),
         "IPYSESSION_CONFIG_DIR": str(home / "config"),
+        "IPYSESSION_LOG_DIR": str(home / "logs"),
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

@@ -6,11 +6,14 @@ session's :class:`~ipysession.model.ConnectionRecord` mapping and one
 thread touches the user namespace: objects that connect on worker threads are queued and bound by
 :meth:`settle`, which the manager calls between cells (and before every ``%session`` command).
 
-At restore, :meth:`load` schedules every auto connection and returns at once; they all start
-together in the background a quarter of a second later (or at the first cell, if sooner), so
-kernel start is neither held up nor slowed by their imports. The first cell waits for whatever is
-left of ``reconnect_wait`` (counted from that start); what is not ready by then keeps going and is
-bound at a later cell boundary, with a one-line notice.
+At restore, :meth:`load` schedules every auto connection (not one the user disconnected) and
+returns at once; they all start together in the background a quarter of a second later (or at the
+first cell, if sooner), so kernel start is neither held up nor slowed by their imports. The first
+cell waits for whatever is left of ``reconnect_wait`` (counted from that start, 0 by default);
+what is not ready by then keeps going, healing in the background for as long as the kernel lives,
+and is bound at a later cell boundary, with a one-line notice. A cell that names a connection still
+on its way waits for it: :attr:`ConnectionSet.arrivals` is the arrival source
+(:mod:`ipysession.session.arrivals`) that tells the manager which variables are still arriving.
 """
 
 from __future__ import annotations
@@ -23,19 +26,35 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ipysession.connections.backends import Liveness, get_backend, liveness, redact_text
-from ipysession.connections.reconnector import ConnectionState, Reconnector
+from ipysession.connections.backends import (
+    Liveness,
+    available_backends,
+    get_backend,
+    liveness,
+    redact_text,
+)
+from ipysession.connections.reconnector import ConnectionState, ConnectionStatus, Reconnector
 from ipysession.connections.records import (
+    FailureCause,
+    advice,
     connect_record,
     describe_record,
     make_record,
+    one_line,
     record_success,
     update_record,
 )
-from ipysession.errors import BackendNotFound, ConnectionSetupError, SessionNotFound
+from ipysession.errors import (
+    BackendNotFound,
+    ConnectionNotReady,
+    ConnectionSetupError,
+    SessionError,
+    SessionNotFound,
+)
 from ipysession.model import ConnectionRecord
+from ipysession.store.recent import RecentConnections
 
-__all__ = ["ConnectionSet", "ConnectionSettings"]
+__all__ = ["ConnectionArrival", "ConnectionArrivals", "ConnectionSet", "ConnectionSettings"]
 
 log = logging.getLogger("ipysession")
 
@@ -50,11 +69,17 @@ _MIN_HISTORY_SECRET = 8
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    wait: float = 1.0
+    wait: float = 0.0
     attempts: int = 3
     backoff: float = 0.5
     timeout: float = 5.0
     heartbeat: float | None = 30.0
+    #: Cap of the delay between background retries (seconds).
+    max_interval: float = 60.0
+    #: Seconds after the first failure at which retrying stops; None: never.
+    give_up_after: float | None = None
+    #: Seconds a cell that names a connection still on its way waits for it.
+    connection_wait: float = 10.0
 
 
 class ConnectionSet:
@@ -66,8 +91,11 @@ class ConnectionSet:
         unbind: Callable[[str, Any], None],
         notify: Callable[[str], None],
         changed: Callable[[], None] = lambda: None,
+        recent: Callable[[], RecentConnections] | None = None,
     ) -> None:
         self.settings = settings
+        # The user-wide recent-connections list (None: not kept, as in tests of this class).
+        self._recent = recent
         # Called whenever the records or what is bound changed: the session has something to save.
         self._changed = changed
         self.records: dict[str, ConnectionRecord] = {}
@@ -92,8 +120,10 @@ class ConnectionSet:
                     on_state=self._on_state,
                     attempts=self.settings.attempts,
                     backoff=self.settings.backoff,
+                    max_backoff=self.settings.max_interval,
                     timeout=self.settings.timeout,
                     heartbeat=self.settings.heartbeat,
+                    give_up_after=self.settings.give_up_after,
                 )
             return self._reconnector
 
@@ -103,13 +133,25 @@ class ConnectionSet:
         self._arrivals.put((name, obj))
 
     def _on_state(self, name: str, state: ConnectionState, message: str) -> None:
+        reconnector = self._reconnector
+        status = reconnector.status(name) if reconnector is not None else None
+        cause = status.cause if status is not None else None
         if state is ConnectionState.FAILED:
             self._notify(
-                f"ipysession: connection '{name}' failed: {message}. "
-                f"`%session connections` shows it; `%session connect {name} SPEC` updates it."
+                f"ipysession: connection '{name}' failed: {one_line(message)}. "
+                f"{_capital(advice(name, cause or FailureCause.REJECTED))}."
             )
-        elif state is ConnectionState.RETRYING:
-            log.info("Connection %s: %s", name, message)
+        elif (
+            state is ConnectionState.RETRYING
+            and status is not None
+            and status.attempt == self.settings.attempts
+        ):
+            # Said once per outage, when the quick attempts are used up.
+            self._notify(
+                f"ipysession: connection '{name}' could not connect after "
+                f"{status.attempt} attempt{'s' if status.attempt != 1 else ''}: "
+                f"{one_line(status.error)}. {_capital(advice(name, cause))}."
+            )
 
     # --- main thread --------------------------------------------------------------------------
 
@@ -122,7 +164,7 @@ class ConnectionSet:
         """
         adopted = {n: r for n, r in records.items() if n not in self._bound}
         self.records.update(adopted)
-        auto = [r for r in adopted.values() if r.auto]
+        auto = [r for r in adopted.values() if r.auto and not r.disconnected]
         if auto:
             with self._lock:
                 self._pending.extend(auto)
@@ -161,6 +203,8 @@ class ConnectionSet:
                 name, obj = self._arrivals.get_nowait()
             except queue.Empty:
                 break
+            if self._bound.get(name) is obj:
+                continue  # a waiting cell bound it already (ConnectionArrival.wait)
             self._bind_object(name, obj)
             bound.append(name)
             record = self.records.get(name)
@@ -169,6 +213,20 @@ class ConnectionSet:
         if bound:
             self._changed()
         return bound
+
+    def bind_connected(self, name: str) -> bool:
+        """Bind ``name``'s live object now if it is connected (main thread); False if not.
+
+        For a cell that waited for it: its delivery through ``on_ready`` may not have reached
+        the queue yet. :meth:`settle` skips it when it does.
+        """
+        obj = self.reconnector.objects().get(name)
+        if obj is None:
+            return False
+        if self._bound.get(name) is not obj:
+            self._bind_object(name, obj)
+            self._changed()
+        return True
 
     def _bind_object(self, name: str, obj: Any) -> None:
         record = self.records.get(name)
@@ -222,6 +280,21 @@ class ConnectionSet:
         auto: bool | None,
     ) -> tuple[ConnectionRecord, Any]:
         existing = self.records.get(name)
+        recalled = False
+        if existing is None and (spec is None or kind is None):
+            # A new notebook: `%session connect db` takes the record from the recent list.
+            existing = self.recall(name)
+            recalled = existing is not None
+        if (
+            spec is None
+            and kind is not None
+            and existing is not None
+            and kind != existing.kind
+            and kind not in available_backends()
+        ):
+            # `%session connect rk NEWFILE`: the one word after NAME is no backend kind, so it
+            # is the spec, and the kind is the stored record's.
+            kind, spec = None, kind
         if kind is None and spec is None:
             if existing is None:
                 msg = f"No stored connection named '{name}'"
@@ -240,7 +313,14 @@ class ConnectionSet:
             record.variable = variable
         if auto is not None:
             record.auto = auto
-        obj = connect_record(record, timeout=self.settings.timeout)
+        try:
+            obj = connect_record(record, timeout=self.settings.timeout)
+        except SessionError:
+            self.remember(record)  # a failed connect is history too (its error redacted)
+            raise
+        self.remember(record)
+        if recalled:
+            existing = None  # nothing of it was bound in this kernel
         if existing is not None and existing.variable != record.variable:
             self._unbind(existing.variable, self._bound.pop(name, None))
         self.records[name] = record
@@ -287,6 +367,35 @@ class ConnectionSet:
             self._changed()
         return adopted
 
+    def recall(self, name: str) -> ConnectionRecord | None:
+        """The record ``name`` from the user-wide recent list, if there is one (never raises)."""
+        if self._recent is None:
+            return None
+        try:
+            return self._recent().get(name)
+        except Exception:
+            log.warning("Reading the recent-connections list failed", exc_info=True)
+            return None
+
+    def recent(self) -> list[ConnectionRecord]:
+        """The user-wide recent list, most recent first (empty if it cannot be read)."""
+        if self._recent is None:
+            return []
+        try:
+            return self._recent().records()
+        except Exception:
+            log.warning("Reading the recent-connections list failed", exc_info=True)
+            return []
+
+    def remember(self, record: ConnectionRecord) -> None:
+        """Put ``record`` first in the user-wide recent list (never raises)."""
+        if self._recent is None:
+            return
+        try:
+            self._recent().remember(record)
+        except Exception:
+            log.warning("Updating the recent-connections list failed", exc_info=True)
+
     def reconnect(
         self, names: Iterable[str] | None = None, *, wait: float | None = None
     ) -> dict[str, str]:
@@ -302,9 +411,12 @@ class ConnectionSet:
         return self.states()
 
     def disconnect(self, name: str) -> None:
+        """Close ``name`` and stop healing it; remembered across restarts until a connect."""
         record = self._require(name)
         self.reconnector.disconnect(name)  # closes the live object on this thread
         self._unbind(record.variable, self._bound.pop(name, None))
+        record.disconnected = True
+        self._changed()
 
     def forget(self, name: str) -> ConnectionRecord:
         record = self._require(name)
@@ -315,16 +427,31 @@ class ConnectionSet:
         return record
 
     def ping(self, names: Iterable[str] | None = None) -> dict[str, Liveness]:
+        """Check each connection now. One that is retrying but whose object (still bound in the
+        namespace) answers again is connected from now on; otherwise its retry comes sooner. An
+        object its backend cannot ask (a factory's, with no liveness check) is unknown."""
         out: dict[str, Liveness] = {}
         for record in self._select(names):
-            alive = self.reconnector.ping(record.name)
+            bound = self._bound.get(record.name)
+            alive = self.reconnector.ping(record.name, fallback=bound)
             try:
                 backend = get_backend(record.kind)
             except ConnectionSetupError:
                 out[record.name] = Liveness.NO_ANSWER
                 continue
-            out[record.name] = liveness(backend, self._bound.get(record.name), alive=alive)
+            out[record.name] = liveness(backend, bound, alive=alive)
         return out
+
+    def status(self, name: str) -> ConnectionStatus | None:
+        """``name``'s state, attempt and last error as the reconnector sees them now."""
+        self._require(name)
+        reconnector = self._reconnector
+        return reconnector.status(name) if reconnector is not None else None
+
+    @property
+    def arrivals(self) -> ConnectionArrivals:
+        """The arrival source of the connections still on their way (see the module doc)."""
+        return ConnectionArrivals(self)
 
     def _select(self, names: Iterable[str] | None) -> list[ConnectionRecord]:
         if names is None:
@@ -362,6 +489,14 @@ class ConnectionSet:
     def describe(self, name: str) -> str:
         return describe_record(self._require(name))
 
+    def secret_strings(self) -> list[str]:
+        """Every secret of every record, as text (for the log file's filter). Thread-safe
+        enough for a filter: it copies the mapping before walking it."""
+        found: list[str] = []
+        for record in list(self.records.values()):
+            _strings(dict(record.secrets), found)
+        return found
+
     def redact(self, text: str) -> str:
         """``text`` with connection secrets replaced by ``***`` (for the history we keep)."""
         if "%session" in text and "connect" in text:
@@ -382,6 +517,98 @@ class ConnectionSet:
         if reconnector is not None:
             reconnector.close(close_objects=True)
         self._bound.clear()
+
+
+_ARRIVING = (ConnectionState.CONNECTING, ConnectionState.RETRYING)
+
+
+class ConnectionArrivals:
+    """The connections still on their way, as an arrival source for the cell gate.
+
+    Implements :class:`ipysession.session.arrivals.ArrivalSource` (structurally: this layer
+    does not import the session layer). ``limit`` is ``connection_wait``.
+    """
+
+    kind = "connection"
+
+    def __init__(self, connections: ConnectionSet) -> None:
+        self._connections = connections
+
+    @property
+    def limit(self) -> float:
+        return self._connections.settings.connection_wait
+
+    def arriving(self) -> list[ConnectionArrival]:
+        """One arrival per connection that is connecting or retrying now (cheap when none)."""
+        connections = self._connections
+        reconnector = connections._reconnector
+        if reconnector is None:
+            return []
+        states = reconnector.states()
+        return [
+            ConnectionArrival(connections, reconnector, record)
+            for name, record in list(connections.records.items())
+            if states.get(name) in _ARRIVING
+        ]
+
+
+class ConnectionArrival:
+    """One connection on its way: the variable a cell names, its progress, and the wait."""
+
+    def __init__(
+        self, connections: ConnectionSet, reconnector: Reconnector, record: ConnectionRecord
+    ) -> None:
+        self._connections = connections
+        self._reconnector = reconnector
+        self._record = record
+        self._hurried = False
+
+    @property
+    def name(self) -> str:
+        return self._record.variable
+
+    def progress(self) -> str:
+        status = self._reconnector.status(self._record.name)
+        return status.progress if status is not None else "gone"
+
+    def is_ready(self) -> bool:
+        return self._reconnector.state(self._record.name) is ConnectionState.CONNECTED
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True once connected (and bound, on this thread)."""
+        if not self._hurried:
+            # The cell names it: the next attempt is now, not at the end of its backoff.
+            self._hurried = True
+            self._reconnector.retry_now(self._record.name)
+        self._reconnector.wait_for(self._record.name, timeout)
+        return self._connections.bind_connected(self._record.name)
+
+    def not_ready(self, waited: float) -> SessionError:
+        """What the cell fails with: the state, the last error with its time, the command."""
+        record, name = self._record, self._record.name
+        status = self._reconnector.status(name)
+        state = str(status.state) if status is not None else "gone"
+        what = (
+            f"Connection '{name}' (`{record.variable}`) is not ready after {waited:.0f} s: {state}"
+        )
+        if status is not None and status.attempt:
+            what += f" after {status.attempt} attempt{'s' if status.attempt != 1 else ''}"
+        error = (status.error if status is not None else "") or record.stats.last_error
+        if error:
+            at = status.error_at if status is not None and status.error_at else None
+            when = f" at {time.strftime('%H:%M:%S', time.localtime(at))}" if at else ""
+            what += f"; last error{when}: {one_line(error, 300)}"
+        cause = status.cause if status is not None else None
+        limit = self._connections.settings.connection_wait
+        hint = (
+            f"{_capital(advice(name, cause))}; `c.SessionManager.connection_wait` (now "
+            f"{limit:g} s) sets how long a cell waits"
+        )
+        return ConnectionNotReady(what, target=describe_record(record), hint=hint)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _strings(value: Any, out: list[str]) -> None:

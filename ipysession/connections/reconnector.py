@@ -13,14 +13,21 @@ A :class:`Reconnector` (one per session manager) owns the background work::
     ...                                    # the rest arrive later through on_ready
     reconnector.close()
 
-Each connect is retried ``attempts`` times in all, waiting ``backoff * 2**(n-1)`` seconds
-(capped at ``max_backoff``, times a random factor between 0.5 and 1.5) after the n-th failure.
-A record that runs out of attempts ends ``failed`` with its last error, redacted; it never
-raises into a caller. With ``heartbeat`` set, a monitor thread checks every live object with the
-backend's ``is_alive`` every ``heartbeat`` seconds; one that does not answer goes ``retrying``
-and is probed again with backoff (it may come back by itself: a kernel restarted on the same
-ports, a database back after a blip) or replaced by a fresh connection, and ends ``failed`` if
-neither works. Nothing is ever restarted: a kernel we do not own is only reconnected to.
+Each connect is tried at once, then retried after ``backoff * 2**(n-1)`` seconds following the
+n-th failure, capped at ``max_backoff``, times a random factor between 0.5 and 1.5 (jitter). The
+first ``attempts`` tries are the quick ones (what ``wait`` and ``%session reconnect`` wait for);
+after them the record stays ``retrying`` and is retried in the background for as long as the
+Reconnector lives, or until ``give_up_after`` seconds have passed since its first failure (then
+``failed``). A failure that retrying cannot mend -- no such backend, a spec the backend refuses,
+credentials the server refuses (:class:`~ipysession.connections.records.FailureCause`) -- ends
+``failed`` at once. :meth:`Reconnector.retry_now` cuts a wait short (a cell names the connection,
+the user pings it). Nothing ever raises into a caller; errors are redacted.
+
+With ``heartbeat`` set, a monitor thread checks every live object with the backend's ``is_alive``
+every ``heartbeat`` seconds; one that does not answer goes ``retrying`` and is probed again with
+backoff (it may come back by itself: a kernel restarted on the same ports, a database back after a
+blip) or replaced by a fresh connection. Nothing is ever restarted: a kernel we do not own is only
+reconnected to.
 
 Threading model
 ---------------
@@ -52,21 +59,23 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ipysession.connections.backends.base import Backend, get_backend, redact_text
 from ipysession.connections.records import (
+    FailureCause,
     as_list,
     describe_record,
+    failure_cause,
     record_failure,
     record_success,
     redacted_error,
 )
-from ipysession.errors import BackendNotFound, InvalidSpec
+from ipysession.logfile import log_path
 from ipysession.model import ConnectionRecord
 
-__all__ = ["ConnectionState", "Reconnector"]
+__all__ = ["ConnectionState", "ConnectionStatus", "Reconnector"]
 
 log = logging.getLogger("ipysession")
 
@@ -87,6 +96,36 @@ class ConnectionState(str, enum.Enum):
         return self.value
 
 
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """One connection as the Reconnector sees it now (every text redacted)."""
+
+    state: ConnectionState
+    message: str
+    #: Connect attempts of the current run so far (0 before the first one ends).
+    attempt: int = 0
+    #: The last error of the current run, and when it happened (epoch seconds).
+    error: str = ""
+    error_at: float | None = None
+    cause: FailureCause | None = None
+    #: Whether the quick attempts are used up (the record now heals in the background).
+    background: bool = False
+
+    @property
+    def progress(self) -> str:
+        """A few words for a line that updates in place: "connecting, attempt 2"."""
+        if self.state is ConnectionState.CONNECTING:
+            return f"connecting, attempt {self.attempt + 1}"
+        if self.state is ConnectionState.RETRYING:
+            return f"retrying, attempt {self.attempt + 1} (last error: {_short(self.error)})"
+        return str(self.state)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    folded = " ".join(text.split())
+    return folded if len(folded) <= limit else folded[: limit - 3] + "..."
+
+
 @dataclass(eq=False)
 class _Entry:
     record: ConnectionRecord
@@ -95,6 +134,24 @@ class _Entry:
     obj: Any = None
     live: bool = False
     generation: int = 0
+    attempt: int = 0
+    error: str = ""
+    error_at: float | None = None
+    cause: FailureCause | None = None
+    background: bool = False
+    # Set to cut a backoff wait short (retry_now, close, a new generation).
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def status(self) -> ConnectionStatus:
+        return ConnectionStatus(
+            self.state,
+            self.message,
+            self.attempt,
+            self.error,
+            self.error_at,
+            self.cause,
+            self.background,
+        )
 
 
 _NOTHING = object()
@@ -111,10 +168,14 @@ class Reconnector:
     on_ready, on_state:
         Callbacks, called on worker threads (see above).
     attempts:
-        Connect attempts per record, the first included (at least 1).
+        Quick connect attempts per record, the first included (at least 1); retrying goes on
+        in the background after them.
     backoff, max_backoff:
         Seconds before the second attempt, doubled after each failure, capped; each delay is
         multiplied by a random factor between 0.5 and 1.5 (jitter).
+    give_up_after:
+        Seconds after a record's first failure at which retrying stops (``failed``), or
+        ``None`` to retry for as long as the Reconnector lives.
     timeout:
         Seconds each connect attempt may take.
     heartbeat:
@@ -134,6 +195,7 @@ class Reconnector:
         timeout: float = 5.0,
         heartbeat: float | None = None,
         heartbeat_timeout: float | None = None,
+        give_up_after: float | None = None,
         backend_lookup: Callable[[str], Backend] = get_backend,
     ) -> None:
         if attempts < 1:
@@ -145,6 +207,10 @@ class Reconnector:
         if heartbeat is not None and heartbeat <= 0:
             msg = "heartbeat must be a positive number of seconds, or None"
             raise ValueError(msg)
+        if give_up_after is not None and give_up_after <= 0:
+            msg = "give_up_after must be a positive number of seconds, or None"
+            raise ValueError(msg)
+        self._give_up_after = give_up_after
         self._on_ready = on_ready
         self._on_state = on_state
         self._attempts = attempts
@@ -190,6 +256,8 @@ class Reconnector:
                         entry = self._entries[record.name] = _Entry(record)
                     entry.record = record
                     entry.generation += 1
+                    entry.wake.set()  # an older run still waiting to retry ends now
+                    entry.attempt, entry.background = 0, False
                     entry.state = ConnectionState.CONNECTING
                     entry.message = f"connecting to {describe_record(record)}"
                     if collect:
@@ -236,9 +304,11 @@ class Reconnector:
                     entry = self._entries[record.name] = _Entry(record)
                 entry.record = record
                 entry.generation += 1
+                entry.wake.set()
                 entry.obj, entry.live = obj, True
                 entry.state = ConnectionState.CONNECTED
                 entry.message = f"connected to {describe_record(record)}"
+                entry.attempt, entry.background, entry.error, entry.cause = 0, False, "", None
                 self._collect.discard(record.name)
                 message = entry.message
             self._emit_state(record.name, ConnectionState.CONNECTED, message)
@@ -254,21 +324,68 @@ class Reconnector:
         """Like :meth:`disconnect`, and drop ``name`` from :meth:`states`."""
         self._drop(name, forget=True)
 
-    def ping(self, name: str, *, timeout: float | None = None) -> bool:
-        """Check ``name``'s live object now, on this thread; a failure starts recovery."""
+    def ping(self, name: str, *, timeout: float | None = None, fallback: Any = None) -> bool:
+        """Check ``name`` now, on this thread; True if it answers.
+
+        A live object that does not answer starts recovery. For a record that is not connected,
+        ``fallback`` (the object the user still holds, if any) is checked: one that answers
+        again is adopted, and the state says connected; otherwise the retry in the background
+        is cut short (:meth:`retry_now`).
+        """
         try:
+            limit = timeout or self._heartbeat_timeout
             with self.lock:
                 entry = self._entries.get(name)
-                if entry is None or not entry.live:
+                if entry is None:
                     return False
-                obj, generation, kind = entry.obj, entry.generation, entry.record.kind
-            alive = self._is_alive(kind, obj, timeout or self._heartbeat_timeout)
-            if not alive:
+                state, generation, kind = entry.state, entry.generation, entry.record.kind
+                obj = entry.obj if entry.live else None
+            candidate = obj if obj is not None else fallback
+            if candidate is not None and self._is_alive(kind, candidate, limit):
+                if state is not ConnectionState.CONNECTED:
+                    self._adopt(name, generation, candidate)
+                return True
+            if obj is not None and state is ConnectionState.CONNECTED:
                 self._recover(name, generation, obj)
-            return alive
+            else:
+                self.retry_now(name)
+            return False
         except Exception:
             log.error("Checking connection %s failed", name, exc_info=True)
             return False
+
+    def retry_now(self, name: str) -> bool:
+        """Cut ``name``'s wait before its next attempt short; False if it is not retrying."""
+        with self.lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.state not in (
+                ConnectionState.CONNECTING,
+                ConnectionState.RETRYING,
+            ):
+                return False
+            entry.wake.set()
+            return True
+
+    def status(self, name: str) -> ConnectionStatus | None:
+        """``name``'s state, attempt and last error; None if this Reconnector does not know it."""
+        with self.lock:
+            entry = self._entries.get(name)
+            return entry.status() if entry is not None else None
+
+    def wait_for(self, name: str, timeout: float) -> ConnectionState | None:
+        """Wait at most ``timeout`` seconds for ``name`` to leave connecting/retrying."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._changed:
+            while True:
+                entry = self._entries.get(name)
+                if entry is None or self._closed:
+                    return entry.state if entry is not None else None
+                if entry.state not in (ConnectionState.CONNECTING, ConnectionState.RETRYING):
+                    return entry.state
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return entry.state
+                self._changed.wait(remaining)
 
     def state(self, name: str) -> ConnectionState | None:
         """``name``'s state, or None if this Reconnector does not know it."""
@@ -309,6 +426,7 @@ class Reconnector:
                 doomed = []
                 for entry in self._entries.values():
                     entry.generation += 1
+                    entry.wake.set()
                     if close_objects and entry.live:
                         doomed.append((entry.record.kind, entry.obj))
                         entry.live, entry.obj = False, None
@@ -332,16 +450,26 @@ class Reconnector:
     # --- workers ------------------------------------------------------------------------------
 
     def _spawn(self, name: str, generation: int, old: Any) -> None:
+        # Each run has its own wake event: one set to cancel or hurry an earlier run never cuts
+        # a later run's first backoff short.
+        wake = threading.Event()
+        with self.lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.generation != generation:
+                return
+            entry.wake = wake
         thread = threading.Thread(
             target=self._run,
-            args=(name, generation, old),
+            args=(name, generation, old, wake),
             name=f"ipysession-connect-{name}",
             daemon=True,
         )
         thread.start()
 
     def _delay(self, failures: int) -> float:
-        base = min(self._max_backoff, self._backoff * 2.0 ** max(0, failures - 1))
+        # The exponent is capped: a kernel that heals for days reaches attempt 1024, where
+        # 2.0 ** n overflows a float.
+        base = min(self._max_backoff, self._backoff * 2.0 ** min(max(0, failures - 1), 64))
         return base * self._random.uniform(0.5, 1.5)
 
     def _current(self, name: str, generation: int) -> ConnectionRecord | None:
@@ -351,14 +479,14 @@ class Reconnector:
                 return None
             return entry.record
 
-    def _run(self, name: str, generation: int, old: Any) -> None:
+    def _run(self, name: str, generation: int, old: Any, wake: threading.Event) -> None:
         try:
-            self._attempt_all(name, generation, old)
+            self._attempt_all(name, generation, old, wake)
         except Exception:
             log.error("Reconnecting %s failed unexpectedly", name, exc_info=True)
-            self._finish_failed(name, generation, "internal error (see the log)")
+            self._finish_failed(name, generation, f"internal error (see the log: {log_path()})")
 
-    def _attempt_all(self, name: str, generation: int, old: Any) -> None:
+    def _attempt_all(self, name: str, generation: int, old: Any, wake: threading.Event) -> None:
         record = self._current(name, generation)
         if record is None:
             return
@@ -366,55 +494,105 @@ class Reconnector:
         try:
             backend = self._lookup(record.kind)
         except Exception as exc:  # noqa: BLE001 - ends as state failed, never raises
-            self._finish_failed(name, generation, redacted_error(exc, record))
+            error = redacted_error(exc, record)
+            self._finish_failed(name, generation, error, failure_cause(exc, error))
             return
         delay = self._delay(1) if recovering else 0.0
-        error = "no answer"
-        for attempt in range(1, self._attempts + 1):
-            if delay > 0 and self._stop.wait(delay):
-                return
+        first_failure: float | None = None
+        attempt = 0
+        while True:
+            if delay > 0:
+                wake.wait(delay)
+                wake.clear()
             record = self._current(name, generation)
-            if record is None:
+            if record is None or self._stop.is_set():
                 return
+            attempt += 1
             if recovering and self._is_alive(record.kind, old, self._heartbeat_timeout):
                 self._finish_ready(name, generation, old, "answering again")
                 return
             try:
                 obj = backend.connect(record.params, record.secrets, timeout=self._timeout)
-            except (BackendNotFound, InvalidSpec) as exc:
-                self._finish_failed(name, generation, redacted_error(exc, record))
-                return
-            except Exception as exc:  # noqa: BLE001 - retried, then state failed
+            except Exception as exc:  # noqa: BLE001 - retried, or state failed
                 error = redacted_error(exc, record)
+                cause = failure_cause(exc, error)
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                if cause is FailureCause.REJECTED:
+                    self._finish_failed(name, generation, error, cause)
+                    return
+                if self._give_up_after is not None and attempt >= self._attempts:
+                    elapsed = now - first_failure
+                    if elapsed >= self._give_up_after:
+                        self._finish_failed(
+                            name,
+                            generation,
+                            f"gave up after {attempt} attempts in {elapsed:.0f} s: {error}",
+                            cause,
+                        )
+                        return
+                delay = self._delay(attempt + 1 if recovering else attempt)
                 log.info(
-                    "Connection %s: attempt %d of %d failed: %s",
+                    "Connection %s: attempt %d failed: %s; next try in %.1f s",
                     name,
                     attempt,
-                    self._attempts,
                     error,
+                    delay,
                 )
-                if attempt < self._attempts:
-                    delay = self._delay(attempt + 1 if recovering else attempt)
-                    self._transition(
-                        name,
-                        generation,
-                        ConnectionState.RETRYING,
-                        f"attempt {attempt} of {self._attempts} failed: {error}; "
-                        f"retrying in {delay:.2f} s",
-                    )
+                self._failed_attempt(name, generation, attempt, error, cause, delay)
                 continue
             self._finish_ready(name, generation, obj, f"connected to {describe_record(record)}")
             return
-        self._finish_failed(name, generation, error)
 
-    def _transition(self, name: str, generation: int, state: ConnectionState, message: str) -> bool:
-        with self.lock:
+    def _failed_attempt(
+        self,
+        name: str,
+        generation: int,
+        attempt: int,
+        error: str,
+        cause: FailureCause,
+        delay: float,
+    ) -> None:
+        """One attempt failed and another follows: state retrying, the error kept.
+
+        When the quick attempts are used up the failure is counted in the record's history
+        (once per outage) and nobody waits for it any more (``wait`` returns without it).
+        """
+        with self._changed:
             entry = self._entries.get(name)
             if self._closed or entry is None or entry.generation != generation:
-                return False
-            entry.state, entry.message = state, message
-        self._emit_state(name, state, message)
-        return True
+                return
+            error = redact_text(error, entry.record.secrets)
+            entry.attempt, entry.error, entry.cause = attempt, error, cause
+            entry.error_at = time.time()
+            quick_over = attempt == self._attempts
+            if attempt >= self._attempts:
+                entry.background = True
+                record_failure(entry.record, error, now=entry.error_at, count=quick_over)
+                self._collect.discard(name)
+            entry.state = ConnectionState.RETRYING
+            entry.message = f"attempt {attempt} failed: {error}; next try in {delay:.1f} s"
+            message = entry.message
+            self._changed.notify_all()
+        self._emit_state(name, ConnectionState.RETRYING, message)
+
+    def _adopt(self, name: str, generation: int, obj: Any) -> None:
+        """``obj``, which the user still holds, answers again: it is the live object now."""
+        with self._changed:
+            entry = self._entries.get(name)
+            if self._closed or entry is None or entry.generation != generation:
+                return
+            entry.generation += 1  # the retry in progress stops at its next look
+            entry.wake.set()
+            entry.obj, entry.live = obj, True
+            entry.state, entry.message = ConnectionState.CONNECTED, "answering again"
+            entry.attempt, entry.background, entry.error, entry.cause = 0, False, "", None
+            record_success(entry.record)
+            self._collect.discard(name)
+            self._changed.notify_all()
+        log.info("Connection %s: answering again", name)
+        self._emit_state(name, ConnectionState.CONNECTED, "answering again")
+        self._ensure_monitor()
 
     def _finish_ready(self, name: str, generation: int, obj: Any, message: str) -> None:
         with self._changed:
@@ -428,6 +606,7 @@ class Reconnector:
                 same = entry.live and entry.obj is obj
                 entry.obj, entry.live = obj, True
                 entry.state, entry.message = ConnectionState.CONNECTED, message
+                entry.attempt, entry.background, entry.error, entry.cause = 0, False, "", None
                 if not same:
                     record_success(entry.record)
                 deliver = not same
@@ -448,7 +627,9 @@ class Reconnector:
             self._emit_ready(name, obj)
         self._ensure_monitor()
 
-    def _finish_failed(self, name: str, generation: int, error: str) -> None:
+    def _finish_failed(
+        self, name: str, generation: int, error: str, cause: FailureCause | None = None
+    ) -> None:
         with self._changed:
             entry = self._entries.get(name)
             if self._closed or entry is None or entry.generation != generation:
@@ -456,7 +637,9 @@ class Reconnector:
             entry.live, entry.obj = False, None
             error = redact_text(error, entry.record.secrets)
             entry.state, entry.message = ConnectionState.FAILED, error
-            record_failure(entry.record, error)
+            entry.error, entry.cause, entry.error_at = error, cause, time.time()
+            # Counted once per outage: a run that was already healing counted it then.
+            record_failure(entry.record, error, now=entry.error_at, count=not entry.background)
             self._collect.discard(name)
             self._changed.notify_all()
         log.warning("Connection %s failed: %s", name, error)
@@ -469,6 +652,7 @@ class Reconnector:
                 if entry is None:
                     return
                 entry.generation += 1
+                entry.wake.set()
                 obj, live, kind = entry.obj, entry.live, entry.record.kind
                 entry.obj, entry.live = None, False
                 entry.state, entry.message = ConnectionState.DISCONNECTED, "disconnected"

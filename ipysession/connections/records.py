@@ -12,12 +12,18 @@ connects records in the background, and the manager and the ``%session`` magics 
   history; :func:`record_success` and :func:`record_failure` are the history updates themselves.
 - :func:`mru_order` sorts records most recently used first (the order every view shows; the
   rows themselves are built by :mod:`ipysession.presentation`).
-- :func:`redacted_error` is what a failure says, secrets redacted, for a state or ``last_error``.
+- :func:`redacted_error` is what a failure says, secrets redacted, for a state or ``last_error``;
+  :func:`failure_cause` sorts a failure into a :class:`FailureCause` and :func:`advice` names the
+  command that fits it (``%session reconnect`` when the target was merely down, ``%session
+  connect`` when the spec or the credentials were refused); :func:`one_line` is an error as one
+  line of a table.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -33,10 +39,14 @@ from ipysession.errors import (
 from ipysession.model import ConnectionRecord, ConnectionStats
 
 __all__ = [
+    "FailureCause",
+    "advice",
     "connect_record",
     "describe_record",
+    "failure_cause",
     "make_record",
     "mru_order",
+    "one_line",
     "record_failure",
     "record_success",
     "redacted_error",
@@ -71,16 +81,80 @@ def mru_order(
 
 
 def record_success(record: ConnectionRecord, *, now: float | None = None) -> None:
-    """Count a successful connect and mark the record used now."""
+    """Count a successful connect, mark the record used now and clear its last error."""
     record.stats.successes += 1
     record.stats.last_used = time.time() if now is None else now
+    record.stats.last_error = None
+    record.stats.last_error_at = None
+    record.disconnected = False
 
 
-def record_failure(record: ConnectionRecord, error_text: str, *, now: float | None = None) -> None:
-    """Count a failed connect and keep its (already redacted) error, redacted once more."""
-    del now  # a failure does not make the record "used"; kept for symmetry with record_success
-    record.stats.failures += 1
+def record_failure(
+    record: ConnectionRecord, error_text: str, *, now: float | None = None, count: bool = True
+) -> None:
+    """Keep a failed connect's (already redacted) error, redacted once more, and its time.
+
+    ``count=False`` updates the error of a failure already counted (a background retry of the
+    same outage) without counting it again. A failure does not make the record "used".
+    """
+    if count:
+        record.stats.failures += 1
     record.stats.last_error = redact_text(error_text, record.secrets)
+    record.stats.last_error_at = time.time() if now is None else now
+
+
+class FailureCause(str, enum.Enum):
+    """Why a connect failed, as far as the error tells: it decides retrying and the advice."""
+
+    #: Down, refused, timed out, no route: it may come back by itself; retried in the background.
+    UNREACHABLE = "unreachable"
+    #: The spec, the backend or the credentials were refused: retrying cannot help.
+    REJECTED = "rejected"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# What servers say when they refuse credentials (PostgreSQL, MySQL, SQL Server, HTTP, Jupyter).
+_REJECTED_WORDS = re.compile(
+    r"authenticat|password|permission denied|access denied|not authori[sz]ed|unauthori[sz]ed"
+    r"|forbidden|\b40[13]\b|invalid (?:token|credentials|api key)|login failed|does not exist",
+    re.IGNORECASE,
+)
+
+
+def failure_cause(exc: BaseException, text: str | None = None) -> FailureCause:
+    """Sort a connect failure: a refused spec or credentials, or a target that did not answer.
+
+    ``text`` is the redacted message (``redacted_error``); it is what is matched, so a secret
+    never takes part. An unknown error counts as unreachable: retrying it costs little, while
+    giving up on a server that was only down is what users complained about.
+    """
+    if isinstance(exc, (BackendNotFound, InvalidSpec)):
+        return FailureCause.REJECTED
+    message = text if text is not None else f"{type(exc).__name__}: {exc}"
+    return FailureCause.REJECTED if _REJECTED_WORDS.search(message) else FailureCause.UNREACHABLE
+
+
+def advice(name: str, cause: FailureCause | None) -> str:
+    """The command that fits a failure of connection ``name``."""
+    if cause is FailureCause.REJECTED:
+        return (
+            f"`%session connect {name} SPEC` gives it a new spec or credentials "
+            f"(the kind is kept); `%session connections {name}` shows the whole error"
+        )
+    return (
+        f"it is retried in the background; `%session reconnect {name}` tries now, and "
+        f"`%session connections {name}` shows the whole error"
+    )
+
+
+def one_line(text: str | None, limit: int = 120) -> str:
+    """``text`` as one line of a table: blanks (tabs, newlines) folded to one space, cut."""
+    if not text:
+        return ""
+    folded = " ".join(text.split())
+    return folded if len(folded) <= limit else folded[: limit - 3] + "..."
 
 
 def make_record(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ipysession.connections.backends import Liveness, redact_text
-from ipysession.connections.records import describe_record, mru_order
+from ipysession.connections.records import advice, describe_record, mru_order, one_line
 from ipysession.formatting import count, format_size, format_time
 from ipysession.presentation.base import (
     Column,
@@ -27,6 +27,7 @@ from ipysession.presentation.replay import replay_lines
 from ipysession.store.lookup import display_name
 
 if TYPE_CHECKING:
+    from ipysession.connections.reconnector import ConnectionStatus
     from ipysession.model import ConnectionRecord, HistoryEntry
     from ipysession.session.reports import RestoreReport, SaveReport, Status
 
@@ -37,6 +38,7 @@ __all__ = [
     "ConnectionRow",
     "StatusView",
     "SummaryView",
+    "connection_details",
     "connection_rows",
     "connections_table",
     "history_table",
@@ -89,7 +91,8 @@ class ConnectionRow:
             format_time(self.last_used),
             str(self.successes),
             str(self.failures),
-            self.last_error,
+            # One line: psycopg's errors span lines and hold tabs, which broke the table.
+            one_line(self.last_error),
         )
 
 
@@ -118,6 +121,38 @@ def connection_rows(
         )
         for record in mru_order(records)
     ]
+
+
+def connection_details(
+    record: ConnectionRecord, state: str, status: ConnectionStatus | None = None
+) -> list[str]:
+    """``%session connections NAME``: one connection in full, its last error whole, with its
+    time (the table shows it on one line)."""
+    lines = [f"Connection '{record.name}' ({record.kind}): {describe_record(record)}"]
+    message = status.message if status is not None and status.message else ""
+    lines.append(f"  state: {state}" + (f" ({one_line(message, 200)})" if message else ""))
+    auto = (
+        "no: disconnected, until the next `%session connect`"
+        if record.disconnected
+        else ("yes" if record.auto else "no (--no-auto)")
+    )
+    lines.append(f"  variable: {record.variable}; reconnected after a restart: {auto}")
+    stats = record.stats
+    successes = count(stats.successes, "success", "successes")
+    lines.append(
+        f"  last used: {format_time(stats.last_used)}; {successes}, "
+        f"{count(stats.failures, 'failure')}"
+    )
+    error = (status.error if status is not None else "") or stats.last_error
+    at = (status.error_at if status is not None and status.error else None) or stats.last_error_at
+    if error:
+        lines.append(f"  last error ({format_time(at)}):")
+        text = redact_text(error, record.secrets)
+        lines.extend(f"    {line.rstrip()}" for line in text.expandtabs(4).splitlines() or [""])
+        lines.append(f"  What to do: {advice(record.name, status.cause if status else None)}.")
+    else:
+        lines.append("  last error: none since the last success")
+    return lines
 
 
 def connections_table(rows: Sequence[ConnectionRow]) -> Table:

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ipysession.logfile import log_path
+
 __all__ = ["FAILURE_LIMIT", "HookGuard"]
 
 log = logging.getLogger("ipysession")
@@ -41,7 +43,8 @@ class HookGuard:
                 self._notify(
                     "ipysession stopped capturing after repeated errors "
                     f"({self.disabled}). Your session so far is saved; run "
-                    "`%reload_ext ipysession` to try again, and see the log for details."
+                    "`%reload_ext ipysession` to try again, and see the log for details "
+                    f"({log_path()})."
                 )
         else:
             if ends_cell:

@@ -53,6 +53,7 @@ from ipysession.errors import (
     WrongKey,
 )
 from ipysession.model import HistoryEntry, Session, VariableRecord
+from ipysession.session.arrivals import Arrivals
 from ipysession.session.budgets import Budgets, machine_budgets
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
@@ -118,12 +119,19 @@ class SessionManager(SessionOptions):
                 backoff=self.reconnect_backoff,
                 timeout=self.connect_timeout,
                 heartbeat=self.heartbeat_interval or None,
+                max_interval=max(self.reconnect_max_interval, self.reconnect_backoff),
+                give_up_after=self.reconnect_give_up_after or None,
+                connection_wait=self.connection_wait,
             ),
             bind=self._bind_variable,
             unbind=self._unbind_variable,
             notify=self._notify,
             changed=self._changed,
+            recent=lambda: self.store.recent_connections(),
         )
+        # Names still arriving (connections now; later values loaded in the background): a cell
+        # that names one waits for it (see arrivals.py).
+        self.arrivals = Arrivals([self.connections.arrivals])
         self.workspace = Workspace(
             shell,
             self.connections,
@@ -280,9 +288,14 @@ class SessionManager(SessionOptions):
         self.workspace.catch_up()
         # Before the tracker looks at the namespace: a connection bound now is not the cell's.
         self.connections.settle()
+        source = getattr(info, "raw_cell", None)
+        if isinstance(source, str):
+            transformed = getattr(info, "transformed_cell", None)
+            self.arrivals.before_cell(source, transformed if isinstance(transformed, str) else None)
         self.workspace.start_cell(info)
 
     def _post_run_cell(self, result: Any) -> None:
+        self.arrivals.gate.clear()  # a refused cell that did not parse never used its refusal
         changed = self.workspace.end_cell(
             result,
             CaptureSettings(
@@ -441,6 +454,10 @@ class SessionManager(SessionOptions):
         """Keep the frontend's layout (sent over the ``ipysession`` comm) with the session."""
         self.workspace.layout = layout
         self._changed()
+
+    def has_saved_variable(self, name: str) -> bool:
+        """Whether ``name`` is a variable (or import) this session saves."""
+        return name in self.workspace.records or name in self.workspace.imports
 
     def forget(self, names: Sequence[str]) -> list[str]:
         """Stop persisting these variables (until ``forget`` is undone by a new assignment)."""

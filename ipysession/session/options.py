@@ -190,21 +190,48 @@ class SessionOptions(Configurable):
     ).tag(config=True)
 
     reconnect_wait = Float(
-        1.0,
-        help="""Seconds a restored session waits, in total, for its auto connections before the
-        first cell runs. Kernel start itself never waits: connections start in the background
-        just after the kernel is up (or at the first cell). What is not ready by then is bound at
-        a later cell, with a notice.""",
+        0.0,
+        help="""Seconds the first cell after a restore waits, in total, for every auto
+        connection, named or not (0: none). Kernel start itself never waits: connections start
+        in the background just after the kernel is up (or at the first cell). A cell that
+        names a connection still on its way waits for that one (see connection_wait); what is
+        not named is bound at a later cell, with a notice.""",
+    ).tag(config=True)
+
+    connection_wait = Float(
+        10.0,
+        help="""Seconds a cell that names a connection still connecting or retrying waits for
+        it, showing one line that updates in place ("waiting for db: connecting, attempt 2").
+        If it is not there by then, the cell fails with ConnectionNotReady, naming the state,
+        the last error and the command to run. A cell that names no such connection never
+        waits.""",
     ).tag(config=True)
 
     reconnect_attempts = Int(
-        3, help="Connect attempts per connection at restore or on `%session reconnect`."
+        3,
+        help="""Quick connect attempts per connection at restore or on `%session reconnect`.
+        After them a connection that is down is retried in the background (see
+        reconnect_max_interval and reconnect_give_up_after) and `%session connections` says
+        'retrying'.""",
     ).tag(config=True)
 
     reconnect_backoff = Float(
         0.5,
         help="""Seconds before the second connect attempt, doubled after each failure (with
-        random jitter of +-50%).""",
+        random jitter of +-50%), up to reconnect_max_interval.""",
+    ).tag(config=True)
+
+    reconnect_max_interval = Float(
+        60.0,
+        help="""Longest wait, in seconds, between two background attempts to reconnect a
+        connection that is down (the backoff stops doubling there).""",
+    ).tag(config=True)
+
+    reconnect_give_up_after = Float(
+        0.0,
+        help="""Seconds after a connection's first failure at which retrying in the background
+        stops and the connection is 'failed' (0: never; it heals for as long as the kernel
+        lives). Refused credentials or a bad spec fail at once whatever this says.""",
     ).tag(config=True)
 
     connect_timeout = Float(5.0, help="Seconds one connect attempt may take.").tag(config=True)
@@ -240,6 +267,13 @@ class SessionOptions(Configurable):
         may hold: each step keeps the serialized values it changed (unchanged values are shared,
         so a step costs what it changed). Past it the oldest steps are forgotten; 0 turns the
         timeline off.""",
+    ).tag(config=True)
+
+    log_level = Enum(
+        ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        default_value="INFO",
+        help="""Level of ipysession's log file (a rotating file under the user log directory,
+        or $IPYSESSION_LOG_DIR). Secrets are redacted from every line.""",
     ).tag(config=True)
 
     @default("root")
@@ -286,7 +320,10 @@ class SessionOptions(Configurable):
         "keyring_timeout",
         "lease_timeout",
         "reconnect_wait",
+        "connection_wait",
         "reconnect_backoff",
+        "reconnect_max_interval",
+        "reconnect_give_up_after",
         "connect_timeout",
         "heartbeat_interval",
         "replay_time_limit",

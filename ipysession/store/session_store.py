@@ -89,6 +89,7 @@ from ipysession.store.names import (
     check_name,
     slug_for,
 )
+from ipysession.store.recent import RecentConnections
 from ipysession.store.results import (
     CheckpointInfo,
     DanglingReference,
@@ -566,6 +567,11 @@ class SessionStore:
         """
         self._check_open()
         return maintenance.rename(self._disk, old, new)
+
+    def recent_connections(self) -> RecentConnections:
+        """The user-wide list of recent connections under this root, sealed with this key."""
+        self._check_open()
+        return RecentConnections(self.root, self.key, lock_timeout=self.lock_timeout)
 
     def share_blobs(self, source: str, target: str, blob_ids: Iterable[str]) -> int:
         """Make stored values of session ``source`` available to session ``target`` (a fork).

@@ -143,14 +143,17 @@ def test_the_table_shows_states_and_errors_without_secrets(
     assert "bad" not in connections.records  # a failed connect stores nothing
     connections.load({"bad": factory_record("bad", "refuse", password=SECRET)})
     connections.settle()
-    wait_for(lambda: connections.states()["bad"] == "failed", "bad has failed")
+    # A refused connection is not given up: it goes on healing in the background.
+    wait_for(lambda: connections.snapshot()["bad"].stats.failures == 1, "bad has failed once")
     rows = {row.name: row for row in connection_rows(connections.snapshot(), connections.states())}
     assert rows["ok"].state == "connected"
     assert rows["ok"].successes == 1
-    assert rows["bad"].state == "failed"
+    assert rows["bad"].state == "retrying"
     assert "bob:***" in rows["bad"].last_error
     assert SECRET not in json.dumps([dataclasses.asdict(row) for row in rows.values()])
     assert SECRET not in connections.describe("bad")
     wait_for(lambda: bool(namespace.notices), "the failure was reported")
-    assert "connection 'bad' failed" in namespace.notices[0]
+    assert "connection 'bad' could not connect after 1 attempt" in namespace.notices[0]
+    # The server refused the connection (it did not refuse the credentials): reconnect.
+    assert "`%session reconnect bad` tries now" in namespace.notices[0]
     assert SECRET not in namespace.notices[0]

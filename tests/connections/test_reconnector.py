@@ -15,7 +15,10 @@ import pytest
 
 from ipysession.connections.reconnector import ConnectionState, Reconnector
 from ipysession.connections.records import (
+    FailureCause,
+    advice,
     connect_record,
+    make_record,
 )
 from ipysession.model import ConnectionRecord
 from ipysession.presentation import connection_rows
@@ -39,7 +42,8 @@ def connect_threads(*names: str) -> list[threading.Thread]:
 def test_three_targets_one_unreachable(
     tmp_path: Path, peer: Any, events: Events, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """wait(1.0) returns within about a second with two connected; the third ends failed."""
+    """wait(1.0) returns within about a second with two connected; the third goes on retrying in
+    the background after its quick attempts, its failure counted once."""
     caplog.set_level(logging.DEBUG, logger="ipysession")
     records = {
         r.name: r
@@ -62,17 +66,24 @@ def test_three_targets_one_unreachable(
         assert reconnector.state("remote") in (ConnectionState.CONNECTING, ConnectionState.RETRYING)
         assert set(reconnector.objects()) == {"db", "cache"}
         wait_for(
-            lambda: reconnector.state("remote") is ConnectionState.FAILED, '"remote" has failed'
+            lambda: records["remote"].stats.failures == 1, '"remote" used up its quick attempts'
         )
-        _, message = reconnector.snapshot()["remote"]
-        assert "heartbeat" in message
-        assert records["remote"].stats.failures == 1
-        assert records["remote"].stats.last_error == message
+        status = reconnector.status("remote")
+        assert status is not None
+        assert status.state is ConnectionState.RETRYING
+        assert status.background
+        assert status.attempt >= 3
+        assert "heartbeat" in status.error
+        assert status.cause is FailureCause.UNREACHABLE
+        with reconnector.lock:
+            assert records["remote"].stats.last_error is not None
+            assert "heartbeat" in records["remote"].stats.last_error
+            assert records["remote"].stats.last_error_at is not None
         assert records["db"].stats.successes == 1
         assert events.ready == []  # the two ready ones were handed out by wait(), only there
         assert events.states_of("remote")[0] is ConnectionState.CONNECTING
-        assert ConnectionState.RETRYING in events.states_of("remote")
-        assert events.states_of("remote")[-1] is ConnectionState.FAILED
+        assert ConnectionState.FAILED not in events.states_of("remote")
+        assert events.states_of("remote")[-1] is ConnectionState.RETRYING
         assert events.states_of("db") == [ConnectionState.CONNECTING, ConnectionState.CONNECTED]
         for _, _, text in events.states:
             assert SECRET not in text
@@ -131,10 +142,9 @@ def test_retries_with_backoff_then_succeeds(peer: Any, events: Events) -> None:
     ]
     retry_messages = [m for n, s, m in events.states if s is ConnectionState.RETRYING]
     assert retry_messages[0].startswith(
-        "attempt 1 of 3 failed: ipys_conn_peer:flaky raised ConnectionRefusedError: attempt 1 "
-        "refused; retrying in 0."
+        "attempt 1 failed: ipys_conn_peer:flaky raised ConnectionRefusedError: attempt 1 "
+        "refused; next try in 0."
     )
-    assert "retrying in" in retry_messages[0]
     assert record.stats.successes == 1
     assert record.stats.failures == 0
 
@@ -142,7 +152,8 @@ def test_retries_with_backoff_then_succeeds(peer: Any, events: Events) -> None:
 def test_backoff_grows_exponentially_with_jitter() -> None:
     reconnector = Reconnector(backoff=1.0, max_backoff=5.0)
     try:
-        for failures, base in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (10, 5.0)]:
+        # Days of healing reach attempt 1024 and more: the delay stays at the cap.
+        for failures, base in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (10, 5.0), (5000, 5.0)]:
             delays = [reconnector._delay(failures) for _ in range(50)]
             assert all(0.5 * base <= d <= 1.5 * base for d in delays)
             assert len(set(delays)) > 1  # jitter
@@ -255,11 +266,18 @@ def test_heartbeat_keeps_an_object_that_answers_again(peer: Any, events: Events)
         assert peer.CALLS["blip"] == 1  # no fresh connection was made
 
 
-def test_heartbeat_gives_up_after_the_attempts(peer: Any, events: Events) -> None:
+def test_heartbeat_recovery_heals_in_the_background_and_gives_up_only_when_told(
+    peer: Any, events: Events
+) -> None:
     record = factory_record("gone", "make")
     obj = connect_record(record, timeout=5.0)
     with Reconnector(
-        on_state=events.on_state, heartbeat=0.05, backoff=0.02, attempts=2
+        on_state=events.on_state,
+        heartbeat=0.05,
+        backoff=0.02,
+        max_backoff=0.05,
+        attempts=2,
+        give_up_after=0.5,
     ) as reconnector:
         reconnector.watch(record, obj)
         obj.healthy = False
@@ -269,9 +287,92 @@ def test_heartbeat_gives_up_after_the_attempts(peer: Any, events: Events) -> Non
         record.params["callable"] = "ipys_conn_peer:refuse"
         record.secrets["password"] = SECRET
         wait_for(lambda: reconnector.state("gone") is ConnectionState.FAILED, '"gone" has failed')
-        assert record.stats.failures == 1
+        status = reconnector.status("gone")
+        assert status is not None
+        assert status.message.startswith("gave up after ")
+        assert status.attempt > 2  # retried past the quick attempts before giving up
+        assert record.stats.failures == 1  # one outage, counted once
         assert "bob:***" in (record.stats.last_error or "")
         assert SECRET not in reconnector.snapshot()["gone"][1]
+
+
+def test_down_at_start_then_up_connects_by_itself(peer: Any, events: Events) -> None:
+    """Past the quick attempts the record keeps retrying (capped backoff) and connects."""
+    record = factory_record("late", "flaky", failures=6)
+    with Reconnector(
+        on_ready=events.on_ready, on_state=events.on_state, attempts=2, backoff=0.01,
+        max_backoff=0.05,
+    ) as reconnector:  # fmt: skip
+        reconnector.start([record], collect=False)
+        wait_for(lambda: bool(events.ready), "the connection came by itself")
+        assert reconnector.state("late") is ConnectionState.CONNECTED
+        assert peer.CALLS["late"] == 7
+        assert record.stats.failures == 1
+        assert record.stats.successes == 1
+        assert record.stats.last_error is None  # cleared by the success
+        assert reconnector.status("late") == reconnector.status("late")
+        assert reconnector.status("late").error == ""  # type: ignore[union-attr]
+
+
+def test_refused_credentials_fail_at_once_with_the_advice_to_connect(
+    tmp_path: Path, events: Events
+) -> None:
+    """SQLite says 'unable to open' for a missing directory; a refused password is the case
+    that must not be retried: a factory that raises what PostgreSQL says stands for it."""
+    (tmp_path / "authpeer.py").write_text(
+        "def make(label):\n"
+        "    raise RuntimeError('FATAL:  password authentication failed for user \"bob\"')\n"
+    )
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        record = make_record("auth", "factory", "authpeer:make", {"kwargs": {"label": "x"}})
+        with Reconnector(on_state=events.on_state, attempts=3, backoff=5.0) as reconnector:
+            reconnector.start([record])
+            assert finishes(lambda: reconnector.wait(3600.0), within=60.0) == {}
+            status = reconnector.status("auth")
+            assert status is not None
+            assert status.state is ConnectionState.FAILED
+            assert status.cause is FailureCause.REJECTED
+            assert status.attempt == 0 or status.attempt == 1
+            assert "%session connect auth SPEC" in advice("auth", status.cause)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("authpeer", None)
+
+
+def test_retry_now_cuts_the_backoff_short(peer: Any, events: Events) -> None:
+    record = factory_record("soon", "flaky", failures=1)
+    with Reconnector(
+        on_ready=events.on_ready, on_state=events.on_state, attempts=1, backoff=3600.0
+    ) as reconnector:
+        reconnector.start([record], collect=False)
+        wait_for(lambda: record.stats.failures == 1, "the first attempt failed")
+        assert reconnector.state("soon") is ConnectionState.RETRYING
+        assert reconnector.retry_now("soon")
+        # Without retry_now the next try would come in about an hour.
+        wait_for(lambda: bool(events.ready), "the retry came at once")
+        assert reconnector.state("soon") is ConnectionState.CONNECTED
+        assert not reconnector.retry_now("soon")  # nothing to hurry when connected
+
+
+def test_ping_adopts_an_object_the_user_holds_once_it_answers(peer: Any, events: Events) -> None:
+    """The server came back: the engine the user still holds works, so ping says so and the
+    state is connected again (no fresh connection made)."""
+    record = factory_record("held", "make")
+    obj = connect_record(record, timeout=5.0)
+    with Reconnector(on_state=events.on_state, attempts=1, backoff=3600.0) as reconnector:
+        reconnector.watch(record, obj)
+        obj.healthy = False
+        assert not reconnector.ping("held", timeout=1.0)
+        wait_for(
+            lambda: reconnector.state("held") is ConnectionState.RETRYING, '"held" is retrying'
+        )
+        obj.healthy = True
+        assert reconnector.ping("held", timeout=1.0, fallback=obj)
+        assert reconnector.state("held") is ConnectionState.CONNECTED
+        assert reconnector.objects() == {"held": obj}
 
 
 def test_ping_checks_now_and_starts_recovery(peer: Any, events: Events) -> None:
@@ -316,7 +417,13 @@ def test_restarting_a_live_connection_delivers_a_new_object(peer: Any, events: E
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"attempts": 0}, {"backoff": -1.0}, {"timeout": 0.0}, {"heartbeat": 0.0}],
+    [
+        {"attempts": 0},
+        {"backoff": -1.0},
+        {"timeout": 0.0},
+        {"heartbeat": 0.0},
+        {"give_up_after": 0.0},
+    ],
 )
 def test_reconnector_validates_its_settings(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must"):

@@ -154,3 +154,62 @@ def test_rows_of_used_failed_and_uninstalled_records(tmp_path: Path) -> None:
     assert ghost_row.target == "not-installed (backend not installed)"
     assert ghost_row.state == "disconnected"
     assert SECRET not in json.dumps([dataclasses.asdict(row) for row in rows])
+
+
+# --- causes, advice, one line (issue 13) --------------------------------------------------------
+
+
+def test_failure_cause_sorts_refused_credentials_from_a_server_that_is_down() -> None:
+    from ipysession.connections.records import FailureCause, failure_cause
+    from ipysession.errors import BackendNotFound, InvalidSpec
+
+    down = ConnectionRefusedError("[Errno 111] Connection refused")
+    assert failure_cause(down) is FailureCause.UNREACHABLE
+    assert failure_cause(TimeoutError("timed out")) is FailureCause.UNREACHABLE
+    pg = RuntimeError('connection failed: FATAL:  password authentication failed for user "bob"')
+    assert failure_cause(pg) is FailureCause.REJECTED
+    assert failure_cause(RuntimeError('FATAL:  database "sales" does not exist')) is (
+        FailureCause.REJECTED
+    )
+    assert failure_cause(RuntimeError("HTTP 403: Forbidden")) is FailureCause.REJECTED
+    assert failure_cause(InvalidSpec("bad")) is FailureCause.REJECTED
+    assert failure_cause(BackendNotFound("none")) is FailureCause.REJECTED
+
+
+def test_advice_fits_the_cause() -> None:
+    from ipysession.connections.records import FailureCause, advice
+
+    assert "`%session reconnect db` tries now" in advice("db", FailureCause.UNREACHABLE)
+    assert "%session connect db SPEC" not in advice("db", FailureCause.UNREACHABLE)
+    rejected = advice("db", FailureCause.REJECTED)
+    assert "`%session connect db SPEC`" in rejected
+    assert "reconnect" not in rejected
+
+
+def test_one_line_folds_psycopg_style_errors() -> None:
+    from ipysession.connections.records import one_line
+
+    text = 'connection failed:\n\tFATAL:  password authentication failed\n\tfor user "bob"'
+    assert (
+        one_line(text) == 'connection failed: FATAL: password authentication failed for user "bob"'
+    )
+    assert one_line("x" * 500, 20) == "x" * 17 + "..."
+    assert one_line(None) == ""
+
+
+def test_success_clears_the_last_error_and_the_disconnected_mark() -> None:
+    from ipysession.connections.records import record_failure, record_success
+
+    record = make_record("db", "factory", "m:f")
+    record_failure(record, "down", now=100.0)
+    record_failure(record, "still down", now=110.0, count=False)
+    assert (record.stats.failures, record.stats.last_error) == (1, "still down")
+    assert record.stats.last_error_at == 110.0
+    record.disconnected = True
+    record_success(record)
+    assert record.stats.last_error is None
+    assert record.stats.last_error_at is None
+    assert not record.disconnected
+    again = type(record).from_dict("db", record.to_dict(), "db")
+    assert again.disconnected is False
+    assert again.stats.last_error_at is None

@@ -1,0 +1,261 @@
+"""Names still arriving, and the cell that waits for them.
+
+Some names of the user namespace are on their way when a cell starts: a connection being made in
+the background after a restart (:class:`~ipysession.connections.live.ConnectionArrivals`), later a
+large value being loaded. :class:`Arrivals` is the one mechanism for all of them:
+
+1. before each cell (the manager's ``pre_run_cell``), it asks each :class:`ArrivalSource` what is
+   arriving. Nothing arriving: the cell goes on at once, its source not even parsed;
+2. otherwise it reads which names the cell mentions (:func:`ipysession.capture.cellnames.
+   cell_names`, on IPython's transformed source, so ``%time df = f(db)`` counts) and keeps the
+   arrivals the cell reads or stores through. A cell that names none of them never waits;
+3. it waits for each, up to its source's ``limit`` (``connection_wait`` for connections), showing
+   ONE line in that cell's output that updates in place ("waiting for db: connecting, attempt
+   2"): the cell asked for it by naming the name;
+4. what arrived is in the namespace when the cell runs. What did not makes the cell fail, before
+   any of its code runs, with the arrival's own error (``ConnectionNotReady`` for a connection:
+   its state, last error and the command to run), raised by :class:`CellGate`, an IPython AST
+   transformer that replaces that one cell's code with the ``raise``.
+
+A new kind of arrival needs only a source: an object with a ``limit`` and an ``arriving()``
+method returning :class:`Arrival` objects (name, progress text, ``is_ready``, ``wait``,
+``not_ready``). Sources are plain objects; nothing here knows what a connection is.
+
+Lines starting with ``%session`` are left out of the analysis: ``%session reconnect db`` must not
+wait for ``db``.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ipysession.capture.cellnames import cell_names
+from ipysession.errors import SessionError
+
+__all__ = [
+    "Arrival",
+    "ArrivalSource",
+    "Arrivals",
+    "CellGate",
+    "GateResult",
+    "ProgressLine",
+    "refusal",
+]
+
+log = logging.getLogger("ipysession")
+
+# How often the line is refreshed while a cell waits.
+_POLL = 0.25
+
+
+class Arrival(Protocol):
+    """One name on its way."""
+
+    @property
+    def name(self) -> str:
+        """The variable a cell would mention."""
+        ...
+
+    def progress(self) -> str:
+        """A few words on where it stands: "connecting, attempt 2"."""
+        ...
+
+    def is_ready(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True once ready (and in the namespace)."""
+        ...
+
+    def not_ready(self, waited: float) -> SessionError:
+        """The error a cell that named it fails with when its wait ran out."""
+        ...
+
+
+class ArrivalSource(Protocol):
+    """Where arrivals come from: connections, values loading in the background..."""
+
+    @property
+    def limit(self) -> float:
+        """Seconds a cell waits for one of this source's arrivals."""
+        ...
+
+    def arriving(self) -> Sequence[Arrival]:
+        """What is on its way now; cheap when nothing is."""
+        ...
+
+
+class ProgressLine(Protocol):
+    """One line in the output of the cell that waits, updated in place."""
+
+    def update(self, text: str) -> None: ...
+
+    def done(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What :meth:`Arrivals.before_cell` did: the names it waited for, those that came, and
+    the error the cell fails with (None: it runs)."""
+
+    waited: tuple[str, ...] = ()
+    arrived: tuple[str, ...] = ()
+    refused: SessionError | None = None
+
+
+class Arrivals:
+    """The arrival sources of one shell, and the cell gate that acts on their verdicts."""
+
+    def __init__(
+        self,
+        sources: Iterable[ArrivalSource] = (),
+        *,
+        progress: Callable[[], ProgressLine] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sources: list[ArrivalSource] = list(sources)
+        #: Makes the line a waiting cell shows (set by the extension; None: nothing shown).
+        self.progress = progress
+        self.gate = CellGate()
+        self._clock = clock
+
+    def add(self, source: ArrivalSource) -> None:
+        self.sources.append(source)
+
+    def pending(self) -> list[tuple[Arrival, float]]:
+        """Every arrival on its way now, with its source's limit."""
+        found: list[tuple[Arrival, float]] = []
+        for source in self.sources:
+            try:
+                found.extend((arrival, source.limit) for arrival in source.arriving())
+            except Exception:
+                log.warning("An arrival source failed; its names are not waited for", exc_info=True)
+        return found
+
+    def before_cell(self, source: str, transformed: str | None = None) -> GateResult:
+        """Wait for what this cell names and is still arriving; arm the gate if it cannot run."""
+        self.gate.clear()
+        pending = self.pending()
+        if not pending:
+            return GateResult()
+        named = _named(source, transformed)
+        chosen = [(a, limit) for a, limit in pending if a.name in named]
+        if not chosen:
+            return GateResult()
+        result = self._wait(chosen)
+        if result.refused is not None:
+            self.gate.refuse(result.refused)
+        return result
+
+    def _wait(self, chosen: list[tuple[Arrival, float]]) -> GateResult:
+        start = self._clock()
+        line = self.progress() if self.progress is not None else None
+        arrived: list[str] = []
+        refused: SessionError | None = None
+        try:
+            for arrival, limit in chosen:
+                deadline = start + limit
+                while not arrival.is_ready():
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        break
+                    if line is not None:
+                        line.update(_waiting_text(chosen, arrived))
+                    if arrival.wait(min(_POLL, remaining)):
+                        break
+                if arrival.is_ready():
+                    arrived.append(arrival.name)
+                elif refused is None:
+                    refused = arrival.not_ready(self._clock() - start)
+        except KeyboardInterrupt:
+            # The user interrupted the wait: the cell does not run, and says why.
+            late = [a for a, _ in chosen if a.name not in arrived and not a.is_ready()]
+            if late and refused is None:
+                refused = late[0].not_ready(self._clock() - start)
+        waited = tuple(a.name for a, _ in chosen)
+        if line is not None:
+            elapsed = self._clock() - start
+            missing = [n for n in waited if n not in arrived]
+            text = (
+                f"{', '.join(waited)}: ready after {elapsed:.1f} s"
+                if not missing
+                else f"{', '.join(missing)}: not ready after {elapsed:.1f} s"
+            )
+            line.done(text)
+        return GateResult(waited, tuple(arrived), refused)
+
+
+def _waiting_text(chosen: list[tuple[Arrival, float]], arrived: list[str]) -> str:
+    parts = [f"{a.name}: {a.progress()}" for a, _ in chosen if a.name not in arrived]
+    return "waiting for " + "; ".join(parts)
+
+
+def _named(source: str, transformed: str | None) -> frozenset[str]:
+    """The names a cell reads or stores through (binding one alone needs no value)."""
+    lines = source.splitlines()
+    kept = [line for line in lines if not line.lstrip().startswith("%session")]
+    if len(kept) != len(lines):
+        # The transformed form holds the %session lines as calls: read the rest as written.
+        source, transformed = "\n".join(kept), None
+    names = cell_names(source, transformed)
+    return names.read | names.mutated
+
+
+# Refusals waiting to be raised by the cell they belong to, by token: the cell's code is replaced
+# by `raise refusal(token)`, which takes the error out again (an error object cannot be put into
+# an AST, and the user namespace is not ours to put it in).
+_REFUSALS: dict[int, SessionError] = {}
+_TOKENS = itertools.count(1)
+
+
+def refusal(token: int) -> SessionError:
+    """The error armed under ``token`` (called from the code :class:`CellGate` writes)."""
+    error = _REFUSALS.pop(token, None)
+    if error is None:  # raised twice (%rerun of the cell's code): say something true
+        return SessionError("This cell was refused earlier because a name it uses was not ready")
+    return error
+
+
+class CellGate:
+    """An IPython AST transformer (``shell.ast_transformers``) that makes one cell fail.
+
+    Armed by :meth:`Arrivals.before_cell`; the next cell's code is replaced by a ``raise`` of the
+    armed error, so none of it runs and the traceback points at the cell. Unarmed it returns the
+    tree untouched. Disarmed after one use, and after every cell (a cell that did not parse
+    never reaches the transformers).
+    """
+
+    def __init__(self) -> None:
+        self._token: int | None = None
+
+    @property
+    def armed(self) -> bool:
+        return self._token is not None
+
+    def refuse(self, error: SessionError) -> None:
+        self.clear()
+        token = next(_TOKENS)
+        _REFUSALS[token] = error
+        self._token = token
+
+    def clear(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _REFUSALS.pop(token, None)
+
+    def visit(self, node: Any) -> Any:
+        token, self._token = self._token, None
+        if token is None or not isinstance(node, ast.Module):
+            if token is not None:
+                self._token = token
+            return node
+        raised = ast.parse(
+            f"raise __import__('ipysession.session.arrivals', fromlist=['refusal'])"
+            f".refusal({token}) from None"
+        ).body
+        return ast.Module(body=raised, type_ignores=[])
