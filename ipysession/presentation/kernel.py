@@ -167,12 +167,19 @@ def restore_notice(
     if report.skipped:
         lines.append(f"Not restored ({len(report.skipped)}):")
         lines.extend(f"  {item}: {reason}" for item, reason in report.skipped)
+    if report.placed:
+        lines.append(
+            f"Restored on another device ({len(report.placed)}; move them with .to(device) "
+            "when it has room, or choose with SessionManager.device_map):"
+        )
+        lines.extend(f"  {names}: {what}" for names, what in report.placed)
     if report.problems:
         lines.append("Problems with session files (older generation used):")
         lines.extend(f"  {problem}" for problem in report.problems)
-    if (report.skipped or report.problems) and not in_status:
+    warn = bool(report.skipped or report.problems or report.placed)
+    if warn and not in_status:
         lines.append("Run `%session status` to see this again.")
-    level = Level.WARNING if report.skipped or report.problems else Level.INFO
+    level = Level.WARNING if warn else Level.INFO
     return Notice(tuple(lines), level)
 
 
