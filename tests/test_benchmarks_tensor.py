@@ -28,6 +28,11 @@ def test_the_tensor_workload_reports_save_and_restore_beside_the_physical_path(
         assert set(result[side]["physical_mb_per_s"]) == steps
         assert result[side]["mb_per_s"] > 0
         assert result[side]["slowest"] in steps
+        assert set(result[side]["format_mb_per_s"]) == {"blob id (HMAC-SHA256)"}
+    assert set(result["layer_ms"]) == {
+        "capture (reducers, pickling)",
+        "rebuild on decrypted buffers",
+    }
     text = tensor_bench.format_result(result)
     assert "of the slowest physical step" in text
 

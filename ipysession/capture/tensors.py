@@ -51,7 +51,7 @@ import pickle
 import sys
 from typing import Any
 
-from ipysession.capture import covars, devices, pickling
+from ipysession.capture import covars, devices, pickling, sizing
 
 __all__ = [
     "rebuild_cupy_array",
@@ -90,11 +90,17 @@ def _register_torch() -> None:
     pickling.register_reducer(torch.nn.Parameter, _reduce_torch_parameter)
     for cls in (torch.Tensor, torch.nn.Parameter):
         covars.register_memory_owner(cls, _torch_storage_of)
+        sizing.register_nbytes(cls, _torch_saved_bytes)
 
 
 def _torch_storage_of(tensor: Any) -> object:
     # torch keeps one Python object per storage, so views of one storage name the same object.
     return tensor.untyped_storage()
+
+
+def _torch_saved_bytes(tensor: Any) -> int:
+    # What is saved: the whole storage (a view keeps all of it), not only the view's elements.
+    return int(tensor.untyped_storage().nbytes())
 
 
 def _plain_tensor(tensor: Any) -> bool:
@@ -241,6 +247,11 @@ def _register_jax() -> None:
     from jax._src.array import ArrayImpl
 
     pickling.register_reducer(ArrayImpl, _reduce_jax_array)
+    sizing.register_nbytes(ArrayImpl, _array_nbytes)
+
+
+def _array_nbytes(array: Any) -> int:
+    return int(array.nbytes)
 
 
 def _reduce_jax_array(array: Any) -> Any:
@@ -306,6 +317,7 @@ def _register_cupy() -> None:
     import cupy
 
     pickling.register_reducer(cupy.ndarray, _reduce_cupy_array)
+    sizing.register_nbytes(cupy.ndarray, _array_nbytes)
 
 
 def _reduce_cupy_array(array: Any) -> Any:  # pragma: no cover - needs CUDA (not run here)

@@ -22,6 +22,7 @@ import pytest
 from ipysession.capture import devices, pickling, tensors
 from ipysession.capture.covars import CoVariables
 from ipysession.capture.namespace import (
+    CaptureLimits,
     capture_group,
     capture_value,
     restore_group,
@@ -191,6 +192,17 @@ def test_tensors_the_reducers_do_not_cover_are_pickled_by_torch_itself() -> None
     assert torch.equal(back_sparse.to_dense(), sparse.to_dense())
     assert torch.equal(back_conj, conj)
     assert back_tagged.note == "mine"
+
+
+def test_a_tensor_over_the_budget_is_refused_before_it_is_copied() -> None:
+    big = torch.zeros(2 * 1024 * 1024)  # 8 MiB
+    limits = CaptureLimits(max_variable_bytes=4 * 1024 * 1024)
+    record = capture_value("big", {"w": big}, limits=limits)
+    assert isinstance(record, VariableRecord)
+    assert record.skipped is not None
+    # Refused on the estimate (the storage's size), before any pickling copied it.
+    assert "8.0 MiB (estimated)" in record.skipped
+    assert "SessionManager.max_variable_bytes" in record.skipped
 
 
 def test_a_damaged_storage_fails_with_its_size_not_silently() -> None:
