@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 import pickle
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ipysession.capture import covars, devices, pickling, sizing
@@ -79,15 +80,29 @@ def register_loaded() -> None:
                 logger.debug("registering the %s reducers failed", name, exc_info=True)
 
 
+def _guarded(reducer: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``reducer``, or the library's own pickling when it fails: a value this module cannot
+    take apart (a tensor kind it does not know) is still saved, only slower."""
+
+    def reduce(value: Any) -> Any:
+        try:
+            return reducer(value)
+        except Exception:
+            logger.debug("reducing a %s failed", type(value).__name__, exc_info=True)
+            return NotImplemented
+
+    return reduce
+
+
 # --- torch ---------------------------------------------------------------------------------------
 
 
 def _register_torch() -> None:
     import torch
 
-    pickling.register_reducer(torch.UntypedStorage, _reduce_torch_storage)
-    pickling.register_reducer(torch.Tensor, _reduce_torch_tensor)
-    pickling.register_reducer(torch.nn.Parameter, _reduce_torch_parameter)
+    pickling.register_reducer(torch.UntypedStorage, _guarded(_reduce_torch_storage))
+    pickling.register_reducer(torch.Tensor, _guarded(_reduce_torch_tensor))
+    pickling.register_reducer(torch.nn.Parameter, _guarded(_reduce_torch_parameter))
     for cls in (torch.Tensor, torch.nn.Parameter):
         covars.register_memory_owner(cls, _torch_storage_of)
         sizing.register_nbytes(cls, _torch_saved_bytes)
@@ -246,7 +261,7 @@ def rebuild_torch_parameter(data: Any, requires_grad: bool) -> Any:
 def _register_jax() -> None:
     from jax._src.array import ArrayImpl
 
-    pickling.register_reducer(ArrayImpl, _reduce_jax_array)
+    pickling.register_reducer(ArrayImpl, _guarded(_reduce_jax_array))
     sizing.register_nbytes(ArrayImpl, _array_nbytes)
 
 
@@ -316,7 +331,7 @@ def rebuild_jax_array(buffer: Any, dtype: Any, shape: Any, device: str) -> Any:
 def _register_cupy() -> None:
     import cupy
 
-    pickling.register_reducer(cupy.ndarray, _reduce_cupy_array)
+    pickling.register_reducer(cupy.ndarray, _guarded(_reduce_cupy_array))
     sizing.register_nbytes(cupy.ndarray, _array_nbytes)
 
 

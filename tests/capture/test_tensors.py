@@ -28,7 +28,9 @@ from ipysession.capture.namespace import (
     restore_group,
     restore_value,
 )
+from ipysession.capture.pickling import digest_parts
 from ipysession.model import VariableRecord
+from tests.builders import KEY
 
 torch = pytest.importorskip("torch")
 
@@ -203,6 +205,33 @@ def test_a_tensor_over_the_budget_is_refused_before_it_is_copied() -> None:
     # Refused on the estimate (the storage's size), before any pickling copied it.
     assert "8.0 MiB (estimated)" in record.skipped
     assert "SessionManager.max_variable_bytes" in record.skipped
+
+
+def test_a_reducer_that_fails_leaves_the_value_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    tensors.register_loaded()
+
+    def broken(tensor: Any) -> Any:
+        raise RuntimeError("a tensor kind this module does not know")
+
+    monkeypatch.setattr(tensors, "_reduce_torch_tensor", broken)
+    monkeypatch.setitem(
+        pickling._REDUCERS, torch.Tensor, tensors._guarded(tensors._reduce_torch_tensor)
+    )
+    assert torch.equal(round_trip(torch.arange(5)), torch.arange(5))
+
+
+def test_an_unchanged_tensor_hashes_to_its_stored_blob_ids() -> None:
+    tensor = torch.randn(100_000)
+    record = capture_value("t", tensor)
+    assert isinstance(record, VariableRecord)
+    parts = digest_parts(tensor, "pickle", KEY.content_hasher)
+    assert parts is not None
+    _stream, buffer_ids = parts
+    assert buffer_ids == [KEY.content_id(b.data or b"") for b in record.buffers]
+    tensor[0] += 1
+    changed = digest_parts(tensor, "pickle", KEY.content_hasher)
+    assert changed is not None
+    assert changed[1] != buffer_ids
 
 
 def test_a_damaged_storage_fails_with_its_size_not_silently() -> None:
