@@ -15,6 +15,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -311,37 +312,10 @@ def test_a_tensor_unpickled_outside_a_restore_goes_back_where_it_was_saved() -> 
 # --- JAX -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def jnp() -> Any:
-    return pytest.importorskip("jax.numpy")
-
-
-def test_jax_arrays_come_back_equal_on_their_device(jnp: Any) -> None:
-    import jax
-
-    small = jnp.arange(12, dtype=jnp.float32).reshape(3, 4)
-    large = jnp.ones((400, 400), dtype=jnp.bfloat16)
-    scalar = jnp.asarray(7, dtype=jnp.int32)
-    record = capture_value("x", (small, large, scalar, small))
-    assert isinstance(record, VariableRecord)
-    assert [b.size for b in record.buffers] == [large.nbytes]
-    back = restore_value(record, record.data or b"", buffers=buffers_of(record))
-    for before, after in zip((small, large, scalar), back, strict=False):
-        assert isinstance(after, jax.Array)
-        assert after.dtype == before.dtype
-        assert after.shape == before.shape
-        assert bool((after == before).all())
-        assert after.devices() == before.devices()
-    assert back[3] is back[0]
-
-
-def test_a_jax_array_saved_on_a_missing_device_comes_back_on_the_cpu(jnp: Any) -> None:
-    array = jnp.arange(5.0)
-    host = pickle.PickleBuffer(bytearray(memoryview(bytes(array.tobytes()))))
-    with devices.restoring(devices.DeviceMap(), array.nbytes) as placements:
-        back = tensors.rebuild_jax_array(host, array.dtype, (5,), "gpu:0")
-    assert next(iter(back.devices())).platform == "cpu"
-    assert bool((back == array).all())
-    assert placements.notes() == [
-        "1 tensor (20 B) saved on gpu:0, restored on cpu:0: there is no gpu:0 here"
-    ]
+def test_jax_arrays_round_trip_and_a_missing_device_means_the_cpu() -> None:
+    # In a child process: JAX starts threads, and later tests of this run fork (pty, ssh).
+    pytest.importorskip("jax")
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "tests.capture.jax_checks"], check=True, cwd=root, timeout=300
+    )
