@@ -8,11 +8,13 @@ reported):
 
 - **save**: capture through ipysession's reducers (``capture_value``: one device-to-host copy,
   the out-of-band buffers) and ``SessionStore.write`` (each buffer sealed with AES-GCM as its own
-  blob, written, fsynced), into a fresh session so nothing is deduplicated;
+  blob, written, fsynced), into a fresh session so nothing is deduplicated (the previous one
+  deleted first, untimed);
 - **restore**: ``SessionStore.read`` + each blob read and decrypted into writable memory
   (``read_blob``) + ``restore_value`` (tensors rebuilt on that memory, copied to the device);
 - **the physical path**, on the same bytes: the AES-256-GCM cipher each way (streamed a MiB at a
-  time into a reused buffer, as the store streams it), a file write + fsync and a warm-cache file
+  time into a reused buffer, as the store streams it), a new file written + fsynced (the previous
+  one deleted first, untimed) and a warm-cache file
   read, and with a device, a device-to-host (``.cpu()``) and a host-to-device (``.to(device)``)
   copy, synchronized. The blob ids' HMAC-SHA256 pass is shown beside them (it is the format's,
   not a physical limit) and not counted.
@@ -153,7 +155,14 @@ def run(
         ):
             return {"status": "failed", "reason": "the restored tensor differs from the saved one"}
         del back
-        save_times = _timed(save, runs)
+
+        def forget_last() -> None:
+            # Each save writes new files, as a real save of changed tensors does; the previous
+            # one is deleted first so that the disk holds one copy (as the physical write).
+            if "name" in last:
+                store.delete(last["name"])
+
+        save_times = _timed(save, runs, before=forget_last)
         restore_times = _timed(restore, runs)
         # The tensor layer's own share: capture alone (reducers, device-to-host, the pickler's
         # snapshot of each buffer), and the rebuild alone on buffers already decrypted.
@@ -180,10 +189,13 @@ def run(
         path = Path(tmp) / "raw.bin"
 
         def write_file() -> None:
-            with path.open("wb") as fh:
+            with path.open("xb") as fh:
                 fh.write(sealed)
                 fh.flush()
                 os.fsync(fh.fileno())
+
+        def remove_file() -> None:
+            path.unlink(missing_ok=True)
 
         into = bytearray(len(sealed))
 
@@ -191,7 +203,7 @@ def run(
             with path.open("rb", buffering=0) as fh:
                 fh.readinto(into)
 
-        write_times = _timed(write_file, runs)
+        write_times = _timed(write_file, runs, before=remove_file)
         read_times = _timed(read_file, runs)
         physical_save = {"encrypt (AES-GCM)": encrypt, "file write + fsync": write_times}
         physical_restore = {"decrypt (AES-GCM)": decrypt, "file read (warm cache)": read_times}
