@@ -24,7 +24,8 @@ What is saved
 
 What is not handled here (pickled by the library itself, slower, still correct): tensor
 subclasses other than ``nn.Parameter``, sparse, quantized, conjugate- or negative-bit views,
-``meta`` tensors, tensors with attributes of their own. A tensor's ``.grad`` is not saved (nor
+``meta`` tensors. Attributes a tensor or parameter carries (``t.note = ...``, a library's marks)
+are set again. A tensor's ``.grad`` is not saved (nor
 by ``torch.save``). A view keeps its whole storage: ``small = big[:10]; del big`` saves all of
 ``big``'s memory, as ``torch.save`` does.
 
@@ -58,8 +59,10 @@ __all__ = [
     "rebuild_cupy_array",
     "rebuild_jax_array",
     "rebuild_torch_parameter",
+    "rebuild_torch_parameter_with_attributes",
     "rebuild_torch_storage",
     "rebuild_torch_tensor",
+    "rebuild_torch_tensor_with_attributes",
     "register_loaded",
 ]
 
@@ -128,7 +131,6 @@ def _plain_tensor(tensor: Any) -> bool:
         and not tensor.is_conj()
         and not tensor.is_neg()
         and tensor.device.type != "meta"
-        and not tensor.__dict__
     )
 
 
@@ -168,12 +170,17 @@ def _reduce_torch_tensor(tensor: Any) -> Any:
         tensor.dtype,
         bool(tensor.requires_grad),
     )
+    if tensor.__dict__:  # attributes of its own (a library's marks): set again on restore
+        return (rebuild_torch_tensor_with_attributes, (*args, dict(tensor.__dict__)))
     return (rebuild_torch_tensor, args)
 
 
 def _reduce_torch_parameter(param: Any) -> Any:
     if not _plain_tensor(param):
         return NotImplemented
+    if param.__dict__:
+        args = (param.detach(), bool(param.requires_grad), dict(param.__dict__))
+        return (rebuild_torch_parameter_with_attributes, args)
     return (rebuild_torch_parameter, (param.detach(), bool(param.requires_grad)))
 
 
@@ -248,11 +255,37 @@ def rebuild_torch_tensor(
     return tensor
 
 
+def rebuild_torch_tensor_with_attributes(
+    storage: Any,
+    offset: int,
+    shape: Any,
+    stride: Any,
+    dtype: Any,
+    requires_grad: bool,
+    attributes: dict[str, Any],
+) -> Any:
+    """:func:`rebuild_torch_tensor`, with the tensor's own attributes set again (pickles name
+    this function: keep it)."""
+    tensor = rebuild_torch_tensor(storage, offset, shape, stride, dtype, requires_grad)
+    tensor.__dict__.update(attributes)
+    return tensor
+
+
 def rebuild_torch_parameter(data: Any, requires_grad: bool) -> Any:
     """An ``nn.Parameter`` on a restored tensor (pickles name this function: keep it)."""
     import torch
 
     return torch.nn.Parameter(data, requires_grad=requires_grad)
+
+
+def rebuild_torch_parameter_with_attributes(
+    data: Any, requires_grad: bool, attributes: dict[str, Any]
+) -> Any:
+    """:func:`rebuild_torch_parameter`, with its own attributes set again (pickles name this
+    function: keep it)."""
+    param = rebuild_torch_parameter(data, requires_grad)
+    param.__dict__.update(attributes)
+    return param
 
 
 # --- JAX -----------------------------------------------------------------------------------------

@@ -189,12 +189,24 @@ def test_tensors_the_reducers_do_not_cover_are_pickled_by_torch_itself() -> None
         torch.tensor([[0, 1], [1, 0]]), torch.tensor([1.0, 2.0]), check_invariants=True
     )
     conj = torch.tensor([1 + 2j]).conj()
-    tagged = torch.ones(3)
-    tagged.note = "mine"  # type: ignore[attr-defined]
-    back_sparse, back_conj, back_tagged = round_trip((sparse, conj, tagged))
+    back_sparse, back_conj = round_trip((sparse, conj))
     assert torch.equal(back_sparse.to_dense(), sparse.to_dense())
     assert torch.equal(back_conj, conj)
+
+
+def test_attributes_of_a_tensor_or_parameter_are_set_again() -> None:
+    tagged = torch.arange(100_000.0)
+    tagged.note = "mine"  # type: ignore[attr-defined]
+    marked = torch.nn.Parameter(torch.ones(3))
+    marked._is_initialized = True  # type: ignore[attr-defined]
+    view = tagged[10:20]
+    back_tagged, back_marked, back_view = round_trip((tagged, marked, view))
     assert back_tagged.note == "mine"
+    assert type(back_marked) is torch.nn.Parameter
+    assert back_marked._is_initialized is True
+    assert torch.equal(back_tagged, tagged)
+    # Still the raw-buffer path: one storage, shared with the view.
+    assert back_view.untyped_storage() is back_tagged.untyped_storage()
 
 
 def test_a_tensor_over_the_budget_is_refused_before_it_is_copied() -> None:
