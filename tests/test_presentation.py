@@ -233,14 +233,14 @@ def test_restore_and_save_notices_list_what_was_skipped() -> None:
         "nb",
         generation=3,
         variables=["model"],
-        placed=[("model", "2 tensors (1.0 GiB) saved on cuda:0, restored on cpu: no cuda:0 here")],
+        placed=[("model", "1.0 GiB of tensors saved on cuda:0, restored on cpu: no cuda:0 here")],
     )
     notice = restore_notice(moved, {})
     assert notice.level.value == "warning"
     assert notice.lines[1].startswith("Restored on another device (1; move them with .to(device)")
     assert "SessionManager.device_map" in notice.lines[1]
     assert notice.lines[2] == (
-        "  model: 2 tensors (1.0 GiB) saved on cuda:0, restored on cpu: no cuda:0 here"
+        "  model: 1.0 GiB of tensors saved on cuda:0, restored on cpu: no cuda:0 here"
     )
     assert notice.lines[-1] == "Run `%session status` to see this again."
 

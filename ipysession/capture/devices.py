@@ -4,7 +4,7 @@ the CPU when that device is missing here or lacks the memory.
 The decision is pure (:func:`place`): it asks a :class:`DeviceProbe` (one per library, in
 :mod:`~ipysession.capture.tensors`) whether a device exists and how much memory it has free, and
 imports nothing itself. What was moved is collected while a value is restored
-(:func:`restoring`), per variable, so the restore summary can say "model: 6 tensors (1.2 GiB)
+(:func:`restoring`), per variable, so the restore summary can say "model: 1.2 GiB of tensors
 saved on cuda:1, restored on cpu: there is no cuda:1 here".
 
 One decision per saved device per restored value: every storage of a model saved on ``cuda:0``
@@ -208,14 +208,14 @@ class Placements:
 
     def notes(self) -> list[str]:
         """One line per (saved device, new device, reason): what did not come back where it
-        was saved or ``device_map`` sent it, e.g. "2 tensors (64.0 MiB) saved on cuda:0,
+        was saved or ``device_map`` sent it, e.g. "64.0 MiB of tensors saved on cuda:0,
         restored on cpu: there is no cuda:0 here"."""
         lines = []
         for placement, tally in self._moved.items():
-            what = "1 tensor" if tally.count == 1 else f"{tally.count} tensors"
+            # Bytes, not a count: views share one storage, and storages are what is placed.
             lines.append(
-                f"{what} ({format_bytes(tally.nbytes)}) saved on {placement.saved}, restored on "
-                f"{placement.device}: {placement.reason()}"
+                f"{format_bytes(tally.nbytes)} of tensors saved on {placement.saved}, restored "
+                f"on {placement.device}: {placement.reason()}"
             )
         return lines
 

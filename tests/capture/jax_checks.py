@@ -42,7 +42,7 @@ def a_missing_device_means_the_cpu() -> None:
     assert next(iter(back.devices())).platform == "cpu"
     assert bool((back == array).all())
     notes = placements.notes()
-    assert notes == ["1 tensor (20 B) saved on gpu:0, restored on cpu:0: there is no gpu:0 here"]
+    assert notes == ["20 B of tensors saved on gpu:0, restored on cpu:0: there is no gpu:0 here"]
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def test_one_decision_per_saved_device_for_a_whole_value() -> None:
     assert decided == {"cpu"}
     assert probe.asked == ["cuda:0"]
     assert placements.notes() == [
-        "3 tensors (300.0 MiB) saved on cuda:0, restored on cpu: cuda:0 lacks the free memory"
+        "300.0 MiB of tensors saved on cuda:0, restored on cpu: cuda:0 lacks the free memory"
     ]
 
 
@@ -111,5 +111,5 @@ def test_a_failed_copy_is_counted_as_such() -> None:
     assert placements.notes() == []  # back where it was saved: nothing to say
     placements.failed(placement, 10)
     assert placements.notes() == [
-        "1 tensor (10 B) saved on cuda:0, restored on cpu: copying to cuda:0 failed"
+        "10 B of tensors saved on cuda:0, restored on cpu: copying to cuda:0 failed"
     ]

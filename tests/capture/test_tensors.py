@@ -290,7 +290,7 @@ def test_a_tensor_saved_on_a_missing_device_comes_back_on_the_cpu_and_says_so() 
     assert back.weight.device.type == "cpu"
     assert torch.equal(back.weight, model.weight)
     assert placements.notes() == [
-        "2 tensors (117.6 KiB) saved on cuda:0, restored on cpu: there is no cuda:0 here"
+        "117.6 KiB of tensors saved on cuda:0, restored on cpu: there is no cuda:0 here"
     ]
 
 
@@ -309,7 +309,7 @@ def test_device_map_sends_tensors_where_it_says_and_a_missing_target_falls_back(
     assert back.device.type == "cpu"
     assert torch.equal(back, tensor)
     assert placements.notes() == [
-        "1 tensor (40 B) saved on cpu, restored on cpu: SessionManager.device_map names "
+        "40 B of tensors saved on cpu, restored on cpu: SessionManager.device_map names "
         "cuda:0, but there is no cuda:0 here"
     ]
 
