@@ -103,7 +103,10 @@ def _guarded(reducer: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def _register_torch() -> None:
     import torch
 
-    pickling.register_reducer(torch.UntypedStorage, _guarded(_reduce_torch_storage))
+    # Not guarded: torch's own pickling of an UntypedStorage makes a pickle that does not load
+    # (torch 2.13), so a storage this reducer cannot take fails the save of its value, with
+    # the reason, rather than saving what could never be restored.
+    pickling.register_reducer(torch.UntypedStorage, _reduce_torch_storage)
     pickling.register_reducer(torch.Tensor, _guarded(_reduce_torch_tensor))
     pickling.register_reducer(torch.nn.Parameter, _guarded(_reduce_torch_parameter))
     for cls in (torch.Tensor, torch.nn.Parameter):
@@ -137,7 +140,8 @@ def _plain_tensor(tensor: Any) -> bool:
 def _reduce_torch_storage(storage: Any) -> Any:
     device = storage.device
     if device.type == "meta":
-        return NotImplemented
+        msg = "a tensor storage on the meta device holds no data to save"
+        raise TypeError(msg)
     nbytes = storage.nbytes()
     host = storage if device.type == "cpu" else storage.cpu()  # the one device-to-host copy
     return (rebuild_torch_storage, (_host_bytes(host, nbytes), nbytes, str(device)))

@@ -233,6 +233,18 @@ def test_a_reducer_that_fails_leaves_the_value_to_torch(monkeypatch: pytest.Monk
     assert torch.equal(round_trip(torch.arange(5)), torch.arange(5))
 
 
+def test_a_storage_is_saved_through_its_reducer_or_not_at_all() -> None:
+    tensors.register_loaded()
+    storage = torch.arange(4.0).untyped_storage()  # torch's own pickle of it does not load
+    back = round_trip(storage)
+    assert type(back) is torch.UntypedStorage
+    assert back.nbytes() == 16
+    record = capture_value("m", torch.empty(4, device="meta").untyped_storage())
+    assert isinstance(record, VariableRecord)
+    assert record.skipped is not None
+    assert "meta device holds no data" in record.skipped
+
+
 def test_an_unchanged_tensor_hashes_to_its_stored_blob_ids() -> None:
     tensor = torch.randn(100_000)
     record = capture_value("t", tensor)
