@@ -229,6 +229,21 @@ def test_restore_and_save_notices_list_what_was_skipped() -> None:
     assert "  g: not saved" in notice.lines
     assert notice.level.value == "warning"
 
+    moved = RestoreReport(
+        "nb",
+        generation=3,
+        variables=["model"],
+        placed=[("model", "1.0 GiB of tensors saved on cuda:0, restored on cpu: no cuda:0 here")],
+    )
+    notice = restore_notice(moved, {})
+    assert notice.level.value == "warning"
+    assert notice.lines[1].startswith("Restored on another device (1; move them with .to(device)")
+    assert "SessionManager.device_map" in notice.lines[1]
+    assert notice.lines[2] == (
+        "  model: 1.0 GiB of tensors saved on cuda:0, restored on cpu: no cuda:0 here"
+    )
+    assert notice.lines[-1] == "Run `%session status` to see this again."
+
     saved = save_notice(SaveReport("nb", 4, None, 5, [("g", "not saved"), ("h", "no")]))
     assert saved.lines[0] == "ipysession: saved 'nb' (generation 4): 5 variables, 2 skipped"
     assert restore_notice(RestoreReport("nb", found=False)).lines == (

@@ -10,8 +10,11 @@ How sharing is found (:class:`CoVariables`), cheaply and between cells:
 
 - When a variable is captured (the change tracker says which), the ids of the objects it reaches
   are collected: the value itself, the items of lists, tuples, sets and dicts, the ``__dict__``
-  of instances, and for a numpy array the array whose memory it uses (``.base``). The walk looks
-  at :data:`MAX_NODES` objects per variable at most, breadth first, so its cost is bounded
+  of instances, for a numpy array the array whose memory it uses (``.base``), and for the array
+  types :mod:`.tensors` registers, the object owning their memory (a torch tensor's storage, so
+  ``view = t[2:5]``, ``sd = model.state_dict()`` and ``w = model.weight`` group with what they
+  share memory with; a large model can exceed the walk's budget). The walk looks at
+  :data:`MAX_NODES` objects per variable at most, breadth first, so its cost is bounded
   whatever the value holds.
   Immutable atoms (numbers, strings, bytes, ``None``), modules, classes, functions and open files
   are not counted: sharing them changes nothing (and ``x = 1; y = 1`` share an interned 1).
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any
@@ -41,7 +44,7 @@ from ipysession.capture.files import FILE_TYPES
 from ipysession.capture.pickling import array_root
 from ipysession.capture.sizing import is_ndarray, pandas_kind
 
-__all__ = ["MAX_NODES", "CoVariables", "reached_ids"]
+__all__ = ["MAX_NODES", "CoVariables", "reached_ids", "register_memory_owner"]
 
 logger = logging.getLogger("ipysession")
 
@@ -65,6 +68,16 @@ _OPAQUE = (type, ModuleType, FunctionType, BuiltinFunctionType, MethodType, *FIL
 _SKIPPED = (*_ATOMS, *_OPAQUE)
 _ATOM_TYPES = frozenset(_ATOMS)
 _WALKED_UNCOUNTED = (tuple, frozenset)
+
+#: For array types other than numpy's, by exact type: the object that owns a value's memory
+#: (a torch tensor's storage), counted as shared by every view of it.
+_MEMORY_OWNERS: dict[type, Callable[[Any], object]] = {}
+
+
+def register_memory_owner(cls: type, owner: Callable[[Any], object]) -> None:
+    """Count ``owner(value)`` among what a ``cls`` instance reaches (``cls`` exactly), so
+    that variables whose values share memory through it are one group."""
+    _MEMORY_OWNERS[cls] = owner
 
 
 def reached_ids(value: object, *, max_nodes: int = MAX_NODES) -> frozenset[int]:
@@ -108,6 +121,10 @@ def _visit(obj: object, found: set[int], todo: deque[object], budget: int) -> No
     found.add(id(obj))
     if is_ndarray(obj):
         found.add(id(array_root(obj)))
+        return
+    owner = _MEMORY_OWNERS.get(type(obj))
+    if owner is not None:
+        found.add(id(owner(obj)))
         return
     if pandas_kind(obj) is not None:
         return

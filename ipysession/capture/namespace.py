@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any
 
-from ipysession.capture import pickling
+from ipysession.capture import pickling, tensors
 from ipysession.capture.cellnames import CellNames, cell_names, imports_in_source
 from ipysession.capture.describe import (
     GiB,
@@ -169,6 +169,7 @@ def capture_value(
     session budget. ``imports`` maps names to the records :func:`imports_in_source` found; one is
     used when it still resolves to ``value`` itself.
     """
+    tensors.register_loaded()
     try:
         return _capture(name, value, limits, session_used, imports)
     except Unsaveable as reason:
@@ -265,6 +266,7 @@ def capture_group(
     captures each value on its own, so such a group loses the sharing, never the values that
     can be saved.
     """
+    tensors.register_loaded()
     names = sorted(values)
     ordered = [values[n] for n in names]
     holder = names[0]

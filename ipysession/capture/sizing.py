@@ -40,7 +40,14 @@ from typing import Any
 
 from ipysession.capture.describe import KiB, type_name
 
-__all__ = ["estimate_size", "fingerprint", "is_immutable", "is_ndarray", "pandas_kind"]
+__all__ = [
+    "estimate_size",
+    "fingerprint",
+    "is_immutable",
+    "is_ndarray",
+    "pandas_kind",
+    "register_nbytes",
+]
 
 logger = logging.getLogger("ipysession")
 
@@ -104,6 +111,16 @@ class _Budget:
 
 # --- size estimates -----------------------------------------------------------------------------
 
+#: Array types other than numpy's, by exact type: the bytes a value saves (a torch tensor: its
+#: whole storage, out of band). Without it a 10 GB GPU tensor would be estimated at 80 bytes,
+#: and copied to host memory in full before the real size refused it.
+_NBYTES: dict[type, Callable[[Any], int]] = {}
+
+
+def register_nbytes(cls: type, nbytes: Callable[[Any], int]) -> None:
+    """Estimate instances of exactly ``cls`` as ``nbytes(value)`` bytes."""
+    _NBYTES[cls] = nbytes
+
 
 def estimate_size(value: object) -> int:
     """A cheap guess of how many bytes ``value`` takes once pickled, without pickling it.
@@ -139,6 +156,9 @@ def _estimate(value: object, budget: _Budget, depth: int) -> int:
     if is_ndarray(value):
         array: Any = value
         return int(array.nbytes)
+    nbytes = _NBYTES.get(type(value))
+    if nbytes is not None:
+        return int(nbytes(value))
     kind = pandas_kind(value)
     if kind is not None:
         return _pandas_nbytes(value, kind)

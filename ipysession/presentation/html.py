@@ -203,6 +203,8 @@ def _summary_body(view: SummaryView) -> str:
     if view.skipped is not None:
         parts.append(_pairs(view.skipped))
     parts.extend(_line(line) for line in view.replay)
+    if view.placed is not None:
+        parts.append(_pairs(view.placed))
     if view.problems:
         parts.append(_title(PROBLEMS_TITLE.rstrip(":")))
         parts.append(_table(("problem",), [(p,) for p in view.problems]))

@@ -220,6 +220,8 @@ class SummaryView:
     level: Level = Level.INFO
     #: What replaying cells rebuilt, and what it could not (see presentation/replay.py).
     replay: tuple[str, ...] = ()
+    #: Values restored on another device than the one they were saved from, and why.
+    placed: Pairs | None = None
 
     @property
     def notice(self) -> Notice:
@@ -228,6 +230,8 @@ class SummaryView:
         if self.skipped is not None:
             lines.extend(self.skipped.lines())
         lines.extend(self.replay)
+        if self.placed is not None:
+            lines.extend(self.placed.lines())
         if self.problems:
             lines.append(PROBLEMS_TITLE)
             lines.extend(f"  {problem}" for problem in self.problems)
@@ -311,19 +315,27 @@ def restore_view(
         if report.skipped
         else None
     )
-    footer = (
-        "Run `%session status` to see this again."
-        if (report.skipped or report.problems) and not in_status
+    placed = (
+        Pairs(
+            f"Restored on another device ({len(report.placed)}; move them with .to(device) "
+            "when it has room, or choose with SessionManager.device_map):",
+            tuple(report.placed),
+            ("variables", "where"),
+        )
+        if report.placed
         else None
     )
+    warn = bool(report.skipped or report.problems or report.placed)
+    footer = "Run `%session status` to see this again." if warn and not in_status else None
     return SummaryView(
         headline,
         tuple(paragraphs),
         skipped,
         tuple(report.problems),
         footer,
-        Level.WARNING if report.skipped or report.problems else Level.INFO,
+        Level.WARNING if warn else Level.INFO,
         replay=tuple(replay_lines(report.replay)),
+        placed=placed,
     )
 
 

@@ -42,6 +42,7 @@ from traitlets import observe
 
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
+from ipysession.capture.devices import device_map_from
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
 from ipysession.errors import (
     CaptureError,
@@ -589,6 +590,7 @@ class SessionManager(SessionOptions):
         report.problems = [f"{problem.kind}: {problem.message}" for problem in result.problems]
         if result.rollback is not None:  # newest generations deleted or put back (head record)
             report.problems.append(f"rollback: {result.rollback.message}")
+        self.workspace.device_map = device_map_from(self.device_map)
         self.workspace.apply(
             session,
             report,

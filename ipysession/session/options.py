@@ -18,7 +18,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Int,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    validate,
+)
 from traitlets.config import Configurable
 
 from ipysession import paths
@@ -276,6 +288,17 @@ class SessionOptions(Configurable):
         or $IPYSESSION_LOG_DIR). Secrets are redacted from every line.""",
     ).tag(config=True)
 
+    device_map = Union(
+        [Unicode(), Dict(value_trait=Unicode(), key_trait=Unicode())],
+        default_value="",
+        help="""Where restored torch tensors, JAX and CuPy arrays go. Empty (the default): back
+        to the device each was saved from. A device name ('cpu') sends all of them there; a
+        dict sends some devices to others ({'cuda:1': 'cuda:0'}; a key without an index,
+        'cuda', covers every CUDA device). Whatever it says, a value whose device is missing
+        here or lacks the free memory comes back on the CPU, and the restore summary says so
+        for that variable.""",
+    ).tag(config=True)
+
     @default("root")
     def _default_root(self) -> str:
         return str(paths.session_root())
@@ -306,6 +329,17 @@ class SessionOptions(Configurable):
             msg = f"{name} must be a number of bytes (0: derived from the machine), not {value!r}"
             raise TraitError(msg)
         return int(value)
+
+    @validate("device_map")
+    def _valid_device_map(self, proposal: Any) -> Any:
+        from ipysession.capture.devices import device_map_from  # lazy: load stays cheap
+
+        try:
+            device_map_from(proposal["value"])
+        except ValueError as exc:
+            msg = f"device_map: {exc}"
+            raise TraitError(msg) from None
+        return proposal["value"]
 
     @validate("keep_generations")
     def _valid_keep_generations(self, proposal: Any) -> int:

@@ -109,6 +109,8 @@ class RestoreReport:
     layout: bool = False
     connections: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # (variables, what): tensors restored on another device than they were saved on, and why.
+    placed: list[tuple[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     found: bool = True
     # This kernel's own fork, saved after its last save to this session (see

@@ -30,6 +30,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ipysession._version import __version__
+from ipysession.capture import devices, tensors
 from ipysession.capture import figures as figure_capture
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
@@ -133,6 +134,8 @@ class Workspace:
         # replay off): their records, kept so `%session replay` and the next restart can.
         self.replay_pending: dict[str, VariableRecord] = {}
         self.timeline = Timeline(CaptureSettings.undo_max_bytes)
+        # Where restored tensors go (SessionManager.device_map, parsed; the manager sets it).
+        self.device_map = devices.DeviceMap()
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
         hidden = getattr(shell, "user_ns_hidden", None)
         # Which variables share objects: those are captured together, as one group.
@@ -271,6 +274,8 @@ class Workspace:
         Variables that share objects (:mod:`ipysession.capture.covars`) are captured together,
         as one group; a group a changed or deleted name belonged to is formed again."""
         user_ns = self.user_ns
+        # torch, JAX or CuPy imported since the last pass: their arrays go out of band from now.
+        tensors.register_loaded()
         regroup: set[str] = set()
         for name in deleted:
             regroup |= self._old_group(name)
@@ -823,7 +828,7 @@ class Workspace:
                 if record.group is not None or record.members:
                     holder_name = record.group or var_name
                     if holder_name not in groups:
-                        groups[holder_name] = self._load_group(session, source, holder_name)
+                        groups[holder_name] = self._load_group(session, source, holder_name, report)
                     loaded = groups[holder_name]
                     if isinstance(loaded, BaseException):
                         if var_name == holder_name:
@@ -843,7 +848,9 @@ class Workspace:
                         )
                     value = loaded[var_name]
                 else:
-                    value = self._load_value(record, source)
+                    with devices.restoring(self.device_map, record.size) as placements:
+                        value = self._load_value(record, source)
+                    _placed(report, var_name, placements)
                 user_ns[var_name] = value
             except Exception as exc:  # noqa: BLE001 - unpickling can raise anything; one bad value never stops the rest
                 report.skipped.append((var_name, _describe_error(exc)))
@@ -856,7 +863,7 @@ class Workspace:
             self.covars.update(var_name, value)
 
     def _load_group(
-        self, session: Session, source: str, holder_name: str
+        self, session: Session, source: str, holder_name: str, report: RestoreReport
     ) -> dict[str, Any] | BaseException:
         """The values of the group ``holder_name`` holds, or why they cannot come back."""
         holder = session.variables.get(holder_name)
@@ -868,9 +875,14 @@ class Workspace:
             return _GroupMissing(f"was not saved: {holder.skipped}")
         try:
             data, buffers = self._value_bytes(holder, source)
-            return ns_capture.restore_group(holder, data, buffers=buffers, namespace=self.user_ns)
+            with devices.restoring(self.device_map, holder.size) as placements:
+                values = ns_capture.restore_group(
+                    holder, data, buffers=buffers, namespace=self.user_ns
+                )
         except Exception as exc:  # noqa: BLE001 - the whole group fails with this reason
             return exc
+        _placed(report, ", ".join(holder.members), placements)
+        return values
 
     def _load_value(self, record: VariableRecord, source: str) -> Any:
         data, buffers = self._value_bytes(record, source)
@@ -937,6 +949,11 @@ def writer_info(kernel_id: str, run_id: str) -> WriterInfo:
         kernel_id=kernel_id,
         run_id=run_id,
     )
+
+
+def _placed(report: RestoreReport, names: str, placements: devices.Placements) -> None:
+    """Say which tensors of ``names`` came back on another device than they were saved on."""
+    report.placed.extend((names, note) for note in placements.notes())
 
 
 def _describe_error(exc: BaseException) -> str:

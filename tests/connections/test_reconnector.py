@@ -133,6 +133,11 @@ def test_retries_with_backoff_then_succeeds(peer: Any, events: Events) -> None:
         r.start([record])
         ready = r.wait(5.0)
         assert set(ready) == {"flaky"}
+        # The state callback runs on the worker after it hands the object over: wait for it.
+        wait_for(
+            lambda: events.states_of("flaky")[-1:] == [ConnectionState.CONNECTED],
+            "the connected state reached on_state",
+        )
     assert peer.CALLS["flaky"] == 3
     assert events.states_of("flaky") == [
         ConnectionState.CONNECTING,

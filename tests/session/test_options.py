@@ -65,3 +65,15 @@ def test_a_refused_value_in_config_is_an_error_naming_the_option() -> None:
     config.SessionManager.heartbeat_interval = math.nan
     with pytest.raises(TraitError, match="heartbeat_interval"):
         SessionManager(config=config)
+
+
+def test_device_map_takes_a_device_or_a_dict_of_devices_and_refuses_the_rest() -> None:
+    options = SessionOptions()
+    assert options.device_map == ""  # back where each tensor was saved
+    options.device_map = "cpu"
+    options.device_map = {"cuda:1": "cuda:0", "cuda": "cpu"}
+    assert options.device_map == {"cuda:1": "cuda:0", "cuda": "cpu"}
+    for bad in ("cuda:one", {"cuda:1": "gpu 0"}):
+        with pytest.raises(TraitError, match=r"device_map: .* is not a device name"):
+            options.device_map = bad
+    assert options.device_map == {"cuda:1": "cuda:0", "cuda": "cpu"}

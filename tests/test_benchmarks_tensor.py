@@ -1,0 +1,45 @@
+"""Smoke run of the tensor workload (benchmarks/tensor_bench.py): tiny size, few runs.
+
+Checks that every figure is produced and that the restored tensors were the saved ones; it never
+checks a timing against the goal (benchmarks report, they do not assert).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import tensor_bench
+
+pytest.importorskip("torch")
+
+
+def test_the_tensor_workload_reports_save_and_restore_beside_the_physical_path(
+    tmp_path: Path,
+) -> None:
+    result = tensor_bench.run(device="cpu", mib=3, runs=2, root=tmp_path)
+    assert result["status"] == "ok", result
+    assert result["tensor_bytes"] == 3 * tensor_bench.MiB
+    for side, steps in (
+        ("save", {"encrypt (AES-GCM)", "file write + fsync"}),
+        ("restore", {"decrypt (AES-GCM)", "file read (warm cache)"}),
+    ):
+        assert set(result[side]["physical_mb_per_s"]) == steps
+        assert result[side]["mb_per_s"] > 0
+        assert result[side]["slowest"] in steps
+        assert set(result[side]["format_mb_per_s"]) == {"blob id (HMAC-SHA256)"}
+    assert set(result["layer_ms"]) == {
+        "capture (reducers, pickling)",
+        "rebuild on decrypted buffers",
+    }
+    text = tensor_bench.format_result(result)
+    assert "of the slowest physical step" in text
+
+
+def test_a_missing_device_is_reported_not_measured(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = tensor_bench.run(device="cuda", mib=1, runs=1, root=tmp_path)
+    assert result == {"status": "unavailable", "reason": "no cuda on this machine"}
