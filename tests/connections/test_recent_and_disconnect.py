@@ -9,6 +9,7 @@ from typing import Any
 
 import ipysession
 from ipysession.extension import get_manager
+from tests.builders import wait_for
 from tests.shell import ipython_shell, restart, run
 
 SECRET = "recent-secret-5c1d9e"
@@ -68,5 +69,11 @@ def test_disconnect_is_remembered_across_restarts_until_the_next_connect(
         manager = get_manager(shell)
         assert manager is not None
         manager.connections.reconnector.wait_for("db", 60.0)
-        run(shell, "pass")
-        assert "db" in shell.user_ns
+
+        def bound_at_a_cell() -> bool:
+            # Objects are bound on the main thread at a cell boundary; the worker may hand it
+            # over just after the state said connected, so a later cell binds it.
+            run(shell, "pass")
+            return "db" in shell.user_ns
+
+        wait_for(bound_at_a_cell, "db bound again after the next connect and a restart")
