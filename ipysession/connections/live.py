@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,7 +329,7 @@ class ConnectionSet:
         self.reconnector.watch(record, obj)
         return record, obj
 
-    def adopt_sql_connections(self, taken: set[str]) -> list[str]:
+    def adopt_sql_connections(self, taken: AbstractSet[str]) -> list[str]:
         """Record the connections a ``%sql URL`` cell opened (jupysql), so they come back into
         ``%sql`` after a restart; their engines are used as they are. ``taken`` holds the names
         a new connection's variable must not shadow. Returns the names adopted."""
@@ -345,7 +346,7 @@ class ConnectionSet:
         for alias, engine in unrecorded_connections(list(self._bound.values())):
             if alias in ours:
                 continue
-            name = connection_name(alias, engine, taken | set(self.records))
+            name = connection_name(alias, engine, set(taken) | set(self.records))
             try:
                 record = make_record(
                     name, "jupysql", engine_spec(engine), {"kwargs": {"alias": alias}}

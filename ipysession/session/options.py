@@ -92,7 +92,8 @@ class SessionOptions(Configurable):
     full_capture_interval = Float(
         60.0,
         help="""Seconds between full re-checks of every variable, which catch in-place changes
-        made where a cell did not name the variable (by a thread, a callback, a module).""",
+        and rebindings made where a cell did not name the variable (by a thread, a callback, a
+        module); after a cell, only the names it touched are checked.""",
     ).tag(config=True)
 
     deep_capture_interval = Float(
