@@ -575,6 +575,26 @@ class ConnectionArrival:
     def is_ready(self) -> bool:
         return self._reconnector.state(self._record.name) is ConnectionState.CONNECTED
 
+    def named_by_magic(self, magic: str, line: str) -> bool:
+        """Whether a cell running ``%sql``/``%%sql`` with ``line`` needs this connection.
+
+        A jupysql connection is needed by a ``%sql`` cell that names its alias first, or that
+        names no jupysql connection's alias (it runs on the current one, which may be this);
+        never by one that opens a new connection from a URL.
+        """
+        if self._record.kind != "jupysql" or magic != "sql":
+            return False
+        words = line.split(None, 1)
+        first = words[0] if words else ""
+        if "://" in first:
+            return False
+        aliases = {
+            _sql_alias(record)
+            for record in list(self._connections.records.values())
+            if record.kind == "jupysql"
+        }
+        return first == _sql_alias(self._record) if first in aliases else True
+
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True once connected (and bound, on this thread)."""
         if not self._hurried:
@@ -625,3 +645,9 @@ def _strings(value: Any, out: list[str]) -> None:
 
 def _copy(record: ConnectionRecord) -> ConnectionRecord:
     return ConnectionRecord.from_dict(record.name, record.to_dict(), f"connections.{record.name}")
+
+
+def _sql_alias(record: ConnectionRecord) -> str:
+    """The name ``%sql`` knows a jupysql connection by (the magic defaults it to the name)."""
+    alias = record.params.get("alias")
+    return alias if isinstance(alias, str) and alias else record.name
