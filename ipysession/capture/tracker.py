@@ -15,8 +15,8 @@ touched, not with the size of the namespace (10,000 variables cost a cell no mor
 - A cell whose source cannot tell what it bound (:attr:`CellNames.opaque`: a magic, ``exec``,
   ``globals()``, ``from m import *``, a cell that does not parse) is checked against every
   tracked name, as is a cell after the tracker's patterns change; that check compares ``id()``
-  lists in C and costs well under a millisecond for 10,000 names.
-  A function the cell calls that itself uses one of those makes the cell opaque too.
+  lists in C and costs well under a millisecond for 10,000 names. A function the cell calls
+  that itself uses ``exec``, ``globals()`` and the like makes the cell opaque too.
 - What a cell changed out of sight of all that (a rebinding by a module's code through
   ``sys.modules['__main__']``, by a method of an object, by a thread) is found by
   :meth:`ChangeTracker.full_pass`, which the manager calls every ``full_capture_interval``
@@ -509,7 +509,10 @@ def _own_code(value: object, user_ns: Mapping[str, Any]) -> list[CodeType]:
     if isinstance(value, type):
         codes = []
         for member in vars(value).values():
-            function = getattr(member, "__func__", member)  # staticmethod, classmethod
+            # No getattr on the members: a class attribute may be any object, with side effects.
+            function = (
+                member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+            )
             if isinstance(function, FunctionType) and function.__globals__ is user_ns:
                 codes.append(function.__code__)
         return codes

@@ -57,6 +57,8 @@ log = logging.getLogger("ipysession")
 
 # How often the line is refreshed while a cell waits.
 _POLL = 0.25
+# How deep magics inside magics are read (`%time %sql ...`).
+_MAGIC_DEPTH = 3
 
 
 class Arrival(Protocol):
@@ -212,9 +214,10 @@ def _named(source: str, transformed: str | None) -> frozenset[str]:
     return names.read | names.mutated
 
 
-def _magics(source: str, transformed: str | None) -> list[tuple[str, str]]:
-    """``(magic, line)`` of every line and cell magic the cell calls, ``%session`` aside."""
-    if "%" not in source:
+def _magics(source: str, transformed: str | None, depth: int = 0) -> list[tuple[str, str]]:
+    """``(magic, line)`` of every line and cell magic the cell calls, ``%session`` aside, and
+    of the magics inside those (``%time %sql ...``, a ``%%time`` cell of ``%sql`` lines)."""
+    if "%" not in source or depth > _MAGIC_DEPTH:
         return []
     if transformed is None:
         try:
@@ -236,11 +239,13 @@ def _magics(source: str, transformed: str | None) -> list[tuple[str, str]]:
             and len(node.args) >= 2
         ):
             continue
-        magic, line = node.args[0], node.args[1]
-        if isinstance(magic, ast.Constant) and isinstance(magic.value, str):
-            text = line.value if isinstance(line, ast.Constant) else ""
-            if magic.value != "session":
-                found.append((magic.value, text if isinstance(text, str) else ""))
+        texts = [arg.value if isinstance(arg, ast.Constant) else "" for arg in node.args[:3]]
+        magic, line, *body = (text if isinstance(text, str) else "" for text in texts)
+        if not magic or magic == "session":
+            continue
+        found.append((magic, line))
+        for inner in (line, *body):
+            found.extend(_magics(inner, None, depth + 1))
     return found
 
 
@@ -249,7 +254,11 @@ def _wanted_by(arrival: Arrival, magics: list[tuple[str, str]]) -> bool:
     named_by_magic = getattr(arrival, "named_by_magic", None)
     if named_by_magic is None or not magics:
         return False
-    return any(named_by_magic(magic, line) for magic, line in magics)
+    try:
+        return any(named_by_magic(magic, line) for magic, line in magics)
+    except Exception:
+        log.warning("An arrival could not tell whether a magic needs it", exc_info=True)
+        return False
 
 
 # Refusals waiting to be raised by the cell they belong to, by token: the cell's code is replaced

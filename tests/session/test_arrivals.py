@@ -175,3 +175,6 @@ def test_a_magic_that_needs_an_arrival_waits_for_it(shell: Any) -> None:
     del shell.user_ns["big"]
     run(shell, "x = 1\nresult = %usebig assigned")
     assert shell.user_ns["used"] == ("assigned", None, [1, 2])
+    del shell.user_ns["big"]
+    run(shell, "%%capture\n%time %usebig inside")  # a magic inside magics counts too
+    assert shell.user_ns["used"] == ("inside", None, [1, 2])
