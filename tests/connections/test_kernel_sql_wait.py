@@ -1,5 +1,6 @@
 """A ``%sql``/``%%sql`` cell run right after a restart, while its jupysql connection is still on
-its way, waits for it and runs, in a real kernel with jupysql against SQLite (issue 13).
+its way, waits for it and runs, in a real kernel with jupysql against SQLite and against a real
+PostgreSQL that is down during the restart (issue 13).
 
 The connection is made pending for real: the database's directory is moved away before the
 restart (SQLite then cannot open the file, so the background connect fails and retries) and
@@ -18,6 +19,8 @@ import pytest
 
 from tests.builders import wait_for
 from tests.kernels import FAST_AUTOSAVE, Kernel, start_kernel, wait_for_autosave
+from tests.servers.fixtures import PG_PASSWORD
+from tests.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.kernel
 
@@ -133,3 +136,24 @@ def test_sql_cells_wait_for_the_connection_they_use(tmp_path: Path) -> None:
         assert "waiting for shop: retrying" in first_line(kernel, msg_id)
         (tmp_path / "shopdb.away").rename(shop_dir)
         assert "203" in result_of(kernel, msg_id)
+
+
+def test_a_sql_cell_waits_for_postgres_to_come_back(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.info.url(password=False)
+    outputs = []
+    with start_kernel(tmp_path, *CONFIG, env={"IPYS_TEST_PG": PG_PASSWORD}) as kernel:
+        kernel.run("%load_ext sql")
+        kernel.run(f"%session connect shop jupysql {url} --secret-env password=IPYS_TEST_PG")
+        assert "42" in kernel.run("%sql SELECT 40 + 2 AS answer").text
+        wait_for_autosave(kernel)
+        with postgres.down():
+            kernel.restart()
+            wait_for(lambda: state_of(kernel, "shop") == "retrying", "shop says retrying")
+            msg_id = start(kernel, "%sql SELECT 3 + 4 AS seven")
+            outputs.append(first_line(kernel, msg_id))
+            assert "waiting for shop: retrying" in outputs[-1]
+        outputs.append(result_of(kernel, msg_id))
+        assert "7" in outputs[-1]
+    assert PG_PASSWORD not in "\n".join(outputs)
