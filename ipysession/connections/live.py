@@ -540,16 +540,25 @@ class ConnectionArrivals:
         return self._connections.settings.connection_wait
 
     def arriving(self) -> list[ConnectionArrival]:
-        """One arrival per connection that is connecting or retrying now (cheap when none)."""
+        """One arrival per connection that is connecting or retrying now, or connected on its
+        worker thread but not bound yet (cheap when none).
+
+        The last kind is the race the first cell after a restart used to lose on a loaded
+        machine: the connection completed after this cell's ``settle`` took what had arrived,
+        so the cell ran without its variable (``NameError``). Its wait binds it at once."""
         connections = self._connections
         reconnector = connections._reconnector
         if reconnector is None:
             return []
         states = reconnector.states()
+        if not states:
+            return []
+        objects = reconnector.objects()
         return [
             ConnectionArrival(connections, reconnector, record)
             for name, record in list(connections.records.items())
             if states.get(name) in _ARRIVING
+            or (name in objects and connections._bound.get(name) is not objects[name])
         ]
 
 
@@ -573,7 +582,10 @@ class ConnectionArrival:
         return status.progress if status is not None else "gone"
 
     def is_ready(self) -> bool:
-        return self._reconnector.state(self._record.name) is ConnectionState.CONNECTED
+        """Connected and bound: a cell needs the object in its namespace, not only made."""
+        name = self._record.name
+        obj = self._reconnector.objects().get(name)
+        return obj is not None and self._connections._bound.get(name) is obj
 
     def named_by_magic(self, magic: str, line: str) -> bool:
         """Whether a cell running ``%sql``/``%%sql`` with ``line`` needs this connection.

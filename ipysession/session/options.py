@@ -92,8 +92,7 @@ class SessionOptions(Configurable):
     full_capture_interval = Float(
         60.0,
         help="""Seconds between full re-checks of every variable, which catch in-place changes
-        and rebindings made where a cell did not name the variable (by a thread, a callback, a
-        module); after a cell, only the names it touched are checked.""",
+        made where a cell did not name the variable (by a thread, a callback, a module).""",
     ).tag(config=True)
 
     deep_capture_interval = Float(
@@ -204,9 +203,8 @@ class SessionOptions(Configurable):
         help="""Seconds a cell that names a connection still connecting or retrying waits for
         it, showing one line that updates in place ("waiting for db: connecting, attempt 2").
         If it is not there by then, the cell fails with ConnectionNotReady, naming the state,
-        the last error and the command to run. A `%sql`/`%%sql` cell counts as naming the
-        jupysql connection it runs on (the alias on its line, else every one on its way). A
-        cell that names no such connection never waits.""",
+        the last error and the command to run. A cell that names no such connection never
+        waits.""",
     ).tag(config=True)
 
     reconnect_attempts = Int(
