@@ -9,6 +9,11 @@
 - *read*: every other mention (``df.head()``, ``print(x)``, ``lst.append(1)``), which a call may
   still have mutated.
 
+``opaque`` says that the source cannot tell what the cell bound: it did not parse, it imports
+``*`` at module scope, or it mentions ``exec``, ``eval``, ``globals``, ``vars``, ``locals``,
+``__import__`` or ``get_ipython`` (every magic, once transformed), any of which may bind or
+delete names the source never shows.
+
 Inside a function, lambda or class body a name binds nothing at module scope unless it is declared
 ``global``, and a store through a name counts as a read: it happens only if the function is called.
 
@@ -32,7 +37,7 @@ from dataclasses import dataclass
 
 from ipysession.model import ImportRecord
 
-__all__ = ["CellNames", "cell_names", "imports_in_source"]
+__all__ = ["DYNAMIC_NAMES", "CellNames", "cell_names", "imports_in_source"]
 
 _MAGIC_DEPTH = 3
 
@@ -42,13 +47,21 @@ class CellNames:
     """The names a cell binds, stores through, and otherwise mentions, at module scope.
 
     ``parsed`` is False when neither the source nor its transformed form parsed: then every
-    identifier in the text is in ``read``.
+    identifier in the text is in ``read``. ``opaque`` is True when the cell may have bound or
+    deleted names it does not show (see the module's docstring).
     """
 
     bound: frozenset[str] = frozenset()
     mutated: frozenset[str] = frozenset()
     read: frozenset[str] = frozenset()
     parsed: bool = True
+    opaque: bool = False
+
+
+#: Names whose use may bind or delete any module-level name, unseen by the source.
+DYNAMIC_NAMES = frozenset(
+    {"exec", "eval", "globals", "vars", "locals", "__import__", "get_ipython"}
+)
 
 
 _IDENTIFIER = re.compile(r"[^\W\d]\w*")
@@ -66,7 +79,7 @@ def cell_names(source: str, transformed: str | None = None) -> CellNames:
     words = set(_IDENTIFIER.findall(source))
     if transformed is not None:
         words.update(_IDENTIFIER.findall(transformed))
-    return CellNames(read=frozenset(words), parsed=False)
+    return CellNames(read=frozenset(words), parsed=False, opaque=True)
 
 
 def _parse(source: str) -> ast.Module | None:
@@ -91,6 +104,7 @@ class _Collector(ast.NodeVisitor):
         # One set of `global` names per enclosing function or class body; empty at module scope.
         self._scopes: list[set[str]] = []
         self._in_comprehension_target = False
+        self.star_import = False
 
     def analyse(self, source: str) -> bool:
         tree = _parse(source)
@@ -104,6 +118,7 @@ class _Collector(ast.NodeVisitor):
             bound=frozenset(self.bound),
             mutated=frozenset(self.mutated - self.bound),
             read=frozenset(self.read - self.bound - self.mutated),
+            opaque=self.star_import or not DYNAMIC_NAMES.isdisjoint(self.read),
         )
 
     def _bind(self, name: str) -> None:
@@ -155,6 +170,8 @@ class _Collector(ast.NodeVisitor):
         for alias in node.names:
             if alias.name != "*":
                 self._bind(alias.asname or alias.name)
+            elif not self._scopes:
+                self.star_import = True
 
     def visit_Global(self, node: ast.Global) -> None:
         if self._scopes:
@@ -239,6 +256,7 @@ class _Collector(ast.NodeVisitor):
             self.bound.update(inner.bound)
             self.mutated.update(inner.mutated)
             self.read.update(inner.read)
+            self.star_import |= inner.star_import
         else:
             self.read.update(_IDENTIFIER.findall(body.value))
 

@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,7 +329,7 @@ class ConnectionSet:
         self.reconnector.watch(record, obj)
         return record, obj
 
-    def adopt_sql_connections(self, taken: set[str]) -> list[str]:
+    def adopt_sql_connections(self, taken: AbstractSet[str]) -> list[str]:
         """Record the connections a ``%sql URL`` cell opened (jupysql), so they come back into
         ``%sql`` after a restart; their engines are used as they are. ``taken`` holds the names
         a new connection's variable must not shadow. Returns the names adopted."""
@@ -345,7 +346,7 @@ class ConnectionSet:
         for alias, engine in unrecorded_connections(list(self._bound.values())):
             if alias in ours:
                 continue
-            name = connection_name(alias, engine, taken | set(self.records))
+            name = connection_name(alias, engine, set(taken) | set(self.records))
             try:
                 record = make_record(
                     name, "jupysql", engine_spec(engine), {"kwargs": {"alias": alias}}
@@ -539,16 +540,25 @@ class ConnectionArrivals:
         return self._connections.settings.connection_wait
 
     def arriving(self) -> list[ConnectionArrival]:
-        """One arrival per connection that is connecting or retrying now (cheap when none)."""
+        """One arrival per connection that is connecting or retrying now, or connected on its
+        worker thread but not bound yet (cheap when none).
+
+        The last kind is the race the first cell after a restart used to lose on a loaded
+        machine: the connection completed after this cell's ``settle`` took what had arrived,
+        so the cell ran without its variable (``NameError``). Its wait binds it at once."""
         connections = self._connections
         reconnector = connections._reconnector
         if reconnector is None:
             return []
         states = reconnector.states()
+        if not states:
+            return []
+        objects = reconnector.objects()
         return [
             ConnectionArrival(connections, reconnector, record)
             for name, record in list(connections.records.items())
             if states.get(name) in _ARRIVING
+            or (name in objects and connections._bound.get(name) is not objects[name])
         ]
 
 
@@ -572,7 +582,30 @@ class ConnectionArrival:
         return status.progress if status is not None else "gone"
 
     def is_ready(self) -> bool:
-        return self._reconnector.state(self._record.name) is ConnectionState.CONNECTED
+        """Connected and bound: a cell needs the object in its namespace, not only made."""
+        name = self._record.name
+        obj = self._reconnector.objects().get(name)
+        return obj is not None and self._connections._bound.get(name) is obj
+
+    def named_by_magic(self, magic: str, line: str) -> bool:
+        """Whether a cell running ``%sql``/``%%sql`` with ``line`` needs this connection.
+
+        A jupysql connection is needed by a ``%sql`` cell that names its alias first, or that
+        names no jupysql connection's alias (it runs on the current one, which may be this);
+        never by one that opens a new connection from a URL.
+        """
+        if self._record.kind != "jupysql" or magic != "sql":
+            return False
+        words = line.split(None, 1)
+        first = words[0] if words else ""
+        if "://" in first:
+            return False
+        aliases = {
+            _sql_alias(record)
+            for record in list(self._connections.records.values())
+            if record.kind == "jupysql"
+        }
+        return first == _sql_alias(self._record) if first in aliases else True
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True once connected (and bound, on this thread)."""
@@ -624,3 +657,9 @@ def _strings(value: Any, out: list[str]) -> None:
 
 def _copy(record: ConnectionRecord) -> ConnectionRecord:
     return ConnectionRecord.from_dict(record.name, record.to_dict(), f"connections.{record.name}")
+
+
+def _sql_alias(record: ConnectionRecord) -> str:
+    """The name ``%sql`` knows a jupysql connection by (the magic defaults it to the name)."""
+    alias = record.params.get("alias")
+    return alias if isinstance(alias, str) and alias else record.name

@@ -17,6 +17,11 @@ large value being loaded. :class:`Arrivals` is the one mechanism for all of them
    its state, last error and the command to run), raised by :class:`CellGate`, an IPython AST
    transformer that replaces that one cell's code with the ``raise``.
 
+A magic may need an arrival its line never names: ``%sql SELECT 1`` runs on jupysql's current
+connection, which may be one still connecting after a restart. An arrival with a
+``named_by_magic(magic, line)`` method is chosen too when the cell uses a line or cell magic
+(read from IPython's transformed source) for which that method says True.
+
 A new kind of arrival needs only a source: an object with a ``limit`` and an ``arriving()``
 method returning :class:`Arrival` objects (name, progress text, ``is_ready``, ``wait``,
 ``not_ready``). Sources are plain objects; nothing here knows what a connection is.
@@ -52,6 +57,8 @@ log = logging.getLogger("ipysession")
 
 # How often the line is refreshed while a cell waits.
 _POLL = 0.25
+# How deep magics inside magics are read (`%time %sql ...`).
+_MAGIC_DEPTH = 3
 
 
 class Arrival(Protocol):
@@ -144,7 +151,8 @@ class Arrivals:
         if not pending:
             return GateResult()
         named = _named(source, transformed)
-        chosen = [(a, limit) for a, limit in pending if a.name in named]
+        magics = _magics(source, transformed)
+        chosen = [(a, limit) for a, limit in pending if a.name in named or _wanted_by(a, magics)]
         if not chosen:
             return GateResult()
         result = self._wait(chosen)
@@ -204,6 +212,53 @@ def _named(source: str, transformed: str | None) -> frozenset[str]:
         source, transformed = "\n".join(kept), None
     names = cell_names(source, transformed)
     return names.read | names.mutated
+
+
+def _magics(source: str, transformed: str | None, depth: int = 0) -> list[tuple[str, str]]:
+    """``(magic, line)`` of every line and cell magic the cell calls, ``%session`` aside, and
+    of the magics inside those (``%time %sql ...``, a ``%%time`` cell of ``%sql`` lines)."""
+    if "%" not in source or depth > _MAGIC_DEPTH:
+        return []
+    if transformed is None:
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+
+            transformed = TransformerManager().transform_cell(source)  # type: ignore[no-untyped-call]
+        except Exception:  # noqa: BLE001 - a cell IPython cannot transform runs no magic
+            return []
+    try:
+        tree = ast.parse(transformed)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("run_line_magic", "run_cell_magic")
+            and len(node.args) >= 2
+        ):
+            continue
+        texts = [arg.value if isinstance(arg, ast.Constant) else "" for arg in node.args[:3]]
+        magic, line, *body = (text if isinstance(text, str) else "" for text in texts)
+        if not magic or magic == "session":
+            continue
+        found.append((magic, line))
+        for inner in (line, *body):
+            found.extend(_magics(inner, None, depth + 1))
+    return found
+
+
+def _wanted_by(arrival: Arrival, magics: list[tuple[str, str]]) -> bool:
+    """Whether one of the cell's magics needs ``arrival`` (its optional ``named_by_magic``)."""
+    named_by_magic = getattr(arrival, "named_by_magic", None)
+    if named_by_magic is None or not magics:
+        return False
+    try:
+        return any(named_by_magic(magic, line) for magic, line in magics)
+    except Exception:
+        log.warning("An arrival could not tell whether a magic needs it", exc_info=True)
+        return False
 
 
 # Refusals waiting to be raised by the cell they belong to, by token: the cell's code is replaced

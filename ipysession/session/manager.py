@@ -307,7 +307,8 @@ class SessionManager(SessionOptions):
             ),
         )
         # A `%sql URL` cell opened a connection: kept as a record, restored into %sql later.
-        self.connections.adopt_sql_connections(set(self.shell.user_ns))
+        # The keys as a view: copied only when there is a connection to adopt.
+        self.connections.adopt_sql_connections(self.shell.user_ns.keys())
         if changed:
             self._changed()
         else:

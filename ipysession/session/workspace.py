@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import operator
 import os
 import queue
 import re
@@ -64,6 +65,8 @@ __all__ = ["CaptureSettings", "ReplaySettings", "Workspace", "writer_info"]
 log = logging.getLogger("ipysession")
 
 _ABSENT = object()
+
+_record_size = operator.attrgetter("size")
 
 # A cell that is only ipysession's own magic.
 _OWN_MAGIC = re.compile(r"\s*%session\b[^\n]*\s*\Z")
@@ -401,7 +404,7 @@ class Workspace:
         and the value that keeps them all (the total of every value this kernel holds)."""
         # The usual case first, cheaply (every size counts: an overestimate): no sorting or
         # filtering of thousands of records after every cell.
-        if sum(record.size for record in self.records.values()) <= max_session_bytes:
+        if sum(map(_record_size, self.records.values())) <= max_session_bytes:
             return
         held = [(n, r) for n, r in self.records.items() if r.saved and r.data is not None]
         needed = sum(record.size for _, record in held)

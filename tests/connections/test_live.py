@@ -157,3 +157,22 @@ def test_the_table_shows_states_and_errors_without_secrets(
     # The server refused the connection (it did not refuse the credentials): reconnect.
     assert "`%session reconnect bad` tries now" in namespace.notices[0]
     assert SECRET not in namespace.notices[0]
+
+
+def test_a_connection_made_but_not_bound_yet_is_still_arriving(
+    connections: ConnectionSet, namespace: Namespace, peer: Any
+) -> None:
+    """The race a first cell used to lose: connected after this cell's settle, so neither bound
+    nor connecting. It counts as arriving, and its wait binds it on this thread at once."""
+    connections.load({"a": factory_record("a", "slow", seconds=0.3)})
+    assert connections.settle() == []  # the cell's settle came first...
+    wait_for(lambda: connections.states() == {"a": "connected"}, "a connected on its worker")
+    assert namespace.calls == []  # ...and the connection completed right after it
+    arriving = connections.arrivals.arriving()
+    assert [arrival.name for arrival in arriving] == ["a"]
+    assert not arriving[0].is_ready()
+    assert arriving[0].wait(5.0)
+    assert arriving[0].is_ready()
+    assert namespace.values["a"].label == "a"
+    assert connections.arrivals.arriving() == []
+    assert connections.settle() == []  # bound once, by the wait

@@ -140,3 +140,41 @@ def test_an_interrupted_wait_refuses_the_cell(shell: Any) -> None:
     result = shell.run_cell("ran = 1\nprint(big)")
     assert isinstance(result.error_in_exec, CaptureError)
     assert "ran" not in shell.user_ns
+
+
+class MagicValue(LoadingValue):
+    """An arrival a magic needs without its line naming it (as ``%sql`` needs its connection)."""
+
+    def named_by_magic(self, magic: str, line: str) -> bool:
+        return magic == "usebig" and not line.startswith("other")
+
+
+def test_a_magic_that_needs_an_arrival_waits_for_it(shell: Any) -> None:
+    values = Values(limit=120.0)
+    big = MagicValue(shell, "big", [1, 2])
+    values.items.append(big)
+    get_manager(shell).arrivals.add(values)  # type: ignore[union-attr]
+
+    def usebig(line: str, cell: str | None = None) -> None:
+        # Reads the value as %sql reads its connection: from state the line does not name.
+        shell.user_ns["used"] = (line, cell, shell.user_ns.get("big"))
+
+    shell.register_magic_function(usebig, "line_cell", "usebig")
+    run(shell, "%usebig other")  # this magic says the line does not need it
+    run(shell, "%session status")
+    assert big.waits == 0
+    assert shell.user_ns["used"] == ("other", None, None)
+    threading.Timer(0.3, big.loaded.set).start()
+    run(shell, "%usebig now")
+    assert shell.user_ns["used"] == ("now", None, [1, 2])
+    assert big.waits >= 1
+    del shell.user_ns["big"]
+    big.loaded.set()
+    run(shell, "%%usebig cell\nbody")
+    assert shell.user_ns["used"] == ("cell", "body\n", [1, 2])
+    del shell.user_ns["big"]
+    run(shell, "x = 1\nresult = %usebig assigned")
+    assert shell.user_ns["used"] == ("assigned", None, [1, 2])
+    del shell.user_ns["big"]
+    run(shell, "%%capture\n%time %usebig inside")  # a magic inside magics counts too
+    assert shell.user_ns["used"] == ("inside", None, [1, 2])
