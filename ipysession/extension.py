@@ -119,7 +119,12 @@ class _Extension:
                     )
                 )
                 return
-            report = manager.restore()
+            # Large values arrive in the background; in a kernel its event loop binds each
+            # between cells as soon as it is read (in a terminal: at the next cell).
+            io_loop = getattr(getattr(self.shell, "kernel", None), "io_loop", None)
+            if io_loop is not None:
+                manager.loads.wake = lambda: io_loop.add_callback(manager.settle_loads)
+            report = manager.restore(background=True)
             # Rendered when shown, so connections that came up meanwhile show as connected.
             self._say(lambda: display.render_restore(report, manager.connections.states()))
         except SessionError as exc:

@@ -574,6 +574,10 @@ class ConnectionArrival:
     def is_ready(self) -> bool:
         return self._reconnector.state(self._record.name) is ConnectionState.CONNECTED
 
+    def failed(self) -> bool:
+        """Never: a connection heals for as long as the kernel lives (the wait has a limit)."""
+        return False
+
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True once connected (and bound, on this thread)."""
         if not self._hurried:
