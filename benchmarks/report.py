@@ -10,7 +10,16 @@ from typing import Any
 from .runner import median_of
 
 #: Row order of every table.
-TOOL_ORDER = ("ipysession", "ipysession-eager", "kishu", "dill", "store", "rerun", "none")
+TOOL_ORDER = (
+    "ipysession",
+    "ipysession-foreground",
+    "ipysession-eager",
+    "kishu",
+    "dill",
+    "store",
+    "rerun",
+    "none",
+)
 DASH = "—"
 
 

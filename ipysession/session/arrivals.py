@@ -1,8 +1,9 @@
 """Names still arriving, and the cell that waits for them.
 
 Some names of the user namespace are on their way when a cell starts: a connection being made in
-the background after a restart (:class:`~ipysession.connections.live.ConnectionArrivals`), later a
-large value being loaded. :class:`Arrivals` is the one mechanism for all of them:
+the background after a restart (:class:`~ipysession.connections.live.ConnectionArrivals`), a
+large value being loaded (:class:`~ipysession.session.loading.BackgroundLoads`).
+:class:`Arrivals` is the one mechanism for all of them:
 
 1. before each cell (the manager's ``pre_run_cell``), it asks each :class:`ArrivalSource` what is
    arriving. Nothing arriving: the cell goes on at once, its source not even parsed;

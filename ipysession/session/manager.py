@@ -130,7 +130,7 @@ class SessionManager(SessionOptions):
             changed=self._changed,
             recent=lambda: self.store.recent_connections(),
         )
-        # Names still arriving (connections now; later values loaded in the background): a cell
+        # Names still arriving (connections, values loaded in the background): a cell
         # that names one waits for it (see arrivals.py).
         self.arrivals = Arrivals([self.connections.arrivals])
         self.workspace = Workspace(
