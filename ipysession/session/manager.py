@@ -282,9 +282,12 @@ class SessionManager(SessionOptions):
     # --- cell hooks ---------------------------------------------------------------------------
 
     def pre_run_cell(self, info: Any) -> None:
+        # Outside the guard: with capture stopped, the event loop still binds between cells.
+        self._in_cell = True
         self._hooks.run(self._pre_run_cell, info, ends_cell=False)
 
     def post_run_cell(self, result: Any) -> None:
+        self._in_cell = False
         self._hooks.run(self._post_run_cell, result, ends_cell=True)
 
     @property
@@ -317,7 +320,6 @@ class SessionManager(SessionOptions):
         )
 
     def _pre_run_cell(self, info: Any) -> None:
-        self._in_cell = True
         # What arrived in the background since the last cell is bound before this one.
         self.loads.settle()
         # A session deleted from outside is noticed here (one stat), before this cell's own
@@ -333,7 +335,6 @@ class SessionManager(SessionOptions):
         self.workspace.start_cell(info)
 
     def _post_run_cell(self, result: Any) -> None:
-        self._in_cell = False
         self.arrivals.gate.clear()  # a refused cell that did not parse never used its refusal
         changed = self.workspace.end_cell(
             result,
