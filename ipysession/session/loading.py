@@ -204,6 +204,8 @@ class BackgroundLoads:
         Returns the names bound now. ``only``: settle that job alone (a cell waits for it).
         """
         bound: list[str] = []
+        if self._stopped.is_set():
+            return bound  # unloaded: this manager no longer touches the namespace
         for job in [only] if only is not None else list(self.jobs):
             if job.state is LoadState.READ:
                 payload, job.payload = job.payload, None
@@ -229,6 +231,7 @@ class BackgroundLoads:
     def stop(self) -> None:
         """Stop reading (kernel shutdown): queued jobs are dropped; safe to call twice."""
         self._stopped.set()
+        self.wake = None
         with self._lock:
             for _ in self._threads:
                 self._queue.put(None)
