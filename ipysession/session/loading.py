@@ -14,8 +14,8 @@ once; a value (or a group of variables that share objects) whose stored size is 
    while the kernel is idle too; in a terminal it arrives at the next cell);
 3. a cell that names a value still loading waits for it: :class:`BackgroundLoads` is an
    arrival source (:mod:`ipysession.session.arrivals`), the one mechanism that also makes a
-   cell wait for a connection, with one line updated in place ("waiting for df: loading, 410
-   of 1,200 MB read"). A cell that names none runs at once.
+   cell wait for a connection, with one line updated in place ("waiting for df: loading,
+   410.0 MiB of 1.1 GiB read"). A cell that names none runs at once.
 
 While a value loads, its record stays the workspace's record, so every save in the meantime
 carries it forward (blob references only): a kernel killed while loading loses nothing. A value
@@ -110,7 +110,7 @@ class LoadJob:
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def progress(self) -> str:
-        """Where it stands, in a few words: "loading, 410 MiB of 1.2 GiB read"."""
+        """Where it stands, in a few words: "loading, 410.0 MiB of 1.1 GiB read"."""
         state = self.state
         if state is LoadState.QUEUED:
             return f"queued, {format_size(self.size)}"

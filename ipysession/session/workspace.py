@@ -836,7 +836,12 @@ class Workspace:
                 continue
             holder_name = (record.group or var_name) if _in_group(record) else var_name
             holder = record if holder_name == var_name else variables.get(holder_name)
-            if background_bytes > 0 and holder is not None and holder.size >= background_bytes:
+            if (
+                background_bytes > 0
+                and holder is not None
+                and holder.skipped is None
+                and holder.size >= background_bytes
+            ):
                 # Large: read on a worker thread, bound between cells (see session/loading.py).
                 # Its record is kept now, so a save meanwhile carries it forward.
                 job = jobs.get(holder_name)
