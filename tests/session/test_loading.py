@@ -100,7 +100,16 @@ def test_a_cell_naming_none_runs_while_one_naming_it_waits_and_sees_it_whole(
     run(shell, "s = float(big.sum()); n = len(big)")
     assert (shell.user_ns["s"], shell.user_ns["n"]) == (EXPECTED, 1_000_000)
     assert "big" not in dict(manager.status().loading)
-    assert shell.user_ns["big"].flags.writeable
+    big = shell.user_ns["big"]
+    assert big.flags.writeable
+    # Bound in the background, the array still uses the memory its blob was decrypted into.
+    base = big
+    while isinstance(base, np.ndarray):
+        base = base.base
+    owner = base.obj if isinstance(base, memoryview) else base
+    assert type(owner) is bytearray
+    assert len(owner) == big.nbytes
+    assert np.frombuffer(owner).ctypes.data == big.ctypes.data
 
 
 def test_a_cell_calling_a_notebook_function_that_reads_it_waits(
