@@ -905,7 +905,10 @@ class Workspace:
             values = {job.record.name: value}
         bound = []
         for name in job.names:
-            if name in user_ns or name not in values:
+            if name not in values:  # the session was merged by hand or damaged
+                log.warning("Variable %r is not in the stored group of %r", name, job.record.name)
+                continue
+            if name in user_ns:
                 continue
             user_ns[name] = values[name]
             self.covars.update(name, values[name])
