@@ -406,12 +406,26 @@ class EagerIpysessionTool(IpysessionTool):
     groups = ("scaling",)
 
 
+class ForegroundIpysessionTool(IpysessionTool):
+    """ipysession binding every value before the kernel is ready (``background_restore_bytes
+    = 0``): the restore as it was before large values loaded in the background (issue 15), side
+    by side with the default in the same run."""
+
+    name = "ipysession-foreground"
+    label = "ipysession, background restore off"
+    groups = ("large",)
+
+    def kernel_arguments(self, ctx: Context) -> list[str]:
+        return [*super().kernel_arguments(ctx), "--SessionManager.background_restore_bytes=0"]
+
+
 ALL_TOOLS: dict[str, type[Tool]] = {
     tool.name: tool
     for tool in (
         NoTool,
         IpysessionTool,
         EagerIpysessionTool,
+        ForegroundIpysessionTool,
         DillTool,
         StoreMagicTool,
         KishuTool,

@@ -32,6 +32,7 @@ import contextlib
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ __all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
 log = logging.getLogger("ipysession")
 
 _ATTR = "_ipysession_extension"
+
+#: Seconds a background worker waits for the kernel's event loop to exist (the value then
+#: arrives at the next cell instead).
+_KERNEL_LOOP_WAIT = 60.0
 
 
 class _Extension:
@@ -119,7 +124,12 @@ class _Extension:
                     )
                 )
                 return
-            report = manager.restore()
+            # Large values arrive in the background; in a kernel its event loop binds each
+            # between cells as soon as it is read (in a terminal: at the next cell).
+            kernel = getattr(self.shell, "kernel", None)
+            if kernel is not None:
+                manager.loads.wake = lambda: _call_on_kernel_loop(kernel, manager.settle_loads)
+            report = manager.restore(background=True)
             # Rendered when shown, so connections that came up meanwhile show as connected.
             self._say(lambda: display.render_restore(report, manager.connections.states()))
         except SessionError as exc:
@@ -191,6 +201,21 @@ class _Extension:
         logfile.uninstall(self.log_handler)
         self.log_handler = None
         atexit.unregister(self.close)
+
+
+def _call_on_kernel_loop(kernel: Any, callback: Callable[[], None]) -> None:
+    """Run ``callback`` on the kernel's main thread, between messages (from any thread).
+
+    ipykernel sets ``kernel.io_loop`` (tornado, whose ``add_callback`` is thread-safe) when it
+    starts, after the extensions load: a worker done before then waits for it, a while.
+    """
+    deadline = time.monotonic() + _KERNEL_LOOP_WAIT
+    loop = getattr(kernel, "io_loop", None)
+    while loop is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        loop = getattr(kernel, "io_loop", None)
+    if loop is not None:
+        loop.add_callback(callback)
 
 
 def _unregister_magics(shell: Any, magics: SessionMagics) -> None:

@@ -151,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
             "on a path boundary (`analysis.ipynb`, `proj/analysis.ipynb`, `~/proj/...` as "
             "`%session list` shows it); an ending several sessions share lists them. In a "
             "notebook, status, list, show, snapshots, connections and history are HTML tables "
-            "(states in colour, following the theme); a terminal prints the same as text."
+            "(states in colour, following the theme); a terminal prints the same as text. "
+            "At kernel start, values of SessionManager.background_restore_bytes or more are "
+            "restored in the background: a cell that names one (or calls a notebook function "
+            "that reads one) waits for it; `%session status` lists what is still loading."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -163,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", type=_label, metavar="LABEL", help="also keep it as a checkpoint LABEL"
     )
 
-    p = sub.add_parser("restore", help="bring back a saved session (or parts of it)")
+    p = sub.add_parser(
+        "restore", help="bring back a saved session (or parts of it), every value at once"
+    )
     p.add_argument("name", nargs="?", help="session to restore (default: this one)")
     which = p.add_mutually_exclusive_group()
     which.add_argument(
@@ -191,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     sub.add_parser(
         "status",
-        help="what is captured, when it was saved, the size budgets, what was restored",
+        help=(
+            "what is captured, when it was saved, the size budgets, what was restored and "
+            "what is still loading in the background"
+        ),
     )
     p = sub.add_parser("snapshots", help="list generations and checkpoints of a session")
     p.add_argument("name", nargs="?")

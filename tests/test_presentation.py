@@ -249,3 +249,22 @@ def test_restore_and_save_notices_list_what_was_skipped() -> None:
     assert restore_notice(RestoreReport("nb", found=False)).lines == (
         "ipysession: no saved session 'nb' yet.",
     )
+
+
+# --- values loading in the background (issue 15) -----------------------------------------------
+
+
+def test_status_lists_what_is_still_loading_and_the_summary_counts_it() -> None:
+    view = status_view(
+        status(loading=[("df", "loading, 410.0 MiB of 1.1 GiB read"), ("emb", "queued, 2.0 GiB")])
+    )
+    lines = view.notice.lines
+    assert any(
+        line.startswith("Loading:")
+        and "df (loading, 410.0 MiB of 1.1 GiB read); emb (queued, 2.0 GiB)" in line
+        and "a cell that names one waits for it" in line
+        for line in lines
+    )
+    assert not any(line.startswith("Loading:") for line in status_view(status()).notice.lines)
+    report = RestoreReport(session="nb", generation=3, variables=["a"], loading=["df", "emb"])
+    assert "2 large values loading in the background" in restore_notice(report).lines[0]

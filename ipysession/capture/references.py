@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import CellType, CodeType, FunctionType, MethodType
 
-__all__ = ["global_names"]
+__all__ = ["global_names", "names_reached"]
 
 
 #: How many objects global_names looks at: it walks values only to find code, and a list of a
@@ -42,6 +42,44 @@ def global_names(values: Iterable[object]) -> set[str]:
         budget -= 1
         stack.extend(itertools.islice(_inner_objects(value, names), budget))
     return names
+
+
+#: How many notebook functions and classes names_reached follows from one cell.
+_MAX_FUNCTIONS_FOLLOWED = 1_000
+
+
+def names_reached(names: Iterable[str], namespace: Mapping[str, object]) -> set[str]:
+    """``names`` and every global name the notebook code they name may read, transitively.
+
+    The rule a cell waiting for arriving names follows: a name bound to a function or a class
+    defined in the notebook (``__module__ == "__main__"``) adds the names its code reads
+    (:func:`global_names`: nested code, closures, defaults, ``__wrapped__``, methods); a name
+    reached that is itself a notebook function or class is followed in turn. What it does not
+    cover: code reached only through objects that are neither (a library's callback holding a
+    notebook function, an instance's bound method stored in a dict), names built at run time
+    (``globals()[name]``, ``eval``), and code outside the notebook that reads ``__main__``.
+    Over-approximating is safe: an extra name only makes a cell wait for a value it may use.
+    """
+    reached = set(names)
+    todo = list(reached)
+    followed = 0
+    while todo and followed < _MAX_FUNCTIONS_FOLLOWED:
+        value = namespace.get(todo.pop())
+        if not _notebook_code(value):
+            continue
+        followed += 1
+        for name in global_names([value]):
+            if name not in reached:
+                reached.add(name)
+                todo.append(name)
+    return reached
+
+
+def _notebook_code(value: object) -> bool:
+    if isinstance(value, (FunctionType, functools.partial)):
+        func = value.func if isinstance(value, functools.partial) else value
+        return getattr(func, "__module__", None) == "__main__"
+    return isinstance(value, type) and value.__module__ == "__main__"
 
 
 def _inner_objects(value: object, names: set[str]) -> Iterable[object]:

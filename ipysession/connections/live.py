@@ -607,6 +607,10 @@ class ConnectionArrival:
         }
         return first == _sql_alias(self._record) if first in aliases else True
 
+    def failed(self) -> bool:
+        """Never: a connection heals for as long as the kernel lives (the wait has a limit)."""
+        return False
+
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True once connected (and bound, on this thread)."""
         if not self._hurried:

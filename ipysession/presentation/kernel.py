@@ -276,6 +276,9 @@ def restore_view(
         parts.append(count(report.history, "history cell"))
     if report.layout:
         parts.append("layout")
+    if report.loading:
+        # Large values still arriving: a cell that names one waits for it (session/loading.py).
+        parts.append(f"{count(len(report.loading), 'large value')} loading in the background")
     states = connection_states or {}
     if report.connections:
         shown = ", ".join(f"{n} ({states.get(n, 'connecting')})" for n in report.connections)
@@ -491,6 +494,14 @@ def status_view(status: Status) -> StatusView:
                 f"{format_size(budgets.max_variable_bytes)} per variable, "
                 f"{format_size(budgets.max_session_bytes)} per session ({budgets.source})",
             ),
+        )
+    if status.loading:
+        fields.append(
+            Field(
+                "Loading:",
+                "; ".join(f"{name} ({progress})" for name, progress in status.loading)
+                + " — a cell that names one waits for it",
+            )
         )
     if status.fork_of:
         # The reason the fork was made: another kernel may hold the session, or nothing in it

@@ -1,8 +1,9 @@
 """Names still arriving, and the cell that waits for them.
 
 Some names of the user namespace are on their way when a cell starts: a connection being made in
-the background after a restart (:class:`~ipysession.connections.live.ConnectionArrivals`), later a
-large value being loaded. :class:`Arrivals` is the one mechanism for all of them:
+the background after a restart (:class:`~ipysession.connections.live.ConnectionArrivals`), a
+large value being loaded (:class:`~ipysession.session.loading.BackgroundLoads`).
+:class:`Arrivals` is the one mechanism for all of them:
 
 1. before each cell (the manager's ``pre_run_cell``), it asks each :class:`ArrivalSource` what is
    arriving. Nothing arriving: the cell goes on at once, its source not even parsed;
@@ -23,8 +24,16 @@ connection, which may be one still connecting after a restart. An arrival with a
 (read from IPython's transformed source) for which that method says True.
 
 A new kind of arrival needs only a source: an object with a ``limit`` and an ``arriving()``
-method returning :class:`Arrival` objects (name, progress text, ``is_ready``, ``wait``,
-``not_ready``). Sources are plain objects; nothing here knows what a connection is.
+method returning :class:`Arrival` objects (name, progress text, ``is_ready``, ``failed``,
+``wait``, ``not_ready``). The sources now: connections on their way
+(:class:`~ipysession.connections.live.ConnectionArrivals`) and large values loading in the
+background (:class:`~ipysession.session.loading.BackgroundLoads`).
+
+Names a cell reaches indirectly count too: a cell that calls a function defined in the
+notebook waits for what that function's code reads, transitively over the notebook functions
+and classes it names (:func:`ipysession.capture.references.names_reached`).
+
+Sources are plain objects; nothing here knows what a connection is.
 
 Lines starting with ``%session`` are left out of the analysis: ``%session reconnect db`` must not
 wait for ``db``.
@@ -36,11 +45,12 @@ import ast
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ipysession.capture.cellnames import cell_names
+from ipysession.capture.references import names_reached
 from ipysession.errors import SessionError
 
 __all__ = [
@@ -74,6 +84,10 @@ class Arrival(Protocol):
         ...
 
     def is_ready(self) -> bool: ...
+
+    def failed(self) -> bool:
+        """True once it will never arrive: a waiting cell fails at once with ``not_ready``."""
+        ...
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True once ready (and in the namespace)."""
@@ -123,12 +137,16 @@ class Arrivals:
         sources: Iterable[ArrivalSource] = (),
         *,
         progress: Callable[[], ProgressLine] | None = None,
+        namespace: Callable[[], Mapping[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sources: list[ArrivalSource] = list(sources)
         #: Makes the line a waiting cell shows (set by the extension; None: nothing shown).
         self.progress = progress
         self.gate = CellGate()
+        #: The user namespace, where the notebook functions a cell calls are looked up (None:
+        #: only the names the cell itself mentions count).
+        self.namespace = namespace
         self._clock = clock
 
     def add(self, source: ArrivalSource) -> None:
@@ -150,15 +168,32 @@ class Arrivals:
         pending = self.pending()
         if not pending:
             return GateResult()
-        named = _named(source, transformed)
+        named: frozenset[str] = _named(source, transformed)
         magics = _magics(source, transformed)
-        chosen = [(a, limit) for a, limit in pending if a.name in named or _wanted_by(a, magics)]
-        if not chosen:
-            return GateResult()
-        result = self._wait(chosen)
-        if result.refused is not None:
-            self.gate.refuse(result.refused)
-        return result
+        waited: tuple[str, ...] = ()
+        arrived: tuple[str, ...] = ()
+        while True:
+            if self.namespace is not None:
+                # A cell that calls a notebook function whose code reads an arriving global
+                # waits for it too (capture.references.names_reached: the rule, what it
+                # covers). Asked again after each wait: a function that just arrived may read
+                # more names still arriving.
+                named = frozenset(names_reached(named, self.namespace()))
+            chosen = [
+                (a, limit) for a, limit in pending if a.name in named or _wanted_by(a, magics)
+            ]
+            if not chosen:
+                return GateResult(waited, arrived)
+            result = self._wait(chosen)
+            waited += result.waited
+            arrived += result.arrived
+            if result.refused is not None:
+                self.gate.refuse(result.refused)
+                return GateResult(waited, arrived, result.refused)
+            if self.namespace is None:
+                return GateResult(waited, arrived)
+            done = set(waited)
+            pending = [(a, limit) for a, limit in self.pending() if a.name not in done]
 
     def _wait(self, chosen: list[tuple[Arrival, float]]) -> GateResult:
         start = self._clock()
@@ -168,7 +203,7 @@ class Arrivals:
         try:
             for arrival, limit in chosen:
                 deadline = start + limit
-                while not arrival.is_ready():
+                while not arrival.is_ready() and not arrival.failed():
                     remaining = deadline - self._clock()
                     if remaining <= 0:
                         break

@@ -59,6 +59,7 @@ from ipysession.session.budgets import Budgets, machine_budgets
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
 from ipysession.session.lease import RootDirs
+from ipysession.session.loading import BackgroundLoads, LoadJob
 from ipysession.session.notices import Notices
 from ipysession.session.options import SessionOptions, check_autosave_interval
 from ipysession.session.reports import (
@@ -130,7 +131,7 @@ class SessionManager(SessionOptions):
             changed=self._changed,
             recent=lambda: self.store.recent_connections(),
         )
-        # Names still arriving (connections now; later values loaded in the background): a cell
+        # Names still arriving (connections, values loaded in the background): a cell
         # that names one waits for it (see arrivals.py).
         self.arrivals = Arrivals([self.connections.arrivals])
         self.workspace = Workspace(
@@ -141,6 +142,16 @@ class SessionManager(SessionOptions):
             max_history=self.max_history,
             exclude=self.exclude,
         )
+        # Large values restored in the background at kernel start: an arrival source too.
+        self.loads = BackgroundLoads(
+            bind=self.workspace.bind_loaded,
+            failed=self._load_failed,
+            workers=self.background_restore_workers,
+        )
+        self.arrivals.add(self.loads)
+        self.arrivals.namespace = lambda: self.workspace.user_ns
+        # Between a cell's pre_run_cell and post_run_cell: nothing is bound from outside then.
+        self._in_cell = False
         self.sharing = Sharing(
             self, self.workspace, default_name=self._default_name, notify=self._notify
         )
@@ -272,9 +283,12 @@ class SessionManager(SessionOptions):
     # --- cell hooks ---------------------------------------------------------------------------
 
     def pre_run_cell(self, info: Any) -> None:
+        # Outside the guard: with capture stopped, the event loop still binds between cells.
+        self._in_cell = True
         self._hooks.run(self._pre_run_cell, info, ends_cell=False)
 
     def post_run_cell(self, result: Any) -> None:
+        self._in_cell = False
         self._hooks.run(self._post_run_cell, result, ends_cell=True)
 
     @property
@@ -282,7 +296,33 @@ class SessionManager(SessionOptions):
         """Why capture stopped after repeated hook errors, or None while it runs."""
         return self._hooks.disabled
 
+    def settle_loads(self) -> None:
+        """Bind the large values read in the background since the last call (main thread,
+        between cells: the kernel's event loop calls it when a worker is through)."""
+        if self._in_cell:
+            return  # the cell's post_run_cell settles them
+        try:
+            self.loads.settle()
+        except Exception:
+            log.exception("Binding values loaded in the background failed")
+
+    def _load_failed(self, job: LoadJob) -> None:
+        """A value loading in the background failed: its variables stay unrestored (their
+        records are carried forward, as for any value that fails to restore)."""
+        reason = job.reason or "failed"
+        report = self.last_restore
+        if report is not None:
+            report.skipped.extend((name, reason) for name in job.names)
+        names = ", ".join(f"'{name}'" for name in job.names)
+        self._notify(
+            f"ipysession: {names} of session '{self.name}' could not be restored in the "
+            f"background: {reason}. The rest of the session is restored; `%session status` "
+            "lists what was not."
+        )
+
     def _pre_run_cell(self, info: Any) -> None:
+        # What arrived in the background since the last cell is bound before this one.
+        self.loads.settle()
         # A session deleted from outside is noticed here (one stat), before this cell's own
         # changes would be saved, so a `%session` cell shows the notice at once.
         self._saves.allows(self.name)
@@ -315,6 +355,8 @@ class SessionManager(SessionOptions):
             # Only history (a cell that read, `%session status`): no generation of its own.
             # Marked, so the next change's save or the save at shutdown carries its line.
             self._dirty = True
+        # After capture: a value bound now is no change of this cell's.
+        self.loads.settle()
 
     def budgets(self) -> Budgets:
         """The size budgets in force: ``max_variable_bytes`` and ``max_session_bytes`` where
@@ -530,11 +572,14 @@ class SessionManager(SessionOptions):
         checkpoint: str | None = None,
         only: Sequence[str] | None = None,
         variables: Sequence[str] | None = None,
+        background: bool = False,
     ) -> RestoreReport:
         """Read a session and apply it to the shell, part by part; never raises for one item.
 
         ``variables`` alone restores only those variables and the imports their code reads
-        (see :meth:`Workspace.apply`); ``only`` names the parts explicitly.
+        (see :meth:`Workspace.apply`); ``only`` names the parts explicitly. ``background``
+        (kernel start): values of ``background_restore_bytes`` or more arrive later, between
+        cells (see :mod:`ipysession.session.loading`).
         """
         started = time.perf_counter()
         target = name or self.name
@@ -600,6 +645,8 @@ class SessionManager(SessionOptions):
             variables=variables,
             own=own,
             replay=self._replay_settings(),
+            loads=self.loads if background and variables is None and not only else None,
+            background_bytes=self.background_restore_bytes,
         )
         if own and self.sharing.restored(
             result.generation, latest=latest, decision=decision, from_fork=source != target
@@ -774,6 +821,7 @@ class SessionManager(SessionOptions):
             connections=self.connections.snapshot(),
             connection_states=self.connections.states(),
             notices=self.notices.recent(),
+            loading=self.loads.loading(),
         )
 
     # --- delete and discard -------------------------------------------------------------------
@@ -829,6 +877,7 @@ class SessionManager(SessionOptions):
                 self._writer.submit(self.snapshot())
             except Exception:
                 log.exception("ipysession could not build the final snapshot")
+        self.loads.stop()
         self._writer.stop()
         self.sharing.release()
         self.connections.close()

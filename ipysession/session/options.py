@@ -210,6 +210,23 @@ class SessionOptions(Configurable):
         not named is bound at a later cell, with a notice.""",
     ).tag(config=True)
 
+    background_restore_bytes = Int(
+        8 * 1024 * 1024,
+        help="""At kernel start, values (or groups of variables that share objects) whose stored
+        size is at least this many bytes are restored in the background: read and decrypted on
+        worker threads, unpickled and bound on the main thread between cells, so the kernel is
+        ready at once. A cell that names one still loading waits for it, showing one line that
+        updates in place; a cell that calls a notebook function whose code reads one waits
+        too; `%session status` lists what is still loading. 0 turns it off (everything is
+        bound before the kernel answers). `%session restore` always restores at once.""",
+    ).tag(config=True)
+
+    background_restore_workers = Int(
+        2,
+        help="""Worker threads that read and decrypt large values in the background at kernel
+        start (see background_restore_bytes); at least 1.""",
+    ).tag(config=True)
+
     connection_wait = Float(
         10.0,
         help="""Seconds a cell that names a connection still connecting or retrying waits for
@@ -340,6 +357,23 @@ class SessionOptions(Configurable):
             msg = f"device_map: {exc}"
             raise TraitError(msg) from None
         return proposal["value"]
+
+    @validate("background_restore_bytes")
+    def _valid_background_bytes(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            msg = (
+                "background_restore_bytes must be a number of bytes (0: off), not "
+                f"{proposal['value']!r}"
+            )
+            raise TraitError(msg)
+        return int(proposal["value"])
+
+    @validate("background_restore_workers")
+    def _valid_background_workers(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            msg = f"background_restore_workers must be 1 or more, not {proposal['value']!r}"
+            raise TraitError(msg)
+        return int(proposal["value"])
 
     @validate("keep_generations")
     def _valid_keep_generations(self, proposal: Any) -> int:

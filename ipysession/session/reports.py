@@ -126,6 +126,9 @@ class RestoreReport:
     times: RestoreTimes = field(default_factory=RestoreTimes)
     # Values that could not be saved, rebuilt (or not) by replaying their cells.
     replay: list[ReplayOutcome] = field(default_factory=list)
+    # Large values handed to the background at kernel start (see session/loading.py): bound
+    # between cells as they arrive; one that fails is added to ``skipped`` then.
+    loading: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -173,6 +176,8 @@ class Status:
     connection_states: dict[str, str] = field(default_factory=dict)
     # The newest notices (time, text), oldest first: what a kernel did not show under a cell.
     notices: list[tuple[float, str]] = field(default_factory=list)
+    # (name, progress) of each value still loading in the background.
+    loading: list[tuple[str, str]] = field(default_factory=list)
     lease_holder: LeaseHolder | None = None
     lease_ours: bool = False
     lease_problem: str | None = None

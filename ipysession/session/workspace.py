@@ -53,6 +53,7 @@ from ipysession.model import (
 )
 from ipysession.session import replay as replaying
 from ipysession.session.effects import cell_effects
+from ipysession.session.loading import BackgroundLoads, LoadJob, record_bytes
 from ipysession.session.reports import ReplayOutcome, ReplayState, RestoreReport, TravelReport
 from ipysession.session.timeline import ABSENT, Timeline, Value
 
@@ -518,8 +519,13 @@ class Workspace:
         variables: Sequence[str] | None,
         own: bool,
         replay: ReplaySettings | None = None,
+        loads: BackgroundLoads | None = None,
+        background_bytes: int = 0,
     ) -> None:
         """Apply ``session`` (read from session ``source``) to the shell, part by part.
+
+        ``loads``: values (or groups) of ``background_bytes`` or more are handed to it, to be
+        read on its worker threads and bound between cells (only a restore of everything).
 
         ``own``: it is this kernel's own session, whose history, creation time and extra fields
         it continues; ``variables`` limits variables to these names, and imports to these names
@@ -545,7 +551,12 @@ class Workspace:
                     self._restore_imports(session, report, None)
             if "variables" in parts:
                 with times.timing("data"):
-                    self._restore_variables(session, source, report, None)
+                    jobs = self._restore_variables(
+                        session, source, report, None, background_bytes if loads else 0
+                    )
+                if loads is not None and jobs:
+                    store = self._store()
+                    loads.start(jobs, lambda blob: store.read_blob(source, blob))
         else:
             # Chosen variables first: the imports restored with them are those their code
             # reads (see capture.references.global_names), which only the unpickled values can tell.
@@ -809,7 +820,10 @@ class Workspace:
         source: str,
         report: RestoreReport,
         only: AbstractSet[str] | None,
-    ) -> None:
+        background_bytes: int = 0,
+    ) -> list[LoadJob]:
+        """Bind the session's variables; those of ``background_bytes`` or more (0: none) are
+        returned as jobs to load in the background instead."""
         user_ns = self.user_ns
         variables = session.variables
         if only is not None:
@@ -821,11 +835,31 @@ class Workspace:
                 if holder is not None and holder.members:
                     only |= set(holder.members)
         groups: dict[str, dict[str, Any] | BaseException] = {}
+        jobs: dict[str, LoadJob] = {}
         for var_name, record in variables.items():
             if only is not None and var_name not in only:
                 continue
             if record.skipped is not None:
                 report.skipped.append((var_name, f"not saved: {record.skipped}"))
+                continue
+            holder_name = (record.group or var_name) if _in_group(record) else var_name
+            holder = record if holder_name == var_name else variables.get(holder_name)
+            if (
+                background_bytes > 0
+                and holder is not None
+                and holder.skipped is None
+                and holder.size >= background_bytes
+            ):
+                # Large: read on a worker thread, bound between cells (see session/loading.py).
+                # Its record is kept now, so a save meanwhile carries it forward.
+                job = jobs.get(holder_name)
+                if job is None:
+                    job = jobs[holder_name] = LoadJob(
+                        record=holder, names=(), size=holder.size, group=_in_group(holder)
+                    )
+                job.names = (*job.names, var_name)
+                report.loading.append(var_name)
+                self.records[var_name] = record
                 continue
             try:
                 if record.group is not None or record.members:
@@ -864,6 +898,35 @@ class Workspace:
             report.variables.append(var_name)
             self.records[var_name] = record
             self.covars.update(var_name, value)
+        return list(jobs.values())
+
+    def bind_loaded(
+        self, job: LoadJob, payload: tuple[bytes | bytearray, list[bytearray]]
+    ) -> list[str]:
+        """Unpickle a value read in the background and bind its names (main thread, between
+        cells); returns the names bound. A name the user bound meanwhile keeps the user's
+        value. Raises what unpickling raised: the job's variables then stay unrestored."""
+        user_ns = self.user_ns
+        data, buffers = payload
+        if job.group:
+            values = ns_capture.restore_group(job.record, data, buffers=buffers, namespace=user_ns)
+        else:
+            value = ns_capture.restore_value(job.record, data, buffers=buffers, namespace=user_ns)
+            values = {job.record.name: value}
+        bound = []
+        for name in job.names:
+            if name not in values:  # the session was merged by hand or damaged
+                log.warning("Variable %r is not in the stored group of %r", name, job.record.name)
+                continue
+            if name in user_ns:
+                continue
+            user_ns[name] = values[name]
+            self.covars.update(name, values[name])
+            bound.append(name)
+        # Bound outside any cell: what the tracker sees now is what is saved, not a change.
+        self.tracker.sync(user_ns, bound)
+        self._restored_names.update(bound)
+        return bound
 
     def _load_group(
         self, session: Session, source: str, holder_name: str, report: RestoreReport
@@ -921,23 +984,8 @@ def _in_group(record: VariableRecord | None) -> bool:
 def _record_bytes(
     record: VariableRecord, read_blob: Callable[[str], bytes | bytearray]
 ) -> tuple[bytes | bytearray, list[bytearray]]:
-    """The pickle stream of ``record`` and its out-of-band buffers, each read from its blob
-    into writable memory that the restored arrays use as it is."""
-    data: bytes | bytearray | None = record.data
-    if data is None and record.blob is not None:
-        data = read_blob(record.blob)
-    if data is None:  # pragma: no cover - the model forbids it
-        what = f"Variable '{record.name}' has no stored value"
-        raise CaptureError(what)
-    buffers = [
-        bytearray(b.data) if b.data is not None else _writable(read_blob(str(b.blob)))
-        for b in record.buffers
-    ]
-    return data, buffers
-
-
-def _writable(data: bytes | bytearray) -> bytearray:
-    return data if isinstance(data, bytearray) else bytearray(data)
+    """The pickle stream of ``record`` and its out-of-band buffers (see loading.record_bytes)."""
+    return record_bytes(record, read_blob)
 
 
 def writer_info(kernel_id: str, run_id: str) -> WriterInfo:

@@ -38,6 +38,9 @@ class LoadingValue:
     def is_ready(self) -> bool:
         return self._name in self.shell.user_ns
 
+    def failed(self) -> bool:
+        return False
+
     def wait(self, timeout: float) -> bool:
         self.waits += 1
         if self.loaded.wait(timeout):
