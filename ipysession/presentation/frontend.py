@@ -115,7 +115,11 @@ def notice_message(notice: Notice | str, *, kind: str = "notice") -> dict[str, A
 
 
 def _level_of(text: str) -> Level:
+    # Notices carry no level of their own: what failed is an error, what was made is news,
+    # the rest (a fork, a takeover, a connection lost) asks for a look.
     lowered = text.lower()
-    if "could not" in lowered or "failed" in lowered or "cannot" in lowered:
+    if "could not" in lowered or "failed" in lowered:
         return Level.ERROR
+    if " created " in lowered:
+        return Level.INFO
     return Level.WARNING

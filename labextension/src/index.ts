@@ -24,7 +24,7 @@ import { Widget } from '@lumino/widgets';
 
 import { METADATA_KEY, SessionLink } from './link';
 import { PANEL_ID, SessionPanel } from './panel';
-import { IConflict, INoticeMessage, restartDialogBody } from './state';
+import { IConflict, INoticeMessage, restartDialogBody, toastText } from './state';
 
 const KEEP = 'ipysession:restart-keep';
 const DISCARD = 'ipysession:restart-discard';
@@ -58,11 +58,21 @@ class StatusItem extends Widget {
   private _link: SessionLink | null = null;
 }
 
-function notify(notice: INoticeMessage, panelName: string): void {
-  // One line in the toast; the whole text in the notification center.
-  Notification.emit(notice.text, notice.level, {
+function notify(
+  app: JupyterFrontEnd,
+  link: SessionLink,
+  notice: INoticeMessage,
+  panel: SessionPanel
+): void {
+  // One line in the toast; the whole text in the session panel ("Details").
+  panel.addNotice(link, notice);
+  const toast = toastText(notice, link.model.state);
+  Notification.emit(toast.text, notice.level, {
     autoClose: notice.level === 'info' ? 10000 : false,
-    data: { source: 'ipysession', kind: notice.kind, notebook: panelName } as JSONObject
+    actions: toast.more
+      ? [{ label: 'Details', callback: () => app.shell.activateById(PANEL_ID) }]
+      : [],
+    data: { source: 'ipysession', kind: notice.kind, text: notice.text } as JSONObject
   });
 }
 
@@ -75,7 +85,7 @@ async function askConflict(link: SessionLink, conflict: IConflict): Promise<void
   const buttons = choices.map(([choice, label]) =>
     choice === conflict.configured
       ? Dialog.okButton({ label, caption: 'configured (on_conflict)' })
-      : Dialog.createButton({ label })
+      : Dialog.createButton({ label, accept: false, displayType: 'default' })
   );
   const holder = conflict.holder ?? 'another kernel';
   const taken = conflict.taken === 'readonly' ? 'read-only' : 'as a fork';
@@ -190,7 +200,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         set: value => notebook.model?.setMetadata(METADATA_KEY, value)
       });
       links.set(notebook.sessionContext, link);
-      link.notices.connect((_, notice) => notify(notice, notebook.title.label));
+      link.notices.connect((_, notice) => notify(app, link, notice, panel));
       link.layoutFetched.connect((_, layout) => {
         void notebook.revealed.then(() => applyLayout(notebook, layout, app));
       });

@@ -7,6 +7,7 @@ import { historyIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { SessionLink } from './link';
+import { INoticeMessage } from './state';
 
 export const PANEL_ID = 'ipysession-panel';
 
@@ -36,7 +37,11 @@ export class SessionPanel extends Widget {
     actions.appendChild(this._button('Refresh', () => void this.refresh()));
     this._list = document.createElement('table');
     this._list.className = 'jp-ipysession-snapshots';
-    this.node.append(this._header, actions, this._list);
+    const noticesTitle = document.createElement('h3');
+    noticesTitle.textContent = 'Notices';
+    this._notices = document.createElement('div');
+    this._notices.className = 'jp-ipysession-notices';
+    this.node.append(this._header, actions, this._list, noticesTitle, this._notices);
   }
 
   /** The notebook whose session the panel shows (the current one), or null. */
@@ -48,16 +53,42 @@ export class SessionPanel extends Widget {
     this._link = link;
     link?.changed.connect(this._render, this);
     this._render();
+    this._renderNotices();
     void this.refresh();
+  }
+
+  private _renderNotices(): void {
+    const kept = this._link ? this._kept.get(this._link) ?? [] : [];
+    this._notices.replaceChildren(
+      ...kept.map(notice => {
+        const node = document.createElement('pre');
+        node.className = `jp-ipysession-notice jp-ipysession-notice-${notice.level}`;
+        node.textContent = notice.text;
+        return node;
+      })
+    );
+  }
+
+  /** Keeps a notice's whole text (newest first, the last 20 of each notebook). */
+  addNotice(link: SessionLink, notice: INoticeMessage): void {
+    const kept = this._kept.get(link) ?? [];
+    kept.unshift(notice);
+    kept.splice(20);
+    this._kept.set(link, kept);
+    if (link === this._link) {
+      this._renderNotices();
+    }
   }
 
   async refresh(): Promise<void> {
     const link = this._link;
-    this._list.replaceChildren();
     if (!link || link.model.phase !== 'ready' || !this.isVisible) {
+      this._list.replaceChildren();
       return;
     }
     try {
+      // The counts in the header are read again too (a push comes only after each save).
+      await link.request({ action: 'state' });
       const reply = await link.request({ action: 'snapshots' });
       if (reply.status !== 'ok') {
         this._fail(String(reply.reason));
@@ -207,6 +238,8 @@ export class SessionPanel extends Widget {
   }
 
   private _link: SessionLink | null = null;
+  private _kept = new WeakMap<SessionLink, INoticeMessage[]>();
+  private _notices: HTMLDivElement;
   private _header: HTMLDivElement;
   private _list: HTMLTableElement;
 }

@@ -249,3 +249,27 @@ export function restartDialogBody(model: SessionModel): string | null {
     'the new kernel empty and deletes the saved session.'
   );
 }
+
+/** The most a notification toast shows; the whole text is in the session panel. */
+export const TOAST_LENGTH = 140;
+
+/**
+ * A notice's toast: its first line with the session's full path shortened to its name, cut to
+ * what a toast shows. `more` says whether the panel has more to read.
+ */
+export function toastText(
+  notice: INoticeMessage,
+  state: IStateMessage | null
+): { text: string; more: boolean } {
+  const lines = notice.text.split('\n');
+  let first = lines[0];
+  if (state && state.session_full && state.session_full !== shortName(state.session_full)) {
+    first = first.split(state.session_full).join(shortName(state.session_full));
+  }
+  let more = lines.length > 1;
+  if (first.length > TOAST_LENGTH) {
+    first = first.slice(0, TOAST_LENGTH - 1) + '…';
+    more = true;
+  }
+  return { text: first, more };
+}

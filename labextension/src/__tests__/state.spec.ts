@@ -5,7 +5,9 @@ import {
   isNoticeMessage,
   isStateMessage,
   restartDialogBody,
-  shortName
+  shortName,
+  toastText,
+  TOAST_LENGTH
 } from '../state';
 
 function state(overrides: Partial<IStateMessage> = {}): IStateMessage {
@@ -161,5 +163,34 @@ describe('helpers', () => {
     expect(shortName('plain')).toBe('plain');
     expect(ageText(0)).toBe('0 s');
     expect(ageText(7200)).toBe('2 h');
+  });
+});
+
+describe('toasts', () => {
+  it('show the first line with the short name, and say when there is more', () => {
+    const notice = {
+      type: 'notice' as const,
+      kind: 'restore',
+      level: 'warning' as const,
+      text:
+        "ipysession: restored '/home/me/work/analysis.ipynb' (generation 7): 9 variables\n" +
+        'Not restored (1):\n  df: not saved: too large'
+    };
+    expect(toastText(notice, state())).toEqual({
+      text: "ipysession: restored 'analysis.ipynb' (generation 7): 9 variables",
+      more: true
+    });
+  });
+
+  it('cut long lines to what a toast shows', () => {
+    const notice = {
+      type: 'notice' as const,
+      kind: 'notice',
+      level: 'info' as const,
+      text: 'x'.repeat(500)
+    };
+    const toast = toastText(notice, null);
+    expect(toast.text.length).toBe(TOAST_LENGTH);
+    expect(toast.more).toBe(true);
   });
 });
