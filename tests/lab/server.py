@@ -47,8 +47,8 @@ def missing_requirements() -> str | None:
     if not CHROMIUM.exists():
         return f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium"
     try:
-        import playwright.sync_api  # noqa: F401
         import jupyterlab  # noqa: F401
+        import playwright.sync_api  # noqa: F401
     except ImportError as exc:
         return f"{exc.name} is not installed: `make .venv/.installed` installs the test extra"
     return None
@@ -113,7 +113,7 @@ def write_kernel_config(ipython_dir: Path, *lines: str) -> None:
 
 @contextlib.contextmanager
 def lab_server(home: Path, *, with_extension: bool = True) -> Iterator[LabServer]:
-    """Start ``jupyter lab`` (notebooks in ``home/notebooks``), yield it, stop it and its kernels."""
+    """Start ``jupyter lab`` (notebooks in ``home/notebooks``); stop it and its kernels after."""
     root = home / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
     jupyter_path = home / "jupyter-path"
