@@ -7,8 +7,8 @@ INSTALLED := $(VENV)/.installed
 .PHONY: demo test test-under-load lint typecheck unit system-deps bench bench-smoke clean labextension lab-unit wheel
 
 # The JupyterLab extension: TypeScript in labextension/, built with JupyterLab's builder into
-# ipysession/labextension/ (shipped in the wheel as share/jupyter/labextensions/ipysession).
-LABEXT := ipysession/labextension/package.json
+# labextension/build/ (shipped in the wheel as share/jupyter/labextensions/ipysession).
+LABEXT := labextension/build/package.json
 LABEXT_SRC := $(wildcard labextension/src/*.ts) labextension/style/index.css \
 	labextension/style/index.js labextension/package.json labextension/tsconfig.json
 NODE_MODULES := labextension/node_modules/.package-lock.json
@@ -58,7 +58,7 @@ unit: $(INSTALLED) system-deps labextension lab-unit
 
 # A wheel with the prebuilt extension in it.
 wheel: labextension
-	$(BIN)/python -m pip wheel --no-deps --no-build-isolation -w dist .
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
 
 test: lint typecheck unit
 
@@ -72,4 +72,4 @@ bench: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* \
-		ipysession/labextension labextension/lib labextension/node_modules labextension/tsconfig.tsbuildinfo
+		labextension/build labextension/lib labextension/node_modules labextension/tsconfig.tsbuildinfo
