@@ -103,9 +103,10 @@ def test_after_a_restart_the_state_and_summary_come_before_any_cell(tmp_path: Pa
 
 def test_one_state_message_per_save(tmp_path: Path) -> None:
     with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "per-save"}) as kernel:
+        wait_for_autosave(kernel)  # the start's own save is done: nothing in flight
         _, comm, _ = subscribe(kernel)
         seen: list[dict[str, Any]] = []
-        before = kernel.value(f"{MANAGER}.last_generation") or 0
+        before = int(run_collecting(kernel, f"print({MANAGER}.last_generation or 0)", seen))
         for value in range(5):
             run_collecting(kernel, f"x{value} = {value}", seen)
 

@@ -59,7 +59,8 @@ class LabPage:
         return path
 
     def open(self, notebook: str) -> None:
-        self.page.goto(self.server.url(f"lab/tree/{notebook}"))
+        # Each page starts from an empty workspace: only this notebook, only its layout.
+        self.page.goto(self.server.url(f"lab/tree/{notebook}", reset=True))
         self.page.wait_for_selector(".jp-Notebook", timeout=UI_TIMEOUT * 1000)
         self.wait_for_status(lambda text: ":" in text and "…" not in text, "the session state")
 

@@ -73,8 +73,9 @@ class LabServer:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def url(self, path: str = "lab") -> str:
-        return f"{self.base}/{path}?token={self.token}"
+    def url(self, path: str = "lab", *, reset: bool = False) -> str:
+        """``reset``: start from an empty workspace, not the one the last page left."""
+        return f"{self.base}/{path}?{'reset&' if reset else ''}token={self.token}"
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
