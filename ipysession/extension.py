@@ -22,6 +22,9 @@ Where messages go. ipysession never writes into the output of a cell that did no
   a lease taken over): in a kernel they are shown only under a ``%session`` cell, the cell that
   asked; otherwise they go to ``%session status`` (its "Notices" section) and the log. In a
   terminal they are printed after the cell's own output, before the next prompt.
+- With the JupyterLab extension subscribed on the ``ipysession`` comm (:mod:`ipysession.lab`),
+  both go to it instead, as notifications: the summary as soon as it subscribes (before any cell
+  runs), each later notice as it is raised.
 """
 
 from __future__ import annotations
