@@ -1,4 +1,4 @@
-"""The state and notice messages the JupyterLab extension gets (ipysession/presentation/frontend.py)."""
+"""The state and notice messages the JupyterLab extension gets (presentation/frontend.py)."""
 
 from __future__ import annotations
 
