@@ -124,6 +124,7 @@ def lab_server(home: Path, *, with_extension: bool = True) -> Iterator[LabServer
         link.symlink_to(BUILT, target_is_directory=True)
     elif not with_extension and link.is_symlink():
         link.unlink()
+    _write_plain_kernelspec(jupyter_path, home / "ipython-plain")
     config = home / "jupyter-config"
     (config / "labconfig").mkdir(parents=True, exist_ok=True)
     (config / "labconfig" / "page_config.json").write_text(json.dumps(_PAGE_CONFIG))
@@ -173,6 +174,20 @@ def lab_server(home: Path, *, with_extension: bool = True) -> Iterator[LabServer
         stop(process)
 
 
+def _write_plain_kernelspec(jupyter_path: Path, ipython_dir: Path) -> None:
+    """A Python kernel that does not load ipysession ("Python (no ipysession)")."""
+    (ipython_dir / "profile_default").mkdir(parents=True, exist_ok=True)
+    spec = jupyter_path / "kernels" / "plain"
+    spec.mkdir(parents=True, exist_ok=True)
+    kernel = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (no ipysession)",
+        "language": "python",
+        "env": {"IPYTHONDIR": str(ipython_dir)},
+    }
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+
+
 def _wait_until_up(server: LabServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -207,14 +222,15 @@ def launch_chromium(playwright: Any) -> Any:
     )
 
 
-def write_notebook(path: Path, *sources: str) -> None:
+def write_notebook(path: Path, *sources: str, kernel: str = "python3") -> None:
+    """A notebook of these code cells; ``kernel="plain"``: a kernel without ipysession."""
     import nbformat
 
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
     notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
+        "name": kernel,
+        "display_name": "Python 3 (ipykernel)" if kernel == "python3" else kernel,
         "language": "python",
     }
     nbformat.write(notebook, str(path))

@@ -222,3 +222,21 @@ def test_layout_is_kept_with_the_session_and_reapplied_in_a_new_page(lab_page: L
     )
     assert lab.page.locator("#ipysession-panel").is_visible()
     lab.shot("layout-reapplied")
+
+
+def test_a_kernel_without_ipysession_shows_nothing(lab_page: LabPage) -> None:
+    lab = lab_page
+    write_notebook(lab.server.root / "plain.ipynb", kernel="plain")
+    lab.page.goto(lab.server.url("lab/tree/plain.ipynb", reset=True))
+    lab.page.wait_for_selector(".jp-Notebook")
+    lab.page.get_by_text("Python (no ipysession) | Idle").wait_for()
+    assert lab.run_cell("print(6 * 7)").strip() == "42"
+    # The comm was refused: the item hides, no notification, no dialog, the commands are off.
+    wait_for(lambda: lab.status() == "", "the status bar item hides", UI_TIMEOUT)
+    lab.shot("plain-kernel")
+    assert "ipysession" not in lab.notifications()
+    assert lab.page.locator(".jp-Dialog-content").count() == 0
+    enabled = lab.page.evaluate(
+        "() => window.jupyterapp.commands.isEnabled('ipysession:restart-keep')"
+    )
+    assert enabled is False
