@@ -23,6 +23,9 @@ Where messages go. ipysession never writes into the output of a cell that did no
   a lease taken over): in a kernel they are shown only under a ``%session`` cell, the cell that
   asked; otherwise they go to ``%session status`` (its "Notices" section) and the log. In a
   terminal they are printed after the cell's own output, before the next prompt.
+- With the JupyterLab extension subscribed on the ``ipysession`` comm (:mod:`ipysession.lab`),
+  both go to it instead, as notifications: the summary as soon as it subscribes (before any cell
+  runs), each later notice as it is raised.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ from typing import Any
 from ipysession import display, logfile
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
+from ipysession.lab import LabLink
 from ipysession.magics import SessionMagics
+from ipysession.presentation import restore_notice
+from ipysession.presentation.base import Level, Notice
 from ipysession.session.manager import SessionManager
 from ipysession.session.reports import RestoreReport
 
@@ -64,7 +70,9 @@ class _Extension:
         self.manager.kernel_id = _kernel_id()
         self.magics = SessionMagics(shell, self.manager)
         self.layout = LayoutChannel()
-        self.pending: list[Callable[[], display.Message]] = []
+        # What waits for the first cell (or for the JupyterLab extension to subscribe).
+        self.pending: list[Callable[[], Notice]] = []
+        self.lab: LabLink | None = None
         self.in_kernel = hasattr(shell, "kernel")
         # Whether the cell now running is a %session command: only such a cell shows notices.
         self.cell_asks = False
@@ -90,6 +98,7 @@ class _Extension:
         if isinstance(configurables, list) and manager not in configurables:
             configurables.append(manager)
         if self.layout.register(self.shell):
+            self.lab = LabLink(manager, self.layout, self._take_pending)
             self.layout.on_change = self._layout_changed
             self.layout.identity = lambda: {
                 "session": manager.name,
@@ -99,7 +108,7 @@ class _Extension:
                 try:
                     self.layout.set_layout(manager.layout)
                 except SessionError as exc:
-                    self._say(display.text_message(f"ipysession: layout not restored: {exc}"))
+                    self._say(_notice(f"ipysession: layout not restored: {exc}"))
         atexit.register(self.close)
         manager.start()
 
@@ -114,11 +123,11 @@ class _Extension:
                 orphans = manager.orphans() if manager.has_any_session() else []
                 if orphans:
                     report = RestoreReport(session=manager.name, found=False, orphans=orphans)
-                    self._say(display.render_restore(report))
+                    self._say(restore_notice(report))
                 return
             if manager.autorestore == "notify":
                 self._say(
-                    display.text_message(
+                    _notice(
                         f"ipysession: a saved session '{manager.name}' exists. Run "
                         "`%session restore` to bring it back, or `%session show` to see it."
                     )
@@ -131,30 +140,34 @@ class _Extension:
                 manager.loads.wake = lambda: _call_on_kernel_loop(kernel, manager.settle_loads)
             report = manager.restore(background=True)
             # Rendered when shown, so connections that came up meanwhile show as connected.
-            self._say(lambda: display.render_restore(report, manager.connections.states()))
+            self._say(lambda: restore_notice(report, manager.connections.states()))
         except SessionError as exc:
             # One message: what went wrong, and what the manager does about it (say, saving
             # this kernel's work as a fork so that files it cannot read stay untouched).
             lines = [f"ipysession could not restore the session: {exc}", *manager.notices.take()]
-            self._say(display.text_message("\n".join(lines), level="error"))
+            self._say(_notice(*lines, level=Level.ERROR))
         except Exception as exc:
             log.exception("ipysession restore failed")
             self._say(
-                display.text_message(
+                _notice(
                     f"ipysession could not restore the session ({type(exc).__name__}: {exc}). "
                     f"Your kernel is fine; see the log for details ({logfile.log_path()}).",
-                    level="error",
+                    level=Level.ERROR,
                 )
             )
         for notice in manager.notices.take():
-            self._say(display.text_message(notice, level="warning"))
+            self._say(_notice(notice, level=Level.WARNING))
 
-    def _say(self, message: display.Message | Callable[[], display.Message]) -> None:
+    def _say(self, message: Notice | Callable[[], Notice]) -> None:
         render = message if callable(message) else (lambda: message)
         if self.in_kernel:
             self.pending.append(render)
         else:
-            display.show(render())
+            display.show(display.render_notice(render()))
+
+    def _take_pending(self) -> list[Callable[[], Notice]]:
+        pending, self.pending = self.pending, []
+        return pending
 
     def _layout_changed(self, layout: Any) -> None:
         self.manager.set_layout(layout)
@@ -166,9 +179,8 @@ class _Extension:
     def post_run_cell(self, result: Any) -> None:
         self.manager.post_run_cell(result)
         try:
-            pending, self.pending = self.pending, []
-            for render in pending:
-                display.show(render())
+            for render in self._take_pending():
+                display.show(display.render_notice(render()))
             notices = self.manager.notices.take()
             if not self.in_kernel or self.cell_asks:
                 for notice in notices:
@@ -193,6 +205,8 @@ class _Extension:
         if isinstance(configurables, list):
             with contextlib.suppress(ValueError):
                 configurables.remove(self.manager)
+        if self.lab is not None:
+            self.lab.close()
         self.layout.close()
         try:
             self.manager.close()
@@ -216,6 +230,10 @@ def _call_on_kernel_loop(kernel: Any, callback: Callable[[], None]) -> None:
         loop = getattr(kernel, "io_loop", None)
     if loop is not None:
         loop.add_callback(callback)
+
+
+def _notice(*lines: str, level: Level = Level.INFO) -> Notice:
+    return Notice(tuple(lines), level)
 
 
 def _unregister_magics(shell: Any, magics: SessionMagics) -> None:

@@ -38,6 +38,11 @@ kernel (ipykernel); terminal IPython has no comms.
    Comms do not survive a kernel restart: after one, the frontend opens a new comm and fetches;
    by then the restored layout is in place.
 
+The JupyterLab extension also sends ``subscribe`` (the reply carries the session's state and
+the comm then receives ``state`` and ``notice`` messages pushed by the kernel) and the panel's
+actions, which the extension registers in :attr:`LayoutChannel.actions`; docs/frontend-protocol.md
+describes every message.
+
 Example (frontend side)::
 
     comm = kernel.createComm("ipysession")
@@ -59,7 +64,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ipysession.errors import CaptureError
+from ipysession.errors import CaptureError, SessionError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -110,8 +115,18 @@ class LayoutChannel:
         self.identity: Callable[[], dict[str, str]] | None = None
         self._lock = threading.Lock()
         self._encoded: bytes | None = None
+        #: More actions (name -> handler of the request, returning the reply's fields), which the
+        #: extension registers: the panel's snapshots, restore, checkpoint... A handler raising
+        #: :class:`~ipysession.errors.SessionError` answers ``{"status": "error"}`` with its text.
+        self.actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+        #: The session's state (a ``{"type": "state", ...}`` message) for a subscribe reply.
+        self.state: Callable[[], dict[str, Any]] | None = None
+        #: Called with the request after a subscribe was answered (on the main thread): the
+        #: extension sends what it kept for the frontend.
+        self.on_subscribe: Callable[[dict[str, Any]], None] | None = None
         self._manager: Any = None
         self._comms: dict[str, Any] = {}
+        self._subscribers: dict[str, Any] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -147,6 +162,7 @@ class LayoutChannel:
         except Exception:
             log.warning("Could not unregister the %s comm target", self.target_name, exc_info=True)
         comms, self._comms = list(self._comms.values()), {}
+        self._subscribers = {}
         for comm in comms:
             try:
                 comm.close()
@@ -189,7 +205,7 @@ class LayoutChannel:
         comm_id = str(getattr(comm, "comm_id", id(comm)))
         self._comms[comm_id] = comm
         comm.on_msg(lambda message: self._on_msg(comm, message))
-        comm.on_close(lambda _message: self._comms.pop(comm_id, None))
+        comm.on_close(lambda _message: self._forget(comm_id))
         data = _data(msg)
         if isinstance(data, dict) and "action" in data:
             self._reply(comm, data)
@@ -197,9 +213,30 @@ class LayoutChannel:
     def _on_msg(self, comm: Any, msg: dict[str, Any]) -> None:
         self._reply(comm, _data(msg))
 
+    def _forget(self, comm_id: str) -> None:
+        self._comms.pop(comm_id, None)
+        self._subscribers.pop(comm_id, None)
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether a frontend listens for pushed messages (the JupyterLab extension is there)."""
+        return bool(self._subscribers)
+
+    def push(self, message: dict[str, Any]) -> int:
+        """Send ``message`` to every subscribed comm (any thread); returns how many got it."""
+        sent = 0
+        for comm in list(self._subscribers.values()):
+            try:
+                comm.send(message)
+                sent += 1
+            except Exception:
+                log.warning("Could not push to a %s comm", self.target_name, exc_info=True)
+        return sent
+
     def _reply(self, comm: Any, data: Any) -> None:
+        subscribe = isinstance(data, dict) and data.get("action") == "subscribe"
         try:
-            reply = self.handle(data)
+            reply = self._subscribe_reply() if subscribe else self.handle(data)
         except Exception:
             log.warning("Failed to handle a %s comm message", self.target_name, exc_info=True)
             reply = {"status": "error", "reason": "internal error in the kernel (see its log)"}
@@ -209,6 +246,20 @@ class LayoutChannel:
             comm.send(reply)
         except Exception:
             log.warning("Could not reply on a %s comm", self.target_name, exc_info=True)
+            return
+        if subscribe and reply.get("status") == "ok":
+            self._subscribers[str(getattr(comm, "comm_id", id(comm)))] = comm
+            callback = self.on_subscribe
+            if callback is not None:
+                try:
+                    callback(data)
+                except Exception:
+                    log.warning("The %s subscribe callback failed", self.target_name, exc_info=True)
+
+    def _subscribe_reply(self) -> dict[str, Any]:
+        identity = self.identity() if self.identity is not None else {}
+        state = self.state() if self.state is not None else None
+        return {"status": "ok", "layout": self.layout, **identity, "state": state}
 
     def handle(self, data: Any) -> dict[str, Any]:
         """Answer one request (the ``data`` of a comm message) as the protocol says."""
@@ -227,9 +278,16 @@ class LayoutChannel:
                 return _error(exc.what)
             self._changed(self.layout)
             return {"status": "ok"}
+        handler = self.actions.get(action) if isinstance(action, str) else None
+        if handler is not None:
+            try:
+                return {"status": "ok", **handler(data)}
+            except SessionError as exc:
+                return _error(str(exc))
+        expected = ", ".join(repr(a) for a in ("save", "fetch", "subscribe", *self.actions))
         if action is None:
-            return _error("the request has no 'action' (expected 'save' or 'fetch')")
-        return _error(f"unknown action {action!r} (expected 'save' or 'fetch')")
+            return _error(f"the request has no 'action' (expected one of {expected})")
+        return _error(f"unknown action {action!r} (expected one of {expected})")
 
     def _changed(self, layout: Any) -> None:
         callback = self.on_change

@@ -48,6 +48,7 @@ from ipysession.errors import (
     CaptureError,
     KeyStoreError,
     NewerFormat,
+    SessionError,
     SessionExists,
     SessionInUse,
     SessionNotFound,
@@ -264,6 +265,16 @@ class SessionManager(SessionOptions):
     @property
     def last_generation(self) -> int | None:
         return self._write_log.last_generation
+
+    @property
+    def last_save(self) -> float | None:
+        """When this kernel last wrote its session (epoch seconds), or None."""
+        return self._write_log.last_save
+
+    @property
+    def pending(self) -> bool:
+        """A snapshot waits for the autosave writer."""
+        return self._writer.pending
 
     @property
     def last_error(self) -> str | None:
@@ -779,6 +790,40 @@ class SessionManager(SessionOptions):
                 "restore starts it afresh); `%session restore --generation N` goes back to a save"
             ),
         )
+
+    def resolve_conflict(self, choice: str) -> RestoreReport | None:
+        """The user's answer to a conflict at start (the JupyterLab conflict dialog): ``fork``,
+        ``readonly`` or ``takeover``, for this kernel only. Another answer than the one taken
+        (``on_conflict``) goes back to the original session and restores it again under the
+        new policy; returns that restore's report, or ``None`` when nothing changed.
+
+        Refused once a cell has run: restoring again would replace the work done since."""
+        if choice not in ("fork", "readonly", "takeover"):
+            msg = f"Unknown conflict choice {choice!r}"
+            raise SessionError(msg, hint="Choose 'fork', 'readonly' or 'takeover'")
+        taken = "readonly" if self.read_only else "fork" if self.fork_of else None
+        if taken is None:
+            msg = f"Session '{self.name}' has no conflict to resolve"
+            raise SessionError(msg, hint="Nothing to do: this kernel holds its session")
+        if choice == taken:
+            return None
+        if int(getattr(self.shell, "execution_count", 1) or 1) > 1:
+            msg = f"Cells have run since session '{self.sharing.conflict_original()}' was opened"
+            raise SessionError(
+                msg,
+                hint=f"Set c.SessionManager.on_conflict = '{choice}' and restart the kernel",
+            )
+        # What the writer holds for the fork is written first, so the fork on disk is whole.
+        self._writer.flush(self.snapshot())
+        self.sharing.undo_conflict()
+        self.on_conflict = choice
+        report = self.restore()
+        self.start()
+        return report
+
+    def watch_saves(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` (on the writer thread) once after each save and each failed one."""
+        self._write_log.on_change = callback
 
     def merge_fork(self, fork: str, *, write: bool) -> tuple[str, MergeResult, int | None]:
         """Merge session ``fork`` back into the session it forks (``write`` False: a dry run);

@@ -12,6 +12,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 __all__ = ["Notices"]
 
@@ -25,12 +26,25 @@ class Notices:
         self._lock = threading.Lock()
         self._new: list[str] = []
         self._recent: collections.deque[tuple[float, str]] = collections.deque(maxlen=keep)
+        #: When set, each notice goes to it (any thread) instead of waiting for :meth:`take`:
+        #: the JupyterLab extension shows it as a notification. It returns False when it could
+        #: not deliver it, and the notice is kept for :meth:`take` as before.
+        self.listener: Callable[[str], bool] | None = None
 
     def add(self, message: str) -> None:
         log.info("%s", message)
         with self._lock:
-            self._new.append(message)
             self._recent.append((time.time(), message))
+        listener = self.listener
+        delivered = False
+        if listener is not None:
+            try:
+                delivered = listener(message)
+            except Exception:
+                log.warning("The notice listener failed", exc_info=True)
+        if not delivered:
+            with self._lock:
+                self._new.append(message)
 
     def take(self) -> list[str]:
         """The notices added since the last call, oldest first."""

@@ -478,6 +478,32 @@ class Sharing:
             ),
         )
 
+    def conflict_original(self) -> str | None:
+        """The session another kernel held when this one started (it forked from it or opened it
+        read-only), or ``None`` when there was no conflict."""
+        with self._lock:
+            if self.fork_of is not None:
+                return self.fork_of
+            return self.name if self.read_only else None
+
+    def undo_conflict(self) -> str:
+        """Forget the conflict decision (the fork or read-only mode) and go back to the original
+        session, so that a restore decides again; returns the original's name. The fork stays on
+        disk with whatever it saved. SessionError when there was no conflict."""
+        with self._lock:
+            original = self.conflict_original()
+            if original is None:
+                msg = f"Session '{self.name}' has no conflict to resolve"
+                raise SessionError(msg, hint="Nothing to do: this kernel holds its session")
+            self.release()
+            self._name = original
+            self.fork_of = None
+            self.fork_reason = None
+            self.read_only = False
+            self._base_generation = None
+            self._foreign = None
+            return original
+
     def release(self) -> None:
         with self._lock:
             name, self._lease_name = self._lease_name, None

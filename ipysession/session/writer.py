@@ -71,12 +71,25 @@ class WriteLog:
         self.last_save: float | None = None
         self.last_generation: int | None = None
         self.last_error: str | None = None
+        #: Called (on the writer thread) after each write and each failed one, once per save:
+        #: the JupyterLab extension pushes the new state to the status bar.
+        self.on_change: Callable[[], None] | None = None
 
     def written(self, result: WriteResult) -> None:
         self.last_save = time.time()
         self.last_generation = result.generation
         self.last_error = None
         self._told = False
+        self._changed()
+
+    def _changed(self) -> None:
+        callback = self.on_change
+        if callback is None:
+            return
+        try:
+            callback()
+        except Exception:
+            log.warning("The save listener failed", exc_info=True)
 
     def write_failed(self, error: BaseException) -> None:
         self._failed(
@@ -100,6 +113,7 @@ class WriteLog:
         if not self._told:
             self._told = True
             self._notify(notice)
+        self._changed()
 
 
 class AutosaveWriter:

@@ -186,8 +186,14 @@ def test_too_large_layout_is_refused_and_the_old_one_kept(client: Client) -> Non
     ("request_data", "reason"),
     [
         ({"action": "save"}, "a save request needs a 'layout'"),
-        ({"action": "delete"}, "unknown action 'delete' (expected 'save' or 'fetch')"),
-        ({"layout": {}}, "the request has no 'action' (expected 'save' or 'fetch')"),
+        (
+            {"action": "delete"},
+            "unknown action 'delete' (expected one of 'save', 'fetch', 'subscribe')",
+        ),
+        (
+            {"layout": {}},
+            "the request has no 'action' (expected one of 'save', 'fetch', 'subscribe')",
+        ),
         ([1, 2], "the request must be a JSON object"),
     ],
 )

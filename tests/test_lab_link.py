@@ -1,0 +1,184 @@
+"""The kernel side of the JupyterLab extension (ipysession/lab.py), spoken to over the real
+``ipysession`` comm of a real kernel, as the extension does: subscribe right after a restart,
+before any cell runs; state after each save; notices instead of text under cells; the panel's
+requests. The browser half is in tests/lab/."""
+
+from __future__ import annotations
+
+import queue
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.builders import wait_for
+from tests.capture.test_frontend import Client
+from tests.kernels import FAST_AUTOSAVE, MANAGER, Kernel, start_kernel, wait_for_autosave
+
+pytestmark = pytest.mark.kernel
+
+TIMEOUT = 60
+
+
+def subscribe(kernel: Kernel, **fields: Any) -> tuple[Client, str, dict[str, Any]]:
+    client = Client(kernel.client)
+    comm = client.open({"action": "subscribe", "id": 1, **fields})
+    reply = client.reply(comm)
+    assert reply["status"] == "ok", reply
+    assert reply["id"] == 1
+    return client, comm, reply
+
+
+def ask(client: Client, comm: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A request's reply, passing over the state and notice messages pushed meanwhile."""
+    client.send(comm, data)
+    while True:
+        reply = client.reply(comm)
+        if reply.get("id") == data["id"]:
+            return reply
+        assert reply.get("type") in ("state", "notice"), reply
+
+
+def run_collecting(kernel: Kernel, code: str, into: list[dict[str, Any]]) -> str:
+    """Run ``code``; keep every IOPub message seen meanwhile (comm pushes have any parent)."""
+    kc = kernel.client
+    msg_id = kc.execute(code)
+    stdout = ""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            continue
+        into.append(msg)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            stdout += msg["content"]["text"]
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return stdout
+    raise AssertionError(f"no idle for {code!r}")
+
+
+def pushed(messages: list[dict[str, Any]], comm: str, kind: str) -> list[dict[str, Any]]:
+    return [
+        msg["content"]["data"]
+        for msg in messages
+        if msg["msg_type"] == "comm_msg"
+        and msg["content"].get("comm_id") == comm
+        and msg["content"]["data"].get("type") == kind
+    ]
+
+
+def test_after_a_restart_the_state_and_summary_come_before_any_cell(tmp_path: Path) -> None:
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "lab-link"}) as kernel:
+        kernel.run("a = 1\nb = [1, 2]\nimport json")
+        wait_for_autosave(kernel)
+        kernel.restart()
+
+        client, comm, reply = subscribe(kernel)
+        state = reply["state"]
+        assert state["type"] == "state"
+        assert state["state"] == "restored"
+        assert state["session"] == "lab-link"
+        assert state["session_id"] == reply["session_id"]
+        assert state["restored"]["variables"] == 2
+        assert state["restored"]["items"] == state["restored"]["total"]
+        assert state["restored"]["warnings"] == 0
+        assert state["conflict"] is None
+
+        # The summary that used to wait for the first cell is a notification now...
+        kind, notice = client.next_on(comm)
+        assert kind == "comm_msg"
+        assert notice["type"] == "notice"
+        assert notice["kind"] == "restore"
+        assert notice["level"] == "info"
+        assert notice["text"].startswith("ipysession: restored 'lab-link'")
+        # ...and not text under that cell.
+        first = kernel.run("c = a + len(b)")
+        assert "ipysession" not in first.text
+        assert not first.outputs
+
+
+def test_one_state_message_per_save(tmp_path: Path) -> None:
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "per-save"}) as kernel:
+        wait_for_autosave(kernel)  # the start's own save is done: nothing in flight
+        _, comm, _ = subscribe(kernel)
+        seen: list[dict[str, Any]] = []
+        before = int(run_collecting(kernel, f"print({MANAGER}.last_generation or 0)", seen))
+        for value in range(5):
+            run_collecting(kernel, f"x{value} = {value}", seen)
+
+        def saved() -> bool:
+            out = run_collecting(
+                kernel, f"print({MANAGER}.status().pending, {MANAGER}.last_generation)", seen
+            )
+            pending, generation = out.split()
+            return pending == "False" and generation != "None"
+
+        wait_for(saved, "the changes are saved")
+        after = kernel.value(f"{MANAGER}.last_generation")
+        states = pushed(seen, comm, "state")
+        assert after > before
+        assert len(states) == after - before
+        assert states[-1]["state"] == "saved"
+        assert states[-1]["generation"] == after
+        assert not pushed(seen, comm, "notice")
+
+
+def test_without_a_subscriber_the_first_cell_still_shows_the_summary(tmp_path: Path) -> None:
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "fallback"}) as kernel:
+        kernel.run("kept = 1")
+        wait_for_autosave(kernel)
+        kernel.restart()
+        first = kernel.run("kept")
+        assert "ipysession: restored 'fallback'" in first.text
+
+
+def test_panel_requests_snapshots_checkpoint_and_restore(tmp_path: Path) -> None:
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "panel"}) as kernel:
+        kernel.run("value = 'first'")
+        wait_for_autosave(kernel)
+        client, comm, _ = subscribe(kernel)
+
+        reply = ask(client, comm, {"action": "checkpoint", "label": "good", "id": 2})
+        assert reply["status"] == "ok", reply
+        assert "checkpoint 'good'" in reply["summary"]
+        kernel.run("value = 'second'")
+        wait_for_autosave(kernel)
+
+        listed = ask(client, comm, {"action": "snapshots", "id": 3})
+        names = [row["snapshot"] for row in listed["snapshots"]]
+        assert "checkpoint good" in names
+        assert names[0].startswith("generation ")
+
+        restored = ask(
+            client,
+            comm,
+            {"action": "restore", "checkpoint": "good", "variables": ["value"], "id": 4},
+        )
+        assert restored["status"] == "ok", restored
+        assert kernel.value("value") == "first"
+
+        bad = ask(client, comm, {"action": "restore", "generation": "x", "id": 5})
+        assert bad["status"] == "error"
+        assert "'generation' must be a number" in bad["reason"]
+        missing = ask(client, comm, {"action": "restore", "checkpoint": "nope", "id": 6})
+        assert missing["status"] == "error"
+        assert "nope" in missing["reason"]
+        no_conflict = ask(client, comm, {"action": "conflict", "choice": "takeover", "id": 7})
+        assert no_conflict["status"] == "error"
+        assert "no conflict" in no_conflict["reason"]
+
+
+def test_discard_then_restart_starts_empty(tmp_path: Path) -> None:
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "gone"}) as kernel:
+        kernel.run("secret_work = 1")
+        wait_for_autosave(kernel)
+        client, comm, _ = subscribe(kernel)
+        reply = ask(client, comm, {"action": "discard", "id": 2})
+        assert reply["status"] == "ok", reply
+        assert reply["path"]
+        kernel.restart()
+        assert kernel.value("'secret_work' in globals()") is False
