@@ -45,7 +45,7 @@ from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
 from ipysession.lab import LabLink
 from ipysession.magics import SessionMagics
-from ipysession.presentation import restore_notice
+from ipysession.presentation import SummaryView, restore_view
 from ipysession.presentation.base import Level, Notice
 from ipysession.session.manager import SessionManager
 from ipysession.session.reports import RestoreReport
@@ -71,7 +71,7 @@ class _Extension:
         self.magics = SessionMagics(shell, self.manager)
         self.layout = LayoutChannel()
         # What waits for the first cell (or for the JupyterLab extension to subscribe).
-        self.pending: list[Callable[[], Notice]] = []
+        self.pending: list[Callable[[], _Said]] = []
         self.lab: LabLink | None = None
         self.in_kernel = hasattr(shell, "kernel")
         # Whether the cell now running is a %session command: only such a cell shows notices.
@@ -123,7 +123,7 @@ class _Extension:
                 orphans = manager.orphans() if manager.has_any_session() else []
                 if orphans:
                     report = RestoreReport(session=manager.name, found=False, orphans=orphans)
-                    self._say(restore_notice(report))
+                    self._say(restore_view(report))
                 return
             if manager.autorestore == "notify":
                 self._say(
@@ -140,7 +140,7 @@ class _Extension:
                 manager.loads.wake = lambda: _call_on_kernel_loop(kernel, manager.settle_loads)
             report = manager.restore(background=True)
             # Rendered when shown, so connections that came up meanwhile show as connected.
-            self._say(lambda: restore_notice(report, manager.connections.states()))
+            self._say(lambda: restore_view(report, manager.connections.states()))
         except SessionError as exc:
             # One message: what went wrong, and what the manager does about it (say, saving
             # this kernel's work as a fork so that files it cannot read stay untouched).
@@ -158,16 +158,17 @@ class _Extension:
         for notice in manager.notices.take():
             self._say(_notice(notice, level=Level.WARNING))
 
-    def _say(self, message: Notice | Callable[[], Notice]) -> None:
+    def _say(self, message: _Said | Callable[[], _Said]) -> None:
         render = message if callable(message) else (lambda: message)
         if self.in_kernel:
             self.pending.append(render)
         else:
-            display.show(display.render_notice(render()))
+            display.show(_rendered(render()))
 
     def _take_pending(self) -> list[Callable[[], Notice]]:
+        # The JupyterLab extension shows them as notifications: text, not tables.
         pending, self.pending = self.pending, []
-        return pending
+        return [_noticed(render) for render in pending]
 
     def _layout_changed(self, layout: Any) -> None:
         self.manager.set_layout(layout)
@@ -179,8 +180,9 @@ class _Extension:
     def post_run_cell(self, result: Any) -> None:
         self.manager.post_run_cell(result)
         try:
-            for render in self._take_pending():
-                display.show(display.render_notice(render()))
+            pending, self.pending = self.pending, []
+            for render in pending:
+                display.show(_rendered(render()))
             notices = self.manager.notices.take()
             if not self.in_kernel or self.cell_asks:
                 for notice in notices:
@@ -230,6 +232,24 @@ def _call_on_kernel_loop(kernel: Any, callback: Callable[[], None]) -> None:
         loop = getattr(kernel, "io_loop", None)
     if loop is not None:
         loop.add_callback(callback)
+
+
+_Said = Notice | SummaryView
+"""What the extension shows once a cell runs: a summary (a table where HTML shows) or a notice."""
+
+
+def _rendered(said: _Said) -> display.Message:
+    if isinstance(said, SummaryView):
+        return display.render_summary(said)
+    return display.render_notice(said)
+
+
+def _noticed(render: Callable[[], _Said]) -> Callable[[], Notice]:
+    def notice() -> Notice:
+        said = render()
+        return said.notice if isinstance(said, SummaryView) else said
+
+    return notice
 
 
 def _notice(*lines: str, level: Level = Level.INFO) -> Notice:
