@@ -21,7 +21,13 @@ from typing import Any
 
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
-from ipysession.presentation import restore_notice, save_notice, snapshot_rows
+from ipysession.presentation import (
+    replay_consent_json,
+    replay_notice,
+    restore_notice,
+    save_notice,
+    snapshot_rows,
+)
 from ipysession.presentation.base import Notice
 from ipysession.presentation.frontend import notice_message, state_message
 from ipysession.session.manager import SessionManager
@@ -63,6 +69,7 @@ class LabLink:
                 "checkpoint": self._checkpoint,
                 "conflict": self._conflict,
                 "discard": self._discard,
+                "replay": self._replay,
             }
         )
         manager.watch_saves(self.saved)
@@ -94,6 +101,9 @@ class LabLink:
                 "configured": manager.on_conflict,
             }
         )
+        # Values the restore could rebuild only by running cells with side effects: the
+        # extension asks once (a dialog) instead of leaving the user to find `%session replay`.
+        message["replay"] = replay_consent_json(manager.replay_waiting())
         return message
 
     def saved(self) -> None:
@@ -230,6 +240,19 @@ class LabLink:
             notice = restore_notice(report, self.manager.connections.states())
             self.channel.push(notice_message(notice, kind="restore"))
         return {"state": self.state()}
+
+    def _replay(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The replay dialog's yes: rebuild these names, running their cells' side effects (the
+        user consented to exactly the cells the dialog listed)."""
+        names = request.get("names")
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            msg = "'names' must be a non-empty list of variable names"
+            raise SessionError(msg, hint="Pick them from the replay dialog")
+        manager = self.manager
+        outcomes = manager.replay_values(names, consent=True)
+        notice = replay_notice(outcomes, manager.name)
+        self.channel.push(notice_message(notice, kind="restore"))
+        return {"summary": notice.text, "state": self.state()}
 
     def _discard(self, request: dict[str, Any]) -> dict[str, Any]:
         path = self.manager.discard()

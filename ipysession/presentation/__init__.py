@@ -65,6 +65,7 @@ from ipysession.presentation.kernel import (
 from ipysession.presentation.replay import (
     LOG_HEADERS,
     log_table,
+    replay_consent_json,
     replay_lines,
     replay_notice,
     travel_notice,
@@ -115,6 +116,7 @@ __all__ = [
     "log_table",
     "ping_text",
     "problem_json",
+    "replay_consent_json",
     "replay_lines",
     "replay_notice",
     "restore_notice",

@@ -14,7 +14,14 @@ if TYPE_CHECKING:
     from ipysession.session.reports import ReplayOutcome, TravelReport
     from ipysession.session.timeline import Step
 
-__all__ = ["LOG_HEADERS", "log_table", "replay_lines", "replay_notice", "travel_notice"]
+__all__ = [
+    "LOG_HEADERS",
+    "log_table",
+    "replay_consent_json",
+    "replay_lines",
+    "replay_notice",
+    "travel_notice",
+]
 
 LOG_HEADERS = ("", "cell", "time", "changed")
 
@@ -76,6 +83,21 @@ def replay_lines(outcomes: Sequence[ReplayOutcome]) -> list[str]:
                 "again if you need what it did"
             )
     return lines
+
+
+def replay_consent_json(outcomes: Sequence[ReplayOutcome]) -> list[dict[str, object]]:
+    """The groups waiting for consent, for the JupyterLab extension's dialog: each group's names
+    (with their types), the cells a replay runs and why it asks (``reason``, e.g. "cell 3 writes
+    files (open(..., 'a'))")."""
+    return [
+        {
+            "names": list(outcome.names),
+            "label": _names(outcome),
+            "cells": list(outcome.cells),
+            "reason": outcome.reason,
+        }
+        for outcome in outcomes
+    ]
 
 
 def replay_notice(outcomes: Sequence[ReplayOutcome], session: str) -> Notice:

@@ -65,6 +65,7 @@ from ipysession.session.notices import Notices
 from ipysession.session.options import SessionOptions, check_autosave_interval
 from ipysession.session.reports import (
     ReplayOutcome,
+    ReplayState,
     RestoreReport,
     SaveReport,
     Status,
@@ -706,6 +707,21 @@ class SessionManager(SessionOptions):
         )
         self._changed()
         return outcomes
+
+    def replay_waiting(self) -> list[ReplayOutcome]:
+        """The groups the last restore left waiting for consent (their cells have side effects)
+        and that are still missing: what a frontend asks the user about."""
+        report = self.last_restore
+        if report is None:
+            return []
+        pending = self.workspace.replay_pending
+        user_ns = self.workspace.user_ns
+        return [
+            outcome
+            for outcome in report.replay
+            if outcome.state is ReplayState.WAITING
+            and any(name in pending and name not in user_ns for name in outcome.names)
+        ]
 
     # --- time travel --------------------------------------------------------------------------
 

@@ -24,7 +24,14 @@ import { Widget } from '@lumino/widgets';
 
 import { METADATA_KEY, SessionLink } from './link';
 import { PANEL_ID, SessionPanel } from './panel';
-import { IConflict, INoticeMessage, restartDialogBody, toastText } from './state';
+import {
+  IConflict,
+  INoticeMessage,
+  IReplayGroup,
+  replayDialogLines,
+  restartDialogBody,
+  toastText
+} from './state';
 
 const KEEP = 'ipysession:restart-keep';
 const DISCARD = 'ipysession:restart-discard';
@@ -102,6 +109,41 @@ async function askConflict(link: SessionLink, conflict: IConflict): Promise<void
   const index = buttons.findIndex(b => b.label === result.button.label);
   const choice = index >= 0 ? choices[index][0] : conflict.configured;
   const reply = await link.request({ action: 'conflict', choice });
+  if (reply.status !== 'ok') {
+    Notification.error(`ipysession: ${reply.reason}`, { autoClose: false });
+  }
+}
+
+/** A dialog body of one paragraph per line (a string body would run them together). */
+function paragraphs(lines: string[]): Widget {
+  const node = document.createElement('div');
+  node.className = 'jp-ipysession-dialog';
+  for (const line of lines) {
+    const paragraph = document.createElement('p');
+    paragraph.textContent = line;
+    node.appendChild(paragraph);
+  }
+  return new Widget({ node });
+}
+
+/**
+ * Values the restore left out because rebuilding them runs cells with side effects (writing
+ * files, the network, shell commands): asked once per kernel, "Not now" leaves them to
+ * `%session replay NAME`. Runs nothing unless the user says yes.
+ */
+async function askReplay(link: SessionLink, groups: IReplayGroup[]): Promise<void> {
+  const replay = Dialog.okButton({ label: 'Replay' });
+  const result = await showDialog({
+    title: 'Rebuild values by replaying their cells?',
+    body: paragraphs(replayDialogLines(groups)),
+    buttons: [Dialog.cancelButton({ label: 'Not now' }), replay],
+    defaultButton: 0
+  });
+  if (!result.button.accept) {
+    return;
+  }
+  const names = ([] as string[]).concat(...groups.map(group => group.names));
+  const reply = await link.request({ action: 'replay', names });
   if (reply.status !== 'ok') {
     Notification.error(`ipysession: ${reply.reason}`, { autoClose: false });
   }
@@ -211,6 +253,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (conflict) {
           link.model.conflictAsked = true;
           void askConflict(link, conflict);
+          return;
+        }
+        const replay = link.model.replayToAsk();
+        if (replay) {
+          link.model.replayAsked = true;
+          void askReplay(link, replay);
         }
       });
       watchLayout(notebook, link, labShell);

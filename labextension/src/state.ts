@@ -24,6 +24,16 @@ export interface IConflict {
   configured: 'fork' | 'readonly' | 'takeover';
 }
 
+/** Values the restore could rebuild only by replaying cells with side effects. */
+export interface IReplayGroup {
+  names: string[];
+  /** The names with their types, as the restore summary prints them. */
+  label: string;
+  cells: number[];
+  /** Why it asks: the first of those cells with a side effect and what it does. */
+  reason: string;
+}
+
 export interface IStateMessage {
   type: 'state';
   state: string;
@@ -44,6 +54,7 @@ export interface IStateMessage {
   holder: string | null;
   connections: { [name: string]: string };
   conflict?: IConflict | null;
+  replay?: IReplayGroup[];
 }
 
 export interface INoticeMessage {
@@ -108,6 +119,8 @@ export class SessionModel {
   busy: string | null = null;
   /** Whether the conflict of the current kernel was already put to the user. */
   conflictAsked = false;
+  /** Whether the replay question of the current kernel was already put to the user. */
+  replayAsked = false;
 
   /** Takes one message pushed by the kernel or carried by a reply; returns the notice if any. */
   apply(data: unknown): INoticeMessage | null {
@@ -127,6 +140,7 @@ export class SessionModel {
     this.phase = this.phase === 'absent' && !this.state ? 'absent' : 'restoring';
     this.busy = null;
     this.conflictAsked = false;
+    this.replayAsked = false;
   }
 
   /** A new kernel (another kernel picked, or the first one): ask it again. */
@@ -135,6 +149,7 @@ export class SessionModel {
     this.state = null;
     this.busy = null;
     this.conflictAsked = false;
+    this.replayAsked = false;
   }
 
   /** The kernel refused the comm: no ipysession there. */
@@ -150,6 +165,18 @@ export class SessionModel {
       return null;
     }
     return conflict;
+  }
+
+  /**
+   * The groups to ask about replaying, once per kernel, or null. After the conflict: a kernel
+   * that must first choose fork, read-only or take over is not asked to run cells yet.
+   */
+  replayToAsk(): IReplayGroup[] | null {
+    const groups = this.state?.replay ?? [];
+    if (groups.length === 0 || this.replayAsked || this.conflictToAsk()) {
+      return null;
+    }
+    return groups;
   }
 
   /** The status bar's text; `now` in epoch seconds. */
@@ -248,6 +275,20 @@ export function restartDialogBody(model: SessionModel): string | null {
     'settings, history and connections are restored. "Restart and Discard Session" starts ' +
     'the new kernel empty and deletes the saved session.'
   );
+}
+
+/** The replay dialog's paragraphs: what would be rebuilt, by which cells, and why it asks. */
+export function replayDialogLines(groups: IReplayGroup[]): string[] {
+  const lines = groups.map(group => {
+    const cells = (group.cells.length === 1 ? 'cell ' : 'cells ') + group.cells.join(', ');
+    return `${group.label}: replays ${cells}; ${group.reason}.`;
+  });
+  return [
+    'The restore could not bring these back as values; rebuilding them runs cells again, ' +
+      'with their side effects:',
+    ...lines,
+    '"Not now" leaves them out; %session replay NAME rebuilds them later.'
+  ];
 }
 
 /** The most a notification toast shows; the whole text is in the session panel. */

@@ -4,6 +4,7 @@ import {
   ageText,
   isNoticeMessage,
   isStateMessage,
+  replayDialogLines,
   restartDialogBody,
   shortName,
   toastText,
@@ -138,6 +139,45 @@ describe('SessionModel', () => {
     model.kernelRestarting();
     model.apply(state({ state: 'fork', conflict }));
     expect(model.conflictToAsk()).toEqual(conflict);
+  });
+});
+
+describe('replay question', () => {
+  const group = {
+    names: ['guard', 'out'],
+    label: 'guard (_thread.lock), out (_io.TextIOWrapper)',
+    cells: [3],
+    reason: "cell 3 writes files (open(..., 'a'))"
+  };
+
+  it('is asked once per kernel, after any conflict', () => {
+    const model = new SessionModel();
+    model.apply(state());
+    expect(model.replayToAsk()).toBeNull();
+    model.apply(state({ replay: [group] }));
+    expect(model.replayToAsk()).toEqual([group]);
+    model.replayAsked = true;
+    expect(model.replayToAsk()).toBeNull();
+    model.kernelRestarting();
+    const conflict = {
+      session: 'analysis.ipynb',
+      holder: 'pid 12',
+      taken: 'fork' as const,
+      configured: 'fork' as const
+    };
+    model.apply(state({ replay: [group], conflict }));
+    expect(model.replayToAsk()).toBeNull();
+    model.conflictAsked = true;
+    expect(model.replayToAsk()).toEqual([group]);
+  });
+
+  it('says what runs and why', () => {
+    const lines = replayDialogLines([group, { ...group, names: ['h'], label: 'h', cells: [4, 6] }]);
+    expect(lines[1]).toBe(
+      "guard (_thread.lock), out (_io.TextIOWrapper): replays cell 3; cell 3 writes files (open(..., 'a'))."
+    );
+    expect(lines[2]).toContain('replays cells 4, 6');
+    expect(lines[lines.length - 1]).toContain('%session replay NAME');
   });
 });
 
