@@ -306,10 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser(
         "forget",
-        help="stop persisting these variables, or forget these connections",
+        help="stop persisting these variables (until assigned again), or forget connections",
         description=(
             "Forget each NAME: a connection of that name (its record and secrets; the live "
-            "object is closed) or else a variable (no longer saved). Never both: when NAME is a "
+            "object is closed) or else a variable (no longer saved, until a later cell assigns "
+            "it again; a cell that only reads it keeps it forgotten). Never both: when NAME is a "
             "connection and a saved variable, say which with --connection or --variable."
         ),
     )

@@ -14,6 +14,9 @@ the disk nor a keyring.
 ``wait_for(condition, what)`` waits for a condition, never for a duration: tests assert what
 happened, and the deadline (generous, for a loaded machine) only bounds a test that fails.
 
+``assert_uses_decrypted_memory(arr)`` checks that a restored numpy array is the memory its blob
+was decrypted into, used as it is (no copy by unpickling).
+
 Shells live in :mod:`tests.shell` and are re-exported here: ``ipython_shell`` (IPython's global
 test shell with ipysession's ``SessionManager`` config, for tests of the extension) and
 ``ShellFactory`` behind the ``make_shell`` fixture of ``tests/conftest.py`` (fresh terminal shells
@@ -86,6 +89,19 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 60.0) 
             msg = f"timed out waiting until {what}"
             raise AssertionError(msg)
         time.sleep(0.02)
+
+
+def assert_uses_decrypted_memory(arr: Any) -> None:
+    """``arr`` (a restored numpy array) uses the memory its blob was decrypted into, as it is."""
+    import numpy as np
+
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    owner = base.obj if isinstance(base, memoryview) else base
+    assert type(owner) is bytearray
+    assert len(owner) == arr.nbytes
+    assert np.frombuffer(owner).ctypes.data == arr.ctypes.data
 
 
 def memory_key(key: MasterKey = KEY) -> KeyResolution:

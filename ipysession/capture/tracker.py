@@ -111,12 +111,16 @@ class ChangeSet:
 
     ``changed`` must be re-captured; ``recheck`` is the part of it that was only read and is
     cheap: its new bytes may well equal the saved ones, so compare before writing. ``deleted``
-    left the namespace (or became excluded).
+    left the namespace (or became excluded). ``rebound`` names what was bound anew and is still
+    there: assigned at module scope by the cell or by a function it called, or found bound to
+    another object; a name only read or stored through is never in it (``%session forget``
+    lasts until a new assignment).
     """
 
     changed: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
     recheck: set[str] = field(default_factory=set)
+    rebound: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.changed or self.deleted)
@@ -236,6 +240,7 @@ class ChangeTracker:
         else:
             self._scan_new_keys(user_ns, candidates, changes)
             self._check_ids_of(user_ns, candidates, changes)
+        changes.rebound |= {name for name in names.bound | stores if name in user_ns}
         through = set()
         for name in names.bound | names.mutated:
             if name in self._state and name in user_ns and name not in changes.deleted:
@@ -365,6 +370,7 @@ class ChangeTracker:
                 changes.deleted.add(name)
             elif id(value) != state.obj_id:
                 changes.changed.add(name)
+                changes.rebound.add(name)
         self.counters.ids_checked += checked
 
     def _check_all_ids(self, user_ns: Mapping[str, Any], changes: ChangeSet) -> None:
@@ -382,6 +388,7 @@ class ChangeTracker:
                 changes.deleted.add(name)
             else:
                 changes.changed.add(name)
+                changes.rebound.add(name)
 
     def _global_effects(
         self, user_ns: Mapping[str, Any], read: Iterable[str]
@@ -430,6 +437,7 @@ class ChangeTracker:
                 changes.deleted.add(name)
             elif id(value) != state.obj_id:
                 changes.changed.add(name)
+                changes.rebound.add(name)
 
     def _add_aliases(
         self, user_ns: Mapping[str, Any], through: set[str], changes: ChangeSet
@@ -475,6 +483,7 @@ class ChangeTracker:
             self._drop(name)
             self._seen.discard(name)
         changes.changed -= changes.deleted
+        changes.rebound -= changes.deleted
         changes.recheck &= changes.changed
         for name in changes.changed:
             # A recheck is the same object, and a fingerprint just taken need not be taken twice.

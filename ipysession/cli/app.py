@@ -334,10 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
         "rekey",
         cmd_rekey,
         "replace the master key and re-encrypt every session",
-        "Create a new master key and re-encrypt every session file with it, each file\n"
-        "atomically. The new key is stored next to the old one first, so an interruption\n"
-        "leaves every file readable: run `ipysession rekey` again to finish. The old key\n"
-        "is removed only when every readable file has been re-encrypted.",
+        "Create a new master key and re-encrypt every session file, and the list of\n"
+        "recent connections, with it, each file atomically. The new key is stored next to\n"
+        "the old one first, so an interruption leaves every file readable: run\n"
+        "`ipysession rekey` again to finish. The old key is removed only when every\n"
+        "readable file has been re-encrypted.",
     )
     return parser
 

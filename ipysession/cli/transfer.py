@@ -232,6 +232,16 @@ def cmd_rekey(ctx: Context, args: argparse.Namespace) -> int:
         f"{count(report.blobs_rewritten, 'blob')}; "
         f"{count(len(report.problems), 'file')} not re-encrypted."
     )
+    if report.recent_resealed:
+        ctx.say(
+            f"Re-encrypted the recent-connections list "
+            f"({count(report.recent_resealed, 'connection')})."
+        )
+    if report.recent_unreadable is not None:
+        ctx.warn(
+            f"the recent-connections list could not be re-encrypted ({report.recent_unreadable})"
+            "; it is left as it is and replaced at the next `%session connect`."
+        )
     blocking = [p for p in report.problems if p.kind in _BLOCKING]
     if blocking:
         ctx.warn(

@@ -14,7 +14,8 @@ A :class:`Reconnector` (one per session manager) owns the background work::
     reconnector.close()
 
 Each connect is tried at once, then retried after ``backoff * 2**(n-1)`` seconds following the
-n-th failure, capped at ``max_backoff``, times a random factor between 0.5 and 1.5 (jitter). The
+n-th failure, capped at ``max_backoff``, times a random factor between 0.5 and 1.5 (jitter: the
+:class:`~ipysession.retry.Backoff` every retry in ipysession uses). The
 first ``attempts`` tries are the quick ones (what ``wait`` and ``%session reconnect`` wait for);
 after them the record stays ``retrying`` and is retried in the background for as long as the
 Reconnector lives, or until ``give_up_after`` seconds have passed since its first failure (then
@@ -55,7 +56,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -74,6 +74,7 @@ from ipysession.connections.records import (
 )
 from ipysession.logfile import log_path
 from ipysession.model import ConnectionRecord
+from ipysession.retry import Backoff
 
 __all__ = ["ConnectionState", "ConnectionStatus", "Reconnector"]
 
@@ -214,13 +215,12 @@ class Reconnector:
         self._on_ready = on_ready
         self._on_state = on_state
         self._attempts = attempts
-        self._backoff = backoff
-        self._max_backoff = max_backoff
+        #: The wait between attempts (its jitter is +-50%).
+        self.backoff = Backoff(backoff, max_backoff, jitter=0.5)
         self._timeout = timeout
         self._heartbeat = heartbeat
         self._heartbeat_timeout = heartbeat_timeout or min(timeout, 5.0)
         self._lookup = backend_lookup
-        self._random = random.Random()  # noqa: S311 - jitter, not cryptography
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._stop = threading.Event()
@@ -466,12 +466,6 @@ class Reconnector:
         )
         thread.start()
 
-    def _delay(self, failures: int) -> float:
-        # The exponent is capped: a kernel that heals for days reaches attempt 1024, where
-        # 2.0 ** n overflows a float.
-        base = min(self._max_backoff, self._backoff * 2.0 ** min(max(0, failures - 1), 64))
-        return base * self._random.uniform(0.5, 1.5)
-
     def _current(self, name: str, generation: int) -> ConnectionRecord | None:
         with self.lock:
             entry = self._entries.get(name)
@@ -497,7 +491,7 @@ class Reconnector:
             error = redacted_error(exc, record)
             self._finish_failed(name, generation, error, failure_cause(exc, error))
             return
-        delay = self._delay(1) if recovering else 0.0
+        delay = self.backoff.delay(1) if recovering else 0.0
         first_failure: float | None = None
         attempt = 0
         while True:
@@ -531,7 +525,7 @@ class Reconnector:
                             cause,
                         )
                         return
-                delay = self._delay(attempt + 1 if recovering else attempt)
+                delay = self.backoff.delay(attempt + 1 if recovering else attempt)
                 log.info(
                     "Connection %s: attempt %d failed: %s; next try in %.1f s",
                     name,

@@ -115,7 +115,10 @@ class Workspace:
         self.records: dict[str, VariableRecord] = {}
         # Each name's import records: several for `import a.b` + `import a.c` (see merge_imports).
         self.imports: dict[str, tuple[ImportRecord, ...]] = {}
+        # Names `%session forget` stopped saving, until a later cell assigns them again; those
+        # forgotten during the running cell stay forgotten whatever that cell bound before.
         self.forgotten: set[str] = set()
+        self._forgotten_in_cell: set[str] = set()
         self.previous_history: list[HistoryEntry] = []
         self.preferences = Preferences()
         self.cwd: str | None = None
@@ -166,6 +169,7 @@ class Workspace:
         self._forget_lost_blobs()
 
     def start_cell(self, info: Any) -> None:
+        self._forgotten_in_cell.clear()
         self.history.pre_run_cell(info)
         self.tracker.pre_cell(self.user_ns)
 
@@ -183,6 +187,8 @@ class Workspace:
         source = getattr(info, "raw_cell", "") or ""
         transformed = getattr(info, "transformed_cell", None)
         changes = self.tracker.post_cell(self.user_ns, source, transformed=transformed)
+        # A new assignment undoes `forget`; a forgotten name merely read stays forgotten.
+        self.forgotten -= changes.rebound - self._forgotten_in_cell
         now = time.monotonic()
         if now - self._last_deep_pass >= settings.deep_capture_interval:
             _merge_changes(changes, self.tracker.full_pass(self.user_ns, deep=True))
@@ -242,12 +248,14 @@ class Workspace:
         self._capture_shell_state()
 
     def forget(self, names: Iterable[str]) -> list[str]:
-        """Stop persisting these names; returns those that had a value or an import here."""
+        """Stop persisting these names until a later cell assigns them again; returns those
+        that had a value or an import here."""
         forgotten = []
         for name in names:
             # The rest of its group is captured again without it at the next cell.
             self._recapture |= self._old_group(name)
             self.forgotten.add(name)
+            self._forgotten_in_cell.add(name)
             self.tracker.forget(name)
             self.covars.remove(name)
             had_value = self.records.pop(name, None) is not None

@@ -10,7 +10,8 @@ snapshot (values are already bytes); only encryption and disk I/O run here, as I
   interval even when no further cell runs;
 * serves synchronous :meth:`flush` calls (``%session save``, shutdown) in order with autosaves,
   so two writes of one session never race inside one process;
-* keeps a failed snapshot pending and retries it after the interval (with a doubling delay), and
+* keeps a failed snapshot pending and retries it after the interval, doubling the wait after
+  each failure in a row up to 5 minutes (:class:`~ipysession.retry.Backoff`), and
   reports each failure through ``on_error`` (the manager turns that into one user notice);
 * calls ``heartbeat`` every ``heartbeat_interval`` seconds while it has nothing to write (the
   manager refreshes the session's lease with it, so an idle kernel's lease stays fresh; a write
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ipysession.model import Session
+from ipysession.retry import Backoff
 
 if TYPE_CHECKING:
     from ipysession.store import WriteResult
@@ -257,7 +259,9 @@ class AutosaveWriter:
                     self._failures += 1
                     if self._pending is None and not waiters:
                         self._pending = snapshot  # retry it unless a newer one arrived
-                    delay = min(self.interval * 2 ** (self._failures - 1), _MAX_RETRY_DELAY)
+                    # The interval is read now: `%session autosave N` may change it.
+                    retry = Backoff(max(0.0, self.interval), _MAX_RETRY_DELAY)
+                    delay = retry.delay(self._failures)
                     self._not_before = time.monotonic() + max(delay, 0.5)
                 if self._flush_waiters:
                     # A flush that arrived during this write must not wait out the interval.

@@ -1,6 +1,7 @@
 """Keeping the store healthy: check one file (``inspect``), check and clean every session
-(``repair``), re-encrypt everything under a new key (``rekey``), give a session another name
-(``rename``), and share a session's blobs with its fork (``share_blobs``).
+(``repair``), re-encrypt everything under a new key (``rekey``: every session, then the
+user-wide recent-connections list), give a session another name (``rename``), and share a
+session's blobs with its fork (``share_blobs``).
 
 These are what ``ipysession doctor``, ``ipysession rekey`` and a forking kernel ask of the store;
 :class:`~ipysession.store.session_store.SessionStore` offers them as methods of the same names.
@@ -26,17 +27,20 @@ from ipysession.errors import (
     FileFormatError,
     FileProblem,
     LockTimeout,
+    ModelError,
     ProblemKind,
     SessionExists,
     SessionNotFound,
     StoreError,
     StoreWriteError,
+    UnsafeFile,
 )
-from ipysession.keys.crypto import ContentHasher, SealingKey
+from ipysession.keys.crypto import SealingKey
 from ipysession.model import Session
 from ipysession.store import fileformat, head
 from ipysession.store.blobs import blob_path, check_blob_name, write_blob
 from ipysession.store.disk import Disk
+from ipysession.store.either_key import EitherKey
 from ipysession.store.files import read_blob_file, read_file, write_error
 from ipysession.store.meta import digest_of
 from ipysession.store.names import (
@@ -49,6 +53,7 @@ from ipysession.store.names import (
     TRASH_PREFIX,
     check_name,
 )
+from ipysession.store.recent import RecentConnections
 from ipysession.store.results import DanglingReference, RekeyReport, RepairReport
 from ipysession.store.retention import collect_blobs
 from ipysession.store.scan import check_blob_id, scan_blobs, scan_checkpoints, scan_generations
@@ -173,38 +178,13 @@ def _repair_session(disk: Disk, sdir: Path, grace: float, report: RepairReport) 
 # --- rekey ----------------------------------------------------------------------------------------
 
 
-class _EitherKey:
-    """Reads with the old or the new key, writes with the new one (used only by ``rekey``)."""
-
-    def __init__(self, new: SealingKey, old: SealingKey) -> None:
-        self._new = new
-        self._old = old
-
-    @property
-    def description(self) -> str:
-        return f"{self._new.description} (re-encrypting from the {self._old.description})"
-
-    def for_writing(self) -> tuple[bytes, bytes, bytes]:
-        return self._new.for_writing()
-
-    def for_reading(self, salt: bytes, key_id: bytes) -> bytes | None:
-        found = self._old.for_reading(salt, key_id)
-        return found if found is not None else self._new.for_reading(salt, key_id)
-
-    def content_id(self, data: bytes | bytearray) -> str:
-        return self._new.content_id(data)
-
-    def content_hasher(self) -> ContentHasher:
-        return self._new.content_hasher()
-
-
 def rekey(disk: Disk, new_key: SealingKey) -> RekeyReport:
     """Re-encrypt every file of every session under ``new_key``; see :meth:`SessionStore.rekey`.
 
     Afterwards ``disk`` seals with ``new_key``.
     """
     old_key = disk.key
-    either = _EitherKey(new=new_key, old=old_key)
+    either = EitherKey(new_key, old_key)
     report = RekeyReport()
     for sdir in disk.session_dirs():
         try:
@@ -213,22 +193,35 @@ def rekey(disk: Disk, new_key: SealingKey) -> RekeyReport:
         except SessionNotFound:
             continue
         report.sessions += 1
+    _rekey_recent(disk, either, new_key, report)
     disk.use_key(new_key)
     logger.info(
-        "Re-encrypted %d sessions (%d files, %d blobs, %d problems)",
+        "Re-encrypted %d sessions (%d files, %d blobs, %d problems) and %d recent connections",
         report.sessions,
         report.files_rewritten,
         report.blobs_rewritten,
         len(report.problems),
+        report.recent_resealed,
     )
     return report
+
+
+def _rekey_recent(disk: Disk, either: EitherKey, new_key: SealingKey, report: RekeyReport) -> None:
+    """Re-seal the user-wide recent-connections list, atomically, under its own lock: sealed
+    with the old key, it would be unreadable, and silently empty, once that key is gone."""
+    recent = RecentConnections(disk.root, new_key, lock_timeout=disk.lock_timeout, read_key=either)
+    try:
+        report.recent_resealed = recent.reseal()
+    except (FileFormatError, OSError, ModelError, UnsafeFile) as exc:
+        logger.warning("Could not re-encrypt the recent-connections list %s: %s", recent.path, exc)
+        report.recent_unreadable = str(exc)
 
 
 def _rekey_blobs(
     disk: Disk,
     sdir: Path,
     old_key: SealingKey,
-    either: _EitherKey,
+    either: EitherKey,
     new_key: SealingKey,
     report: RekeyReport,
 ) -> dict[str, str]:
@@ -270,7 +263,7 @@ def _rekey_session(
     disk: Disk,
     sdir: Path,
     old_key: SealingKey,
-    either: _EitherKey,
+    either: EitherKey,
     new_key: SealingKey,
     report: RekeyReport,
 ) -> None:

@@ -192,3 +192,10 @@ class RekeyReport:
     files_rewritten: int = 0
     blobs_rewritten: int = 0
     problems: list[FileProblem] = field(default_factory=list)
+    #: Connections in the user-wide recent-connections list, re-sealed under the new key
+    #: (0: there is no list).
+    recent_resealed: int = 0
+    #: Why the recent-connections list could not be re-sealed (it was left as it was, and is
+    #: replaced at the next connect); it never holds the only copy of anything, so this does
+    #: not keep the old key.
+    recent_unreadable: str | None = None

@@ -81,6 +81,7 @@ from ipysession.keys.crypto import SealingKey
 from ipysession.model import Session
 from ipysession.store import blobs, fileformat, head, maintenance, reading, retention, summaries
 from ipysession.store.disk import Disk
+from ipysession.store.either_key import EitherKey
 from ipysession.store.files import write_error
 from ipysession.store.meta import digest_of
 from ipysession.store.names import (
@@ -569,9 +570,16 @@ class SessionStore:
         return maintenance.rename(self._disk, old, new)
 
     def recent_connections(self) -> RecentConnections:
-        """The user-wide list of recent connections under this root, sealed with this key."""
+        """The user-wide list of recent connections under this root, sealed with the key this
+        store would seal a session with now (``key_source``: a running kernel follows
+        ``ipysession rekey``, which re-seals the list) and read with it or any key it replaced.
+
+        Raises :class:`~ipysession.errors.KeyUnavailable` when the key was replaced and the new
+        one cannot be read: nothing may be sealed with the old one."""
         self._check_open()
-        return RecentConnections(self.root, self.key, lock_timeout=self.lock_timeout)
+        key = self._key_source() if self._key_source is not None else self.key
+        read_key = EitherKey(key, self.key, *self._retired_keys)
+        return RecentConnections(self.root, key, lock_timeout=self.lock_timeout, read_key=read_key)
 
     def share_blobs(self, source: str, target: str, blob_ids: Iterable[str]) -> int:
         """Make stored values of session ``source`` available to session ``target`` (a fork).

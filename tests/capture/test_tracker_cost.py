@@ -179,3 +179,13 @@ def test_a_real_shell_captures_rebinding_through_a_function(
         assert b"bumped" in record.data
         run(shell, "del v8")
         assert "v8" not in workspace.records
+
+
+def test_rebound_names_what_was_assigned_anew_never_what_was_only_read_or_stored_through() -> None:
+    tracker, ns = synced(10)
+    cell(tracker, ns, "def bump():\n    global n\n    n = n + 1")
+    assert cell(tracker, ns, "print(small1)\nsmall2.append(3)\nsmall3[0] = 9").rebound == set()
+    assert cell(tracker, ns, "small1 = [1]\nbump()").rebound == {"small1", "n"}
+    # What no source shows is found by its new id() (an opaque cell checks every name).
+    assert cell(tracker, ns, "exec('small4 = [4]')").rebound == {"small4"}
+    assert cell(tracker, ns, "small5 = 5\ndel small5").rebound == set()

@@ -23,6 +23,7 @@ import pytest
 
 import ipysession.cli.app as cli
 from ipysession.cli.app import EXIT_DATA, EXIT_OK, EXIT_USAGE, main
+from ipysession.connections.records import make_record
 from ipysession.keys import resolution as keystore
 from ipysession.keys.crypto import MasterKey, PassphraseKey, new_master_key
 from ipysession.model import (
@@ -30,6 +31,7 @@ from ipysession.model import (
     VariableRecord,
 )
 from ipysession.store import SessionStore, fileformat
+from ipysession.store.recent import RECENT_FILE, RecentConnections
 from ipysession.store.retention import Retention
 from tests import builders
 from tests.builders import BIG, CONN_SECRET, ENV_SECRET
@@ -872,6 +874,46 @@ def test_rekey_reencrypts_everything(
             assert problem is not None
             assert problem.kind == "wrong-key"
     assert old_id not in (env["config"] / "master.key").read_text()
+
+
+def test_rekey_reseals_the_recent_connections_list(
+    capsys: pytest.CaptureFixture[str], saved: Session, env: dict[str, Path]
+) -> None:
+    old_key = keystore.resolve_key().key
+    with local_store() as store:
+        recent = store.recent_connections()
+    db = make_record("db", "sqlalchemy", f"postgresql://bob:{CONN_SECRET}@h/sales")
+    recent.remember(make_record("lite", "sqlalchemy", "sqlite:///x.db"))
+    recent.remember(db)
+
+    code, out, err = run(capsys, "rekey")
+    assert code == EXIT_OK, err
+    assert "Re-encrypted the recent-connections list (2 connections)." in out
+
+    keystore.clear_key_cache()
+    new_key = keystore.resolve_key().key
+    assert key_id_of(env["root"] / RECENT_FILE) == new_key.key_id_hex  # type: ignore[attr-defined]
+    records = RecentConnections(env["root"], new_key).records()
+    assert [r.name for r in records] == ["db", "lite"]
+    assert records[0].secrets == db.secrets
+    assert RecentConnections(env["root"], old_key).records() == []
+    assert CONN_SECRET.encode() not in (env["root"] / RECENT_FILE).read_bytes()
+
+
+def test_rekey_leaves_an_unreadable_recent_list_as_it_is_and_still_replaces_the_key(
+    capsys: pytest.CaptureFixture[str], saved: Session, env: dict[str, Path]
+) -> None:
+    lost = MasterKey(b"a key rekey never knew, 32 bytes")
+    RecentConnections(env["root"], lost).remember(make_record("db", "factory", "m:f"))
+    before = (env["root"] / RECENT_FILE).read_bytes()
+
+    code, out, err = run(capsys, "rekey")
+    assert code == EXIT_OK, err
+    assert "the recent-connections list could not be re-encrypted" in err
+    assert "Re-encrypted the recent-connections list" not in out
+    assert "the old key" in out
+    assert "is gone" in out
+    assert (env["root"] / RECENT_FILE).read_bytes() == before
 
 
 def test_rekey_interrupted_then_resumed(

@@ -22,6 +22,7 @@ from ipysession.connections.records import (
 )
 from ipysession.model import ConnectionRecord
 from ipysession.presentation import connection_rows
+from ipysession.retry import Backoff
 from tests.builders import wait_for
 from tests.connections.peers import (
     SECRET,
@@ -157,9 +158,10 @@ def test_retries_with_backoff_then_succeeds(peer: Any, events: Events) -> None:
 def test_backoff_grows_exponentially_with_jitter() -> None:
     reconnector = Reconnector(backoff=1.0, max_backoff=5.0)
     try:
+        assert reconnector.backoff == Backoff(base=1.0, cap=5.0, jitter=0.5)
         # Days of healing reach attempt 1024 and more: the delay stays at the cap.
         for failures, base in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (10, 5.0), (5000, 5.0)]:
-            delays = [reconnector._delay(failures) for _ in range(50)]
+            delays = [reconnector.backoff.delay(failures) for _ in range(50)]
             assert all(0.5 * base <= d <= 1.5 * base for d in delays)
             assert len(set(delays)) > 1  # jitter
     finally:

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from tests.builders import wait_for
-from tests.lab.server import LabServer, lab_server, launch_chromium, missing_requirements
+from tests.lab.server import (
+    LabServer,
+    lab_server,
+    launch_chromium,
+    missing_requirements,
+    write_notebook,
+)
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 UI_TIMEOUT = 90.0
@@ -63,6 +69,22 @@ class LabPage:
         self.page.goto(self.server.url(f"lab/tree/{notebook}", reset=True))
         self.page.wait_for_selector(".jp-Notebook", timeout=UI_TIMEOUT * 1000)
         self.wait_for_status(lambda text: ":" in text and "…" not in text, "the session state")
+
+    def open_new(self, notebook: str, *cells: str) -> None:
+        """Write ``notebook`` with these code cells under the server's root, and open it."""
+        write_notebook(self.server.root / notebook, *cells)
+        self.open(notebook)
+
+    def open_in_new_kernel(self, notebook: str) -> None:
+        """Open ``notebook`` in a new kernel and a new page, as after closing the browser and
+        shutting every kernel down."""
+        for session in self.server.api("GET", "sessions"):
+            self.server.api("DELETE", f"sessions/{session['id']}")
+        self.page.goto("about:blank")
+        self.open(notebook)
+
+    def wait_for_saved(self) -> str:
+        return self.wait_for_status(lambda text: "saved" in text, "saved")
 
     def status(self) -> str:
         node = self.page.query_selector(".jp-ipysession-status")

@@ -20,15 +20,14 @@ pytestmark = [pytest.mark.kernel, pytest.mark.lab]
 
 def test_restart_from_kernel_menu_restores_before_any_cell_runs(lab_page: LabPage) -> None:
     lab = lab_page
-    write_notebook(lab.server.root / "work.ipynb")
-    lab.open("work.ipynb")
+    lab.open_new("work.ipynb")
     lab.wait_for_status(lambda text: text == "work.ipynb: new", "a new session")
     lab.shot("opened")
 
     # Build a workspace: variables and an import.
     assert lab.run_cell("answer = 42\nwords = ['a', 'b']").strip() == ""
     assert lab.run_cell("import math\nprint(math.pi > 3)").strip() == "True"
-    lab.wait_for_status(lambda text: "saved" in text, "saved")
+    lab.wait_for_saved()
     lab.shot("saved")
 
     lab.menu("Kernel", "Restart Kernel…")
@@ -57,10 +56,9 @@ def test_restart_from_kernel_menu_restores_before_any_cell_runs(lab_page: LabPag
 
 def test_panel_lists_snapshots_and_restores_a_checkpoint(lab_page: LabPage) -> None:
     lab = lab_page
-    write_notebook(lab.server.root / "panel.ipynb")
-    lab.open("panel.ipynb")
+    lab.open_new("panel.ipynb")
     lab.run_cell("x = 42")
-    lab.wait_for_status(lambda text: "saved" in text, "saved")
+    lab.wait_for_saved()
 
     # The status bar item opens the panel, which lists the snapshots.
     lab.page.click(".jp-ipysession-status")
@@ -127,10 +125,9 @@ def test_second_kernel_on_a_held_session_asks_fork_read_only_or_take_over(
 
 def test_renamed_notebook_finds_its_session_in_a_new_kernel(lab_page: LabPage) -> None:
     lab = lab_page
-    write_notebook(lab.server.root / "before.ipynb")
-    lab.open("before.ipynb")
+    lab.open_new("before.ipynb")
     lab.run_cell("kept = 'yes'")
-    lab.wait_for_status(lambda text: "saved" in text, "saved")
+    lab.wait_for_saved()
     lab.page.evaluate("() => window.jupyterapp.shell.currentWidget.context.save()")
     wait_for(
         lambda: "ipysession" in (lab.server.root / "before.ipynb").read_text(),
@@ -146,10 +143,7 @@ def test_renamed_notebook_finds_its_session_in_a_new_kernel(lab_page: LabPage) -
     wait_for(lambda: (lab.server.root / "after.ipynb").exists(), "the notebook is renamed", 60)
 
     # A new browser page and a new kernel: the kernel is named after the new path.
-    for session in lab.server.api("GET", "sessions"):
-        lab.server.api("DELETE", f"sessions/{session['id']}")
-    lab.page.goto("about:blank")
-    lab.open("after.ipynb")
+    lab.open_in_new_kernel("after.ipynb")
     # Adopted, then saved under the new name at once.
     lab.wait_for_status(
         lambda text: text.startswith("after.ipynb: ") and text != "after.ipynb: new",
@@ -189,8 +183,7 @@ def _kernel_value(lab: LabPage, notebook: str, expression: str) -> object:
 
 def test_layout_is_kept_with_the_session_and_reapplied_in_a_new_page(lab_page: LabPage) -> None:
     lab = lab_page
-    write_notebook(lab.server.root / "layout.ipynb", *(f"cell_{i} = {i}" for i in range(30)))
-    lab.open("layout.ipynb")
+    lab.open_new("layout.ipynb", *(f"cell_{i} = {i}" for i in range(30)))
     lab.run_cell("ready = True")
     lab.page.evaluate(
         "() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 12; }"
@@ -208,10 +201,7 @@ def test_layout_is_kept_with_the_session_and_reapplied_in_a_new_page(lab_page: L
     lab.shot("layout-kept")
 
     # A new kernel and a new page (as after `ipysession import` on another machine).
-    for session in lab.server.api("GET", "sessions"):
-        lab.server.api("DELETE", f"sessions/{session['id']}")
-    lab.page.goto("about:blank")
-    lab.open("layout.ipynb")
+    lab.open_in_new_kernel("layout.ipynb")
     wait_for(
         lambda: (
             lab.page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")

@@ -14,6 +14,7 @@ import pytest
 import ipysession
 from ipysession.extension import get_manager
 from ipysession.session.workspace import Workspace
+from tests.builders import assert_uses_decrypted_memory
 from tests.shell import ipython_shell, restart, run
 
 ALIASES = (
@@ -72,14 +73,8 @@ def test_a_restored_array_uses_the_decrypted_buffer_itself() -> None:
         restart(shell)
         arr = shell.user_ns["arr"]
         np.testing.assert_array_equal(arr, before)
-        base = arr
-        while isinstance(base, np.ndarray):
-            base = base.base
-        owner = base.obj if isinstance(base, memoryview) else base
         # The memory the blob was decrypted into, used as it is: no copy by unpickling.
-        assert type(owner) is bytearray
-        assert len(owner) == arr.nbytes
-        assert np.frombuffer(owner).ctypes.data == arr.ctypes.data
+        assert_uses_decrypted_memory(arr)
         assert arr.flags.writeable
 
 

@@ -24,7 +24,7 @@ from ipysession.errors import CorruptFile
 from ipysession.extension import get_manager
 from ipysession.session.loading import LoadState
 from ipysession.store import SessionStore
-from tests.builders import wait_for
+from tests.builders import assert_uses_decrypted_memory, wait_for
 from tests.shell import ipython_shell, restart, run
 
 np = pytest.importorskip("numpy")
@@ -103,13 +103,7 @@ def test_a_cell_naming_none_runs_while_one_naming_it_waits_and_sees_it_whole(
     big = shell.user_ns["big"]
     assert big.flags.writeable
     # Bound in the background, the array still uses the memory its blob was decrypted into.
-    base = big
-    while isinstance(base, np.ndarray):
-        base = base.base
-    owner = base.obj if isinstance(base, memoryview) else base
-    assert type(owner) is bytearray
-    assert len(owner) == big.nbytes
-    assert np.frombuffer(owner).ctypes.data == big.ctypes.data
+    assert_uses_decrypted_memory(big)
 
 
 def test_a_cell_calling_a_notebook_function_that_reads_it_waits(

@@ -107,6 +107,48 @@ def test_forget_stops_saving_a_name_until_it_is_assigned_again(shell: Any) -> No
     assert set(manager.store.read(manager.name).session.variables) == {"b"}
 
 
+def test_a_forgotten_name_assigned_again_is_saved_and_comes_back_after_a_restart(
+    shell: Any,
+) -> None:
+    manager = manager_of(shell)
+    run(shell, "x = 1\ny = [1]\nz = 'kept'")
+    run(shell, "%session forget x y")
+    run(shell, "print(x, y)\ny.append(2)")  # read and stored through: still forgotten
+    saved(manager)
+    assert set(manager.store.read(manager.name).session.variables) == {"z"}
+    run(shell, "x = 5")
+    saved(manager)
+    assert set(manager.store.read(manager.name).session.variables) == {"x", "z"}
+    restart(shell)
+    assert shell.user_ns["x"] == 5
+    assert shell.user_ns["z"] == "kept"
+    assert "y" not in shell.user_ns
+
+
+def test_a_name_assigned_before_forget_in_the_same_cell_stays_forgotten(shell: Any) -> None:
+    manager = manager_of(shell)
+    run(shell, "a = 1\nkeep = 2")
+    run(shell, "a = 3\nget_ipython().run_line_magic('session', 'forget a')")
+    run(shell, "keep = 4")
+    saved(manager)
+    restart(shell)
+    assert shell.user_ns["keep"] == 4
+    assert "a" not in shell.user_ns
+
+
+def test_a_function_that_assigns_a_forgotten_global_undoes_forget(shell: Any) -> None:
+    manager = manager_of(shell)
+    run(shell, "n = 1\ndef bump():\n    global n\n    n = n + 1")
+    manager.forget(["n"])  # between cells, as the JupyterLab extension does
+    run(shell, "n")
+    saved(manager)
+    assert "n" not in manager.store.read(manager.name).session.variables
+    run(shell, "bump()")
+    saved(manager)
+    restart(shell)
+    assert shell.user_ns["n"] == 2
+
+
 def test_an_explicit_save_under_another_name_leaves_this_kernels_session_alone(
     shell: Any,
 ) -> None:

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from ipysession.connections.records import make_record
 from ipysession.errors import KeyUnavailable
 from ipysession.keys.crypto import MasterKey
 from ipysession.keys.resolution import KeyResolution, commit_rotation, resolve_key, rotate_key
 from ipysession.keys.watch import KeyWatch
 from ipysession.model import Session
 from ipysession.store import SessionStore, fileformat
-from tests.builders import BIG, make_session, wait_for
+from ipysession.store.recent import RecentConnections
+from tests.builders import BIG, CONN_SECRET, make_session, wait_for
 
 
 def resolve(config_dir: Path) -> KeyResolution:
@@ -168,3 +170,23 @@ def test_without_a_rekey_blob_references_are_kept(tmp_path: Path, config_dir: Pa
     again = as_reference(make_session("nb", cells=2, big=BIG), blobs)
     assert store.write(again).lost_blobs == {}
     assert store.read("nb").session.variables["big"].blob == blobs["big"]
+
+
+def test_a_kernel_reads_the_recent_list_after_rekey_and_adds_to_it_with_the_new_key(
+    tmp_path: Path, config_dir: Path
+) -> None:
+    root = tmp_path / "root"
+    store, _ = kernel_store(root, config_dir)
+    old_key = store.key
+    db = make_record("db", "sqlalchemy", f"postgresql://bob:{CONN_SECRET}@h/sales")
+    store.recent_connections().remember(db)
+
+    new_key = run_rekey(root, config_dir)
+
+    # No session written since: the store still holds the old key object, and must follow.
+    recent = store.recent_connections().records()
+    assert [r.name for r in recent] == ["db"]
+    assert recent[0].secrets == db.secrets
+    store.recent_connections().remember(make_record("lite", "sqlalchemy", "sqlite:///x.db"))
+    assert [r.name for r in RecentConnections(root, new_key).records()] == ["lite", "db"]
+    assert RecentConnections(root, old_key).records() == []  # nothing sealed with the old key

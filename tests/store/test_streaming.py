@@ -224,9 +224,9 @@ def test_a_content_hasher_fed_in_pieces_gives_the_content_id(
 ) -> None:
     """Checking a value against its blob as it is serialized relies on this equality."""
     if key is None:  # the store's read-old-write-new key during a rekey
-        from ipysession.store.maintenance import _EitherKey
+        from ipysession.store.either_key import EitherKey
 
-        key = _EitherKey(MasterKey(bytes(32)), KEY)
+        key = EitherKey(MasterKey(bytes(32)), KEY)
     data = os.urandom(300_000)
     hasher = key.content_hasher()
     for start in range(0, len(data), 65_536):

@@ -74,6 +74,7 @@ from typing import Any, cast
 
 from ipysession.connections.backends.base import call_with_timeout, check_options, redact_text
 from ipysession.errors import ConnectFailed, ConnectionLost, InvalidSpec
+from ipysession.retry import Deadline
 
 __all__ = ["JupyterBackend"]
 
@@ -336,13 +337,13 @@ class JupyterBackend:
     def connect(
         self, params: Mapping[str, Any], secrets: Mapping[str, Any], *, timeout: float
     ) -> Any:
-        deadline = time.monotonic() + timeout
+        deadline = Deadline.after(timeout)
         target = self.describe(params, secrets)
         info = self._connection_info(params, secrets, target)
         if params.get("ssh"):
             info = self._tunnel(info, params, timeout, target)
         try:
-            alive = _ping(info, deadline - time.monotonic())
+            alive = _ping(info, deadline.remaining())
         except Exception as exc:  # noqa: BLE001 - reported redacted, never chained
             text = redact_text(f"{type(exc).__name__}: {exc}", secrets)
             msg = f"Could not reach the kernel's heartbeat ({text})"
@@ -385,12 +386,12 @@ class JupyterBackend:
             log.debug("Stopping a kernel client's channels failed (%s)", type(exc).__name__)
 
 
-def _await_reply(channel: Any, msg_id: str, deadline: float) -> dict[str, Any] | None:
+def _await_reply(channel: Any, msg_id: str, deadline: Deadline) -> dict[str, Any] | None:
     """The ``kernel_info_reply`` to ``msg_id`` on the shell channel, or None at the deadline."""
     from queue import Empty
 
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = deadline.remaining()
         if remaining <= 0:
             return None
         try:
@@ -413,12 +414,12 @@ def _drain(channel: Any) -> None:
             return
 
 
-def _handshake(client: Any, deadline: float, timeout: float) -> None:
+def _handshake(client: Any, deadline: Deadline, timeout: float) -> None:
     """Wait for a kernel_info reply, then for IOPub to deliver (ZeroMQ subscriptions join late)."""
     from queue import Empty
 
     replied = False
-    while time.monotonic() < deadline:
+    while not deadline.expired:
         reply = _await_reply(client.shell_channel, client.kernel_info(), deadline)
         if reply is None:
             break
@@ -428,7 +429,7 @@ def _handshake(client: Any, deadline: float, timeout: float) -> None:
             if callable(handle):
                 handle(reply)
         try:
-            client.iopub_channel.get_msg(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            client.iopub_channel.get_msg(timeout=min(0.2, deadline.remaining()))
         except Empty:
             continue
         _drain(client.iopub_channel)  # the status messages of our requests

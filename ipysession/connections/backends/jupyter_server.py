@@ -59,6 +59,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ipysession.connections.backends.base import check_options, redact_text
 from ipysession.errors import ConnectFailed, ConnectionLost, InvalidSpec
+from ipysession.retry import Deadline
 
 __all__ = ["JupyterServerBackend", "ServerKernel"]
 
@@ -282,7 +283,7 @@ class ServerKernel:
             msg = "This connection to the kernel is closed"
             raise ConnectionLost(msg, target=self.target, hint=_LOST_HINT)
         hook = output_hook or _default_output
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline.after(timeout)
         with self._lock:
             msg_id = self._send(
                 "execute_request",
@@ -300,12 +301,10 @@ class ServerKernel:
             silent_since: float | None = None
             last_check = time.monotonic()
             while reply is None or not idle:
-                wait = self.heartbeat_interval
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
-                        msg = f"no reply from the kernel within {timeout:g} s"
-                        raise TimeoutError(msg)
+                if deadline.expired:
+                    msg = f"no reply from the kernel within {timeout:g} s"
+                    raise TimeoutError(msg)
+                wait = min(self.heartbeat_interval, deadline.remaining())
                 got = self._receive(wait)
                 if got is None or time.monotonic() - last_check >= self.heartbeat_interval:
                     silent_since = self._check_server(silent_since)
@@ -334,11 +333,11 @@ class ServerKernel:
 
     def kernel_info(self, *, timeout: float) -> dict[str, Any]:
         """The ``kernel_info_reply`` content, within ``timeout`` seconds (TimeoutError)."""
-        deadline = time.monotonic() + timeout
+        deadline = Deadline.after(timeout)
         with self._lock:
             msg_id = self._send("kernel_info_request", {})
             while True:
-                remaining = deadline - time.monotonic()
+                remaining = deadline.remaining()
                 if remaining <= 0:
                     msg = f"no kernel_info reply within {timeout:g} s"
                     raise TimeoutError(msg)
@@ -443,7 +442,7 @@ class JupyterServerBackend:
         self, params: Mapping[str, Any], secrets: Mapping[str, Any], *, timeout: float
     ) -> Any:
         target = self.describe(params, secrets)
-        deadline = time.monotonic() + timeout
+        deadline = Deadline.after(timeout)
         try:
             import websocket
         except ImportError:
@@ -455,7 +454,7 @@ class JupyterServerBackend:
         started = False
 
         def remaining() -> float:
-            return max(0.1, deadline - time.monotonic())
+            return max(0.1, deadline.remaining())
 
         def failed(what: str, exc: BaseException | None, hint: str | None = None) -> ConnectFailed:
             text = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
