@@ -23,8 +23,14 @@ from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
 from ipysession.presentation import restore_notice, save_notice, snapshot_rows
 from ipysession.presentation.base import Notice
-from ipysession.presentation.frontend import notice_message, state_message
+from ipysession.presentation.frontend import (
+    Deferred,
+    notice_message,
+    raised_message,
+    state_message,
+)
 from ipysession.session.manager import SessionManager
+from ipysession.session.notices import NoticeKind, RaisedNotice
 from ipysession.session.reports import Status
 
 __all__ = ["LabLink"]
@@ -44,7 +50,7 @@ class LabLink:
         self,
         manager: SessionManager,
         channel: LayoutChannel,
-        take_pending: Callable[[], list[Callable[[], Notice]]],
+        take_pending: Callable[[], list[Deferred]],
     ) -> None:
         self.manager = manager
         self.channel = channel
@@ -125,26 +131,25 @@ class LabLink:
 
     # --- notices ------------------------------------------------------------------------------
 
-    def _notice(self, text: str) -> bool:
+    def _notice(self, raised: RaisedNotice) -> bool:
         """A notice raised anywhere (any thread): a notification when the extension listens."""
         if not self.channel.subscribed:
             return False
-        return self.channel.push(notice_message(text, kind=_kind_of(text))) > 0
+        return self.channel.push(raised_message(raised)) > 0
 
     def _subscribed(self, request: dict[str, Any]) -> None:
         """After a subscribe reply: adopt the notebook's session after a rename, then send what
         waited for the first cell."""
         self._adopt_renamed(request)
-        for render in self._take_pending():
+        for deferred in self._take_pending():
             try:
-                notice = render()
+                notice = deferred.notice()
             except Exception:
                 log.exception("ipysession could not build a start message")
                 continue
-            kind = "restore" if notice.text.startswith("ipysession: restored") else "notice"
-            self.channel.push(notice_message(notice, kind=kind))
-        for text in self.manager.notices.take():
-            self.channel.push(notice_message(text, kind=_kind_of(text)))
+            self.channel.push(notice_message(notice, deferred.kind))
+        for raised in self.manager.notices.take():
+            self.channel.push(raised_message(raised))
 
     def _adopt_renamed(self, request: dict[str, Any]) -> None:
         """The notebook's metadata names the session it had: when the notebook was renamed or
@@ -170,7 +175,7 @@ class LabLink:
                             f"was not adopted: {exc}",
                         ),
                     ),
-                    kind="restore",
+                    NoticeKind.RESTORE,
                 )
             )
             return
@@ -180,7 +185,7 @@ class LabLink:
             f"with it (now '{manager.name}').",
             *notice.lines,
         )
-        self.channel.push(notice_message(Notice(lines, notice.level), kind="restore"))
+        self.channel.push(notice_message(Notice(lines, notice.level), NoticeKind.RESTORE))
         self._push_state()
 
     # --- the panel's actions ------------------------------------------------------------------
@@ -211,7 +216,7 @@ class LabLink:
             generation=generation, checkpoint=checkpoint, variables=variables
         )
         notice = restore_notice(report, self.manager.connections.states())
-        self.channel.push(notice_message(notice, kind="restore"))
+        self.channel.push(notice_message(notice, NoticeKind.RESTORE))
         return {"summary": notice.text, "state": self.state()}
 
     def _checkpoint(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +225,7 @@ class LabLink:
             msg = "A checkpoint needs a 'label'"
             raise SessionError(msg, hint="Name the checkpoint")
         notice = save_notice(self.manager.save(checkpoint=label))
-        self.channel.push(notice_message(notice, kind="save"))
+        self.channel.push(notice_message(notice, NoticeKind.SAVE))
         return {"summary": notice.text, "state": self.state()}
 
     def _conflict(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -228,20 +233,9 @@ class LabLink:
         report = self.manager.resolve_conflict(str(choice))
         if report is not None:
             notice = restore_notice(report, self.manager.connections.states())
-            self.channel.push(notice_message(notice, kind="restore"))
+            self.channel.push(notice_message(notice, NoticeKind.RESTORE))
         return {"state": self.state()}
 
     def _discard(self, request: dict[str, Any]) -> dict[str, Any]:
         path = self.manager.discard()
         return {"path": str(path) if path is not None else None}
-
-
-def _kind_of(text: str) -> str:
-    lowered = text.lower()
-    if "connection" in lowered or "reconnect" in lowered:
-        return "connection"
-    if " key" in lowered or "keyring" in lowered:
-        return "key"
-    if "could not save" in lowered:
-        return "save"
-    return "notice"

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from ipysession.presentation.base import Level, Notice
-from ipysession.presentation.frontend import notice_message, restore_counts, state_message
+from ipysession.presentation.frontend import (
+    notice_message,
+    raised_message,
+    restore_counts,
+    state_message,
+)
+from ipysession.session.notices import NoticeKind, Notices, RaisedNotice
 from ipysession.session.reports import RestoreReport, Status
 
 
@@ -75,9 +81,32 @@ def test_restored_counts_items_and_warnings() -> None:
     assert restore_counts(None) is None
 
 
-def test_notices_keep_their_level_or_get_one_from_their_words() -> None:
-    notice = notice_message(Notice(("a", "b"), Level.WARNING), kind="restore")
+def test_notices_keep_their_level_and_kind_or_get_a_level_from_their_words() -> None:
+    notice = notice_message(Notice(("a", "b"), Level.WARNING), NoticeKind.RESTORE)
     assert notice == {"type": "notice", "kind": "restore", "level": "warning", "text": "a\nb"}
-    assert notice_message("ipysession could not save the session: x")["level"] == "error"
-    assert notice_message("ipysession created its master key in /k")["level"] == "info"
-    assert notice_message("ipysession: session 'a' is in use by k1")["level"] == "warning"
+    failed = raised_message(
+        RaisedNotice("ipysession could not save the session: x", NoticeKind.SAVE)
+    )
+    assert (failed["level"], failed["kind"]) == ("error", "save")
+    created = raised_message(
+        RaisedNotice("ipysession created its master key in /k", NoticeKind.KEY)
+    )
+    assert (created["level"], created["kind"]) == ("info", "key")
+    in_use = raised_message(RaisedNotice("ipysession: session 'a' is in use by k1"))
+    assert (in_use["level"], in_use["kind"]) == ("warning", "other")
+
+
+def test_a_notice_raised_by_a_part_of_the_manager_carries_that_parts_kind() -> None:
+    notices = Notices()
+    seen: list[RaisedNotice] = []
+    notices.listener = lambda raised: seen.append(raised) or True
+    notices.sink(NoticeKind.CONNECTION)("ipysession: connection 'db' is ready")
+    notices.add("ipysession: something else")
+    assert [(r.kind, r.text) for r in seen] == [
+        (NoticeKind.CONNECTION, "ipysession: connection 'db' is ready"),
+        (NoticeKind.OTHER, "ipysession: something else"),
+    ]
+    assert notices.take() == []  # delivered: nothing waits for a cell
+    notices.listener = None
+    notices.sink(NoticeKind.KEY)("ipysession: key")
+    assert notices.take() == [RaisedNotice("ipysession: key", NoticeKind.KEY)]

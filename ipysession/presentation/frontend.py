@@ -6,13 +6,42 @@ words reach the status bar that ``%session status`` prints.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ipysession.presentation.base import Level, Notice
+from ipysession.presentation.kernel import SummaryView
+from ipysession.session.notices import NoticeKind, RaisedNotice
 from ipysession.session.reports import RestoreReport, Status
 from ipysession.store.lookup import display_name
 
-__all__ = ["FrontendState", "notice_message", "restore_counts", "state_message"]
+__all__ = [
+    "Deferred",
+    "FrontendState",
+    "Said",
+    "notice_message",
+    "raised_message",
+    "restore_counts",
+    "state_message",
+]
+
+Said = Notice | SummaryView
+"""What ipysession shows once: a summary (a table where HTML shows) or a notice."""
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """What waits for the first cell, or for the JupyterLab extension to subscribe: rendered
+    when shown (so connections that came up meanwhile show as connected), with its kind."""
+
+    render: Callable[[], Said]
+    kind: NoticeKind
+
+    def notice(self) -> Notice:
+        """The text form (the extension shows notifications: text, not tables)."""
+        said = self.render()
+        return said.notice if isinstance(said, SummaryView) else said
 
 
 class FrontendState(str, enum.Enum):
@@ -106,12 +135,15 @@ def state_message(status: Status) -> dict[str, Any]:
     }
 
 
-def notice_message(notice: Notice | str, *, kind: str = "notice") -> dict[str, Any]:
-    """The ``{"type": "notice", ...}`` message: one notification for the user. ``kind`` says
-    what it is about: ``restore``, ``save``, ``connection``, ``key`` or ``notice``."""
-    if isinstance(notice, str):
-        notice = Notice((notice,), _level_of(notice))
-    return {"type": "notice", "kind": kind, "level": notice.level.value, "text": notice.text}
+def notice_message(notice: Notice, kind: NoticeKind) -> dict[str, Any]:
+    """The ``{"type": "notice", ...}`` message: one notification for the user; ``kind`` says
+    what it is about (docs/frontend-protocol.md lists them)."""
+    return {"type": "notice", "kind": str(kind), "level": notice.level.value, "text": notice.text}
+
+
+def raised_message(raised: RaisedNotice) -> dict[str, Any]:
+    """The notice message of one the manager raised (it carries its kind, not its level)."""
+    return notice_message(Notice((raised.text,), _level_of(raised.text)), raised.kind)
 
 
 def _level_of(text: str) -> Level:
