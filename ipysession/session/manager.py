@@ -154,6 +154,9 @@ class SessionManager(SessionOptions):
         self.arrivals.namespace = lambda: self.workspace.user_ns
         # Between a cell's pre_run_cell and post_run_cell: nothing is bound from outside then.
         self._in_cell = False
+        #: Called (main thread) when values loaded in the background were bound or failed
+        #: between cells: the JupyterLab extension's status bar stops saying "loading".
+        self.on_loads_settled: Callable[[], None] | None = None
         self.sharing = Sharing(
             self,
             self.workspace,
@@ -320,10 +323,13 @@ class SessionManager(SessionOptions):
         between cells: the kernel's event loop calls it when a worker is through)."""
         if self._in_cell:
             return  # the cell's post_run_cell settles them
+        arriving = len(self.loads.arriving())
         try:
             self.loads.settle()
         except Exception:
             log.exception("Binding values loaded in the background failed")
+        if self.on_loads_settled is not None and len(self.loads.arriving()) != arriving:
+            self.on_loads_settled()
 
     def _load_failed(self, job: LoadJob) -> None:
         """A value loading in the background failed: its variables stay unrestored (their
