@@ -209,7 +209,7 @@ def test_panel_details_not_saved_and_connections_with_reconnect(tmp_path: Path) 
         assert details["status"] == "ok", details
         (row,) = [r for r in details["not_saved"] if r["name"] == "gen"]
         assert "generator" in row["reason"]
-        assert "%session replay" in row["fix"]
+        assert "`%session replay gen`" in row["fix"]
         (db_row,) = details["connections"]
         assert (db_row["name"], db_row["state"], db_row["variable"]) == ("db", "connected", "db")
         assert db_row["last_error"] is None

@@ -153,7 +153,7 @@ def test_not_saved_rows_split_a_budget_reason_from_its_fix() -> None:
         "fix": "`%config SessionManager.max_variable_bytes = 4 * 1024**3` (4.0 GiB) saves it",
     }
     assert rows[1]["reason"].startswith("generator objects cannot be saved")
-    assert "%session replay" in rows[1]["fix"]
+    assert "`%session replay gen`" in rows[1]["fix"]
 
 
 def test_a_connection_shows_its_state_and_last_error_never_its_password() -> None:

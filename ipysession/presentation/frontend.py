@@ -168,24 +168,23 @@ def loading_json(status: Status) -> dict[str, Any] | None:
 
 def not_saved_rows(skipped: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     """The panel's "Not saved" section: each variable left out, why, and what to do about it."""
-    return [{"name": name, **_reason_and_fix(reason)} for name, reason in skipped]
+    return [{"name": name, **_reason_and_fix(name, reason)} for name, reason in skipped]
 
 
 #: Where a budget's reason says which setting keeps the value (capture/describe.budget_hint).
 _BUDGET_FIX = "; `%config SessionManager."
 
-#: What fits every other reason: values that cannot be pickled are rebuilt by replay.
-_REPLAY_FIX = (
-    "After a restart `%session replay NAME` rebuilds it by running the cells that made it "
-    "again; `c.SessionManager.exclude` leaves it out for good"
-)
 
-
-def _reason_and_fix(reason: str) -> dict[str, str]:
+def _reason_and_fix(name: str, reason: str) -> dict[str, str]:
     cut = reason.find(_BUDGET_FIX)
-    if cut < 0:
-        return {"reason": reason, "fix": _REPLAY_FIX}
-    return {"reason": reason[:cut], "fix": reason[cut + 2 :]}
+    if cut >= 0:
+        return {"reason": reason[:cut], "fix": reason[cut + 2 :]}
+    # Every other reason: a value that cannot be pickled is rebuilt by replaying its cells.
+    fix = (
+        f"After a restart `%session replay {name}` rebuilds it by running the cells that made "
+        "it again; `c.SessionManager.exclude` leaves it out for good"
+    )
+    return {"reason": reason, "fix": fix}
 
 
 def _row_json(row: ConnectionRow) -> dict[str, Any]:
