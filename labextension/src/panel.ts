@@ -135,21 +135,12 @@ export class SessionPanel extends Widget {
     }
   }
 
-  async reconnect(connection: IConnection): Promise<void> {
+  /** `%session reconnect NAME` or `%session disconnect NAME`, from the connection's row. */
+  async toggle(connection: IConnection, action: 'reconnect' | 'disconnect'): Promise<void> {
     const link = this._link;
     if (link) {
-      await this._ask(link, `reconnecting ${connection.name}`, {
-        action: 'reconnect',
-        name: connection.name
-      });
-    }
-  }
-
-  async disconnect(connection: IConnection): Promise<void> {
-    const link = this._link;
-    if (link) {
-      await this._ask(link, `disconnecting ${connection.name}`, {
-        action: 'disconnect',
+      await this._ask(link, `${action}ing ${connection.name}`, {
+        action,
         name: connection.name
       });
     }
@@ -348,8 +339,11 @@ export class SessionPanel extends Widget {
         node.append(this._text('pre', error, 'jp-ipysession-error'));
       }
       const allowed = connectionActions(connection);
-      const reconnect = this._button('Reconnect', () => void this.reconnect(connection));
-      const disconnect = this._button('Disconnect', () => void this.disconnect(connection));
+      const reconnect = this._button('Reconnect', () => void this.toggle(connection, 'reconnect'));
+      const disconnect = this._button(
+        'Disconnect',
+        () => void this.toggle(connection, 'disconnect')
+      );
       reconnect.disabled = !allowed.reconnect;
       disconnect.disabled = !allowed.disconnect;
       node.append(reconnect, disconnect);

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import wait_for
 from tests.lab.conftest import LabPage
 from tests.lab.server import write_notebook
 
@@ -60,3 +61,39 @@ def test_not_saved_and_connections_sections(lab_page: LabPage, tmp_path: Path) -
     assert "No forks of this session." in panel
     assert SECRET not in panel
     lab.shot("panel")
+
+
+def test_forks_merge_after_a_preview_and_discard(lab_page: LabPage, tmp_path: Path) -> None:
+    lab = lab_page
+    lab.artifacts = tmp_path
+    write_notebook(lab.server.root / "forks.ipynb")
+    lab.open("forks.ipynb")
+    lab.run_cell("a = 1")
+    lab.wait_for_status(lambda text: "saved" in text, "saved")
+    manager = "__import__('ipysession.extension').extension.get_manager(get_ipython())"
+    fork = "forks.ipynb (fork abcd1234)"
+    lab.run_cell(f"b = 2\n{manager}.save({manager}.name + ' (fork abcd1234)')\ndel b")
+
+    lab.page.click(".jp-ipysession-status")
+    row = lab.page.locator(".jp-ipysession-fork", has_text=fork)
+    row.wait_for()
+    lab.shot("fork-listed")
+
+    row.locator("button", has_text="Merge…").click()
+    body = lab.dialog().inner_text()
+    lab.shot("merge-preview")
+    assert "would keep the fork's variables a, b" in body
+    assert "Nothing was changed" in body
+    lab.click_dialog_button("Merge")
+    wait_for(lambda: "Merged fork" in lab.notifications(), "the merge's notification")
+    lab.shot("merged")
+
+    lab.page.locator(".jp-ipysession-fork", has_text=fork).locator(
+        "button", has_text="Discard"
+    ).click()
+    lab.dialog()
+    lab.click_dialog_button("Discard")
+    lab.page.locator(
+        ".jp-ipysession-section-forks", has_text="No forks of this session."
+    ).wait_for()
+    lab.shot("discarded")
