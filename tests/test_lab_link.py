@@ -243,7 +243,7 @@ def test_panel_details_not_saved_and_connections_with_reconnect(tmp_path: Path) 
 
 
 def test_a_connection_that_fails_shows_its_error_redacted(tmp_path: Path) -> None:
-    folder = tmp_path / "data"
+    folder = tmp_path / "dbfiles"
     folder.mkdir()
     target = f"sqlite:///{folder / 'shop.db'}?token={SECRET}"
     with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "failing"}) as kernel:
@@ -260,12 +260,20 @@ def test_a_connection_that_fails_shows_its_error_redacted(tmp_path: Path) -> Non
             row = ask(client, comm, {"action": "details", "id": 4}, said)["connections"][0]
             return row if row["last_error"] else None
 
-        wait_for(failed, "the reconnect failed")
+        def told(kind: str) -> list[dict[str, Any]]:
+            comm_data = [m["content"]["data"] for m in seen if m["msg_type"] == "comm_msg"]
+            return [m for m in said + comm_data if m.get("type") == "notice" and m["kind"] == kind]
+
+        wait_for(lambda: failed() and told("connection"), "the reconnect failed, and said so")
         row = failed()
         assert row is not None
         assert row["state"] != "connected"
         assert row["advice"]
         assert row["error_at"]
+        # Each notice carries the kind of the part that raised it, not one guessed from words.
+        assert any("'shop'" in n["text"] for n in told("connection"))
+        assert any("master key" in n["text"] for n in told("key"))
+        assert not told("file")
         # The cell's own input holds it (the user typed it); no comm message does.
         comm_messages = [m["content"] for m in seen if m["msg_type"].startswith("comm")]
         assert SECRET not in json.dumps([said, comm_messages])
