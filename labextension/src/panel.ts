@@ -274,12 +274,6 @@ export class SessionPanel extends Widget {
     if (state.error) {
       lines.push(`Error: ${state.error}`);
     }
-    const connections = Object.entries(state.connections);
-    if (connections.length) {
-      lines.push(
-        'Connections: ' + connections.map(([name, s]) => `${name} (${s})`).join(', ')
-      );
-    }
     this._header.textContent = lines.join('\n');
   }
 
