@@ -35,7 +35,7 @@ from ipysession.presentation.frontend import (
     recent_json,
     state_message,
 )
-from ipysession.presentation.merging import merge_preview
+from ipysession.presentation.merging import fork_discarded, merge_preview
 from ipysession.session.forks import fork_parent
 from ipysession.session.manager import SessionManager
 from ipysession.session.notices import NoticeKind, RaisedNotice
@@ -321,7 +321,7 @@ class LabLink:
         """Deletes a saved fork of this session (refused while a live kernel saves to it)."""
         fork = self._fork(request)
         path = self.manager.delete(fork)
-        return {"path": str(path), "summary": f"Discarded fork '{fork}' ({path})."}
+        return {"path": str(path), "summary": fork_discarded(fork, path)}
 
 
 def _text(request: dict[str, Any], key: str, what: str) -> str:

@@ -309,6 +309,7 @@ def test_forks_preview_merge_and_discard(tmp_path: Path) -> None:
         assert "not a fork" in not_a_fork["reason"]
         gone = ask(client, comm, {"action": "discard_fork", "fork": fork, "id": 6})
         assert gone["status"] == "ok", gone
+        assert gone["summary"].startswith(f"Discarded fork '{fork}'")
         assert ask(client, comm, {"action": "details", "id": 7})["forks"] == []
         assert kernel.value(f"{MANAGER}.store.exists({fork!r})") is False
 

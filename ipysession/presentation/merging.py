@@ -1,5 +1,6 @@
 """The words of merging a fork back into its session, said by ``%session merge`` and by the
-JupyterLab panel's merge button (dry run first, then the merge): one place for them."""
+JupyterLab panel's merge button (dry run first, then the merge): one place for them; and of
+discarding a fork from the panel."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ipysession.session.merge import MergeResult
 
-__all__ = ["MergePreview", "merge_preview"]
+__all__ = ["MergePreview", "fork_discarded", "merge_preview"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,8 @@ def merge_preview(
         history=len(plan.session.history),
         generation=generation,
     )
+
+
+def fork_discarded(fork: str, path: Path) -> str:
+    """What the panel says once a fork is deleted."""
+    return f"Discarded fork '{fork}': everything saved in it is deleted ({path})."
