@@ -47,7 +47,9 @@ from ipysession.lab import LabLink
 from ipysession.magics import SessionMagics
 from ipysession.presentation import SummaryView, restore_view
 from ipysession.presentation.base import Level, Notice
+from ipysession.presentation.frontend import Deferred, Said
 from ipysession.session.manager import SessionManager
+from ipysession.session.notices import NoticeKind
 from ipysession.session.reports import RestoreReport
 
 __all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
@@ -71,7 +73,7 @@ class _Extension:
         self.magics = SessionMagics(shell, self.manager)
         self.layout = LayoutChannel()
         # What waits for the first cell (or for the JupyterLab extension to subscribe).
-        self.pending: list[Callable[[], _Said]] = []
+        self.pending: list[Deferred] = []
         self.lab: LabLink | None = None
         self.in_kernel = hasattr(shell, "kernel")
         # Whether the cell now running is a %session command: only such a cell shows notices.
@@ -108,7 +110,7 @@ class _Extension:
                 try:
                     self.layout.set_layout(manager.layout)
                 except SessionError as exc:
-                    self._say(_notice(f"ipysession: layout not restored: {exc}"))
+                    self._say(_notice(f"ipysession: layout not restored: {exc}"), NoticeKind.OTHER)
         atexit.register(self.close)
         manager.start()
 
@@ -144,7 +146,10 @@ class _Extension:
         except SessionError as exc:
             # One message: what went wrong, and what the manager does about it (say, saving
             # this kernel's work as a fork so that files it cannot read stay untouched).
-            lines = [f"ipysession could not restore the session: {exc}", *manager.notices.take()]
+            lines = [
+                f"ipysession could not restore the session: {exc}",
+                *(raised.text for raised in manager.notices.take()),
+            ]
             self._say(_notice(*lines, level=Level.ERROR))
         except Exception as exc:
             log.exception("ipysession restore failed")
@@ -155,20 +160,21 @@ class _Extension:
                     level=Level.ERROR,
                 )
             )
-        for notice in manager.notices.take():
-            self._say(_notice(notice, level=Level.WARNING))
+        for raised in manager.notices.take():
+            self._say(_notice(raised.text, level=Level.WARNING), raised.kind)
 
-    def _say(self, message: _Said | Callable[[], _Said]) -> None:
+    def _say(
+        self, message: Said | Callable[[], Said], kind: NoticeKind = NoticeKind.RESTORE
+    ) -> None:
         render = message if callable(message) else (lambda: message)
         if self.in_kernel:
-            self.pending.append(render)
+            self.pending.append(Deferred(render, kind))
         else:
             display.show(_rendered(render()))
 
-    def _take_pending(self) -> list[Callable[[], Notice]]:
-        # The JupyterLab extension shows them as notifications: text, not tables.
+    def _take_pending(self) -> list[Deferred]:
         pending, self.pending = self.pending, []
-        return [_noticed(render) for render in pending]
+        return pending
 
     def _layout_changed(self, layout: Any) -> None:
         self.manager.set_layout(layout)
@@ -181,12 +187,12 @@ class _Extension:
         self.manager.post_run_cell(result)
         try:
             pending, self.pending = self.pending, []
-            for render in pending:
-                display.show(_rendered(render()))
+            for deferred in pending:
+                display.show(_rendered(deferred.render()))
             notices = self.manager.notices.take()
             if not self.in_kernel or self.cell_asks:
                 for notice in notices:
-                    display.show(display.text_message(notice, level="warning"))
+                    display.show(display.text_message(notice.text, level="warning"))
         except Exception:
             log.exception("ipysession could not show its messages")
 
@@ -234,22 +240,10 @@ def _call_on_kernel_loop(kernel: Any, callback: Callable[[], None]) -> None:
         loop.add_callback(callback)
 
 
-_Said = Notice | SummaryView
-"""What the extension shows once a cell runs: a summary (a table where HTML shows) or a notice."""
-
-
-def _rendered(said: _Said) -> display.Message:
+def _rendered(said: Said) -> display.Message:
     if isinstance(said, SummaryView):
         return display.render_summary(said)
     return display.render_notice(said)
-
-
-def _noticed(render: Callable[[], _Said]) -> Callable[[], Notice]:
-    def notice() -> Notice:
-        said = render()
-        return said.notice if isinstance(said, SummaryView) else said
-
-    return notice
 
 
 def _notice(*lines: str, level: Level = Level.INFO) -> Notice:

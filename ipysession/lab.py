@@ -4,8 +4,9 @@ The extension subscribes when its kernel is ready, before any cell runs: the rep
 session's state for the status bar, and from then on the kernel pushes one ``state`` message
 after each save (and each failed one) and a ``notice`` message for each notification (the
 restore summary, key and file problems, connection changes) instead of text under a cell. The
-panel's actions (snapshots, restore, checkpoint, the conflict dialog's answer, discard) are
-requests on the same comm. docs/frontend-protocol.md describes every message.
+panel's actions (snapshots, restore, checkpoint, the conflict dialog's answer, discard; the
+details of its sections, reconnect and disconnect, merging or discarding a fork) are requests on
+the same comm. docs/frontend-protocol.md describes every message.
 
 Without a subscriber (another frontend, or JupyterLab without the extension) nothing changes:
 notices wait for a ``%session`` cell and the restore summary for the first cell, as before.
@@ -20,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ipysession.capture.frontend import LayoutChannel
-from ipysession.errors import SessionError
+from ipysession.connections.records import mru_order
+from ipysession.errors import SessionError, SessionNotFound
 from ipysession.presentation import (
     replay_consent_json,
     replay_notice,
@@ -29,8 +31,20 @@ from ipysession.presentation import (
     snapshot_rows,
 )
 from ipysession.presentation.base import Notice
-from ipysession.presentation.frontend import notice_message, state_message
+from ipysession.presentation.frontend import (
+    Deferred,
+    connection_json,
+    forks_json,
+    not_saved_rows,
+    notice_message,
+    raised_message,
+    recent_json,
+    state_message,
+)
+from ipysession.presentation.merging import fork_discarded, merge_preview
+from ipysession.session.forks import fork_parent
 from ipysession.session.manager import SessionManager
+from ipysession.session.notices import NoticeKind, RaisedNotice
 from ipysession.session.reports import Status
 
 __all__ = ["LabLink"]
@@ -50,7 +64,7 @@ class LabLink:
         self,
         manager: SessionManager,
         channel: LayoutChannel,
-        take_pending: Callable[[], list[Callable[[], Notice]]],
+        take_pending: Callable[[], list[Deferred]],
     ) -> None:
         self.manager = manager
         self.channel = channel
@@ -70,14 +84,21 @@ class LabLink:
                 "conflict": self._conflict,
                 "discard": self._discard,
                 "replay": self._replay,
+                "details": self._details,
+                "reconnect": self._reconnect,
+                "disconnect": self._disconnect,
+                "merge": self._merge,
+                "discard_fork": self._discard_fork,
             }
         )
         manager.watch_saves(self.saved)
         manager.notices.listener = self._notice
+        manager.on_loads_settled = self._loads_settled
 
     def close(self) -> None:
         self.manager.watch_saves(None)
         self.manager.notices.listener = None
+        self.manager.on_loads_settled = None
 
     # --- state --------------------------------------------------------------------------------
 
@@ -133,28 +154,33 @@ class LabLink:
     def _push_state(self) -> None:
         self.channel.push(self.state())
 
+    def _loads_settled(self) -> None:
+        """Values restored in the background were bound (main thread): the status bar's
+        "loading N of M" moves on, or ends."""
+        if self.channel.subscribed:
+            self._push_state()
+
     # --- notices ------------------------------------------------------------------------------
 
-    def _notice(self, text: str) -> bool:
+    def _notice(self, raised: RaisedNotice) -> bool:
         """A notice raised anywhere (any thread): a notification when the extension listens."""
         if not self.channel.subscribed:
             return False
-        return self.channel.push(notice_message(text, kind=_kind_of(text))) > 0
+        return self.channel.push(raised_message(raised)) > 0
 
     def _subscribed(self, request: dict[str, Any]) -> None:
         """After a subscribe reply: adopt the notebook's session after a rename, then send what
         waited for the first cell."""
         self._adopt_renamed(request)
-        for render in self._take_pending():
+        for deferred in self._take_pending():
             try:
-                notice = render()
+                notice = deferred.notice()
             except Exception:
                 log.exception("ipysession could not build a start message")
                 continue
-            kind = "restore" if notice.text.startswith("ipysession: restored") else "notice"
-            self.channel.push(notice_message(notice, kind=kind))
-        for text in self.manager.notices.take():
-            self.channel.push(notice_message(text, kind=_kind_of(text)))
+            self.channel.push(notice_message(notice, deferred.kind))
+        for raised in self.manager.notices.take():
+            self.channel.push(raised_message(raised))
 
     def _adopt_renamed(self, request: dict[str, Any]) -> None:
         """The notebook's metadata names the session it had: when the notebook was renamed or
@@ -180,7 +206,7 @@ class LabLink:
                             f"was not adopted: {exc}",
                         ),
                     ),
-                    kind="restore",
+                    NoticeKind.RESTORE,
                 )
             )
             return
@@ -190,7 +216,7 @@ class LabLink:
             f"with it (now '{manager.name}').",
             *notice.lines,
         )
-        self.channel.push(notice_message(Notice(lines, notice.level), kind="restore"))
+        self.channel.push(notice_message(Notice(lines, notice.level), NoticeKind.RESTORE))
         self._push_state()
 
     # --- the panel's actions ------------------------------------------------------------------
@@ -221,7 +247,7 @@ class LabLink:
             generation=generation, checkpoint=checkpoint, variables=variables
         )
         notice = restore_notice(report, self.manager.connections.states())
-        self.channel.push(notice_message(notice, kind="restore"))
+        self.channel.push(notice_message(notice, NoticeKind.RESTORE))
         return {"summary": notice.text, "state": self.state()}
 
     def _checkpoint(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +256,7 @@ class LabLink:
             msg = "A checkpoint needs a 'label'"
             raise SessionError(msg, hint="Name the checkpoint")
         notice = save_notice(self.manager.save(checkpoint=label))
-        self.channel.push(notice_message(notice, kind="save"))
+        self.channel.push(notice_message(notice, NoticeKind.SAVE))
         return {"summary": notice.text, "state": self.state()}
 
     def _conflict(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +264,7 @@ class LabLink:
         report = self.manager.resolve_conflict(str(choice))
         if report is not None:
             notice = restore_notice(report, self.manager.connections.states())
-            self.channel.push(notice_message(notice, kind="restore"))
+            self.channel.push(notice_message(notice, NoticeKind.RESTORE))
         return {"state": self.state()}
 
     def _replay(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -251,20 +277,79 @@ class LabLink:
         manager = self.manager
         outcomes = manager.replay_values(names, consent=True)
         notice = replay_notice(outcomes, manager.name)
-        self.channel.push(notice_message(notice, kind="restore"))
+        self.channel.push(notice_message(notice, NoticeKind.RESTORE))
         return {"summary": notice.text, "state": self.state()}
 
     def _discard(self, request: dict[str, Any]) -> dict[str, Any]:
         path = self.manager.discard()
         return {"path": str(path) if path is not None else None}
 
+    def _details(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The panel's sections beside the snapshots: not saved, connections, recent, forks."""
+        manager = self.manager
+        state = self.state()
+        status = self._status
+        connections = manager.connections
+        states = connections.states()
+        return {
+            "state": state,
+            "not_saved": not_saved_rows(status.skipped if status is not None else []),
+            "connections": [
+                self._connection(record.name, states)
+                for record in mru_order(connections.snapshot())
+            ],
+            "recent": recent_json(connections.recent(), states),
+            "forks": forks_json(manager.store.list(), self._fork_parents(), current=manager.name),
+        }
 
-def _kind_of(text: str) -> str:
-    lowered = text.lower()
-    if "connection" in lowered or "reconnect" in lowered:
-        return "connection"
-    if " key" in lowered or "keyring" in lowered:
-        return "key"
-    if "could not save" in lowered:
-        return "save"
-    return "notice"
+    def _connection(self, name: str, states: dict[str, str] | None = None) -> dict[str, Any]:
+        connections = self.manager.connections
+        states = connections.states() if states is None else states
+        record = connections.snapshot()[name]
+        return connection_json(record, states.get(name, "disconnected"), connections.status(name))
+
+    def _reconnect(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _text(request, "name", "A connection's 'name'")
+        self.manager.connections.reconnect([name])  # unknown: SessionNotFound, as the magic
+        return {"connection": self._connection(name), "state": self.state()}
+
+    def _disconnect(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _text(request, "name", "A connection's 'name'")
+        self.manager.connections.disconnect(name)
+        return {"connection": self._connection(name), "state": self.state()}
+
+    def _fork_parents(self) -> set[str]:
+        manager = self.manager
+        return {manager.name} | ({manager.fork_of} if manager.fork_of else set())
+
+    def _fork(self, request: dict[str, Any]) -> str:
+        fork = _text(request, "fork", "A fork's name ('fork')")
+        if fork_parent(fork) not in self._fork_parents():
+            msg = f"'{fork}' is not a fork of this notebook's session '{self.manager.name}'"
+            raise SessionNotFound(msg, hint="Pick a fork from the panel's Forks section")
+        return fork
+
+    def _merge(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``%session merge``: a dry run unless ``dry_run`` is false (the panel previews first)."""
+        fork = self._fork(request)
+        dry_run = request.get("dry_run", True)
+        if not isinstance(dry_run, bool):
+            msg = "'dry_run' must be true or false"
+            raise SessionError(msg, hint="Preview with true, then merge with false")
+        parent, plan, generation = self.manager.merge_fork(fork, write=not dry_run)
+        preview = merge_preview(fork, parent, plan, generation).as_json()
+        return {"merge": preview, "summary": preview["summary"], "state": self.state()}
+
+    def _discard_fork(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Deletes a saved fork of this session (refused while a live kernel saves to it)."""
+        fork = self._fork(request)
+        path = self.manager.delete(fork)
+        return {"path": str(path), "summary": fork_discarded(fork, path)}
+
+
+def _text(request: dict[str, Any], key: str, what: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        msg = f"{what} is missing"
+        raise SessionError(msg, hint="Pick one from the panel")
+    return value

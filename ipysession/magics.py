@@ -22,6 +22,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 
 from ipysession import display, presentation
 from ipysession.errors import SessionError, SessionNotFound
+from ipysession.presentation.merging import merge_preview
 from ipysession.session.manager import SessionManager
 from ipysession.session.options import AUTOSAVE_INTERVALS, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS, ReplayOutcome
@@ -522,27 +523,8 @@ class SessionMagics(Magics):
     def _cmd_merge(self, args: argparse.Namespace) -> None:
         args.name = self._resolve(args.name)
         parent, plan, generation = self.manager.merge_fork(args.name, write=args.yes)
-        kept = set(plan.details.variables_kept)
-        from_fork = sorted(n for n in plan.session.variables if n not in kept)
-        replaced = plan.details.variables_overridden
-        what = (
-            f"the fork's variables {', '.join(from_fork) or '(none)'}"
-            + (f" (replacing the session's {', '.join(replaced)})" if replaced else "")
-            + f"; the session's own {', '.join(sorted(kept)) or '(none)'}"
-            + f"; {len(plan.session.history)} history cells"
-        )
-        if generation is None:
-            text = (
-                f"Merging fork '{args.name}' into '{parent}' would keep {what}. Nothing was "
-                f"changed: `%session merge '{args.name}' --yes` merges; the fork stays on disk."
-            )
-        else:
-            text = (
-                f"Merged fork '{args.name}' into '{parent}' (generation {generation}): {what}. "
-                f"The fork stays on disk (`%session delete '{args.name}'` removes it); a "
-                f"kernel restored from '{parent}' gets the merged work."
-            )
-        display.show(display.text_message(text))
+        preview = merge_preview(args.name, parent, plan, generation)
+        display.show(display.text_message(preview.text))
 
     def _cmd_adopt(self, args: argparse.Namespace) -> None:
         old = self._resolve(args.name) or args.name  # a required argument: never None

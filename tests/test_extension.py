@@ -61,7 +61,7 @@ def test_failing_hook_never_breaks_a_cell(caplog: pytest.LogCaptureFixture) -> N
         assert shell.user_ns["y"] == 3
         assert manager.disabled is not None
         assert "capture exploded" in caplog.text
-        notices = " ".join(manager.notices.take())
+        notices = " ".join(raised.text for raised in manager.notices.take())
         assert notices == "" or "stopped capturing" in notices
 
 

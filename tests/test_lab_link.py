@@ -5,13 +5,16 @@ requests. The browser half is in tests/lab/."""
 
 from __future__ import annotations
 
+import json
 import queue
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ipysession.session.forks import fork_name
 from tests.builders import wait_for
 from tests.capture.test_frontend import Client
 from tests.kernels import FAST_AUTOSAVE, MANAGER, Kernel, start_kernel, wait_for_autosave
@@ -30,11 +33,16 @@ def subscribe(kernel: Kernel, **fields: Any) -> tuple[Client, str, dict[str, Any
     return client, comm, reply
 
 
-def ask(client: Client, comm: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A request's reply, passing over the state and notice messages pushed meanwhile."""
+def ask(
+    client: Client, comm: str, data: dict[str, Any], into: list[Any] | None = None
+) -> dict[str, Any]:
+    """A request's reply, passing over the state and notice messages pushed meanwhile (kept in
+    ``into``, with the reply, when given)."""
     client.send(comm, data)
     while True:
         reply = client.reply(comm)
+        if into is not None:
+            into.append(reply)
         if reply.get("id") == data["id"]:
             return reply
         assert reply.get("type") in ("state", "notice"), reply
@@ -182,3 +190,145 @@ def test_discard_then_restart_starts_empty(tmp_path: Path) -> None:
         assert reply["path"]
         kernel.restart()
         assert kernel.value("'secret_work' in globals()") is False
+
+
+SECRET = "tok-7c1d9e2f-lab-SECRET"
+
+
+def test_panel_details_not_saved_and_connections_with_reconnect(tmp_path: Path) -> None:
+    db = tmp_path / "shop.db"
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "details"}) as kernel:
+        kernel.run("gen = (i for i in range(3))\nkept = 1")
+        kernel.run(f"%session connect db sqlalchemy 'sqlite:///{db}?token={SECRET}'")
+        wait_for_autosave(kernel)
+        said: list[Any] = []
+        client, comm, reply = subscribe(kernel)
+        said.append(reply)
+
+        details = ask(client, comm, {"action": "details", "id": 2}, said)
+        assert details["status"] == "ok", details
+        (row,) = [r for r in details["not_saved"] if r["name"] == "gen"]
+        assert "generator" in row["reason"]
+        assert "`%session replay gen`" in row["fix"]
+        (db_row,) = details["connections"]
+        assert (db_row["name"], db_row["state"], db_row["variable"]) == ("db", "connected", "db")
+        assert db_row["last_error"] is None
+        assert "db" in [r["name"] for r in details["recent"]]
+        assert details["forks"] == []
+        assert details["state"]["loading"] is None
+
+        off = ask(client, comm, {"action": "disconnect", "name": "db", "id": 3}, said)
+        assert off["status"] == "ok", off
+        assert off["connection"]["disconnected"] is True
+        assert off["state"]["connections"]["db"] != "connected"
+        assert kernel.value("'db' in globals()") is False
+
+        on = ask(client, comm, {"action": "reconnect", "name": "db", "id": 4}, said)
+        assert on["status"] == "ok", on
+        wait_for(
+            lambda: (
+                ask(client, comm, {"action": "details", "id": 5}, said)["connections"][0]["state"]
+                == "connected"
+            ),
+            "db connected again",
+        )
+        assert kernel.value("type(db).__name__") == "Engine"
+
+        unknown = ask(client, comm, {"action": "reconnect", "name": "nope", "id": 6}, said)
+        assert unknown["status"] == "error"
+        assert "nope" in unknown["reason"]
+        missing = ask(client, comm, {"action": "disconnect", "id": 7}, said)
+        assert missing["status"] == "error"
+        assert SECRET not in json.dumps(said)
+
+
+def test_a_connection_that_fails_shows_its_error_redacted(tmp_path: Path) -> None:
+    folder = tmp_path / "dbfiles"
+    folder.mkdir()
+    target = f"sqlite:///{folder / 'shop.db'}?token={SECRET}"
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "failing"}) as kernel:
+        seen: list[dict[str, Any]] = []
+        client, comm, _ = subscribe(kernel)
+        run_collecting(kernel, f"%session connect shop sqlalchemy '{target}'", seen)
+        said: list[Any] = []
+        ask(client, comm, {"action": "disconnect", "name": "shop", "id": 2}, said)
+        shutil.rmtree(folder)  # sqlite cannot open a file in a folder that is gone
+        again = ask(client, comm, {"action": "reconnect", "name": "shop", "id": 3}, said)
+        assert again["status"] == "ok", again
+
+        def failed() -> dict[str, Any] | None:
+            row = ask(client, comm, {"action": "details", "id": 4}, said)["connections"][0]
+            return row if row["last_error"] else None
+
+        def told(kind: str) -> list[dict[str, Any]]:
+            comm_data = [m["content"]["data"] for m in seen if m["msg_type"] == "comm_msg"]
+            return [m for m in said + comm_data if m.get("type") == "notice" and m["kind"] == kind]
+
+        wait_for(lambda: failed() and told("connection"), "the reconnect failed, and said so")
+        row = failed()
+        assert row is not None
+        assert row["state"] != "connected"
+        assert row["advice"]
+        assert row["error_at"]
+        # Each notice carries the kind of the part that raised it, not one guessed from words.
+        assert any("'shop'" in n["text"] for n in told("connection"))
+        assert any("master key" in n["text"] for n in told("key"))
+        assert not told("file")
+        # The cell's own input holds it (the user typed it); no comm message does.
+        comm_messages = [m["content"] for m in seen if m["msg_type"].startswith("comm")]
+        assert SECRET not in json.dumps([said, comm_messages])
+
+
+def test_forks_preview_merge_and_discard(tmp_path: Path) -> None:
+    with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "forked"}) as kernel:
+        kernel.run("a = 1")
+        wait_for_autosave(kernel)
+        fork = fork_name("forked", "abcd1234")
+        kernel.run(f"b = 2\n{MANAGER}.save({fork!r})\ndel b")
+        wait_for_autosave(kernel)
+        client, comm, _ = subscribe(kernel)
+        details = ask(client, comm, {"action": "details", "id": 2})
+        assert [f["name"] for f in details["forks"]] == [fork]
+        assert details["forks"][0]["fork_of"] == "forked"
+
+        before = kernel.value(f"{MANAGER}.store.generations('forked')[0].number")
+        preview = ask(client, comm, {"action": "merge", "fork": fork, "id": 3})
+        assert preview["status"] == "ok", preview
+        assert preview["merge"]["dry_run"] is True
+        assert "b" in preview["merge"]["from_fork"]
+        assert preview["summary"].startswith(f"Merging fork '{fork}' into 'forked' would keep")
+        assert kernel.value(f"{MANAGER}.store.generations('forked')[0].number") == before
+
+        merged = ask(client, comm, {"action": "merge", "fork": fork, "dry_run": False, "id": 4})
+        assert merged["status"] == "ok", merged
+        assert merged["summary"].startswith(f"Merged fork '{fork}' into 'forked' (generation")
+        assert merged["merge"]["generation"] > before
+
+        not_a_fork = ask(client, comm, {"action": "discard_fork", "fork": "forked", "id": 5})
+        assert not_a_fork["status"] == "error"
+        assert "not a fork" in not_a_fork["reason"]
+        gone = ask(client, comm, {"action": "discard_fork", "fork": fork, "id": 6})
+        assert gone["status"] == "ok", gone
+        assert gone["summary"].startswith(f"Discarded fork '{fork}'")
+        assert ask(client, comm, {"action": "details", "id": 7})["forks"] == []
+        assert kernel.value(f"{MANAGER}.store.exists({fork!r})") is False
+
+
+def test_state_says_what_is_still_loading_until_it_is_bound(tmp_path: Path) -> None:
+    threshold = "c.SessionManager.background_restore_bytes = 4 * 1024 * 1024"
+    with start_kernel(
+        tmp_path, FAST_AUTOSAVE, threshold, env={"IPYSESSION_NAME": "loading"}
+    ) as kernel:
+        kernel.run("import numpy as np\nbig = np.ones(5_000_000)\nsmall = 1")
+        wait_for_autosave(kernel)
+        kernel.restart()
+        client, comm, reply = subscribe(kernel)
+        loading = reply["state"]["loading"]
+        if loading is not None:  # not bound yet: the status bar says so, then hears it ended
+            assert loading["names"] == ["big"]
+            assert (loading["done"], loading["total"]) == (0, 1)
+            while True:
+                _, pushed_state = client.next_on(comm)
+                if pushed_state.get("type") == "state" and pushed_state["loading"] is None:
+                    break
+        assert kernel.value("big.shape") == (5_000_000,)

@@ -6,13 +6,57 @@ words reach the status bar that ``%session status`` prints.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from ipysession.connections.backends import redact_text
+from ipysession.connections.records import advice
 from ipysession.presentation.base import Level, Notice
+from ipysession.presentation.kernel import ConnectionRow, SummaryView, connection_rows
+from ipysession.presentation.stored import session_rows
+from ipysession.session.notices import NoticeKind, RaisedNotice
 from ipysession.session.reports import RestoreReport, Status
 from ipysession.store.lookup import display_name
 
-__all__ = ["FrontendState", "notice_message", "restore_counts", "state_message"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from ipysession.connections.reconnector import ConnectionStatus
+    from ipysession.model import ConnectionRecord
+    from ipysession.store import SessionSummary
+
+__all__ = [
+    "Deferred",
+    "FrontendState",
+    "Said",
+    "connection_json",
+    "forks_json",
+    "loading_json",
+    "not_saved_rows",
+    "notice_message",
+    "raised_message",
+    "recent_json",
+    "restore_counts",
+    "state_message",
+]
+
+Said = Notice | SummaryView
+"""What ipysession shows once: a summary (a table where HTML shows) or a notice."""
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """What waits for the first cell, or for the JupyterLab extension to subscribe: rendered
+    when shown (so connections that came up meanwhile show as connected), with its kind."""
+
+    render: Callable[[], Said]
+    kind: NoticeKind
+
+    def notice(self) -> Notice:
+        """The text form (the extension shows notifications: text, not tables)."""
+        said = self.render()
+        return said.notice if isinstance(said, SummaryView) else said
 
 
 class FrontendState(str, enum.Enum):
@@ -103,15 +147,110 @@ def state_message(status: Status) -> dict[str, Any]:
         "fork_reason": status.fork_reason,
         "holder": holder.describe() if holder is not None and not status.lease_ours else None,
         "connections": dict(status.connection_states),
+        "loading": loading_json(status),
     }
 
 
-def notice_message(notice: Notice | str, *, kind: str = "notice") -> dict[str, Any]:
-    """The ``{"type": "notice", ...}`` message: one notification for the user. ``kind`` says
-    what it is about: ``restore``, ``save``, ``connection``, ``key`` or ``notice``."""
-    if isinstance(notice, str):
-        notice = Notice((notice,), _level_of(notice))
-    return {"type": "notice", "kind": kind, "level": notice.level.value, "text": notice.text}
+def loading_json(status: Status) -> dict[str, Any] | None:
+    """Values still arriving in the background after a restore (the status bar says
+    "loading N of M" until they are bound): ``None`` once every one is in the namespace."""
+    if not status.loading:
+        return None
+    handed = len(status.restore.loading) if status.restore is not None else 0
+    total = max(handed, len(status.loading))
+    return {
+        "names": [name for name, _ in status.loading],
+        "progress": dict(status.loading),
+        "done": total - len(status.loading),
+        "total": total,
+    }
+
+
+def not_saved_rows(skipped: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    """The panel's "Not saved" section: each variable left out, why, and what to do about it."""
+    return [{"name": name, **_reason_and_fix(name, reason)} for name, reason in skipped]
+
+
+#: Where a budget's reason says which setting keeps the value (capture/describe.budget_hint).
+_BUDGET_FIX = "; `%config SessionManager."
+
+
+def _reason_and_fix(name: str, reason: str) -> dict[str, str]:
+    cut = reason.find(_BUDGET_FIX)
+    if cut >= 0:
+        return {"reason": reason[:cut], "fix": reason[cut + 2 :]}
+    # Every other reason: a value that cannot be pickled is rebuilt by replaying its cells.
+    fix = (
+        f"After a restart `%session replay {name}` rebuilds it by running the cells that made "
+        "it again; `c.SessionManager.exclude` leaves it out for good"
+    )
+    return {"reason": reason, "fix": fix}
+
+
+def _row_json(row: ConnectionRow) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "kind": row.kind,
+        "target": row.target,
+        "state": row.state,
+        "variable": row.variable,
+        "auto": row.auto,
+        "last_used": row.last_used,
+        "successes": row.successes,
+        "failures": row.failures,
+        "last_error": row.last_error or None,
+    }
+
+
+def connection_json(
+    record: ConnectionRecord, state: str, status: ConnectionStatus | None
+) -> dict[str, Any]:
+    """One connection of the panel's "Connections" section: its row, and the last error of
+    the current run with its time and what to do. Every text is redacted (never a secret)."""
+    data = _row_json(connection_rows([record], {record.name: state})[0])
+    error = (status.error if status is not None else "") or record.stats.last_error or ""
+    at = (status.error_at if status is not None and status.error else None) or (
+        record.stats.last_error_at
+    )
+    data.update(
+        {
+            "last_error": redact_text(error, record.secrets) or None,
+            "error_at": at if error else None,
+            "advice": advice(record.name, status.cause if status else None) if error else None,
+            "message": redact_text(status.message, record.secrets) if status else None,
+            "disconnected": record.disconnected,
+        }
+    )
+    return data
+
+
+def recent_json(recent: Sequence[ConnectionRecord], states: dict[str, str]) -> list[dict[str, Any]]:
+    """The panel's "Recent" section: connections used lately in any session, most recent first,
+    with their state here (``not in this session`` when this session has none of that name)."""
+    here = {r.name: states.get(r.name, "not in this session") for r in recent}
+    return [_row_json(row) for row in connection_rows(recent, here)]
+
+
+def forks_json(
+    summaries: Iterable[SessionSummary], parents: Iterable[str], *, current: str
+) -> list[dict[str, Any]]:
+    """The panel's "Forks" section: the saved forks of ``parents`` (this kernel's session, and
+    the session it forks when it is a fork), this kernel's own session left out; each as a row
+    of ``ipysession list --json``."""
+    wanted = set(parents)
+    rows = [row.as_json() for row in session_rows(summaries)]
+    return [row for row in rows if row["fork_of"] in wanted and row["name"] != current]
+
+
+def notice_message(notice: Notice, kind: NoticeKind) -> dict[str, Any]:
+    """The ``{"type": "notice", ...}`` message: one notification for the user; ``kind`` says
+    what it is about (docs/frontend-protocol.md lists them)."""
+    return {"type": "notice", "kind": str(kind), "level": notice.level.value, "text": notice.text}
+
+
+def raised_message(raised: RaisedNotice) -> dict[str, Any]:
+    """The notice message of one the manager raised (it carries its kind, not its level)."""
+    return notice_message(Notice((raised.text,), _level_of(raised.text)), raised.kind)
 
 
 def _level_of(text: str) -> Level:

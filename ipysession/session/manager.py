@@ -61,7 +61,7 @@ from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
 from ipysession.session.lease import RootDirs
 from ipysession.session.loading import BackgroundLoads, LoadJob
-from ipysession.session.notices import Notices
+from ipysession.session.notices import NoticeKind, Notices
 from ipysession.session.options import SessionOptions, check_autosave_interval
 from ipysession.session.reports import (
     ReplayOutcome,
@@ -103,7 +103,8 @@ class SessionManager(SessionOptions):
         self.kernel_id = ""
         self.started = time.time()
         self.notices = Notices()
-        self._notify = self.notices.add
+        # Each part tells what its notices are about (the extension's notification kind).
+        self._notify = self.notices.sink(NoticeKind.OTHER)
         self._store: SessionStore | None = None
         self._key: KeyResolution | None = None
         # Follows `ipysession rekey` while this kernel runs: the store asks it before each write.
@@ -115,7 +116,7 @@ class SessionManager(SessionOptions):
         self.last_restore: RestoreReport | None = None
         # Measured when first needed, then kept for the kernel's life (see session/budgets).
         self._machine_budgets: Budgets | None = None
-        self._write_log = WriteLog(self._notify)
+        self._write_log = WriteLog(self.notices.sink(NoticeKind.SAVE))
         self.connections = ConnectionSet(
             ConnectionSettings(
                 wait=self.reconnect_wait,
@@ -129,7 +130,7 @@ class SessionManager(SessionOptions):
             ),
             bind=self._bind_variable,
             unbind=self._unbind_variable,
-            notify=self._notify,
+            notify=self.notices.sink(NoticeKind.CONNECTION),
             changed=self._changed,
             recent=lambda: self.store.recent_connections(),
         )
@@ -154,11 +155,19 @@ class SessionManager(SessionOptions):
         self.arrivals.namespace = lambda: self.workspace.user_ns
         # Between a cell's pre_run_cell and post_run_cell: nothing is bound from outside then.
         self._in_cell = False
+        #: Called (main thread) when values loaded in the background were bound or failed
+        #: between cells: the JupyterLab extension's status bar stops saying "loading".
+        self.on_loads_settled: Callable[[], None] | None = None
         self.sharing = Sharing(
-            self, self.workspace, default_name=self._default_name, notify=self._notify
+            self,
+            self.workspace,
+            default_name=self._default_name,
+            notify=self.notices.sink(NoticeKind.CONFLICT),
         )
         # Sessions deleted under this kernel, or by it, are never written again on their own.
-        self._saves = SaveGuard(lambda n: RootDirs(Path(self.root)).session_dir(n), self._notify)
+        self._saves = SaveGuard(
+            lambda n: RootDirs(Path(self.root)).session_dir(n), self.notices.sink(NoticeKind.FILE)
+        )
         self._writer = AutosaveWriter(
             self._write,
             interval=self.autosave_interval,
@@ -199,8 +208,10 @@ class SessionManager(SessionOptions):
                 if self._key is None:
                     self._key = resolve()
                     if self._key.notice:
-                        self._notify(self._key.notice)
-                self._key_watch = KeyWatch(self._key, resolve, on_change=self._notify)
+                        self.notices.add(self._key.notice, NoticeKind.KEY)
+                self._key_watch = KeyWatch(
+                    self._key, resolve, on_change=self.notices.sink(NoticeKind.KEY)
+                )
             # After a rekey the watch holds the new key.
             return self._key_watch.resolution
 
@@ -313,10 +324,13 @@ class SessionManager(SessionOptions):
         between cells: the kernel's event loop calls it when a worker is through)."""
         if self._in_cell:
             return  # the cell's post_run_cell settles them
+        arriving = len(self.loads.arriving())
         try:
             self.loads.settle()
         except Exception:
             log.exception("Binding values loaded in the background failed")
+        if self.on_loads_settled is not None and len(self.loads.arriving()) != arriving:
+            self.on_loads_settled()
 
     def _load_failed(self, job: LoadJob) -> None:
         """A value loading in the background failed: its variables stay unrestored (their
@@ -326,10 +340,11 @@ class SessionManager(SessionOptions):
         if report is not None:
             report.skipped.extend((name, reason) for name in job.names)
         names = ", ".join(f"'{name}'" for name in job.names)
-        self._notify(
+        self.notices.add(
             f"ipysession: {names} of session '{self.name}' could not be restored in the "
             f"background: {reason}. The rest of the session is restored; `%session status` "
-            "lists what was not."
+            "lists what was not.",
+            NoticeKind.RESTORE,
         )
 
     def _pre_run_cell(self, info: Any) -> None:
@@ -465,9 +480,10 @@ class SessionManager(SessionOptions):
             check_label(checkpoint)
         target = name or self.name
         if self._saves.resume(target):  # deleted or discarded: the user asks to save it again
-            self._notify(
+            self.notices.add(
                 f"ipysession: session '{target}' is saved again, and autosave of it is back "
-                f"{'on' if self.autosave else 'as configured (off)'}."
+                f"{'on' if self.autosave else 'as configured (off)'}.",
+                NoticeKind.FILE,
             )
         self.workspace.capture_all(self._limits())
         snapshot = self.snapshot(target)

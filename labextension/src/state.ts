@@ -16,6 +16,14 @@ export interface IRestored {
   seconds: number;
 }
 
+/** Values restored in the background, still on their way (`null` once all are bound). */
+export interface ILoading {
+  names: string[];
+  progress: { [name: string]: string };
+  done: number;
+  total: number;
+}
+
 /** Another kernel held the session when this one opened it. */
 export interface IConflict {
   session: string;
@@ -55,6 +63,7 @@ export interface IStateMessage {
   connections: { [name: string]: string };
   conflict?: IConflict | null;
   replay?: IReplayGroup[];
+  loading?: ILoading | null;
 }
 
 export interface INoticeMessage {
@@ -195,6 +204,11 @@ export class SessionModel {
     if (this.busy) {
       return `${name}: ${this.busy}…`;
     }
+    const loading = state.loading;
+    if (loading && loading.total > 0) {
+      // The value being read now: "loading 1 of 1", never "0 of 1".
+      return `${name}: loading ${Math.min(loading.done + 1, loading.total)} of ${loading.total}`;
+    }
     switch (state.state) {
       case 'saved': {
         const ago = state.last_save === null ? '' : ` ${ageText(now - state.last_save)} ago`;
@@ -233,6 +247,13 @@ export class SessionModel {
         `Restored ${r.items} of ${r.total} items (${r.variables} variables) from ${where}` +
           (r.warnings ? `; ${r.warnings} need a look (open the panel)` : '')
       );
+    }
+    if (state.loading) {
+      const arriving = state.loading.names.map(n => {
+        const progress = state.loading?.progress[n];
+        return progress ? `${n} (${progress})` : n;
+      });
+      lines.push(`Loading in the background: ${arriving.join(', ')}`);
     }
     if (state.generation !== null) {
       lines.push(`Last saved generation: ${state.generation}`);

@@ -181,6 +181,35 @@ describe('replay question', () => {
   });
 });
 
+describe('loading', () => {
+  it('says loading N of M until the values are bound, then the state word again', () => {
+    const model = new SessionModel();
+    model.kernelRestarting();
+    expect(model.label(0)).toBe('Session: restoring…');
+    const loading = {
+      names: ['big', 'bigger'],
+      progress: { big: '12 of 40 MB' },
+      done: 0,
+      total: 2
+    };
+    model.apply(state({ loading }));
+    expect(model.label(0)).toBe('analysis.ipynb: loading 1 of 2');
+    expect(model.title()).toContain('Loading in the background: big (12 of 40 MB), bigger');
+    model.apply(state({ loading: { ...loading, names: ['bigger'], progress: {}, done: 1 } }));
+    expect(model.label(0)).toBe('analysis.ipynb: loading 2 of 2');
+    model.apply(state({ loading: null }));
+    expect(model.label(0)).toBe('analysis.ipynb: restored 12 of 14 ⚠ 2');
+    expect(model.title()).not.toContain('Loading');
+  });
+
+  it('lets what the user asked for come first', () => {
+    const model = new SessionModel();
+    model.apply(state({ loading: { names: ['big'], progress: {}, done: 0, total: 1 } }));
+    model.busy = 'saving';
+    expect(model.label(0)).toBe('analysis.ipynb: saving…');
+  });
+});
+
 describe('restart dialog', () => {
   it('says the session is restored instead of all variables being lost', () => {
     const model = new SessionModel();

@@ -1,0 +1,102 @@
+import {
+  EMPTY,
+  IConnection,
+  IFork,
+  connectionActions,
+  connectionError,
+  connectionLine,
+  detailsOf,
+  forkLine
+} from '../sections';
+import { ageText } from '../state';
+
+function connection(overrides: Partial<IConnection> = {}): IConnection {
+  return {
+    name: 'db',
+    kind: 'sqlalchemy',
+    target: 'postgresql://ada:***@db.example/prod',
+    state: 'connected',
+    variable: 'engine',
+    auto: true,
+    last_used: 100,
+    successes: 3,
+    failures: 0,
+    last_error: null,
+    error_at: null,
+    advice: null,
+    message: 'connected',
+    disconnected: false,
+    ...overrides
+  };
+}
+
+function fork(overrides: Partial<IFork> = {}): IFork {
+  return {
+    name: '/home/ada/a.ipynb (fork 1a2b3c4d)',
+    display_name: '~/a.ipynb (fork 1a2b3c4d)',
+    fork_of: '/home/ada/a.ipynb',
+    updated: 10,
+    age_seconds: 7200,
+    variables: 4,
+    generations: 2,
+    state: 'ok',
+    ...overrides
+  };
+}
+
+describe('details', () => {
+  it('takes a details reply and refuses anything else', () => {
+    const reply = { status: 'ok', not_saved: [], connections: [], recent: [], forks: [] };
+    expect(detailsOf(reply)).toBe(reply);
+    expect(detailsOf({ status: 'ok', not_saved: [] })).toBeNull();
+    expect(detailsOf(null)).toBeNull();
+    expect(EMPTY.forks).toBe('No forks of this session.');
+  });
+});
+
+describe('connections', () => {
+  it('show their state and the variable they bind', () => {
+    expect(connectionLine(connection())).toBe(
+      'db (sqlalchemy) postgresql://ada:***@db.example/prod: connected, bound to `engine`'
+    );
+  });
+
+  it('offer disconnect only while live, reconnect always', () => {
+    expect(connectionActions(connection())).toEqual({ reconnect: true, disconnect: true });
+    expect(connectionActions(connection({ state: 'retrying' })).disconnect).toBe(true);
+    expect(connectionActions(connection({ state: 'failed' }))).toEqual({
+      reconnect: true,
+      disconnect: false
+    });
+    expect(
+      connectionActions(connection({ state: 'disconnected', disconnected: true })).disconnect
+    ).toBe(false);
+  });
+
+  it('show the last error with what to do, and nothing when there is none', () => {
+    expect(connectionError(connection())).toBeNull();
+    const text = connectionError(
+      connection({
+        state: 'failed',
+        last_error: 'FATAL: password authentication failed for ***',
+        error_at: null,
+        advice: 'check the credentials, then `%session connect db ...` again'
+      })
+    );
+    expect(text).toBe(
+      'Last error: FATAL: password authentication failed for ***\n' +
+        'What to do: check the credentials, then `%session connect db ...` again.'
+    );
+    const dated = connectionError(connection({ last_error: 'timeout', error_at: 1 }));
+    expect(dated).toMatch(/^Last error \(.+\): timeout$/);
+  });
+});
+
+describe('forks', () => {
+  it('show their short name, age and what they hold', () => {
+    expect(forkLine(fork(), ageText)).toBe('~/a.ipynb (fork 1a2b3c4d), 2 h old: 4 variables');
+    expect(forkLine(fork({ display_name: null, age_seconds: null }), ageText)).toBe(
+      '/home/ada/a.ipynb (fork 1a2b3c4d): 4 variables'
+    );
+  });
+});
