@@ -59,9 +59,16 @@ __all__ = ["ConnectionArrival", "ConnectionArrivals", "ConnectionSet", "Connecti
 
 log = logging.getLogger("ipysession")
 
-# Reconnection starts this long after a restore, or at the first cell if that comes sooner: its
-# imports (SQLAlchemy alone is about 0.35 s of CPU) would otherwise slow the kernel's own start.
-_START_DELAY = 0.25
+# Restored connections start once the kernel has been quiet this long: after the restore (the
+# kernel is still starting then), and after each cell. A cell cancels the wait. Their imports and
+# handshakes (SQLAlchemy alone is about 0.35 s of CPU, distributed more) would otherwise take the
+# interpreter from the kernel's start and from the user's first cells, which name none of them;
+# a cell that names one starts them at once (ConnectionArrival.wait).
+# Cells that follow each other closely (a "Run All", a frontend that polls) never leave the kernel
+# quiet: connections start this long after the restore whatever runs.
+_QUIET_AFTER_RESTORE = 1.0
+_QUIET_AFTER_CELL = 0.25
+_START_AT_THE_LATEST = 3.0
 
 # Secrets shorter than this are redacted from the line that defined them, not from every cell of
 # history: a 4-digit port or a short password would otherwise blank out unrelated numbers.
@@ -110,6 +117,7 @@ class ConnectionSet:
         self._start_lock = threading.Lock()
         self._pending: list[ConnectionRecord] = []
         self._timer: threading.Timer | None = None
+        self._latest: threading.Timer | None = None
         self._reconnector: Reconnector | None = None
 
     @property
@@ -160,8 +168,9 @@ class ConnectionSet:
         """Adopt restored records and schedule reconnecting the auto ones; returns their names.
 
         A restored record replaces one of the same name that is not live in this kernel.
-        Reconnection starts shortly after (or at the first cell, whichever is sooner), so its
-        imports never compete with the kernel's own start for the interpreter.
+        Reconnection starts once the kernel is quiet (no cell for a moment), or as soon as a
+        cell names one of them, so its imports never compete for the interpreter with the
+        kernel's own start or with cells that do not need them.
         """
         adopted = {n: r for n, r in records.items() if n not in self._bound}
         self.records.update(adopted)
@@ -169,12 +178,53 @@ class ConnectionSet:
         if auto:
             with self._lock:
                 self._pending.extend(auto)
-            timer = threading.Timer(_START_DELAY, self._start_pending)
+            self._start_when_quiet(_QUIET_AFTER_RESTORE)
+            latest = threading.Timer(_START_AT_THE_LATEST, self._start_pending)
+            latest.daemon = True
+            latest.name = "ipysession-reconnect-start"
+            self._latest = latest
+            latest.start()
+        return [r.name for r in auto]
+
+    def _start_when_quiet(self, delay: float) -> None:
+        """(Re)arm the timer that starts the pending connections after ``delay`` seconds."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self._pending:
+                return
+            timer = threading.Timer(delay, self._start_pending)
             timer.daemon = True
             timer.name = "ipysession-reconnect-start"
             self._timer = timer
-            timer.start()
-        return [r.name for r in auto]
+        timer.start()
+
+    def cell_starting(self) -> None:
+        """A cell starts (main thread): the pending connections wait until it is over, unless
+        it names one of them (its arrival starts them) or reconnect_wait asks the first cell
+        to wait for every one."""
+        if self.settings.wait > 0:
+            self._start_pending()
+            return
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def cell_finished(self) -> None:
+        """A cell ended (main thread): start what is pending once the kernel stays quiet."""
+        if self._pending:
+            self._start_when_quiet(_QUIET_AFTER_CELL)
+
+    def waiting_to_start(self) -> list[ConnectionRecord]:
+        """Restored records whose connecting has not started yet (the kernel was busy)."""
+        with self._lock:
+            return list(self._pending)
+
+    def start_pending(self) -> None:
+        """Start connecting every pending record now (a cell needs one of them)."""
+        self._start_pending()
 
     def _start_pending(self) -> None:
         # Held while starting, so a cell that arrives meanwhile waits for the start to finish
@@ -182,16 +232,21 @@ class ConnectionSet:
         with self._start_lock:
             with self._lock:
                 pending, self._pending = self._pending, []
-            if pending:
+            if not pending:
+                return
+            # reconnect_wait: the first cell collects (and binds quietly) what connects within
+            # it. Without it, each connection is bound at the cell after it arrives, said in a
+            # notice.
+            collect = self.settings.wait > 0
+            if collect:
                 self._deadline = time.monotonic() + self.settings.wait
-                self.reconnector.start(pending)
+            self.reconnector.start(pending, collect=collect)
 
     def settle(self) -> list[str]:
         """Bind what has connected since the last call; wait out the restore budget once.
 
         Returns the names newly bound. Called on the main thread between cells.
         """
-        self._start_pending()  # at the first cell at the latest
         bound: list[str] = []
         deadline, self._deadline = self._deadline, None
         if deadline is not None:
@@ -473,6 +528,9 @@ class ConnectionSet:
         with self._lock:
             reconnector = self._reconnector
         states = reconnector.states() if reconnector is not None else {}
+        # Waiting for a quiet moment to start is connecting, as far as the user can tell.
+        for record in self.waiting_to_start():
+            states.setdefault(record.name, ConnectionState.CONNECTING)
         return {name: str(states.get(name, ConnectionState.DISCONNECTED)) for name in self.records}
 
     def snapshot(self) -> dict[str, ConnectionRecord]:
@@ -509,8 +567,9 @@ class ConnectionSet:
 
     def close(self) -> None:
         """Stop reconnecting and close live objects (on this thread). Safe twice."""
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._latest):
+            if timer is not None:
+                timer.cancel()
         with self._start_lock, self._lock:
             self._pending = []
         with self._lock:
@@ -547,17 +606,20 @@ class ConnectionArrivals:
         machine: the connection completed after this cell's ``settle`` took what had arrived,
         so the cell ran without its variable (``NameError``). Its wait binds it at once."""
         connections = self._connections
+        waiting = connections.waiting_to_start()
         reconnector = connections._reconnector
-        if reconnector is None:
+        if reconnector is None and not waiting:
             return []
-        states = reconnector.states()
-        if not states:
+        states = reconnector.states() if reconnector is not None else {}
+        if not states and not waiting:
             return []
-        objects = reconnector.objects()
+        objects = reconnector.objects() if reconnector is not None else {}
+        not_started = {record.name for record in waiting}
         return [
-            ConnectionArrival(connections, reconnector, record)
+            ConnectionArrival(connections, record)
             for name, record in list(connections.records.items())
-            if states.get(name) in _ARRIVING
+            if name in not_started
+            or states.get(name) in _ARRIVING
             or (name in objects and connections._bound.get(name) is not objects[name])
         ]
 
@@ -565,13 +627,14 @@ class ConnectionArrivals:
 class ConnectionArrival:
     """One connection on its way: the variable a cell names, its progress, and the wait."""
 
-    def __init__(
-        self, connections: ConnectionSet, reconnector: Reconnector, record: ConnectionRecord
-    ) -> None:
+    def __init__(self, connections: ConnectionSet, record: ConnectionRecord) -> None:
         self._connections = connections
-        self._reconnector = reconnector
         self._record = record
         self._hurried = False
+
+    @property
+    def _reconnector(self) -> Reconnector:
+        return self._connections.reconnector
 
     @property
     def name(self) -> str:
@@ -579,7 +642,9 @@ class ConnectionArrival:
 
     def progress(self) -> str:
         status = self._reconnector.status(self._record.name)
-        return status.progress if status is not None else "gone"
+        if status is not None:
+            return status.progress
+        return "starting" if self._record in self._connections.waiting_to_start() else "gone"
 
     def is_ready(self) -> bool:
         """Connected and bound: a cell needs the object in its namespace, not only made."""
@@ -614,8 +679,10 @@ class ConnectionArrival:
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True once connected (and bound, on this thread)."""
         if not self._hurried:
-            # The cell names it: the next attempt is now, not at the end of its backoff.
+            # The cell names it: connecting starts now if it was waiting for a quiet kernel,
+            # and the next attempt is now, not at the end of its backoff.
             self._hurried = True
+            self._connections.start_pending()
             self._reconnector.retry_now(self._record.name)
         self._reconnector.wait_for(self._record.name, timeout)
         return self._connections.bind_connected(self._record.name)

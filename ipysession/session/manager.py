@@ -355,6 +355,7 @@ class SessionManager(SessionOptions):
         self._saves.allows(self.name)
         self.workspace.catch_up()
         # Before the tracker looks at the namespace: a connection bound now is not the cell's.
+        self.connections.cell_starting()
         self.connections.settle()
         source = getattr(info, "raw_cell", None)
         if isinstance(source, str):
@@ -364,6 +365,7 @@ class SessionManager(SessionOptions):
 
     def _post_run_cell(self, result: Any) -> None:
         self.arrivals.gate.clear()  # a refused cell that did not parse never used its refusal
+        self.connections.cell_finished()
         changed = self.workspace.end_cell(
             result,
             CaptureSettings(

@@ -205,7 +205,8 @@ class SessionOptions(Configurable):
         0.0,
         help="""Seconds the first cell after a restore waits, in total, for every auto
         connection, named or not (0: none). Kernel start itself never waits: connections start
-        in the background just after the kernel is up (or at the first cell). A cell that
+        in the background once the kernel is quiet (no cell for a moment), or at once for a
+        cell that names one. A cell that
         names a connection still on its way waits for that one (see connection_wait); what is
         not named is bound at a later cell, with a notice.""",
     ).tag(config=True)

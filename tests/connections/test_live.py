@@ -176,3 +176,52 @@ def test_a_connection_made_but_not_bound_yet_is_still_arriving(
     assert namespace.values["a"].label == "a"
     assert connections.arrivals.arriving() == []
     assert connections.settle() == []  # bound once, by the wait
+
+
+def test_restored_connections_wait_for_a_quiet_kernel_unless_a_cell_names_one(
+    connections: ConnectionSet, namespace: Namespace, peer: Any
+) -> None:
+    """Their imports and handshakes would slow the cells a restarted kernel runs first: they
+    start when no cell has run for a moment, or at once for a cell that names one."""
+    connections.load({"db": factory_record("db", "make"), "dash": factory_record("dash", "make")})
+    connections.cell_starting()  # the first cell, which names neither
+    assert connections.states() == {"db": "connecting", "dash": "connecting"}
+    # However long the cell runs, nothing connects under it (the restore's quiet timer was
+    # cancelled by the cell).
+    threading.Event().wait(1.5)
+    assert peer.CALLS == {}
+    assert {r.name for r in connections.waiting_to_start()} == {"db", "dash"}
+
+    # The next cell names db: its arrival starts connecting at once and binds it.
+    [arrival] = [a for a in connections.arrivals.arriving() if a.name == "db"]
+    assert arrival.progress() == "starting"
+    assert arrival.wait(30.0)
+    assert namespace.values["db"].label == "db"
+    assert connections.waiting_to_start() == []
+
+
+def test_a_quiet_kernel_starts_its_restored_connections_by_itself(
+    connections: ConnectionSet, namespace: Namespace, peer: Any
+) -> None:
+    connections.load({"db": factory_record("db", "make")})
+    connections.cell_starting()
+    connections.cell_finished()  # quiet from now on
+    wait_for(lambda: connections.states()["db"] == "connected", "db is connected")
+    assert connections.settle() == ["db"]
+    assert namespace.notices == ["ipysession: connection 'db' is ready, bound to `db`."]
+
+
+def test_reconnect_wait_makes_the_first_cell_wait_for_every_connection(
+    peer: Any, namespace: Namespace
+) -> None:
+    settings = dataclasses.replace(SETTINGS, wait=30.0)
+    live = ConnectionSet(
+        settings, bind=namespace.bind, unbind=namespace.unbind, notify=namespace.notify
+    )
+    try:
+        live.load({"db": factory_record("db", "slow", seconds=0.2)})
+        live.cell_starting()
+        assert live.settle() == ["db"]
+        assert namespace.values["db"].label == "db"
+    finally:
+        live.close()
