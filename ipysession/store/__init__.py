@@ -14,6 +14,8 @@ Plain Python: no IPython here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ipysession.store.results import (
     CheckpointInfo,
     FileProblem,
@@ -25,7 +27,9 @@ from ipysession.store.results import (
     WriteResult,
     problems_of,
 )
-from ipysession.store.session_store import SessionStore
+
+if TYPE_CHECKING:
+    from ipysession.store.session_store import SessionStore
 
 __all__ = [
     "CheckpointInfo",
@@ -39,3 +43,15 @@ __all__ = [
     "WriteResult",
     "problems_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # SessionStore pulls in the whole read/write path (the cipher, the file lock, maintenance):
+    # imported on first use, so that a kernel without a saved session never pays for it, while
+    # modules that only need a name on disk or a record (store.names, store.recent) stay cheap.
+    if name == "SessionStore":
+        from ipysession.store.session_store import SessionStore
+
+        return SessionStore
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
