@@ -14,21 +14,21 @@ Plain Python: no IPython here.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from ipysession.store.results import (
-    CheckpointInfo,
-    FileProblem,
-    GenerationInfo,
-    ReadResult,
-    RekeyReport,
-    RepairReport,
-    SessionSummary,
-    WriteResult,
-    problems_of,
-)
-
 if TYPE_CHECKING:
+    from ipysession.store.results import (
+        CheckpointInfo,
+        FileProblem,
+        GenerationInfo,
+        ReadResult,
+        RekeyReport,
+        RepairReport,
+        SessionSummary,
+        WriteResult,
+        problems_of,
+    )
     from ipysession.store.session_store import SessionStore
 
 __all__ = [
@@ -44,14 +44,19 @@ __all__ = [
     "problems_of",
 ]
 
+# Imported on first use, not with the package: SessionStore pulls in the whole read/write path
+# (the cipher, the file lock, maintenance), and a kernel that loads the extension with no saved
+# session needs only store.names (is there a session?) and store.limits. Those submodules are
+# imported through this package, so it must stay cheap.
+_HOMES = {name: "ipysession.store.results" for name in __all__}
+_HOMES["SessionStore"] = "ipysession.store.session_store"
+
 
 def __getattr__(name: str) -> Any:
-    # SessionStore pulls in the whole read/write path (the cipher, the file lock, maintenance):
-    # imported on first use, so that a kernel without a saved session never pays for it, while
-    # modules that only need a name on disk or a record (store.names, store.recent) stay cheap.
-    if name == "SessionStore":
-        from ipysession.store.session_store import SessionStore
-
-        return SessionStore
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value
