@@ -6,16 +6,18 @@ import argparse
 import importlib.metadata
 import json
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from . import report, store_bench
+from . import physical, report, store_bench
 from .runner import Options, run
 from .tools import ALL_TOOLS
-from .workloads import WORKLOAD_GROUPS, build
+from .workloads import OPTIONAL_GROUPS, WORKLOAD_GROUPS, build
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -97,9 +99,24 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workloads",
-        type=_csv(WORKLOAD_GROUPS),
+        type=_csv(WORKLOAD_GROUPS + OPTIONAL_GROUPS),
         default=list(WORKLOAD_GROUPS),
-        help=f"comma-separated subset of {','.join(WORKLOAD_GROUPS)}",
+        help=f"comma-separated subset of {','.join(WORKLOAD_GROUPS + OPTIONAL_GROUPS)} "
+        f"(default: {','.join(WORKLOAD_GROUPS)})",
+    )
+    p.add_argument(
+        "--gigabyte-mb",
+        type=float,
+        default=None,
+        metavar="N",
+        help="also run the gigabyte workload (issue 15: three arrays and two DataFrames) with N "
+        "MB of data (default with --workloads gigabyte: 1024; with --smoke: 8)",
+    )
+    p.add_argument(
+        "--physical-runs",
+        type=int,
+        default=3,
+        help="runs of each physical-limit measure (file read cold and warm, AES-GCM, memcpy)",
     )
     p.add_argument("--no-store-bench", action="store_true", help="skip the store micro-benchmark")
     p.add_argument("--store-runs", type=int, default=30, help="runs of the store micro-benchmark")
@@ -135,14 +152,23 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "note: without the `none` tool, no figure relative to a plain kernel", file=sys.stderr
         )
+    workloads = list(args.workloads)
+    if args.gigabyte_mb is not None and "gigabyte" not in workloads:
+        workloads.append("gigabyte")
     options = Options(
-        tools=tools, workloads=args.workloads, trials=trials, smoke=args.smoke, keep=args.keep
+        tools=tools,
+        workloads=workloads,
+        trials=trials,
+        smoke=args.smoke,
+        keep=args.keep,
+        gigabyte_mb=args.gigabyte_mb,
     )
     command = f"python -m benchmarks {shlex.join(sys.argv[1:] if argv is None else argv)}".strip()
     result = execute(
         options,
         command,
         store_runs=None if args.no_store_bench else args.store_runs,
+        physical_runs=args.physical_runs,
         progress=None if args.quiet else _progress,
     )
     paths = write_results(result, args.out)
@@ -173,6 +199,7 @@ def execute(
     command: str,
     *,
     store_runs: int | None = 30,
+    physical_runs: int | None = 3,
     progress: Any = None,
 ) -> dict[str, Any]:
     """Run everything asked for and return the JSON-ready result."""
@@ -181,6 +208,8 @@ def execute(
     result = run(options, workloads, progress)
     if store_runs is not None:
         result["store"] = store_bench.run(5 if options.smoke else max(store_runs, 20))
+    if physical_runs is not None:
+        result["physical"] = _physical(options, workloads, physical_runs)
     result["meta"] = {
         "started": started,
         "finished": time.strftime("%Y-%m-%d %H:%M"),
@@ -193,6 +222,19 @@ def execute(
         "revision": _revision(),
     }
     return result
+
+
+def _physical(options: Options, workloads: list[Any], runs: int) -> dict[str, Any]:
+    """The physical limits for the largest workload run (at least the large one's size), in a
+    directory beside the kernels' so that the file is read from the same disk."""
+    data_mb = max(
+        [options.sizes.large_frame_mb, *(w.data_mb for w in workloads if w.restore and w.data_mb)]
+    )
+    directory = Path(tempfile.mkdtemp(prefix="ipysession-physical-", dir=options.temp_root))
+    try:
+        return physical.limits(int(data_mb * 1_000_000), directory, runs=runs)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def write_results(result: dict[str, Any], out: Path) -> tuple[Path, Path]:

@@ -15,9 +15,11 @@ noise hits all tools alike), one fresh directory and one kernel:
    jupyter_client polls every 100 ms, and the new launch), then launch to ready
    (``restart_ready_s``) and to the first cell's reply (``restart_first_cell_s``); restore
    (``restore_s``: what the tool runs once the kernel is ready; ``launch_to_restored_s``: from the
-   launch to the namespace being back); fingerprint again (``vars_equal`` / ``vars_total``), read
-   the same memory figures (``peak_restore_kib``, ``rss_anon_restore_kib``,
-   ``rss_file_restore_kib``).
+   launch to the namespace being back; ``launch_to_bound_s``, for a workload with
+   ``bound_names``: from the launch to the reply of a cell naming them all, which waits for
+   values still loading in the background); fingerprint again (``vars_equal`` /
+   ``vars_total``), read the same memory figures (``peak_restore_kib``,
+   ``rss_anon_restore_kib``, ``rss_file_restore_kib``).
 
 Figures that compare with the plain kernel are computed per trial against the ``none`` tool of the
 same trial and workload, then summarized by their median across trials.
@@ -25,6 +27,7 @@ same trial and workload, then summarized by their median across trials.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import statistics
 import tempfile
@@ -52,10 +55,15 @@ class Options:
     smoke: bool = False
     keep: bool = False
     temp_root: Path | None = None
+    #: The gigabyte workload's size in MB (``None``: its default, 1024, or 8 for ``smoke``).
+    gigabyte_mb: float | None = None
 
     @property
     def sizes(self) -> Sizes:
-        return Sizes.smoke() if self.smoke else Sizes()
+        sizes = Sizes.smoke() if self.smoke else Sizes()
+        if self.gigabyte_mb is not None:
+            sizes = dataclasses.replace(sizes, gigabyte_mb=self.gigabyte_mb)
+        return sizes
 
 
 def _median(values: list[float]) -> float:
@@ -143,6 +151,10 @@ def _restore_phase(
     raw["restores_at_start"] = tool.restores_at_start
     if restore_s is not None:
         raw["restore_s"] = restore_s
+    if ctx.workload.bound_names:
+        # A list of them that evaluates to None: nothing displayed, nothing bound.
+        kernel.run(f"[{', '.join(ctx.workload.bound_names)}] and None", "naming every value")
+        raw["launch_to_bound_s"] = time.perf_counter() - t0 - raw["restart_shutdown_s"]
     after = kernel.fingerprints(ctx.workload.names)
     detail = _compare(before, after, described, kernel)
     raw["vars_equal"] = sum(1 for v in detail.values() if v == "equal")
@@ -200,6 +212,8 @@ def _connections_scenario(
 
 
 def _runs(tool: Tool, workload: Workload) -> bool:
+    if workload.tools is not None and tool.name not in workload.tools:
+        return False
     return tool.groups is None or workload.group in tool.groups
 
 
@@ -326,6 +340,7 @@ FIGURES = (
     "restart_first_cell_s",
     "restore_s",
     "launch_to_restored_s",
+    "launch_to_bound_s",
     "restart_to_restored_s",
     "restart_ready_connections_s",
     "restart_first_cell_connections_s",
@@ -375,6 +390,11 @@ def _derived(trial: dict[str, Any], plain: dict[str, Any] | None) -> dict[str, f
     elif isinstance(trial.get("restore_s"), (int, float)):
         # Restored by cells once the kernel was ready: what those cells took.
         out["restore_added_s"] = trial["restore_s"]
+    bound, plain_first = trial.get("launch_to_bound_s"), plain.get("restart_first_cell_s")
+    if isinstance(bound, (int, float)) and isinstance(plain_first, (int, float)):
+        # Every value bound, against a plain kernel's launch to its first cell: what restoring
+        # them all took beyond starting a kernel.
+        out["bound_added_s"] = bound - plain_first
     connections = trial.get("restart_ready_connections_s")
     if isinstance(connections, (int, float)) and isinstance(plain_restart, (int, float)):
         out["connections_added_s"] = connections - plain_restart

@@ -1,4 +1,5 @@
-"""What the benchmarked kernels run: the reference, small, large and autosave-scaling workloads.
+"""What the benchmarked kernels run: the reference, small, large, autosave-scaling and (when asked)
+gigabyte workloads.
 
 A workload is a list of notebook cells (the same cells go into the ``.ipynb`` Kishu needs and are
 re-run by the ``rerun`` tool), the names whose restoration is checked, the "small cell" whose added
@@ -35,6 +36,8 @@ class Sizes:
     large_frame_mb: float = 100.0
     large_variables: int = 200
     scaling_mb: tuple[float, ...] = (1.0, 10.0, 100.0)
+    #: The gigabyte workload's data, run only when asked (``--gigabyte-mb``, ``--workloads``).
+    gigabyte_mb: float = 1024.0
     small_cells: int = 20
     warmup_cells: int = 3
 
@@ -48,6 +51,7 @@ class Sizes:
             large_frame_mb=2.0,
             large_variables=20,
             scaling_mb=(0.1, 0.5, 2.0),
+            gigabyte_mb=8.0,
             small_cells=5,
             warmup_cells=1,
         )
@@ -66,6 +70,11 @@ class Workload:
     restore: bool = True
     data_mb: float | None = None
     group: str = ""
+    #: Only these tools run it (``None``: every tool that runs the group).
+    tools: tuple[str, ...] | None = None
+    #: After the restore, one cell names these: launch to its reply is when they are all bound
+    #: (``launch_to_bound_s``), whether the tool bound them before the kernel was ready or not.
+    bound_names: tuple[str, ...] = ()
 
 
 def reference(sizes: Sizes) -> Workload:
@@ -188,6 +197,7 @@ def large(sizes: Sizes) -> Workload:
         small_cell="v000 += 1",
         data_mb=sizes.large_frame_mb,
         group="large",
+        bound_names=("big",),
     )
 
 
@@ -210,7 +220,40 @@ def scaling(sizes: Sizes, megabytes: float) -> Workload:
     )
 
 
+def gigabyte(sizes: Sizes) -> Workload:
+    """Several large arrays and frames (issue 15): half the data in three arrays, half in two
+    DataFrames, random floats (incompressible), and one small variable the small cell changes."""
+    total = sizes.gigabyte_mb * 1_000_000
+    array_floats = int(total / 2 / 3 / 8)
+    frame_rows = int(total / 2 / 2 / 8 / 8)  # 8 float64 columns
+    arrays = [f"a{i}" for i in range(3)]
+    frames = [f"f{i}" for i in range(2)]
+    cells = [
+        "import numpy as np, pandas as pd\nrng = np.random.default_rng(15)",
+        *(f"{name} = rng.random({array_floats})" for name in arrays),
+        *(
+            f"{name} = pd.DataFrame(rng.random(({frame_rows}, 8)), "
+            "columns=[f'c{i}' for i in range(8)])"
+            for name in frames
+        ),
+        "small = 0",
+    ]
+    return Workload(
+        name="gigabyte",
+        description=f"{sizes.gigabyte_mb:g} MB in three arrays and two DataFrames",
+        cells=cells,
+        names=["np", "pd", *arrays, *frames, "small"],
+        small_cell="small += 1",
+        data_mb=sizes.gigabyte_mb,
+        group="gigabyte",
+        tools=("none", "ipysession"),
+        bound_names=(*arrays, *frames),
+    )
+
+
 WORKLOAD_GROUPS = ("reference", "small", "large", "scaling")
+#: Run only when named: a gigabyte of data takes minutes per trial on a small machine.
+OPTIONAL_GROUPS = ("gigabyte",)
 
 
 def build(groups: list[str], sizes: Sizes) -> list[Workload]:
@@ -227,4 +270,6 @@ def build(groups: list[str], sizes: Sizes) -> list[Workload]:
             built.append(large(sizes))
         else:
             built.extend(scaling(sizes, mb) for mb in sizes.scaling_mb)
+    if "gigabyte" in groups:
+        built.append(gigabyte(sizes))
     return built

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -140,6 +141,7 @@ class _Extension:
             kernel = getattr(self.shell, "kernel", None)
             if kernel is not None:
                 manager.loads.wake = lambda: _call_on_kernel_loop(kernel, manager.settle_loads)
+                manager.loads.when_ready = lambda begin: _when_kernel_ready(kernel, begin)
             report = manager.restore(background=True)
             # Rendered when shown, so connections that came up meanwhile show as connected.
             self._say(lambda: restore_view(report, manager.connections.states()))
@@ -238,6 +240,25 @@ def _call_on_kernel_loop(kernel: Any, callback: Callable[[], None]) -> None:
         loop = getattr(kernel, "io_loop", None)
     if loop is not None:
         loop.add_callback(callback)
+
+
+def _when_kernel_ready(kernel: Any, callback: Callable[[], None]) -> None:
+    """Run ``callback`` on the kernel's main thread once its event loop runs, without waiting.
+
+    While the extension loads at kernel start the loop does not exist yet: a thread that only
+    sleeps until it does hands the callback over (it reads nothing, so it takes no time from
+    the kernel's start).
+    """
+    loop = getattr(kernel, "io_loop", None)
+    if loop is not None:
+        loop.add_callback(callback)
+        return
+    threading.Thread(
+        target=_call_on_kernel_loop,
+        args=(kernel, callback),
+        name="ipysession-ready",
+        daemon=True,
+    ).start()
 
 
 def _rendered(said: Said) -> display.Message:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipysession.connections.backends import (
     Liveness,
@@ -53,7 +53,11 @@ from ipysession.errors import (
     SessionNotFound,
 )
 from ipysession.model import ConnectionRecord
-from ipysession.store.recent import RecentConnections
+
+if TYPE_CHECKING:
+    # Only named in annotations: the list (with the cipher and the file lock it needs) is
+    # imported by whoever builds it, when a connection is first used.
+    from ipysession.store.recent import RecentConnections
 
 __all__ = ["ConnectionArrival", "ConnectionArrivals", "ConnectionSet", "ConnectionSettings"]
 

@@ -10,7 +10,7 @@ derived from the machine the kernel runs on, once, when the manager first needs 
 - **the whole session**: half of the memory, and a quarter of the free disk;
 - never less than the fixed budgets of earlier releases (:data:`FLOOR`), rounded down to a MiB;
 - one variable never more than the largest value a blob may hold (64 GiB, what readers accept:
-  ``store.fileformat.DEFAULT_MAX_VALUE_BYTES``), however large the machine.
+  ``store.limits.DEFAULT_MAX_VALUE_BYTES``), however large the machine.
 
 Why these shares. Memory: saving a value holds its serialized copy beside it, and sealing it
 another one while it is written, so a value of a quarter of the memory already needs about half.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ipysession.formatting import format_size as format_bytes
-from ipysession.store.fileformat import DEFAULT_MAX_VALUE_BYTES
+from ipysession.store.limits import DEFAULT_MAX_VALUE_BYTES
 
 __all__ = [
     "CEILING_VARIABLE",

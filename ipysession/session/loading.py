@@ -4,10 +4,12 @@ At kernel start the manager's restore binds small values, imports, settings and 
 once; a value (or a group of variables that share objects) whose stored size is at least
 ``SessionManager.background_restore_bytes`` becomes a :class:`LoadJob` instead. Then:
 
-1. worker threads (``ipysession-load-<n>``, at most ``background_restore_workers`` of them) read
-   each job's pickle stream and out-of-band buffers: every blob is authenticated and decrypted
-   by the store, into writable memory the array will use as it is. Nothing is unpickled there:
-   unpickling can run a notebook class's code, which belongs on the main thread;
+1. worker threads (``ipysession-load-<n>``, at most ``background_restore_workers`` of them;
+   started only when there is something to load, and in a kernel only once it is ready, so
+   that they never slow its start) read each job's pickle stream and out-of-band buffers:
+   every blob is authenticated and decrypted by the store, into writable memory the array
+   will use as it is. Nothing is unpickled there: unpickling can run a notebook class's code,
+   which belongs on the main thread;
 2. on the main thread, between cells, :meth:`BackgroundLoads.settle` unpickles what was read and
    binds it (the manager calls it before and after each cell, and in a Jupyter kernel the
    worker wakes the kernel's own event loop, ``kernel.io_loop.add_callback``, so a value arrives
@@ -154,6 +156,13 @@ class BackgroundLoads:
         #: Called by a worker when a job is through (any thread): the kernel's event loop is
         #: asked to settle between cells. None: values arrive at the next cell.
         self.wake: Callable[[], None] | None = None
+        #: Given :meth:`begin` when jobs are queued, calls it once the kernel is ready (from its
+        #: event loop). Reading at once would compete with the kernel's own start for this
+        #: machine's cores and delay its first answer. None (a terminal): the workers start with
+        #: the jobs. Whatever happens first of it, a cell (:meth:`settle`) or a cell waiting for
+        #: a value (:meth:`LoadArrival.wait`) starts them too.
+        self.when_ready: Callable[[Callable[[], None]], None] | None = None
+        self._ready = False
 
     # --- as an arrival source ------------------------------------------------------------------
 
@@ -175,15 +184,29 @@ class BackgroundLoads:
     # --- the manager's side ----------------------------------------------------------------------
 
     def start(self, jobs: Sequence[LoadJob], read_blob: Callable[[str], bytearray]) -> None:
-        """Queue ``jobs`` (largest last: small values arrive first) and start the workers."""
+        """Queue ``jobs`` (largest last: small values arrive first); the workers start now, or
+        once the kernel is ready (:attr:`when_ready`)."""
         if not jobs:
-            return
+            return  # nothing to load: no thread at all
         self._stopped.clear()
         ordered = sorted(jobs, key=lambda job: job.size)
         self.jobs.extend(ordered)
         for job in ordered:
             self._queue.put((job, read_blob))
+        when_ready = self.when_ready
+        if when_ready is None or self._ready:
+            self.begin()
+        else:
+            when_ready(self.begin)
+
+    def begin(self) -> None:
+        """Start the workers for what is queued (any thread; safe to call again)."""
+        if self._stopped.is_set():
+            return
         with self._lock:
+            self._ready = True
+            if not any(job.state is LoadState.QUEUED for job in self.jobs):
+                return
             self._threads = [t for t in self._threads if t.is_alive()]
             for _ in range(self.workers - len(self._threads)):
                 thread = threading.Thread(
@@ -206,6 +229,8 @@ class BackgroundLoads:
         bound: list[str] = []
         if self._stopped.is_set():
             return bound  # unloaded: this manager no longer touches the namespace
+        if self.jobs and not self._ready:
+            self.begin()  # a cell runs: the kernel is up, whether or not it said so
         for job in [only] if only is not None else list(self.jobs):
             if job.state is LoadState.READ:
                 payload, job.payload = job.payload, None
@@ -300,6 +325,7 @@ class LoadArrival:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the bytes, then bind them here (main thread)."""
+        self._loads.begin()
         if self._job.done.wait(timeout):
             self._loads.settle(self._job)
         return self.is_ready()

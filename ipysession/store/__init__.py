@@ -14,18 +14,22 @@ Plain Python: no IPython here.
 
 from __future__ import annotations
 
-from ipysession.store.results import (
-    CheckpointInfo,
-    FileProblem,
-    GenerationInfo,
-    ReadResult,
-    RekeyReport,
-    RepairReport,
-    SessionSummary,
-    WriteResult,
-    problems_of,
-)
-from ipysession.store.session_store import SessionStore
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ipysession.store.results import (
+        CheckpointInfo,
+        FileProblem,
+        GenerationInfo,
+        ReadResult,
+        RekeyReport,
+        RepairReport,
+        SessionSummary,
+        WriteResult,
+        problems_of,
+    )
+    from ipysession.store.session_store import SessionStore
 
 __all__ = [
     "CheckpointInfo",
@@ -39,3 +43,20 @@ __all__ = [
     "WriteResult",
     "problems_of",
 ]
+
+# Imported on first use, not with the package: SessionStore pulls in the whole read/write path
+# (the cipher, the file lock, maintenance), and a kernel that loads the extension with no saved
+# session needs only store.names (is there a session?) and store.limits. Those submodules are
+# imported through this package, so it must stay cheap.
+_HOMES = {name: "ipysession.store.results" for name in __all__}
+_HOMES["SessionStore"] = "ipysession.store.session_store"
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # once: later lookups are plain attribute reads
+    return value

@@ -65,6 +65,7 @@ from ipysession.keys.crypto import (
     unseal_into,
 )
 from ipysession.store import migrations
+from ipysession.store.limits import DEFAULT_MAX_VALUE_BYTES
 
 __all__ = [
     "DEFAULT_MAX_DOCUMENT_BYTES",
@@ -117,10 +118,6 @@ _TAG_SIZE = TAG_SIZE
 #: holds metadata, history and small values, far below this. Configurable per store
 #: (``SessionStore(max_document_bytes=...)``); writers refuse to write what readers would refuse.
 DEFAULT_MAX_DOCUMENT_BYTES = 1 << 30
-#: A blob (one value) that inflates beyond this is refused as corrupt. A value can legitimately be
-#: many gigabytes, and only a holder of the key can seal one, so this bounds a bomb rather than
-#: any real value.
-DEFAULT_MAX_VALUE_BYTES = 64 << 30
 #: A head record is a few hundred bytes; anything larger is not one.
 _MAX_HEAD_BYTES = 64 * 1024
 

@@ -133,3 +133,53 @@ def test_progress_and_stop() -> None:
     # Stopped (the extension unloaded): nothing is bound any more.
     assert loads.settle() == []
     assert target.ns == {}
+
+
+def _load_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("ipysession-load-")]
+
+
+def test_no_job_no_thread_and_with_a_ready_hook_the_workers_wait_for_the_kernel() -> None:
+    target = Target()
+    loads = make(target)
+    handed: list[Any] = []
+    loads.when_ready = handed.append
+    try:
+        loads.start([], Blobs().read)
+        assert handed == []  # nothing to load: nothing waits, no thread
+        blobs = Blobs(a=b"A" * 10)
+        blobs.release.set()
+        job = LoadJob(record("a", "a", 10), ("a",), 10)
+        loads.start([job], blobs.read)
+        # Queued, its arrival known to the cell gate, but nothing reads before the kernel is up.
+        assert [a.name for a in loads.arriving()] == ["a"]
+        assert _load_threads() == []
+        assert job.state is LoadState.QUEUED
+        assert handed == [loads.begin]
+        handed[0]()  # the kernel's event loop runs: it is ready
+        wait_for(lambda: job.done.is_set(), "the read ended")
+        assert loads.settle() == ["a"]
+        # Ready once: a later restore starts its workers with its jobs.
+        later = LoadJob(record("b", "a", 10), ("b",), 10)
+        loads.start([later], blobs.read)
+        assert len(handed) == 1
+        wait_for(lambda: later.done.is_set(), "the later read ended")
+    finally:
+        loads.stop()
+
+
+def test_a_cell_naming_a_value_starts_the_workers_the_kernel_did_not_start_yet() -> None:
+    target = Target()
+    loads = make(target)
+    loads.when_ready = lambda begin: None  # a kernel whose loop never said it was ready
+    arrivals = Arrivals([loads], namespace=lambda: target.ns)
+    blobs = Blobs(a=b"A" * 10)
+    blobs.release.set()
+    loads.start([LoadJob(record("a", "a", 10), ("a",), 10)], blobs.read)
+    try:
+        assert _load_threads() == []
+        result = arrivals.before_cell("print(a)")
+        assert result.arrived == ("a",)
+        assert target.ns["a"] == b"A" * 10
+    finally:
+        loads.stop()
