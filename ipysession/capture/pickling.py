@@ -240,7 +240,7 @@ def array_root(array: Any) -> Any:
     return root
 
 
-def loads(data: bytes | bytearray, buffers: Sequence[bytearray | memoryview]) -> Any:
+def loads(data: bytes | bytearray | memoryview, buffers: Sequence[bytearray | memoryview]) -> Any:
     """Unpickle a stream with its out-of-band buffers (arrays are rebuilt on them, uncopied)."""
     return pickle.loads(data, buffers=buffers)
 

@@ -51,7 +51,7 @@ def blob_path(sdir: Path, blob_id: str) -> Path:
 
 def check_blob_name(
     path: Path,
-    value: bytes | bytearray,
+    value: bytes | bytearray | memoryview,
     blob_id: str,
     header: fileformat.Header,
     key: SealingKey,
@@ -81,7 +81,9 @@ def check_blob_name(
     )
 
 
-def write_blob(path: Path, value: bytes | bytearray, key: SealingKey) -> os.stat_result:
+def write_blob(
+    path: Path, value: bytes | bytearray | memoryview, key: SealingKey
+) -> os.stat_result:
     """Seal ``value`` straight into a new blob file at ``path``, atomically."""
     return write_atomically(path, lambda f: fileformat.write_blob(f, value, key))
 
@@ -97,7 +99,7 @@ def touch(path: Path) -> bool:
     return True
 
 
-def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> bytearray:
+def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> memoryview:
     """The bytes of one stored value, authenticated and checked against its id, in one
     writable buffer (an out-of-band buffer's array uses it as it is).
 

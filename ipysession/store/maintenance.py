@@ -191,7 +191,7 @@ class _EitherKey:
         found = self._old.for_reading(salt, key_id)
         return found if found is not None else self._new.for_reading(salt, key_id)
 
-    def content_id(self, data: bytes | bytearray) -> str:
+    def content_id(self, data: bytes | bytearray | memoryview) -> str:
         return self._new.content_id(data)
 
     def content_hasher(self) -> ContentHasher:
