@@ -295,13 +295,16 @@ class _Digest:
         pending: queue.SimpleQueue[memoryview | None],
         update: Callable[[memoryview], object],
     ) -> None:
+        # Every piece is taken off the queue, even after a failure, so finish() never waits on
+        # a full one; a failure is kept for finish() to raise (a digest that missed a piece
+        # must never pass for the content id).
         while (piece := pending.get()) is not None:
             if self._error is None and not self._abandoned:
                 try:
                     update(piece)
                 except BaseException as exc:  # noqa: BLE001 - raised again by finish()
                     self._error = exc
-            piece.release()
+            del piece  # a view: the caller may still be using (and will release) the memory
 
     def finish(self, *, abandon: bool = False) -> None:
         """Wait until every piece is hashed (or, ``abandon``, until the helper lets go of them

@@ -46,6 +46,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -485,16 +486,28 @@ def encode_blob(value: bytes, key: SealingKey) -> bytes:
     return _seal_payload(payload, key, flags)
 
 
-def write_blob(out: IO[bytes], value: bytes | bytearray | memoryview, key: SealingKey) -> int:
+def write_blob(
+    out: IO[bytes],
+    value: bytes | bytearray | memoryview,
+    key: SealingKey,
+    *,
+    digest: Callable[[memoryview], object] | None = None,
+) -> int:
     """Seal one serialized value straight into ``out``: the bytes of :func:`encode_blob`.
 
     The header, then the ciphertext a chunk at a time, then the tag: the ciphertext of a large
-    value never exists whole. Returns how many bytes were written.
+    value never exists whole. ``digest`` (a content hasher's ``update``) is given the value
+    too, hashed beside the cipher (see :func:`~ipysession.keys.crypto.seal_to`), so a blob
+    named by its content id costs no separate pass. Returns how many bytes were written.
     """
     payload, flags = _blob_payload(value)
+    if digest is not None and payload is not value:  # compressed: the id is of the value
+        digest(memoryview(value))
+        digest = None
     raw_key, header = _new_header(key, flags)
     out.write(header)
-    return HEADER_SIZE + seal_to(raw_key, header[-NONCE_SIZE:], payload, header, out.write)
+    sealed = seal_to(raw_key, header[-NONCE_SIZE:], payload, header, out.write, digest=digest)
+    return HEADER_SIZE + sealed
 
 
 def _blob_payload(

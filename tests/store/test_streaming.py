@@ -198,7 +198,7 @@ def test_the_store_streams_blobs_in_the_v1_format(tmp_path: Path) -> None:
 def test_a_failure_while_streaming_a_blob_leaves_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_full(*args: object) -> int:
+    def disk_full(*args: object, **options: object) -> int:
         write = args[-1]
         assert callable(write)
         write(memoryview(b"partial ciphertext"))
