@@ -11,7 +11,8 @@ plain ``bytearray`` objects (a mapping costs a system call and at least a page).
 
 :func:`snapshot` copies a buffer once into such memory, for a writer that must keep the bytes
 of a live value while the value goes on changing. ``bytes`` are immutable, so they are kept as
-they are, uncopied.
+they are, uncopied, as is memory that :func:`filled` made for a producer that copies anyway
+(a tensor's device-to-host copy is then its only copy).
 
 Plain Python (``mmap``); the lowest layer: it imports nothing of ipysession.
 """
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import weakref
+from collections.abc import Callable
 
-__all__ = ["MAPPED_MIN", "BytesLike", "empty", "snapshot"]
+__all__ = ["MAPPED_MIN", "BytesLike", "empty", "filled", "snapshot"]
 
 #: What :func:`snapshot` copies: a contiguous bytes-like object (any C or Fortran order).
 BytesLike = bytes | bytearray | memoryview | mmap.mmap
@@ -67,19 +70,58 @@ def _advise_huge_pages(mapped: mmap.mmap) -> None:
             mapped.madvise(advice)
 
 
-def snapshot(data: BytesLike) -> bytes | memoryview:
-    """The bytes of ``data`` as they are now, copied once (``bytes``, immutable, uncopied).
+def filled(size: int, fill: Callable[[memoryview], object]) -> bytes | memoryview:
+    """New memory of ``size`` bytes, written by ``fill`` (given it writable), then read-only:
+    a snapshot that nothing else holds, which :func:`snapshot` keeps without a copy.
 
-    The result is read-only: it stands for what was captured.
+    For a producer that copies a value into host memory anyway (a device-to-host copy): its
+    copy is the snapshot, not the first of two.
+    """
+    buffer = empty(size)
+    fill(buffer)
+    return _frozen(buffer)
+
+
+def snapshot(data: BytesLike) -> bytes | memoryview:
+    """The bytes of ``data`` as they are now, in memory order, copied once; kept as they are
+    (no copy) when nothing can change them: ``bytes``, or what :func:`filled` and this
+    function made. The result is read-only: it stands for what was captured.
     """
     if isinstance(data, bytes):
         return data
     with memoryview(data) as source:
-        if not source.c_contiguous:  # memory order is what pickle stores; rare, so tobytes
+        kept = _unchangeable(source)
+        if kept is not None:
+            return kept
+        if not source.c_contiguous:  # a Fortran-ordered array: rare, so tobytes
             return source.tobytes(order="A")
         flat = source.cast("B") if source.ndim != 1 or source.format != "B" else source
         copy = empty(flat.nbytes)
         copy[:] = flat
         if flat is not source:
             flat.release()
-    return copy.toreadonly()
+    return _frozen(copy)
+
+
+#: Mappings made by :func:`filled` and :func:`snapshot`, written once and then only read.
+_FROZEN: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
+
+
+def _frozen(buffer: memoryview) -> bytes | memoryview:
+    owner = buffer.obj
+    if isinstance(owner, mmap.mmap):
+        _FROZEN.add(owner)
+        return buffer.toreadonly()
+    return bytes(buffer)  # small: one more small copy, and immutable
+
+
+def _unchangeable(source: memoryview) -> bytes | memoryview | None:
+    """What ``source`` shows, uncopied, if it is the whole of an object nobody can change."""
+    owner = source.obj
+    while isinstance(owner, memoryview):  # a pickle.PickleBuffer's wraps the view it was given
+        owner = owner.obj
+    if isinstance(owner, bytes) and source.nbytes == len(owner):
+        return owner
+    if isinstance(owner, mmap.mmap) and owner in _FROZEN and source.nbytes == len(owner):
+        return memoryview(owner).toreadonly()
+    return None

@@ -75,3 +75,32 @@ def test_snapshot_of_typed_and_fortran_ordered_memory_keeps_its_bytes_in_memory_
     assert bytes(memory.snapshot(memoryview(c_order))) == c_order.tobytes()
     f_order = np.asfortranarray(c_order)
     assert bytes(memory.snapshot(memoryview(f_order))) == f_order.tobytes(order="A")
+
+
+@pytest.mark.parametrize("size", [0, 10, memory.MAPPED_MIN + 1])
+def test_what_filled_made_is_read_only_and_snapshot_keeps_it_uncopied(size: int) -> None:
+    content = os.urandom(size)
+
+    def write(into: memoryview) -> None:
+        into[:] = content
+
+    made = memory.filled(size, write)
+    assert bytes(made) == content
+    assert memoryview(made).readonly
+    kept = memory.snapshot(made)
+    assert memoryview(kept).obj is memoryview(made).obj
+    again = memory.snapshot(kept)  # a snapshot of a snapshot is the snapshot
+    assert memoryview(again).obj is memoryview(made).obj
+
+
+def test_the_pickler_keeps_an_out_of_band_bytes_object_and_copies_live_memory_once() -> None:
+    from ipysession.capture import pickling
+
+    frozen = os.urandom(pickling.OUT_OF_BAND_MIN)
+    live = bytearray(os.urandom(pickling.OUT_OF_BAND_MIN))
+    serialized = pickling.serialize((pickle.PickleBuffer(frozen), pickle.PickleBuffer(live)))
+    kept_frozen, kept_live = serialized.buffers
+    assert kept_frozen is frozen  # immutable: no copy
+    before = bytes(live)
+    live[0] ^= 0xFF
+    assert bytes(kept_live) == before  # live: the copy made at capture

@@ -1043,5 +1043,5 @@ def _same_value(record: VariableRecord, sealed: VariableRecord) -> bool:
     )
 
 
-def _id_of(key: Any, data: bytes | None) -> str | None:
+def _id_of(key: Any, data: bytes | memoryview | None) -> str | None:
     return None if data is None else str(key.content_id(data))
