@@ -93,8 +93,8 @@ def snapshot(data: BytesLike) -> bytes | memoryview:
         kept = _unchangeable(source)
         if kept is not None:
             return kept
-        if not source.c_contiguous:  # a Fortran-ordered array: rare, so tobytes
-            return source.tobytes(order="A")
+        if not source.c_contiguous or source.nbytes < MAPPED_MIN:  # Fortran order is rare
+            return source.tobytes(order="A")  # bytes, in memory order: one copy
         flat = source.cast("B") if source.ndim != 1 or source.format != "B" else source
         copy = empty(flat.nbytes)
         copy[:] = flat
