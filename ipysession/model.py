@@ -91,7 +91,7 @@ def _b64decode(text: str, where: str) -> bytes:
         raise ModelError(msg) from exc
 
 
-def _b64encode(data: bytes) -> str:
+def _b64encode(data: bytes | memoryview) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
@@ -197,7 +197,7 @@ class BufferRecord:
     """
 
     size: int
-    data: bytes | None = field(default=None, repr=False)
+    data: bytes | memoryview | None = field(default=None, repr=False)
     blob: str | None = None
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ with their own config and ``tmp_path``, for tests of one capture part).
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,7 @@ def assert_uses_decrypted_memory(arr: Any) -> None:
     while isinstance(base, np.ndarray):
         base = base.base
     owner = base.obj if isinstance(base, memoryview) else base
-    assert type(owner) is bytearray
+    assert isinstance(owner, bytearray | mmap.mmap)  # memory.empty's: small, or mapped
     assert len(owner) == arr.nbytes
     assert np.frombuffer(owner).ctypes.data == arr.ctypes.data
 

@@ -414,7 +414,7 @@ def _binds_package(record: ImportRecord) -> bool:
 
 def restore_value(
     record: VariableRecord,
-    data: bytes | bytearray,
+    data: bytes | bytearray | memoryview,
     *,
     buffers: Sequence[bytearray | memoryview] = (),
     namespace: MutableMapping[str, Any] | None = None,
@@ -465,7 +465,7 @@ def restore_value(
 
 def restore_group(
     record: VariableRecord,
-    data: bytes | bytearray,
+    data: bytes | bytearray | memoryview,
     *,
     buffers: Sequence[bytearray | memoryview] = (),
     namespace: MutableMapping[str, Any] | None = None,

@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ipysession import memory
 from ipysession.capture.describe import KiB, type_name
 from ipysession.capture.sizing import is_ndarray
 
@@ -73,7 +74,7 @@ class Serialized:
 
     encoding: str
     data: bytes
-    buffers: tuple[bytes, ...] = field(default=(), repr=False)
+    buffers: tuple[bytes | memoryview, ...] = field(default=(), repr=False)
 
     @property
     def size(self) -> int:
@@ -118,14 +119,15 @@ def _serialize(value: object, *, views_of: frozenset[int]) -> Serialized:
 def _dump(
     value: object, base: type[pickle.Pickler], views_of: frozenset[int], *, refuse_main: bool
 ) -> Serialized:
-    buffers: list[bytes] = []
+    buffers: list[bytes | memoryview] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
         with buffer.raw() as raw:
             if raw.nbytes < OUT_OF_BAND_MIN:
                 return True  # in band
-            # A copy: the writer seals it later, and the live array may change meanwhile.
-            buffers.append(raw.tobytes())
+            # A copy, made once: the writer seals it later, and the live array may change
+            # meanwhile (bytes, and a reducer's own host copy, are kept as they are).
+            buffers.append(memory.snapshot(raw))
         return False
 
     stream = io.BytesIO()
@@ -240,7 +242,7 @@ def array_root(array: Any) -> Any:
     return root
 
 
-def loads(data: bytes | bytearray, buffers: Sequence[bytearray | memoryview]) -> Any:
+def loads(data: bytes | bytearray | memoryview, buffers: Sequence[bytearray | memoryview]) -> Any:
     """Unpickle a stream with its out-of-band buffers (arrays are rebuilt on them, uncopied)."""
     return pickle.loads(data, buffers=buffers)
 

@@ -53,6 +53,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ipysession import memory
 from ipysession.capture import covars, devices, pickling, sizing
 
 __all__ = [
@@ -143,13 +144,32 @@ def _reduce_torch_storage(storage: Any) -> Any:
         msg = "a tensor storage on the meta device holds no data to save"
         raise TypeError(msg)
     nbytes = storage.nbytes()
-    host = storage if device.type == "cpu" else storage.cpu()  # the one device-to-host copy
-    return (rebuild_torch_storage, (_host_bytes(host, nbytes), nbytes, str(device)))
+    host = (
+        _host_bytes(storage, nbytes) if device.type == "cpu" else _copied_to_host(storage, nbytes)
+    )
+    return (rebuild_torch_storage, (host, nbytes, str(device)))
+
+
+def _copied_to_host(storage: Any, nbytes: int) -> object:
+    """The bytes of a device storage, copied once, straight into the host memory that the
+    blob is sealed from (:func:`ipysession.memory.filled`: the pickler keeps it uncopied;
+    ``.cpu()`` would have been a first copy and the pickler's snapshot a second)."""
+    if nbytes == 0:
+        return bytearray()
+    import torch
+
+    on_device = torch.empty(0, dtype=torch.uint8, device=storage.device)
+    on_device.set_(storage, 0, (nbytes,), (1,))
+
+    def copy_into(host: memoryview) -> None:
+        torch.frombuffer(host, dtype=torch.uint8).copy_(on_device)  # the device-to-host copy
+
+    return pickle.PickleBuffer(memory.filled(nbytes, copy_into))
 
 
 def _host_bytes(host: Any, nbytes: int) -> object:
     """The bytes of a CPU storage, uncopied where numpy can expose them (the pickler then
-    copies them once, into the blob it seals)."""
+    copies them once, to seal them while the tensor goes on changing)."""
     if nbytes == 0:
         return bytearray()
     import torch

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import io
 import os
+import queue
 import threading
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
@@ -27,6 +28,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from ipysession import memory
+
 __all__ = [
     "KEY_ID_SIZE",
     "KEY_SIZE",
@@ -34,6 +37,7 @@ __all__ = [
     "SALT_SIZE",
     "STREAM_CHUNK",
     "TAG_SIZE",
+    "THREADED_DIGEST_MIN",
     "AuthenticationFailed",
     "ContentHasher",
     "MasterKey",
@@ -55,6 +59,9 @@ KEY_ID_SIZE = 8
 TAG_SIZE = 16
 #: How much is encrypted or decrypted at a time by :func:`seal_to` and :func:`unseal_from`.
 STREAM_CHUNK = 1 << 20
+#: From this size up, the content digest of :func:`seal_to` and :func:`unseal_into` runs on a
+#: helper thread (starting one costs more than hashing a small value inline).
+THREADED_DIGEST_MIN = 4 * STREAM_CHUNK
 # ``update_into`` wants room for one block more than it is given, less one byte.
 _BLOCK_SLACK = algorithms.AES.block_size // 8 - 1
 
@@ -81,7 +88,9 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_SIZE)
 
 
-def seal(key: bytes, nonce: bytes, plaintext: bytes | bytearray, associated_data: bytes) -> bytes:
+def seal(
+    key: bytes, nonce: bytes, plaintext: bytes | bytearray | memoryview, associated_data: bytes
+) -> bytes:
     """Encrypt and authenticate ``plaintext``; ``associated_data`` is authenticated, not hidden.
 
     The nonce is passed in (from :func:`new_nonce`) because callers put it in a header that is
@@ -104,12 +113,18 @@ def seal_to(
     plaintext: bytes | bytearray | memoryview,
     associated_data: bytes,
     write: Callable[[memoryview], object],
+    *,
+    digest: Callable[[memoryview], object] | None = None,
 ) -> int:
     """:func:`seal`, a chunk at a time: ``write`` receives the ciphertext, then the tag.
 
     The bytes written are exactly those :func:`seal` returns; only one chunk of ciphertext exists
     at a time. ``write`` must consume each chunk before returning (the buffer is reused). Returns
     how many bytes were written.
+
+    ``digest`` (a content hasher's ``update``) is given the plaintext too, in the same pass: for
+    a large value on a helper thread, beside the cipher and the writes, so a blob's content id
+    costs no pass of its own. ``plaintext`` must not change until this returns.
     """
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(associated_data)
@@ -117,10 +132,18 @@ def seal_to(
     out = bytearray(STREAM_CHUNK + _BLOCK_SLACK)
     view = memoryview(out)
     total = 0
-    for start in range(0, len(source), STREAM_CHUNK):
-        produced = encryptor.update_into(source[start : start + STREAM_CHUNK], out)
-        write(view[:produced])
-        total += produced
+    hashing = _Digest(digest, len(source))
+    try:
+        for start in range(0, len(source), STREAM_CHUNK):
+            piece = source[start : start + STREAM_CHUNK]
+            hashing.feed(piece)  # first, so that it is hashed while it is encrypted and written
+            produced = encryptor.update_into(piece, out)
+            write(view[:produced])
+            total += produced
+        hashing.finish()
+    except BaseException:
+        hashing.finish(abandon=True)
+        raise
     tail = encryptor.finalize()  # GCM keeps nothing back; a backend that did would return it here
     write(memoryview(tail + encryptor.tag))
     return total + len(tail) + TAG_SIZE
@@ -145,37 +168,17 @@ def unseal_from(
     ``getbuffer()``: callers get ``bytes`` (what they hold values as) without a second copy of
     the plaintext. Were CPython ever to copy in ``getvalue()``, only the memory saving would go.
     """
-    if length < 0:
-        msg = "the ciphertext is shorter than its tag"
-        raise AuthenticationFailed(msg)
-    decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
-    decryptor.authenticate_additional_data(associated_data)
+    _check_length(length)
     buffer = io.BytesIO()
-    buffer.seek(length + _BLOCK_SLACK - 1)
-    buffer.write(b"\0")
-    out = buffer.getbuffer()
-    chunk = bytearray(min(length, STREAM_CHUNK))
+    if length:
+        buffer.seek(length - 1)
+        buffer.write(b"\0")
     try:
-        done = 0
-        while done < length:
-            wanted = memoryview(chunk)[: min(STREAM_CHUNK, length - done)]
-            _read_exactly(readinto, wanted)
-            done += decryptor.update_into(wanted, out[done:])
-        tag = bytearray(TAG_SIZE)
-        _read_exactly(readinto, memoryview(tag))
-        try:
-            tail = decryptor.finalize_with_tag(bytes(tag))
-        except (InvalidTag, ValueError) as exc:
-            raise AuthenticationFailed(str(exc) or "authentication failed") from None
-        out[done : done + len(tail)] = tail
-        done += len(tail)
+        with buffer.getbuffer() as out:
+            _unseal_to(out, key, nonce, readinto, length, associated_data, digest=None)
     except BaseException:
-        _wipe(out)
-        out.release()
         buffer.close()
         raise
-    out.release()
-    buffer.truncate(done)
     plaintext = buffer.getvalue()
     buffer.close()
     return plaintext
@@ -189,52 +192,131 @@ def unseal_into(
     associated_data: bytes,
     *,
     digest: Callable[[memoryview], object] | None = None,
-) -> bytearray:
-    """:func:`unseal_from` into a ``bytearray`` of exactly ``length`` bytes, handed out only
-    after the tag verified: writable memory that a restored array can use as it is.
+) -> memoryview:
+    """:func:`unseal_from` into fresh writable memory of exactly ``length`` bytes
+    (:func:`ipysession.memory.empty`: never zero-filled first), handed out only after the tag
+    verified: memory that a restored array can use as it is.
 
-    ``digest`` (a content hasher's ``update``) is given each chunk of plaintext as soon as it is
-    decrypted, while it is still in the cache: a blob's content id costs no second pass over
-    the data. Whatever ``digest`` computed means nothing unless this function returns (a bad tag
-    raises :class:`AuthenticationFailed` and the buffer is zeroed first).
+    ``digest`` (a content hasher's ``update``) is given the plaintext as it is decrypted: a
+    blob's content id costs no second pass over the data. For a large value it runs on a helper
+    thread, beside the cipher (hashing releases the GIL). Whatever ``digest`` computed means
+    nothing unless this function returns (a bad tag raises :class:`AuthenticationFailed` and the
+    buffer is zeroed first).
     """
+    _check_length(length)
+    out = memory.empty(length)
+    _unseal_to(out, key, nonce, readinto, length, associated_data, digest=digest)
+    return out
+
+
+def _check_length(length: int) -> None:
     if length < 0:
         msg = "the ciphertext is shorter than its tag"
         raise AuthenticationFailed(msg)
+
+
+def _unseal_to(
+    out: memoryview,
+    key: bytes,
+    nonce: bytes,
+    readinto: Callable[[memoryview], int | None],
+    length: int,
+    associated_data: bytes,
+    *,
+    digest: Callable[[memoryview], object] | None,
+) -> int:
+    """The one decryption loop: ``length`` ciphertext bytes and the tag from ``readinto``,
+    decrypted into ``out`` (at least ``length`` bytes). Returns ``length``; on any failure
+    ``out`` is zeroed before the error propagates."""
     decryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).decryptor()
     decryptor.authenticate_additional_data(associated_data)
-    # update_into wants room for a block more than it is given; the slack is cut off at the end
-    # (shrinking a bytearray by a few bytes never moves it).
-    buffer = bytearray(length + _BLOCK_SLACK)
-    out = memoryview(buffer)
     chunk = bytearray(min(length, STREAM_CHUNK))
+    hashing = _Digest(digest, length)
     try:
         done = 0
         while done < length:
             wanted = memoryview(chunk)[: min(STREAM_CHUNK, length - done)]
             _read_exactly(readinto, wanted)
-            produced = decryptor.update_into(wanted, out[done:])
-            if digest is not None and produced:
-                digest(out[done : done + produced])
+            if len(out) - done >= len(wanted) + _BLOCK_SLACK:
+                produced = decryptor.update_into(wanted, out[done:])
+            else:  # the last chunk: update_into wants slack that an exact-size buffer lacks
+                scratch = bytearray(len(wanted) + _BLOCK_SLACK)
+                produced = decryptor.update_into(wanted, scratch)
+                out[done : done + produced] = memoryview(scratch)[:produced]
+            hashing.feed(out[done : done + produced])
             done += produced
         tag = bytearray(TAG_SIZE)
         _read_exactly(readinto, memoryview(tag))
         try:
-            tail = decryptor.finalize_with_tag(bytes(tag))
+            # GCM is a stream mode: it keeps nothing back, so finalizing produces no plaintext.
+            decryptor.finalize_with_tag(bytes(tag))
         except (InvalidTag, ValueError) as exc:
             raise AuthenticationFailed(str(exc) or "authentication failed") from None
-        if tail:  # GCM keeps nothing back; a backend that did would return it here
-            out[done : done + len(tail)] = tail
-            if digest is not None:
-                digest(memoryview(tail))
-            done += len(tail)
+        hashing.finish()
     except BaseException:
+        hashing.finish(abandon=True)  # the helper no longer reads what is wiped next
         _wipe(out)
-        out.release()
         raise
-    out.release()
-    del buffer[done:]
-    return buffer
+    return done
+
+
+class _Digest:
+    """Pieces of plaintext fed to ``update`` (a hasher's): inline for a small value; for a large
+    one on a helper thread, which overlaps the cipher and the file I/O (``hashlib`` and ``hmac``
+    release the GIL while they hash a large piece). The pieces are views, never copies: the
+    caller leaves them unchanged until :meth:`finish` returns."""
+
+    def __init__(self, update: Callable[[memoryview], object] | None, size: int) -> None:
+        self._update = update
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._pending: queue.SimpleQueue[memoryview | None] | None = None
+        self._thread: threading.Thread | None = None
+        if update is not None and size >= THREADED_DIGEST_MIN:
+            self._pending = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(self._pending, update),
+                name="ipysession-digest",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def feed(self, piece: memoryview) -> None:
+        if not piece:
+            return
+        if self._pending is not None:
+            self._pending.put(piece)
+        elif self._update is not None:
+            self._update(piece)
+
+    def _run(
+        self,
+        pending: queue.SimpleQueue[memoryview | None],
+        update: Callable[[memoryview], object],
+    ) -> None:
+        # Every piece is taken off the queue, even after a failure, so finish() never waits on
+        # a full one; a failure is kept for finish() to raise (a digest that missed a piece
+        # must never pass for the content id).
+        while (piece := pending.get()) is not None:
+            if self._error is None and not self._abandoned:
+                try:
+                    update(piece)
+                except BaseException as exc:  # noqa: BLE001 - raised again by finish()
+                    self._error = exc
+            del piece  # a view: the caller may still be using (and will release) the memory
+
+    def finish(self, *, abandon: bool = False) -> None:
+        """Wait until every piece is hashed (or, ``abandon``, until the helper lets go of them
+        all: the caller is about to wipe them). Raises what the hasher raised."""
+        if self._thread is None or self._pending is None:
+            return
+        self._abandoned = abandon
+        self._pending.put(None)
+        self._thread.join()
+        self._thread = None
+        if self._error is not None and not abandon:
+            raise self._error
 
 
 def _read_exactly(readinto: Callable[[memoryview], int | None], buffer: memoryview) -> None:
@@ -289,7 +371,7 @@ class SealingKey(Protocol):
         """The key for a file whose header carries ``salt`` and ``key_id``; ``None`` if this key
         (or a previous key it still knows) did not seal it."""
 
-    def content_id(self, data: bytes | bytearray) -> str:
+    def content_id(self, data: bytes | bytearray | memoryview) -> str:
         """A keyed hash of ``data``: equal values share an id without revealing their content."""
 
     def content_hasher(self) -> ContentHasher:
@@ -341,7 +423,7 @@ class MasterKey:
     def for_reading(self, salt: bytes, key_id: bytes) -> bytes | None:
         return self._readable.get(key_id)
 
-    def content_id(self, data: bytes | bytearray) -> str:
+    def content_id(self, data: bytes | bytearray | memoryview) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
 
     def content_hasher(self) -> ContentHasher:
@@ -388,7 +470,7 @@ class PassphraseKey:
         key, derived_id = self._derive(salt)
         return key if hmac.compare_digest(derived_id, key_id) else None
 
-    def content_id(self, data: bytes | bytearray) -> str:
+    def content_id(self, data: bytes | bytearray | memoryview) -> str:
         return hmac.new(self._content_key, data, hashlib.sha256).hexdigest()
 
     def content_hasher(self) -> ContentHasher:

@@ -55,7 +55,9 @@ log = logging.getLogger("ipysession")
 WAIT_LIMIT = 24 * 3600.0
 
 #: What a job's bytes are: the pickle stream, and its out-of-band buffers in pickle's order.
-Payload = tuple[bytes | bytearray, list[bytearray]]
+Payload = tuple[bytes | bytearray | memoryview, list[bytearray | memoryview]]
+#: Reads one blob: its bytes, authenticated, in writable memory of their own.
+BlobReader = Callable[[str], bytes | bytearray | memoryview]
 
 
 class LoadState(enum.Enum):
@@ -68,13 +70,13 @@ class LoadState(enum.Enum):
 
 def record_bytes(
     record: VariableRecord,
-    read_blob: Callable[[str], bytes | bytearray],
+    read_blob: BlobReader,
     on_read: Callable[[int], None] | None = None,
 ) -> Payload:
     """The pickle stream of ``record`` and its out-of-band buffers, each read from its blob
     into writable memory that the restored arrays use as it is; ``on_read(n)`` after each
     piece of ``n`` bytes."""
-    data: bytes | bytearray | None = record.data
+    data: bytes | bytearray | memoryview | None = record.data
     if data is None and record.blob is not None:
         data = read_blob(record.blob)
     if data is None:  # pragma: no cover - the model forbids it
@@ -82,10 +84,14 @@ def record_bytes(
         raise CaptureError(what)
     if on_read is not None:
         on_read(len(data))
-    buffers = []
+    buffers: list[bytearray | memoryview] = []
     for buffer in record.buffers:
         piece = bytearray(buffer.data) if buffer.data is not None else read_blob(str(buffer.blob))
-        buffers.append(piece if isinstance(piece, bytearray) else bytearray(piece))
+        # Arrays are rebuilt on writable memory: read-only bytes are copied, the rest kept.
+        if isinstance(piece, bytes) or (isinstance(piece, memoryview) and piece.readonly):
+            buffers.append(bytearray(piece))
+        else:
+            buffers.append(piece)
         if on_read is not None:
             on_read(len(piece))
     return data, buffers
@@ -147,9 +153,7 @@ class BackgroundLoads:
         self._failed = failed
         self.workers = max(1, workers)
         self.jobs: list[LoadJob] = []
-        self._queue: queue.SimpleQueue[tuple[LoadJob, Callable[[str], bytearray]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[LoadJob, BlobReader] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -183,7 +187,7 @@ class BackgroundLoads:
 
     # --- the manager's side ----------------------------------------------------------------------
 
-    def start(self, jobs: Sequence[LoadJob], read_blob: Callable[[str], bytearray]) -> None:
+    def start(self, jobs: Sequence[LoadJob], read_blob: BlobReader) -> None:
         """Queue ``jobs`` (largest last: small values arrive first); the workers start now, or
         once the kernel is ready (:attr:`when_ready`)."""
         if not jobs:
@@ -279,7 +283,7 @@ class BackgroundLoads:
                     log.debug("Waking the kernel after a background load failed", exc_info=True)
 
     @staticmethod
-    def _read(job: LoadJob, read_blob: Callable[[str], bytearray]) -> None:
+    def _read(job: LoadJob, read_blob: BlobReader) -> None:
         job.state = LoadState.READING
         started = time.perf_counter()
 

@@ -53,7 +53,7 @@ from ipysession.model import (
 )
 from ipysession.session import replay as replaying
 from ipysession.session.effects import cell_effects
-from ipysession.session.loading import BackgroundLoads, LoadJob, record_bytes
+from ipysession.session.loading import BackgroundLoads, LoadJob, Payload, record_bytes
 from ipysession.session.reports import ReplayOutcome, ReplayState, RestoreReport, TravelReport
 from ipysession.session.timeline import ABSENT, Timeline, Value
 
@@ -612,7 +612,7 @@ class Workspace:
     # --- time travel (see session/timeline.py) ------------------------------------------------
 
     def travel(
-        self, target: int, what: str, read_blob: Callable[[str], bytes | bytearray]
+        self, target: int, what: str, read_blob: Callable[[str], bytes | bytearray | memoryview]
     ) -> TravelReport:
         """Put the namespace back in timeline state ``target`` (reachable: the caller checked).
 
@@ -908,9 +908,7 @@ class Workspace:
             self.covars.update(var_name, value)
         return list(jobs.values())
 
-    def bind_loaded(
-        self, job: LoadJob, payload: tuple[bytes | bytearray, list[bytearray]]
-    ) -> list[str]:
+    def bind_loaded(self, job: LoadJob, payload: Payload) -> list[str]:
         """Unpickle a value read in the background and bind its names (main thread, between
         cells); returns the names bound. A name the user bound meanwhile keeps the user's
         value. Raises what unpickling raised: the job's variables then stay unrestored."""
@@ -962,9 +960,7 @@ class Workspace:
         data, buffers = self._value_bytes(record, source)
         return ns_capture.restore_value(record, data, buffers=buffers, namespace=self.user_ns)
 
-    def _value_bytes(
-        self, record: VariableRecord, source: str
-    ) -> tuple[bytes | bytearray, list[bytearray]]:
+    def _value_bytes(self, record: VariableRecord, source: str) -> Payload:
         store = self._store()
         return _record_bytes(record, lambda blob: store.read_blob(source, blob))
 
@@ -990,8 +986,8 @@ def _in_group(record: VariableRecord | None) -> bool:
 
 
 def _record_bytes(
-    record: VariableRecord, read_blob: Callable[[str], bytes | bytearray]
-) -> tuple[bytes | bytearray, list[bytearray]]:
+    record: VariableRecord, read_blob: Callable[[str], bytes | bytearray | memoryview]
+) -> Payload:
     """The pickle stream of ``record`` and its out-of-band buffers (see loading.record_bytes)."""
     return record_bytes(record, read_blob)
 
@@ -1055,5 +1051,5 @@ def _same_value(record: VariableRecord, sealed: VariableRecord) -> bool:
     )
 
 
-def _id_of(key: Any, data: bytes | None) -> str | None:
+def _id_of(key: Any, data: bytes | memoryview | None) -> str | None:
     return None if data is None else str(key.content_id(data))

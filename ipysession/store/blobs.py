@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from ipysession.atomic import fsync_dir, write_atomically
+from ipysession.atomic import PendingFile, fsync_dir, write_atomically
 from ipysession.errors import CorruptFile, NewerFormat, StoreError, WrongKey
 from ipysession.keys.crypto import SealingKey
 from ipysession.model import BufferRecord, Session, VariableRecord
@@ -26,6 +26,7 @@ from ipysession.store.scan import check_blob_id
 
 __all__ = [
     "MISSING_BLOB",
+    "SEAL_THEN_NAME_MIN",
     "blob_path",
     "check_blob_name",
     "externalize",
@@ -45,13 +46,18 @@ MISSING_BLOB = (
 )
 
 
+#: From this size up, a blob is sealed into a temporary file while its id is hashed, then named
+#: by it; smaller ones are hashed first (so an equal blob already there is never rewritten).
+SEAL_THEN_NAME_MIN = 4 * 1024 * 1024
+
+
 def blob_path(sdir: Path, blob_id: str) -> Path:
     return sdir / BLOBS_DIR / f"{blob_id}{BLOB_SUFFIX}"
 
 
 def check_blob_name(
     path: Path,
-    value: bytes | bytearray,
+    value: bytes | bytearray | memoryview,
     blob_id: str,
     header: fileformat.Header,
     key: SealingKey,
@@ -81,7 +87,9 @@ def check_blob_name(
     )
 
 
-def write_blob(path: Path, value: bytes | bytearray, key: SealingKey) -> os.stat_result:
+def write_blob(
+    path: Path, value: bytes | bytearray | memoryview, key: SealingKey
+) -> os.stat_result:
     """Seal ``value`` straight into a new blob file at ``path``, atomically."""
     return write_atomically(path, lambda f: fileformat.write_blob(f, value, key))
 
@@ -97,7 +105,7 @@ def touch(path: Path) -> bool:
     return True
 
 
-def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> bytearray:
+def read_checked_blob(disk: Disk, sdir: Path, blob_id: str) -> memoryview:
     """The bytes of one stored value, authenticated and checked against its id, in one
     writable buffer (an out-of-band buffer's array uses it as it is).
 
@@ -238,7 +246,9 @@ class _Sealer:
         self.written = 0
         self.nbytes = 0
 
-    def seal(self, data: bytes, var_name: str) -> str:
+    def seal(self, data: bytes | memoryview, var_name: str) -> str:
+        if len(data) >= SEAL_THEN_NAME_MIN:
+            return self._seal_then_name(data, var_name)
         disk = self.disk
         blob_id = disk.key.content_id(data)
         path = blob_path(self.sdir, blob_id)
@@ -248,10 +258,35 @@ class _Sealer:
                 st = write_blob(path, data, disk.key)
             except OSError as exc:
                 raise write_error(exc, path, f"write the value of {var_name!r}") from exc
-            disk.mark_blob_verified(path, blob_key(st))
-            self.written += 1
-            self.nbytes += st.st_size
+            self._wrote(path, st)
         return blob_id
+
+    def _seal_then_name(self, data: bytes | memoryview, var_name: str) -> str:
+        """A large value sealed into a temporary file while its id is hashed beside the
+        cipher, then named by that id: one pass over the value instead of two. An equal blob
+        already there is kept and the new file dropped (a wasted write, never a wrong one)."""
+        disk = self.disk
+        blobs_dir = self.sdir / BLOBS_DIR
+        hasher = disk.key.content_hasher()
+        try:
+            disk.ensure_dir(blobs_dir)
+            with PendingFile(blobs_dir, BLOB_SUFFIX) as pending:
+                fileformat.write_blob(pending.file, data, disk.key, digest=hasher.update)
+                blob_id = hasher.hexdigest()
+                path = blob_path(self.sdir, blob_id)
+                if _reuse_blob(disk, path, blob_id):
+                    pending.discard()
+                    return blob_id
+                st = pending.name_as(path)
+        except OSError as exc:
+            raise write_error(exc, blobs_dir, f"write the value of {var_name!r}") from exc
+        self._wrote(path, st)
+        return blob_id
+
+    def _wrote(self, path: Path, st: os.stat_result) -> None:
+        self.disk.mark_blob_verified(path, blob_key(st))
+        self.written += 1
+        self.nbytes += st.st_size
 
     def flush(self) -> None:
         if not self.written:

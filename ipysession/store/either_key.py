@@ -34,7 +34,7 @@ class EitherKey:
                 return found
         return None
 
-    def content_id(self, data: bytes | bytearray) -> str:
+    def content_id(self, data: bytes | bytearray | memoryview) -> str:
         return self._new.content_id(data)
 
     def content_hasher(self) -> ContentHasher:

@@ -46,6 +46,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -283,7 +284,7 @@ def _new_header(key: SealingKey, flags: int) -> tuple[bytes, bytes]:
     return raw_key, Header(FORMAT_VERSION, flags, key_id, salt, new_nonce()).pack()
 
 
-def _seal_payload(payload: bytes | bytearray, key: SealingKey, flags: int) -> bytes:
+def _seal_payload(payload: bytes | bytearray | memoryview, key: SealingKey, flags: int) -> bytes:
     raw_key, header = _new_header(key, flags)
     return header + seal(raw_key, header[-NONCE_SIZE:], payload, header)
 
@@ -482,26 +483,40 @@ def encode_blob(value: bytes, key: SealingKey) -> bytes:
     return _seal_payload(payload, key, flags)
 
 
-def write_blob(out: IO[bytes], value: bytes | bytearray, key: SealingKey) -> int:
+def write_blob(
+    out: IO[bytes],
+    value: bytes | bytearray | memoryview,
+    key: SealingKey,
+    *,
+    digest: Callable[[memoryview], object] | None = None,
+) -> int:
     """Seal one serialized value straight into ``out``: the bytes of :func:`encode_blob`.
 
     The header, then the ciphertext a chunk at a time, then the tag: the ciphertext of a large
-    value never exists whole. Returns how many bytes were written.
+    value never exists whole. ``digest`` (a content hasher's ``update``) is given the value
+    too, hashed beside the cipher (see :func:`~ipysession.keys.crypto.seal_to`), so a blob
+    named by its content id costs no separate pass. Returns how many bytes were written.
     """
     payload, flags = _blob_payload(value)
+    if digest is not None and payload is not value:  # compressed: the id is of the value
+        digest(memoryview(value))
+        digest = None
     raw_key, header = _new_header(key, flags)
     out.write(header)
-    return HEADER_SIZE + seal_to(raw_key, header[-NONCE_SIZE:], payload, header, out.write)
+    sealed = seal_to(raw_key, header[-NONCE_SIZE:], payload, header, out.write, digest=digest)
+    return HEADER_SIZE + sealed
 
 
-def _blob_payload(value: bytes | bytearray) -> tuple[bytes | bytearray, int]:
+def _blob_payload(
+    value: bytes | bytearray | memoryview,
+) -> tuple[bytes | bytearray | memoryview, int]:
     """What is sealed for ``value``, and the flags saying how."""
     if _worth_compressing(value):
         return zlib.compress(value, 1), FLAG_BLOB | FLAG_COMPRESSED
     return value, FLAG_BLOB
 
 
-def _worth_compressing(data: bytes | bytearray) -> bool:
+def _worth_compressing(data: bytes | bytearray | memoryview) -> bool:
     """Compress only what a sample shows will shrink well.
 
     Pickled float arrays and the base64 of such values barely compress, and zlib on them costs
@@ -513,7 +528,7 @@ def _worth_compressing(data: bytes | bytearray) -> bool:
     else:
         third = _SAMPLE_SIZE // 3
         middle = len(data) // 2
-        sample = data[:third] + data[middle : middle + third] + data[-third:]
+        sample = b"".join((data[:third], data[middle : middle + third], data[-third:]))
     return bool(sample) and len(zlib.compress(sample, 1)) < _WORTH_COMPRESSING * len(sample)
 
 
@@ -541,7 +556,7 @@ class BlobRead:
     content id under the key that read it, computed in the same pass as the decryption."""
 
     header: Header
-    value: bytearray
+    value: memoryview
     content_id: str
 
 
@@ -589,13 +604,13 @@ def read_blob(
 
 
 def _inflate(
-    header: Header, compressed: bytearray, hasher: Any, *, path: PathLike, limit: int
-) -> bytearray:
+    header: Header, compressed: memoryview, hasher: Any, *, path: PathLike, limit: int
+) -> memoryview:
     """The inflated payload of an authenticated blob, hashed piece by piece as it is inflated,
     into a writable buffer, refused once it is over ``limit``."""
     inflater = zlib.decompressobj()
     out = bytearray()
-    pending: bytes | memoryview = memoryview(compressed)
+    pending: bytes | memoryview = compressed
     try:
         while True:
             piece = inflater.decompress(pending, STREAM_CHUNK)
@@ -614,7 +629,7 @@ def _inflate(
     if not inflater.eof:
         msg = "File payload does not decompress (the compressed stream is cut short)"
         raise CorruptFile(msg, path=path)
-    return out
+    return memoryview(out)
 
 
 def _mismatch(path: PathLike) -> CorruptFile:

@@ -414,7 +414,7 @@ class SessionStore:
             raise SessionNotFound(msg, path=sdir / gen_name(generation))
         return reading.read_newest(self._disk, name, sdir)
 
-    def read_blob(self, name: str, blob_id: str) -> bytearray:
+    def read_blob(self, name: str, blob_id: str) -> memoryview:
         """The bytes of one stored value, authenticated and checked against its id.
 
         A missing or corrupt blob raises :class:`CorruptFile` (a corrupt one is quarantined): the

@@ -343,3 +343,18 @@ def test_jax_arrays_round_trip_and_a_missing_device_means_the_cpu() -> None:
     subprocess.run(
         [sys.executable, "-m", "tests.capture.jax_checks"], check=True, cwd=root, timeout=300
     )
+
+
+def test_a_device_storage_is_copied_to_the_host_once() -> None:
+    # The path a CUDA storage takes, run on a CPU one (the copy_ is the device-to-host copy).
+    tensor = torch.arange(400_000, dtype=torch.float32)
+    storage = tensor.untyped_storage()
+    host = tensors._copied_to_host(storage, storage.nbytes())
+    assert isinstance(host, pickle.PickleBuffer)
+    with host.raw() as raw:
+        assert raw.tobytes() == tensor.numpy().tobytes()
+        owner = raw.obj.obj if isinstance(raw.obj, memoryview) else raw.obj
+    (kept,) = pickling.serialize(host).buffers
+    assert memoryview(kept).obj is owner  # the pickler kept that copy: no second one
+    tensor += 1  # and it is a copy: the live tensor changes, the saved bytes do not
+    assert bytes(kept) != tensor.numpy().tobytes()

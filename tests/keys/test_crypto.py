@@ -122,3 +122,52 @@ def test_key_ids_and_reprs_never_show_the_key() -> None:
         MasterKey(b"short")
     with pytest.raises(ValueError, match="empty"):
         PassphraseKey("")
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 5, crypto.THREADED_DIGEST_MIN - 1, crypto.THREADED_DIGEST_MIN + 12_345],
+    ids=["empty", "small", "inline", "on-a-helper-thread"],
+)
+def test_the_digest_fed_while_sealing_and_opening_is_the_content_id(size: int) -> None:
+    content = MasterKey(KEY)
+    plaintext = bytes(i % 253 for i in range(size))
+    nonce = crypto.new_nonce()
+    sealing = content.content_hasher()
+    out = io.BytesIO()
+    crypto.seal_to(KEY, nonce, plaintext, HEADER, out.write, digest=sealing.update)
+    assert out.getvalue() == crypto.seal(KEY, nonce, plaintext, HEADER)
+    assert sealing.hexdigest() == content.content_id(plaintext)
+    opening = content.content_hasher()
+    opened = crypto.unseal_into(
+        KEY, nonce, io.BytesIO(out.getvalue()).readinto, size, HEADER, digest=opening.update
+    )
+    assert opened == plaintext
+    assert opened.nbytes == size
+    assert not opened.readonly
+    assert opening.hexdigest() == content.content_id(plaintext)
+
+
+def test_a_failing_digest_fails_the_seal_and_a_bad_tag_fails_a_large_open() -> None:
+    plaintext = bytes(crypto.THREADED_DIGEST_MIN + 1)
+    nonce = crypto.new_nonce()
+
+    def broken(piece: memoryview) -> None:
+        msg = "hasher broke"
+        raise RuntimeError(msg)
+
+    with pytest.raises(RuntimeError, match="hasher broke"):
+        crypto.seal_to(KEY, nonce, plaintext, HEADER, io.BytesIO().write, digest=broken)
+    sealed = bytearray(crypto.seal(KEY, nonce, plaintext, HEADER))
+    sealed[-1] ^= 0x01
+    fed: list[int] = []
+    with pytest.raises(AuthenticationFailed):
+        crypto.unseal_into(
+            KEY,
+            nonce,
+            io.BytesIO(bytes(sealed)).readinto,
+            len(plaintext),
+            HEADER,
+            digest=lambda piece: fed.append(len(piece)),
+        )
+    assert sum(fed) <= len(plaintext)  # the helper was stopped before the buffer was wiped

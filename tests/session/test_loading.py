@@ -49,9 +49,9 @@ class Gate:
         self.opened = threading.Event()
         self.fail: Exception | None = None
         self.held = 0
-        real: Callable[..., bytearray] = SessionStore.read_blob
+        real: Callable[..., memoryview] = SessionStore.read_blob
 
-        def read_blob(store: SessionStore, name: str, blob_id: str) -> bytearray:
+        def read_blob(store: SessionStore, name: str, blob_id: str) -> memoryview:
             data = real(store, name, blob_id)
             if len(data) > 1024 * 1024:
                 self.held += 1

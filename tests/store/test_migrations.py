@@ -171,7 +171,7 @@ def test_fixture_reads_through_the_store(tmp_path: Path) -> None:
         assert result.problems == []
         assert result.generation == 1
         assert result.session.variables["big"].blob == blob_id
-        assert store.read_blob(name, blob_id).startswith(b"\x80\x04\x95")
+        assert bytes(store.read_blob(name, blob_id)).startswith(b"\x80\x04\x95")
         # And a session read from an old file is written back in the current format.
         written = store.write(result.session)
         again = store.read(name)

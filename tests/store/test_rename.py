@@ -221,7 +221,7 @@ def test_a_format_1_session_is_renamed_into_the_current_format(tmp_path: Path) -
         assert result.generation == 1
         assert result.session.variables == before.variables
         assert result.session.history == before.history
-        assert store.read_blob("fixtures/moved.ipynb", blob_id).startswith(b"\x80\x04\x95")
+        assert bytes(store.read_blob("fixtures/moved.ipynb", blob_id)).startswith(b"\x80\x04\x95")
         data = (store.session_dir("fixtures/moved.ipynb") / "gen-00000001.ipys").read_bytes()
         decoded = fileformat.open_session(data, key)
         assert decoded.doc["format"] == fileformat.FORMAT_VERSION

@@ -121,7 +121,7 @@ def test_write_blob_writes_the_bytes_of_encode_blob(
     blob = out.getvalue()
     read = fileformat.read_blob(io.BytesIO(blob), len(blob), KEY, expected_id=KEY.content_id(value))
     assert read.value == value
-    assert type(read.value) is bytearray  # writable: an out-of-band array uses it as it is
+    assert not read.value.readonly  # writable: an out-of-band array uses it as it is
     assert read.content_id == KEY.content_id(value)  # hashed as it was decrypted
     assert read.header == fileformat.read_header(blob)
     assert fileformat.decode_blob(blob, KEY) == value
@@ -198,7 +198,7 @@ def test_the_store_streams_blobs_in_the_v1_format(tmp_path: Path) -> None:
 def test_a_failure_while_streaming_a_blob_leaves_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_full(*args: object) -> int:
+    def disk_full(*args: object, **options: object) -> int:
         write = args[-1]
         assert callable(write)
         write(memoryview(b"partial ciphertext"))
