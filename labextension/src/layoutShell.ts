@@ -97,7 +97,7 @@ function readPage(app: JupyterFrontEnd, panel: NotebookPanel, side: Widget): IPa
   const open = side.isVisible;
   return {
     activeCellIndex: notebook.activeCellIndex,
-    scrollTop: notebook.node.scrollTop,
+    scrollTop: notebook.outerNode.scrollTop,
     cells: notebook.widgets.map(cell => ({
       inputHidden: cell.inputHidden,
       // Only code cells have outputs (CodeCell.outputHidden).
@@ -217,7 +217,9 @@ async function applyLayout(
     setSideWidth(side, layout.sidePanel.width);
   }
   if (layout.scrollTop !== undefined) {
-    notebook.node.scrollTop = layout.scrollTop;
+    // The notebook scrolls its outer node (a windowed list), after the active cell's own scroll.
+    await nextFrame();
+    notebook.scrollTo(layout.scrollTop);
   }
 }
 
@@ -280,7 +282,7 @@ export function keepLayout(
     panel.model?.cells.changed.connect(watchCells);
   });
   panel.content.activeCellChanged.connect(save);
-  panel.content.node.addEventListener('scroll', save, { passive: true });
+  panel.content.outerNode.addEventListener('scroll', save, { passive: true });
   labShell?.layoutModified.connect(save);
   panel.disposed.connect(() => {
     window.clearTimeout(timer);
