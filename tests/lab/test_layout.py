@@ -125,6 +125,7 @@ def test_layout_is_kept_with_the_session_and_reapplied_in_a_new_page(lab_page: L
     lab.page.evaluate(OUTPUT_VIEW_RIGHT)
     lab.page.evaluate(ON_NOTEBOOK, ["notebook:create-console", 12])
     lab.page.click(".jp-ipysession-status")  # opens the session panel
+    default_width = _page(lab)["sideWidth"]
     _drag_side_panel_wider(lab, 150)
     lab.page.evaluate(
         "() => { const n = Array.from(window.jupyterapp.shell.widgets('main'))"
@@ -136,6 +137,7 @@ def test_layout_is_kept_with_the_session_and_reapplied_in_a_new_page(lab_page: L
     assert before["inputs"] == [5], before
     assert before["outputs"] == [30], before
     assert before["sideOpen"], before
+    assert before["sideWidth"] > default_width + 100, (default_width, before)
 
     wait_for(
         lambda: (
