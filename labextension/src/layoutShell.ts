@@ -266,6 +266,8 @@ export function keepLayout(
       .catch(error => console.warn('ipysession: could not re-apply the layout', error))
       .then(() => {
         applying = false;
+        // Said on the page once re-applied, for whoever waits on it (the browser tests).
+        panel.node.dataset.ipysessionLayout = 'applied';
         save();
       });
   });

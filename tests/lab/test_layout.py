@@ -99,6 +99,23 @@ def _page(lab: LabPage) -> dict[str, Any]:
     return dict(lab.page.evaluate(DESCRIBE))
 
 
+def _wait_until_applied(lab: LabPage) -> None:
+    try:
+        lab.page.wait_for_selector(
+            ".jp-NotebookPanel[data-ipysession-layout=applied]",
+            state="attached",
+            timeout=UI_TIMEOUT * 1000,
+        )
+    except Exception as exc:
+        shot = lab.shot("not-applied")
+        raise AssertionError(f"the layout is not re-applied (screenshot {shot}): {exc}") from None
+
+
+def _shown(page: dict[str, Any]) -> list[tuple[str, int | None]]:
+    """The companions the page shows, each as often as it shows it."""
+    return sorted((c["kind"], c["cell"]) for c in page["companions"])
+
+
 def _drag_side_panel_wider(lab: LabPage, by: int) -> None:
     """Drag the handle between the main area and the right side area, as a person would."""
     handle = lab.page.locator("#jp-main-split-panel > .lm-SplitPanel-handle:visible").last
@@ -161,15 +178,10 @@ def test_layout_is_kept_with_the_session_and_reapplied_in_a_new_page(lab_page: L
 
     # A new kernel and a new page (as after `ipysession import` on another machine).
     lab.open_in_new_kernel("layout.ipynb")
-    wait_for(
-        lambda: len(_page(lab)["companions"]) >= 2 and _page(lab)["active"] == 12,
-        "the console and the output view come back",
-        UI_TIMEOUT,
-    )
+    _wait_until_applied(lab)
     lab.shot("layout-reapplied")
     after = _page(lab)
-    kinds = sorted((c["kind"], c["cell"]) for c in after["companions"])
-    assert kinds == [("console", None), ("output", 31)], after  # each once, nothing else
+    assert _shown(after) == [("console", None), ("output", 31)], after  # each once
     by_kind = {c["kind"]: c for c in after["companions"]}
     assert by_kind["console"]["below"], after
     assert by_kind["output"]["right"], after
