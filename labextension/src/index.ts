@@ -17,11 +17,12 @@ import {
   showDialog
 } from '@jupyterlab/apputils';
 import { IMainMenu } from '@jupyterlab/mainmenu';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookTracker } from '@jupyterlab/notebook';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { JSONObject, JSONValue } from '@lumino/coreutils';
 import { Widget } from '@lumino/widgets';
 
+import { keepLayout } from './layoutShell';
 import { METADATA_KEY, SessionLink } from './link';
 import { PANEL_ID, SessionPanel } from './panel';
 import {
@@ -149,65 +150,6 @@ async function askReplay(link: SessionLink, groups: IReplayGroup[]): Promise<voi
   }
 }
 
-function applyLayout(panel: NotebookPanel, layout: JSONValue, app: JupyterFrontEnd): void {
-  const kept = layout as JSONObject;
-  if (!kept || typeof kept !== 'object') {
-    return;
-  }
-  const notebook = panel.content;
-  if (typeof kept.activeCellIndex === 'number' && kept.activeCellIndex < notebook.widgets.length) {
-    notebook.activeCellIndex = kept.activeCellIndex;
-  }
-  if (typeof kept.scrollTop === 'number') {
-    notebook.node.scrollTop = kept.scrollTop;
-  }
-  if (kept.sessionPanel === true) {
-    app.shell.activateById(PANEL_ID);
-  }
-}
-
-function watchLayout(
-  panel: NotebookPanel,
-  link: SessionLink,
-  labShell: ILabShell | null
-): void {
-  let timer = 0;
-  let last = '';
-  const save = () => {
-    window.clearTimeout(timer);
-    timer = window.setTimeout(() => {
-      if (link.model.phase !== 'ready') {
-        return;
-      }
-      const layout: JSONObject = {
-        activeCellIndex: panel.content.activeCellIndex,
-        scrollTop: Math.round(panel.content.node.scrollTop),
-        sessionPanel: !!labShell && !labShell.isEmpty('right') && isPanelOpen()
-      };
-      const encoded = JSON.stringify(layout);
-      if (encoded === last) {
-        return;
-      }
-      last = encoded;
-      link.request({ action: 'save', layout }).catch(() => {
-        last = '';
-      });
-    }, 2000);
-  };
-  panel.content.activeCellChanged.connect(save);
-  panel.content.node.addEventListener('scroll', save, { passive: true });
-  labShell?.layoutModified.connect(save);
-  panel.disposed.connect(() => {
-    window.clearTimeout(timer);
-    labShell?.layoutModified.disconnect(save);
-  });
-}
-
-function isPanelOpen(): boolean {
-  const node = document.getElementById(PANEL_ID);
-  return !!node && !node.classList.contains('lm-mod-hidden');
-}
-
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'ipysession:plugin',
   description: 'ipysession: the session survives kernel restarts; its state, panel and commands.',
@@ -245,9 +187,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
       links.set(notebook.sessionContext, link);
       link.notices.connect((_, notice) => notify(app, link, notice, panel));
-      link.layoutFetched.connect((_, layout) => {
-        void notebook.revealed.then(() => applyLayout(notebook, layout, app));
-      });
       link.changed.connect(() => {
         const conflict = link.model.conflictToAsk();
         if (conflict) {
@@ -261,7 +200,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           void askReplay(link, replay);
         }
       });
-      watchLayout(notebook, link, labShell);
+      keepLayout(app, notebook, link, panel, labShell);
       notebook.disposed.connect(() => {
         links.delete(notebook.sessionContext);
         link.dispose();

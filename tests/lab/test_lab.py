@@ -158,62 +158,6 @@ def test_renamed_notebook_finds_its_session_in_a_new_kernel(lab_page: LabPage) -
     assert lab.run_cell("print(kept)").strip() == "yes"
 
 
-def _kernel_value(lab: LabPage, notebook: str, expression: str) -> object:
-    """Evaluate ``expression`` in the notebook's kernel through a second client, as a console
-    attached to it would (the page's own cells would move the active cell)."""
-    import ast
-
-    from jupyter_client.blocking.client import BlockingKernelClient
-
-    (session,) = [s for s in lab.server.api("GET", "sessions") if s["path"] == notebook]
-    connection = lab.server.home / "jupyter-runtime" / f"kernel-{session['kernel']['id']}.json"
-    client = BlockingKernelClient(connection_file=str(connection))
-    client.load_connection_file()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        reply = client.execute_interactive(
-            "", user_expressions={"value": f"repr({expression})"}, timeout=60
-        )
-        text = reply["content"]["user_expressions"]["value"]["data"]["text/plain"]
-        return ast.literal_eval(ast.literal_eval(text))
-    finally:
-        client.stop_channels()
-
-
-def test_layout_is_kept_with_the_session_and_reapplied_in_a_new_page(lab_page: LabPage) -> None:
-    lab = lab_page
-    lab.open_new("layout.ipynb", *(f"cell_{i} = {i}" for i in range(30)))
-    lab.run_cell("ready = True")
-    lab.page.evaluate(
-        "() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 12; }"
-    )
-    lab.page.click(".jp-ipysession-status")  # opens the session panel
-    wait_for(
-        lambda: (
-            (_kernel_value(lab, "layout.ipynb", f"{MANAGER}.layout") or {}).get("activeCellIndex")
-            == 12
-        ),
-        "the kernel keeps the layout",
-        UI_TIMEOUT,
-    )
-    assert _kernel_value(lab, "layout.ipynb", f"{MANAGER}.layout")["sessionPanel"] is True
-    lab.shot("layout-kept")
-
-    # A new kernel and a new page (as after `ipysession import` on another machine).
-    lab.open_in_new_kernel("layout.ipynb")
-    wait_for(
-        lambda: (
-            lab.page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
-            == 12
-        ),
-        "the active cell is re-applied",
-        UI_TIMEOUT,
-    )
-    assert lab.page.locator("#ipysession-panel").is_visible()
-    lab.shot("layout-reapplied")
-
-
 def test_a_kernel_without_ipysession_shows_nothing(lab_page: LabPage) -> None:
     lab = lab_page
     write_notebook(lab.server.root / "plain.ipynb", kernel="plain")
