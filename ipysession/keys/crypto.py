@@ -115,6 +115,7 @@ def seal_to(
     write: Callable[[memoryview], object],
     *,
     digest: Callable[[memoryview], object] | None = None,
+    final: Callable[[], bytes] | None = None,
 ) -> int:
     """:func:`seal`, a chunk at a time: ``write`` receives the ciphertext, then the tag.
 
@@ -125,6 +126,10 @@ def seal_to(
     ``digest`` (a content hasher's ``update``) is given the plaintext too, in the same pass: for
     a large value on a helper thread, beside the cipher and the writes, so a blob's content id
     costs no pass of its own. ``plaintext`` must not change until this returns.
+
+    ``final`` gives the last piece of plaintext, sealed after ``plaintext`` under the same tag;
+    it is asked for once ``digest`` has seen every piece (a blob's id trailer is the digest), so
+    a few bytes are appended without copying the value.
     """
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(associated_data)
@@ -144,6 +149,10 @@ def seal_to(
     except BaseException:
         hashing.finish(abandon=True)
         raise
+    if final is not None:
+        ending = encryptor.update(final())
+        write(memoryview(ending))
+        total += len(ending)
     tail = encryptor.finalize()  # GCM keeps nothing back; a backend that did would return it here
     write(memoryview(tail + encryptor.tag))
     return total + len(tail) + TAG_SIZE

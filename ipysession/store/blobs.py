@@ -74,11 +74,13 @@ def check_blob_name(
     sealed under a previous master key (a rekey was interrupted) is named by that key's content
     id, which the key protocol cannot compute. It authenticated under a key we hold, so it is
     accepted with a warning, and ``rekey`` renames it. Passphrase content ids never change with
-    the salt, so a passphrase blob has no such excuse.
+    the salt, so a passphrase blob has no such excuse. Nor has a version 4 blob read with its
+    ``content_id``: that is its authenticated id trailer, which proves the name under any key.
     """
     if (content_id if content_id is not None else key.content_id(value)) == blob_id:
         return
-    if header.uses_passphrase or header.key_id == key.for_writing()[2]:
+    trailed = content_id is not None and header.version >= fileformat.ID_TRAILER_VERSION
+    if trailed or header.uses_passphrase or header.key_id == key.for_writing()[2]:
         raise CorruptFile(_MISMATCH, path=path, hint=hint)
     logger.warning(
         "Blob %s is sealed under a previous key; its name cannot be verified until "
@@ -88,10 +90,11 @@ def check_blob_name(
 
 
 def write_blob(
-    path: Path, value: bytes | bytearray | memoryview, key: SealingKey
+    path: Path, value: bytes | bytearray | memoryview, key: SealingKey, blob_id: str
 ) -> os.stat_result:
-    """Seal ``value`` straight into a new blob file at ``path``, atomically."""
-    return write_atomically(path, lambda f: fileformat.write_blob(f, value, key))
+    """Seal ``value`` straight into a new blob file at ``path``, atomically; ``blob_id`` (its
+    content id under ``key``) is sealed in with it."""
+    return write_atomically(path, lambda f: fileformat.write_blob(f, value, key, blob_id=blob_id))
 
 
 def touch(path: Path) -> bool:
@@ -255,7 +258,7 @@ class _Sealer:
         if not _reuse_blob(disk, path, blob_id):
             try:
                 disk.ensure_dir(self.sdir / BLOBS_DIR)
-                st = write_blob(path, data, disk.key)
+                st = write_blob(path, data, disk.key, blob_id)
             except OSError as exc:
                 raise write_error(exc, path, f"write the value of {var_name!r}") from exc
             self._wrote(path, st)
@@ -271,7 +274,7 @@ class _Sealer:
         try:
             disk.ensure_dir(blobs_dir)
             with PendingFile(blobs_dir, BLOB_SUFFIX) as pending:
-                fileformat.write_blob(pending.file, data, disk.key, digest=hasher.update)
+                fileformat.write_blob(pending.file, data, disk.key, hasher=hasher)
                 blob_id = hasher.hexdigest()
                 path = blob_path(self.sdir, blob_id)
                 if _reuse_blob(disk, path, blob_id):

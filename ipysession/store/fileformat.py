@@ -58,6 +58,7 @@ from ipysession.keys.crypto import (
     STREAM_CHUNK,
     TAG_SIZE,
     AuthenticationFailed,
+    ContentHasher,
     SealingKey,
     new_nonce,
     seal,
@@ -113,6 +114,10 @@ NEWER_WINDOW = 16
 _HEADER = struct.Struct(f">8sHH{KEY_ID_SIZE}s{SALT_SIZE}s{NONCE_SIZE}s")
 HEADER_SIZE = _HEADER.size
 _TAG_SIZE = TAG_SIZE
+#: From this version a blob's sealed plaintext ends with the raw bytes of its content id (the
+#: name's hex, decoded): authenticated with the value, it proves the name without a re-hash.
+ID_TRAILER_VERSION = 4
+ID_TRAILER_SIZE = 32
 
 #: A session document (or export) that inflates beyond this is refused as corrupt: the store
 #: writes values above its blob threshold (64 KiB by default) to blobs, so a generation file
@@ -479,8 +484,9 @@ def decode_head(data: bytes, key: SealingKey, *, path: PathLike = None) -> dict[
 
 def encode_blob(value: bytes, key: SealingKey) -> bytes:
     """Seal one serialized value into the bytes of a ``.ipyb`` blob file."""
-    payload, flags = _blob_payload(value)
-    return _seal_payload(payload, key, flags)
+    out = io.BytesIO()
+    write_blob(out, value, key)
+    return out.getvalue()
 
 
 def write_blob(
@@ -488,22 +494,39 @@ def write_blob(
     value: bytes | bytearray | memoryview,
     key: SealingKey,
     *,
-    digest: Callable[[memoryview], object] | None = None,
+    hasher: ContentHasher | None = None,
+    blob_id: str | None = None,
 ) -> int:
     """Seal one serialized value straight into ``out``: the bytes of :func:`encode_blob`.
 
-    The header, then the ciphertext a chunk at a time, then the tag: the ciphertext of a large
-    value never exists whole. ``digest`` (a content hasher's ``update``) is given the value
-    too, hashed beside the cipher (see :func:`~ipysession.keys.crypto.seal_to`), so a blob
-    named by its content id costs no separate pass. Returns how many bytes were written.
+    The header, then the ciphertext a chunk at a time, then the id trailer, then the tag: the
+    ciphertext of a large value never exists whole. The trailer is ``blob_id`` when the caller
+    computed it already; otherwise the value is hashed beside the cipher (into ``hasher`` when
+    given, so the caller learns the id it names the file by; see
+    :func:`~ipysession.keys.crypto.seal_to`), which costs no separate pass. Returns how many
+    bytes were written.
     """
     payload, flags = _blob_payload(value)
-    if digest is not None and payload is not value:  # compressed: the id is of the value
-        digest(memoryview(value))
-        digest = None
+    digest: Callable[[memoryview], object] | None = None
+    if blob_id is None:
+        content = hasher if hasher is not None else key.content_hasher()
+        digest = content.update
+        if payload is not value:  # compressed: the id is of the value
+            digest(memoryview(value))
+            digest = None
+
+        def trailer() -> bytes:
+            return bytes.fromhex(content.hexdigest())
+    else:
+
+        def trailer() -> bytes:
+            return bytes.fromhex(blob_id)
+
     raw_key, header = _new_header(key, flags)
     out.write(header)
-    sealed = seal_to(raw_key, header[-NONCE_SIZE:], payload, header, out.write, digest=digest)
+    sealed = seal_to(
+        raw_key, header[-NONCE_SIZE:], payload, header, out.write, digest=digest, final=trailer
+    )
     return HEADER_SIZE + sealed
 
 
@@ -542,18 +565,27 @@ def decode_blob(
 ) -> bytes:
     """Authenticate and decrypt a blob; ``expected_id`` also proves it is the value referred to.
 
-    A blob is named by the keyed hash of its content, so checking the hash after decryption stops a
-    valid blob from being swapped in for another one.
+    A blob is named by the keyed hash of its content, so a valid blob swapped in for another one
+    fails: from version 4 its authenticated id trailer differs from the name, before that its
+    content hashes to another id.
     """
-    _, value = _open_payload(data, key, path=path, kind=_BLOB, limit=limit)
-    _check_content(value, key, path=path, expected_id=expected_id)
-    return value
+    header = read_header(data, path=path)
+    if header.version < ID_TRAILER_VERSION:
+        _, value = _open_payload(data, key, path=path, kind=_BLOB, limit=limit)
+        _check_content(value, key, path=path, expected_id=expected_id)
+        return value
+    read = read_blob(
+        io.BytesIO(data), len(data), key, path=path, expected_id=expected_id, limit=limit
+    )
+    return bytes(read.value)
 
 
 @dataclass(frozen=True)
 class BlobRead:
-    """An authenticated blob read by :func:`read_blob`: its header, its value, and the value's
-    content id under the key that read it, computed in the same pass as the decryption."""
+    """An authenticated blob read by :func:`read_blob`: its header, its value, and its content
+    id: from version 4 the authenticated trailer, the id its writer named it by (under the key
+    that sealed it); before, the value's id under the key that read it, hashed in the same pass
+    as the decryption."""
 
     header: Header
     value: memoryview
@@ -580,9 +612,12 @@ def read_blob(
     header = _parse_header(head, size, path=path)
     raw_key = _key_for(header, key, path=path, kind=_BLOB)
     length = size - HEADER_SIZE - _TAG_SIZE
-    hasher = key.content_hasher()
+    trailed = header.version >= ID_TRAILER_VERSION
+    if trailed and length < ID_TRAILER_SIZE:
+        raise _not_authentic(path)  # no writer seals a blob without its id
+    hasher = None if trailed else key.content_hasher()
     compressed = bool(header.flags & FLAG_COMPRESSED)
-    if not compressed and length > limit:
+    if not compressed and length - (ID_TRAILER_SIZE if trailed else 0) > limit:
         raise _too_large(path, limit, header)
     try:
         plaintext = unseal_into(
@@ -591,23 +626,33 @@ def read_blob(
             source.readinto,
             length,
             head,
-            digest=None if compressed else hasher.update,
+            digest=None if compressed or hasher is None else hasher.update,
         )
     except AuthenticationFailed:
         raise _not_authentic(path) from None
+    if trailed:  # the value is the decrypted memory itself, less the trailer: no copy
+        content_id = plaintext[-ID_TRAILER_SIZE:].hex()
+        plaintext = plaintext[:-ID_TRAILER_SIZE]
     value = _inflate(header, plaintext, hasher, path=path, limit=limit) if compressed else plaintext
     del plaintext
-    content_id = hasher.hexdigest()
+    if hasher is not None:
+        content_id = hasher.hexdigest()
     if expected_id is not None and content_id != expected_id:
         raise _mismatch(path)
     return BlobRead(header, value, content_id)
 
 
 def _inflate(
-    header: Header, compressed: memoryview, hasher: Any, *, path: PathLike, limit: int
+    header: Header,
+    compressed: memoryview,
+    hasher: ContentHasher | None,
+    *,
+    path: PathLike,
+    limit: int,
 ) -> memoryview:
-    """The inflated payload of an authenticated blob, hashed piece by piece as it is inflated,
-    into a writable buffer, refused once it is over ``limit``."""
+    """The inflated payload of an authenticated blob, hashed piece by piece as it is inflated
+    (unless ``hasher`` is ``None``: a blob that names itself), into a writable buffer, refused
+    once it is over ``limit``."""
     inflater = zlib.decompressobj()
     out = bytearray()
     pending: bytes | memoryview = compressed
@@ -616,7 +661,8 @@ def _inflate(
             piece = inflater.decompress(pending, STREAM_CHUNK)
             if len(out) + len(piece) > limit:
                 raise _too_large(path, limit, header)
-            hasher.update(piece)
+            if hasher is not None:
+                hasher.update(piece)
             out += piece
             pending = inflater.unconsumed_tail
             if inflater.eof or (not pending and not piece):

@@ -247,7 +247,7 @@ def _rekey_blobs(
             continue  # done by an earlier, interrupted rekey
         target = blob_path(sdir, new_id)
         try:
-            write_blob(target, value, new_key)
+            write_blob(target, value, new_key, new_id)
         except OSError as exc:
             raise write_error(exc, target, "re-encrypt a stored value") from exc
         report.blobs_rewritten += 1

@@ -18,7 +18,7 @@ from ipysession.errors import NewerFormat
 
 __all__ = ["CURRENT_VERSION", "Document", "Step", "step", "upgrade"]
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 
 Document = dict[str, Any]
 Step = Callable[[Document], Document]
@@ -80,4 +80,12 @@ def _covariables(doc: Document) -> Document:
     out-of-band buffers (``"buffers"``), and blobs that hold one buffer each (see
     docs/file-format.md). A version 2 document has none of them: each variable was pickled on
     its own, in band, and reads exactly as before. Nothing in the document changes."""
+    return doc
+
+
+@step(3)
+def _blobs_name_themselves(doc: Document) -> Document:
+    """Version 4 changes blob files only: a blob's sealed plaintext ends with its content id,
+    so a reader proves the name by authentication instead of hashing the value again (see
+    docs/file-format.md). Session documents and head records are unchanged."""
     return doc

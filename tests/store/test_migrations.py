@@ -125,7 +125,7 @@ def test_fixture_key_is_the_one_that_made_the_fixtures() -> None:
     assert _make_fixtures_module().FIXTURE_KEY == FIXTURE_KEY
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_fixture_session_reads(version: int) -> None:
     key = MasterKey(FIXTURE_KEY, description="fixture test key")
     data = (FIXTURES / f"v{version}-session.ipys").read_bytes()
@@ -179,21 +179,24 @@ def test_fixture_reads_through_the_store(tmp_path: Path) -> None:
         assert again.session == result.session
 
 
+@pytest.mark.parametrize("version", [3, 4])
 def test_the_format_3_fixture_brings_back_its_group_and_its_out_of_band_buffer(
-    tmp_path: Path,
+    tmp_path: Path, version: int
 ) -> None:
+    """From version 3 on (version 4 changed only the blob files: they name themselves)."""
     key = MasterKey(FIXTURE_KEY, description="fixture test key")
     name = "fixtures/v1.ipynb"
     sdir = session_dir_for(tmp_path, name)
     (sdir / "blobs").mkdir(parents=True)
-    shutil.copy(FIXTURES / "v3-session.ipys", sdir / "gen-00000001.ipys")
-    shutil.copy(FIXTURES / "v3-head.ipys", sdir / "head.ipys")
+    shutil.copy(FIXTURES / f"v{version}-session.ipys", sdir / "gen-00000001.ipys")
+    shutil.copy(FIXTURES / f"v{version}-head.ipys", sdir / "head.ipys")
     # Literal values: these must not follow later changes of the fixture script.
     buffer_value = bytes(range(256)) * 400
     for value, fixture in (
-        (b"\x80\x04\x95" + bytes(range(256)) * 300, "v3-blob.ipyb"),
-        (buffer_value, "v3-buffer.ipyb"),
+        (b"\x80\x04\x95" + bytes(range(256)) * 300, f"v{version}-blob.ipyb"),
+        (buffer_value, f"v{version}-buffer.ipyb"),
     ):
+        assert fileformat.read_header((FIXTURES / fixture).read_bytes()).version == version
         shutil.copy(FIXTURES / fixture, sdir / "blobs" / f"{key.content_id(value)}.ipyb")
     with SessionStore(tmp_path, key=key) as store:
         result = store.read(name)
