@@ -26,7 +26,8 @@ id, the salt or the nonce fails authentication. The payload of a session file is
 and, from version 2, ``"bound"``: the place the file was written for (:class:`Binding`), so an
 authentic file copied or renamed to another place is told apart from the one that belongs there.
 The payload of a blob is the value's serialized bytes; a blob is bound by its name (a keyed hash
-of its content).
+of its content), which from version 4 it seals after its payload, so a reader proves the name by
+authenticating the file instead of hashing the value again.
 
 Blobs can also be written to and read from an open file a chunk at a time
 (:func:`write_blob`, :func:`read_blob`), so that a large value never sits in memory next to its
@@ -604,9 +605,10 @@ def read_blob(
     """:func:`decode_blob` of the ``size`` bytes that ``source`` holds, read a chunk at a time.
 
     The file's bytes are never held whole: the plaintext is decrypted as they are read into one
-    writable buffer, released only once the tag has authenticated all of it, and hashed for its
-    content id chunk by chunk as it is decrypted (a compressed blob: as it is inflated), so the
-    id check costs no second pass over the value.
+    writable buffer, released only once the tag has authenticated all of it. A version 4 blob's
+    id is its authenticated trailer (the value is the buffer less it: no copy, no hashing); an
+    older blob's is hashed chunk by chunk as it is decrypted (a compressed blob: as it is
+    inflated), so the id check costs no second pass over the value.
     """
     head = source.read(HEADER_SIZE)
     header = _parse_header(head, size, path=path)
