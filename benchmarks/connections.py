@@ -18,6 +18,14 @@ Each restart is also split in two: the old kernel's shutdown (its atexit handler
 what it holds: a Dask client, a kernel client, a connection pool), and the new kernel's launch to
 the first cell's reply, which is what ipysession's restore and reconnection decide.
 
+The old kernel's shutdown is mostly not ipysession's: two more kernels *without* ipysession,
+*plain none* and *plain three* (the same three connections, opened by hand: a SQLAlchemy engine with
+a pooled connection, a ``distributed.Client``, and a kernel on the Jupyter Server through the
+backend's client class), are restarted in the same trials, and the figure
+``shutdown added, ipysession - plain`` is ipysession's own share of what the connections add to the
+shutdown. jupyter_client polls for the old process's exit every 0.1 s, so each shutdown time is a
+multiple of about 100 ms: compare medians over several trials, never one restart.
+
 Medians over the trials, side by side on the same machine; nothing here is a test.
 """
 
@@ -48,7 +56,13 @@ CONFIG = ("c.SessionManager.autosave_interval = 0.05", "c.SessionManager.connect
 
 
 # Shutdown, then launch to the first cell's reply, per kernel and cell: see the module doc.
-SPLITS: dict[str, list[tuple[float, float]]] = {"none": [], "three": [], "named": []}
+SPLITS: dict[str, list[tuple[float, float]]] = {
+    "none": [],
+    "three": [],
+    "named": [],
+    "plain_none": [],
+    "plain_three": [],
+}
 
 
 def _timed(kernel: Kernel, code: str, key: str) -> tuple[float, str | None]:
@@ -98,6 +112,24 @@ def _connect_three(kernel: Kernel, pg: PostgresServer, dask: DaskCluster, js: Ju
     return kernel_id
 
 
+def _open_three_by_hand(
+    kernel: Kernel, pg: PostgresServer, dask: DaskCluster, js: JupyterServer
+) -> None:
+    """The same three connections as ``_connect_three``, in a kernel without ipysession."""
+    kernel.run(
+        "import os, uuid, sqlalchemy, distributed\n"
+        f"db = sqlalchemy.create_engine({pg.info.url(password=False)!r}, "
+        "connect_args={'password': os.environ['IPYS_BENCH_PG']})\n"
+        "db.connect().close()\n"
+        f"cluster = distributed.Client({dask.address!r}, timeout=30)\n"
+        "from ipysession.connections.backends.jupyter_server import JupyterServerBackend\n"
+        f"rk = JupyterServerBackend().connect({{'url': {js.url!r}, 'kernel_name': 'python3', "
+        "'kernel_id': str(uuid.uuid4()), 'start': True}, "
+        "{'token': os.environ['IPYS_BENCH_TOKEN']}, timeout=30)\n"
+        "rk_id = rk.kernel_id"
+    )
+
+
 def _saved(kernel: Kernel) -> None:
     manager = "__import__('ipysession.extension').extension.get_manager(get_ipython())"
     _wait(
@@ -126,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.reconnect_wait is not None:
         config = (*CONFIG, f"c.SessionManager.reconnect_wait = {args.reconnect_wait!r}")
     env = {"IPYS_BENCH_PG": PG_PASSWORD, "IPYS_BENCH_TOKEN": JUPYTER_TOKEN}
-    raw: dict[str, list[Any]] = {"none": [], "three": [], "named": [], "named_errors": []}
+    raw: dict[str, list[Any]] = {
+        "none": [],
+        "three": [],
+        "named": [],
+        "named_errors": [],
+        "plain_none": [],
+        "plain_three": [],
+    }
     pg = PostgresServer(password=PG_PASSWORD)
     dask = DaskCluster()
     js = JupyterServer(token=JUPYTER_TOKEN)
@@ -136,12 +175,23 @@ def main(argv: list[str] | None = None) -> int:
             with (
                 start_kernel(home / "none", *config, env=env) as none,
                 start_kernel(home / "three", *config, env=env) as three,
+                start_kernel(home / "plain_none", env=env, load_extension=False) as plain_none,
+                start_kernel(home / "plain_three", env=env, load_extension=False) as plain_three,
             ):
                 none.run("y = 2")
                 _saved(none)
                 kernel_id = _connect_three(three, pg, dask, js)
+                plain_ids = []
                 for trial in range(args.trials):
-                    order = [(none, "none"), (three, "three")]
+                    plain_none.run("y = 2")
+                    _open_three_by_hand(plain_three, pg, dask, js)
+                    plain_ids.append(str(plain_three.value("rk_id")))
+                    order = [
+                        (none, "none"),
+                        (three, "three"),
+                        (plain_none, "plain_none"),
+                        (plain_three, "plain_three"),
+                    ]
                     if trial % 2:
                         order.reverse()
                     for kernel, key in order:
@@ -163,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                 three.run("rk.close(); cluster.close()")
-                js.shutdown_kernel(kernel_id)
+                for started in (kernel_id, *plain_ids):
+                    js.shutdown_kernel(started)
     finally:
         for server in (js, dask, pg):
             server.close()
@@ -181,12 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     shutdown = {k: statistics.median(a for a, _ in v) for k, v in SPLITS.items()}
     launch = {k: statistics.median(b for _, b in v) for k, v in SPLITS.items()}
     print("  split, medians (ms): old kernel's shutdown | launch to the first cell's reply")
-    for key, what in (("none", "no connections"), ("three", "three, cell names none")):
+    for key, what in (
+        ("none", "no connections"),
+        ("three", "three, cell names none"),
+        ("plain_none", "without ipysession, no connections"),
+        ("plain_three", "without ipysession, the same three"),
+    ):
         print(f"    {what:<37} {shutdown[key]:>5.0f} | {launch[key]:.0f}")
+    ours = shutdown["three"] - shutdown["none"]
+    theirs = shutdown["plain_three"] - shutdown["plain_none"]
     print(
         f"  added by three connections, launch to first reply: "
-        f"{launch['three'] - launch['none']:+.0f}; in the old kernel's shutdown: "
-        f"{shutdown['three'] - shutdown['none']:+.0f}"
+        f"{launch['three'] - launch['none']:+.0f}; in the old kernel's shutdown: {ours:+.0f} "
+        f"(without ipysession: {theirs:+.0f}; ipysession's share: {ours - theirs:+.0f})"
     )
     if args.json:
         args.json.write_text(

@@ -125,6 +125,15 @@ class ConnectionSet:
         self._reconnector: Reconnector | None = None
 
     @property
+    def started_reconnector(self) -> Reconnector | None:
+        """The reconnector if one runs already; None before the first connection (starts none)."""
+        return self._reconnector
+
+    def is_bound(self, name: str, obj: Any) -> bool:
+        """Whether ``obj`` is what connection ``name``'s variable holds now (bound by this set)."""
+        return obj is not None and self._bound.get(name) is obj
+
+    @property
     def reconnector(self) -> Reconnector:
         with self._lock:
             if self._reconnector is None:
@@ -611,7 +620,7 @@ class ConnectionArrivals:
         so the cell ran without its variable (``NameError``). Its wait binds it at once."""
         connections = self._connections
         waiting = connections.waiting_to_start()
-        reconnector = connections._reconnector
+        reconnector = connections.started_reconnector
         if reconnector is None and not waiting:
             return []
         states = reconnector.states() if reconnector is not None else {}
@@ -624,7 +633,7 @@ class ConnectionArrivals:
             for name, record in list(connections.records.items())
             if name in not_started
             or states.get(name) in _ARRIVING
-            or (name in objects and connections._bound.get(name) is not objects[name])
+            or (name in objects and not connections.is_bound(name, objects[name]))
         ]
 
 
@@ -653,8 +662,7 @@ class ConnectionArrival:
     def is_ready(self) -> bool:
         """Connected and bound: a cell needs the object in its namespace, not only made."""
         name = self._record.name
-        obj = self._reconnector.objects().get(name)
-        return obj is not None and self._connections._bound.get(name) is obj
+        return self._connections.is_bound(name, self._reconnector.objects().get(name))
 
     def named_by_magic(self, magic: str, line: str) -> bool:
         """Whether a cell running ``%sql``/``%%sql`` with ``line`` needs this connection.
