@@ -28,13 +28,21 @@ def test_the_tensor_workload_reports_save_and_restore_beside_the_physical_path(
         assert set(result[side]["physical_mb_per_s"]) == steps
         assert result[side]["mb_per_s"] > 0
         assert result[side]["slowest"] in steps
-        assert set(result[side]["format_mb_per_s"]) == {"blob id (HMAC-SHA256)"}
+    # A save hashes each blob to name it; a format 4 restore reads the name back and hashes
+    # nothing, and the breakdown says so instead of showing a hashing pass it does not run.
+    assert set(result["save"]["format_mb_per_s"]) == {"blob id (HMAC-SHA256)"}
+    assert result["save"]["format_note"] is None
+    assert result["restore"]["format_mb_per_s"] == {}
+    assert result["restore"]["format_note"] == tensor_bench.RESTORE_FORMAT_NOTE
     assert set(result["layer_ms"]) == {
         "capture (reducers, pickling)",
         "rebuild on decrypted buffers",
     }
     text = tensor_bench.format_result(result)
     assert "of the slowest physical step" in text
+    restore_part = text[text.index("  restore") :]
+    assert "HMAC" not in restore_part
+    assert "format:   blob id sealed in the blob, proven by the decryption: nothing hashed" in text
 
 
 def test_a_missing_device_is_reported_not_measured(tmp_path: Path) -> None:

@@ -16,36 +16,12 @@ import pytest
 
 from ipysession.session.forks import fork_name
 from tests.builders import wait_for
-from tests.capture.test_frontend import Client
 from tests.kernels import FAST_AUTOSAVE, MANAGER, Kernel, start_kernel, wait_for_autosave
+from tests.lab_comm import ask, restarted_and_subscribed, subscribe
 
 pytestmark = pytest.mark.kernel
 
 TIMEOUT = 60
-
-
-def subscribe(kernel: Kernel, **fields: Any) -> tuple[Client, str, dict[str, Any]]:
-    client = Client(kernel.client)
-    comm = client.open({"action": "subscribe", "id": 1, **fields})
-    reply = client.reply(comm)
-    assert reply["status"] == "ok", reply
-    assert reply["id"] == 1
-    return client, comm, reply
-
-
-def ask(
-    client: Client, comm: str, data: dict[str, Any], into: list[Any] | None = None
-) -> dict[str, Any]:
-    """A request's reply, passing over the state and notice messages pushed meanwhile (kept in
-    ``into``, with the reply, when given)."""
-    client.send(comm, data)
-    while True:
-        reply = client.reply(comm)
-        if into is not None:
-            into.append(reply)
-        if reply.get("id") == data["id"]:
-            return reply
-        assert reply.get("type") in ("state", "notice"), reply
 
 
 def run_collecting(kernel: Kernel, code: str, into: list[dict[str, Any]]) -> str:
@@ -81,11 +57,7 @@ def pushed(messages: list[dict[str, Any]], comm: str, kind: str) -> list[dict[st
 
 def test_after_a_restart_the_state_and_summary_come_before_any_cell(tmp_path: Path) -> None:
     with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "lab-link"}) as kernel:
-        kernel.run("a = 1\nb = [1, 2]\nimport json")
-        wait_for_autosave(kernel)
-        kernel.restart()
-
-        client, comm, reply = subscribe(kernel)
+        client, comm, reply = restarted_and_subscribed(kernel, "a = 1\nb = [1, 2]\nimport json")
         state = reply["state"]
         assert state["type"] == "state"
         assert state["state"] == "restored"
@@ -319,10 +291,9 @@ def test_state_says_what_is_still_loading_until_it_is_bound(tmp_path: Path) -> N
     with start_kernel(
         tmp_path, FAST_AUTOSAVE, threshold, env={"IPYSESSION_NAME": "loading"}
     ) as kernel:
-        kernel.run("import numpy as np\nbig = np.ones(5_000_000)\nsmall = 1")
-        wait_for_autosave(kernel)
-        kernel.restart()
-        client, comm, reply = subscribe(kernel)
+        client, comm, reply = restarted_and_subscribed(
+            kernel, "import numpy as np\nbig = np.ones(5_000_000)\nsmall = 1"
+        )
         loading = reply["state"]["loading"]
         if loading is not None:  # not bound yet: the status bar says so, then hears it ended
             assert loading["names"] == ["big"]

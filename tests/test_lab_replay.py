@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernels import FAST_AUTOSAVE, start_kernel, wait_for_autosave
-from tests.test_lab_link import ask, subscribe
+from tests.kernels import FAST_AUTOSAVE, start_kernel
+from tests.lab_comm import ask, restarted_and_subscribed
 
 pytestmark = pytest.mark.kernel
 
@@ -19,13 +19,8 @@ GUARD_CELL = "guard = threading.Lock()\nwith open('log.txt', 'a') as out:\n    o
 
 def test_the_state_asks_and_the_answer_replays(tmp_path: Path) -> None:
     with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "replay"}) as kernel:
-        kernel.run("import threading")
-        kernel.run(GUARD_CELL)
-        wait_for_autosave(kernel)
-        kernel.restart()
+        client, comm, reply = restarted_and_subscribed(kernel, "import threading", GUARD_CELL)
         log = tmp_path / "work" / "log.txt"
-
-        client, comm, reply = subscribe(kernel)
         [group] = reply["state"]["replay"]
         assert set(group["names"]) == {"guard", "out"}
         [cell] = group["cells"]
@@ -50,10 +45,8 @@ def test_the_state_asks_and_the_answer_replays(tmp_path: Path) -> None:
 def test_nothing_to_ask_when_every_value_came_back(tmp_path: Path) -> None:
     with start_kernel(tmp_path, FAST_AUTOSAVE, env={"IPYSESSION_NAME": "no-replay"}) as kernel:
         # A lock made by a cell that only computes is rebuilt at restore without asking.
-        kernel.run("import threading\nlock = threading.Lock()")
-        wait_for_autosave(kernel)
-        kernel.restart()
-
-        _client, _comm, reply = subscribe(kernel)
+        _client, _comm, reply = restarted_and_subscribed(
+            kernel, "import threading\nlock = threading.Lock()"
+        )
         assert reply["state"]["replay"] == []
         assert kernel.value("lock.acquire(blocking=False)") is True

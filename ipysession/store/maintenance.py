@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import secrets
@@ -86,8 +87,11 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
         if header.is_head and path.name == HEAD_FILE:
             head.read_head(disk, path.parent)
         elif header.is_blob:
-            value = fileformat.decode_blob(data, disk.key, path=path)
-            check_blob_name(path, value, path.name.removesuffix(BLOB_SUFFIX), header, disk.key)
+            # The id the blob proves: from version 4 its authenticated trailer (nothing hashed),
+            # before that its value hashed as it was decrypted (one pass).
+            read = fileformat.read_blob(io.BytesIO(data), len(data), disk.key, path=path)
+            name = path.name.removesuffix(BLOB_SUFFIX)
+            check_blob_name(path, read.value, name, header, disk.key, content_id=read.content_id)
         else:
             sdir: Path | None = path.parent
             if path.parent.name == CHECKPOINTS_DIR:

@@ -566,6 +566,31 @@ def test_doctor_reports_corrupt_and_wrong_key_and_repair_quarantines_the_corrupt
     assert "quarantined    1 file" in out
 
 
+@pytest.mark.parametrize("where", ["trailer", "body"])
+def test_doctor_reports_a_tampered_version_4_blob_as_corrupt(
+    capsys: pytest.CaptureFixture[str], saved: Session, env: dict[str, Path], where: str
+) -> None:
+    [blob] = env["root"].glob("sessions/analysis-*/blobs/*.ipyb")
+    data = bytearray(blob.read_bytes())
+    assert fileformat.read_header(bytes(data)).version == 4
+    # The id trailer is the 32 bytes before the 16-byte tag; the body starts after the header.
+    offset = len(data) - 16 - 32 + 5 if where == "trailer" else fileformat.HEADER_SIZE + 5
+    data[offset] ^= 0x01
+    blob.write_bytes(bytes(data))
+
+    code, out, _ = run(capsys, "doctor", "--json")
+    assert code == EXIT_DATA
+    states = {f["path"]: f["state"] for s in json.loads(out)["sessions"] for f in s["files"]}
+    assert states[str(blob)] == "corrupt"
+    assert [path for path, state in states.items() if state != "ok"] == [str(blob)]
+
+    code, out, _ = run(capsys, "doctor", "--repair", "--json")
+    [moved] = json.loads(out)["repair"]["quarantined"]
+    assert moved["path"] == str(blob)
+    assert not blob.exists()
+    assert Path(moved["quarantined_to"]).read_bytes() == bytes(data)  # kept, as it was
+
+
 def test_doctor_reports_deleted_newest_generations_as_a_rollback(
     capsys: pytest.CaptureFixture[str], saved: Session, env: dict[str, Path]
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ipysession.errors import CorruptFile
+from ipysession.errors import CorruptFile, ProblemKind
 from ipysession.keys.crypto import ContentHasher, MasterKey
 from ipysession.model import VariableRecord
 from ipysession.store import SessionStore, fileformat
@@ -142,3 +142,36 @@ def test_a_version_3_blob_is_still_verified_by_its_hash() -> None:
         fileformat.read_blob(
             io.BytesIO(data), len(data), fixture_key, expected_id=fixture_key.content_id(other)
         )
+
+
+def test_inspect_proves_a_version_4_blob_by_its_trailer_without_hashing(tmp_path: Path) -> None:
+    first, second = os.urandom(100_000), os.urandom(SEAL_THEN_NAME_MIN)
+    first_id, second_id = KEY.content_id(first), KEY.content_id(second)
+    with SessionStore(tmp_path, key=KEY) as store:
+        _two_blobs(store, first, second)
+    refusing = NoHashingKey(KEY.raw, description="a key that refuses to hash")
+    with SessionStore(tmp_path, key=refusing) as store:  # what `ipysession doctor` runs
+        assert store.inspect(_blob(store, first_id)) is None
+        assert store.inspect(_blob(store, second_id)) is None
+        renamed = _blob(store, second_id).rename(_blob(store, "ab" * 32))
+        problem = store.inspect(renamed)
+        assert problem is not None
+        assert (problem.kind, problem.path) == (ProblemKind.CORRUPT, renamed)
+        assert MISMATCH in problem.message
+
+
+def test_inspect_still_hashes_a_version_3_blob(tmp_path: Path) -> None:
+    # TEST KEY, published on purpose (see tests/fixtures/make_fixtures.py); it protects nothing.
+    fixture_key = MasterKey(b"test key only, not a secret!!!!!", description="fixture test key")
+    value = b"\x80\x04\x95" + bytes(range(256)) * 300  # the v3 fixture's, literally
+    named = tmp_path / f"{fixture_key.content_id(value)}.ipyb"
+    misnamed = tmp_path / f"{fixture_key.content_id(b'another value')}.ipyb"
+    for path in (named, misnamed):
+        shutil.copyfile(FIXTURES / "v3-blob.ipyb", path)
+    with SessionStore(tmp_path / "root", key=fixture_key) as store:
+        assert store.inspect(named) is None
+        problem = store.inspect(misnamed)
+    # No trailer: only hashing the value can tell the misnamed copy from the right one.
+    assert problem is not None
+    assert problem.kind == ProblemKind.CORRUPT
+    assert MISMATCH in problem.message

@@ -1,16 +1,7 @@
-import {
-  EMPTY,
-  IConnection,
-  IFork,
-  connectionActions,
-  connectionError,
-  connectionLine,
-  detailsOf,
-  forkLine
-} from '../sections';
+import * as sections from '../sections';
 import { ageText } from '../state';
 
-function connection(overrides: Partial<IConnection> = {}): IConnection {
+function connection(overrides: Partial<sections.IConnection> = {}): sections.IConnection {
   return {
     name: 'db',
     kind: 'sqlalchemy',
@@ -30,7 +21,7 @@ function connection(overrides: Partial<IConnection> = {}): IConnection {
   };
 }
 
-function fork(overrides: Partial<IFork> = {}): IFork {
+function fork(overrides: Partial<sections.IFork> = {}): sections.IFork {
   return {
     name: '/home/ada/a.ipynb (fork 1a2b3c4d)',
     display_name: '~/a.ipynb (fork 1a2b3c4d)',
@@ -47,35 +38,34 @@ function fork(overrides: Partial<IFork> = {}): IFork {
 describe('details', () => {
   it('takes a details reply and refuses anything else', () => {
     const reply = { status: 'ok', not_saved: [], connections: [], recent: [], forks: [] };
-    expect(detailsOf(reply)).toBe(reply);
-    expect(detailsOf({ status: 'ok', not_saved: [] })).toBeNull();
-    expect(detailsOf(null)).toBeNull();
-    expect(EMPTY.forks).toBe('No forks of this session.');
+    expect(sections.detailsOf(reply)).toBe(reply);
+    expect(sections.detailsOf({ status: 'ok', not_saved: [] })).toBeNull();
+    expect(sections.detailsOf(null)).toBeNull();
+    expect(sections.EMPTY.forks).toBe('No forks of this session.');
   });
 });
 
 describe('connections', () => {
   it('show their state and the variable they bind', () => {
-    expect(connectionLine(connection())).toBe(
+    expect(sections.connectionLine(connection())).toBe(
       'db (sqlalchemy) postgresql://ada:***@db.example/prod: connected, bound to `engine`'
     );
   });
 
   it('offer disconnect only while live, reconnect always', () => {
-    expect(connectionActions(connection())).toEqual({ reconnect: true, disconnect: true });
-    expect(connectionActions(connection({ state: 'retrying' })).disconnect).toBe(true);
-    expect(connectionActions(connection({ state: 'failed' }))).toEqual({
+    expect(sections.connectionActions(connection())).toEqual({ reconnect: true, disconnect: true });
+    expect(sections.connectionActions(connection({ state: 'retrying' })).disconnect).toBe(true);
+    expect(sections.connectionActions(connection({ state: 'failed' }))).toEqual({
       reconnect: true,
       disconnect: false
     });
-    expect(
-      connectionActions(connection({ state: 'disconnected', disconnected: true })).disconnect
-    ).toBe(false);
+    const closed = connection({ state: 'disconnected', disconnected: true });
+    expect(sections.connectionActions(closed).disconnect).toBe(false);
   });
 
   it('show the last error with what to do, and nothing when there is none', () => {
-    expect(connectionError(connection())).toBeNull();
-    const text = connectionError(
+    expect(sections.connectionError(connection())).toBeNull();
+    const text = sections.connectionError(
       connection({
         state: 'failed',
         last_error: 'FATAL: password authentication failed for ***',
@@ -87,15 +77,17 @@ describe('connections', () => {
       'Last error: FATAL: password authentication failed for ***\n' +
         'What to do: check the credentials, then `%session connect db ...` again.'
     );
-    const dated = connectionError(connection({ last_error: 'timeout', error_at: 1 }));
+    const dated = sections.connectionError(connection({ last_error: 'timeout', error_at: 1 }));
     expect(dated).toMatch(/^Last error \(.+\): timeout$/);
   });
 });
 
 describe('forks', () => {
   it('show their short name, age and what they hold', () => {
-    expect(forkLine(fork(), ageText)).toBe('~/a.ipynb (fork 1a2b3c4d), 2 h old: 4 variables');
-    expect(forkLine(fork({ display_name: null, age_seconds: null }), ageText)).toBe(
+    expect(sections.forkLine(fork(), ageText)).toBe(
+      '~/a.ipynb (fork 1a2b3c4d), 2 h old: 4 variables'
+    );
+    expect(sections.forkLine(fork({ display_name: null, age_seconds: null }), ageText)).toBe(
       '/home/ada/a.ipynb (fork 1a2b3c4d): 4 variables'
     );
   });
