@@ -87,7 +87,7 @@ export class SessionLink {
   private _closeComm(): void {
     this._askedThisKernel = false;
     if (this._comm) {
-      // A restart ends every comm; closing ours just forgets it.
+      // A restart or a new kernel ends every comm: ours is forgotten, never closed.
       this._comm.dispose();
       this._comm = null;
     }
