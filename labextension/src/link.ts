@@ -3,10 +3,11 @@
  * is ready (before any cell runs) and again after each restart.
  */
 import { ISessionContext } from '@jupyterlab/apputils';
-import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { KernelMessage } from '@jupyterlab/services';
 import { JSONObject, JSONValue } from '@lumino/coreutils';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { ILinkComm, openComm } from './comm';
 import { INoticeMessage, SessionModel } from './state';
 
 export const TARGET = 'ipysession';
@@ -86,7 +87,8 @@ export class SessionLink {
   private _closeComm(): void {
     this._askedThisKernel = false;
     if (this._comm) {
-      // A restart ends every comm; closing ours just forgets it.
+      // A restart or a new kernel ends every comm: ours is forgotten, never closed.
+      this._comm.dispose();
       this._comm = null;
     }
     for (const waiting of this._waiting.values()) {
@@ -101,9 +103,10 @@ export class SessionLink {
       return;
     }
     this._askedThisKernel = true;
-    let comm: Kernel.IComm;
+    let comm: ILinkComm;
     try {
-      comm = kernel.createComm(TARGET);
+      // On the notebook's own connection, even when its linked console took comm handling.
+      comm = openComm(kernel, TARGET);
     } catch (error) {
       console.debug('ipysession: no comm', error);
       return;
@@ -190,7 +193,7 @@ export class SessionLink {
     this.metadata.set({ session_id: state.session_id, session: state.session_full });
   }
 
-  private _comm: Kernel.IComm | null = null;
+  private _comm: ILinkComm | null = null;
   private _askedThisKernel = false;
   private _nextId = 0;
   private _subscribeId: number | null = null;
