@@ -48,8 +48,16 @@ export class SessionLink {
 
   dispose(): void {
     Signal.clearData(this);
-    this._comm?.close();
+    const comm = this._comm;
     this._comm = null;
+    try {
+      comm?.close();
+    } catch (error) {
+      // The kernel connection went first (the notebook closed with its kernel): there is no
+      // kernel left to tell, and the rest of the panel's disposal must still run.
+      console.debug('ipysession: comm already gone', error);
+      comm?.dispose();
+    }
   }
 
   /** A request on the comm; resolves with the kernel's reply (`status` ok or error). */
