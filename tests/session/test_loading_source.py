@@ -145,6 +145,7 @@ def test_no_job_no_thread_and_with_a_ready_hook_the_workers_wait_for_the_kernel(
     handed: list[Any] = []
     loads.when_ready = handed.append
     try:
+        wait_for(lambda: _load_threads() == [], "earlier workers ended")
         loads.start([], Blobs().read)
         assert handed == []  # nothing to load: nothing waits, no thread
         blobs = Blobs(a=b"A" * 10)
@@ -175,6 +176,8 @@ def test_a_cell_naming_a_value_starts_the_workers_the_kernel_did_not_start_yet()
     arrivals = Arrivals([loads], namespace=lambda: target.ns)
     blobs = Blobs(a=b"A" * 10)
     blobs.release.set()
+    # Workers of earlier tests' managers end after their stop(), not at once.
+    wait_for(lambda: _load_threads() == [], "earlier workers ended")
     loads.start([LoadJob(record("a", "a", 10), ("a",), 10)], blobs.read)
     try:
         assert _load_threads() == []
