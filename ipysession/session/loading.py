@@ -9,7 +9,9 @@ once; a value (or a group of variables that share objects) whose stored size is 
    that they never slow its start) read each job's pickle stream and out-of-band buffers:
    every blob is authenticated and decrypted by the store, into writable memory the array
    will use as it is. Nothing is unpickled there: unpickling can run a notebook class's code,
-   which belongs on the main thread;
+   which belongs on the main thread. On Linux they run at a lower scheduling priority
+   (niceness +10) than the kernel, so that on a busy machine the threads that answer the
+   user's cells get the cores first;
 2. on the main thread, between cells, :meth:`BackgroundLoads.settle` unpickles what was read and
    binds it: in a Jupyter kernel the worker wakes the kernel's own event loop
    (``kernel.io_loop.add_callback``), so a value arrives while the kernel is idle, and what
@@ -30,9 +32,12 @@ report, the notices, and the cell that waited for it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +60,11 @@ log = logging.getLogger("ipysession")
 #: Seconds a cell that names a loading value waits for it: as long as it takes (an interrupt
 #: stops the wait; the value goes on loading).
 WAIT_LIMIT = 24 * 3600.0
+
+#: How much lower than the kernel a worker thread runs (added to its niceness: higher yields
+#: more), at most the lowest priority there is.
+_WORKER_NICENESS = 10
+_MOST_NICE = 19
 
 #: What a job's bytes are: the pickle stream, and its out-of-band buffers in pickle's order.
 Payload = tuple[bytes | bytearray | memoryview, list[bytearray | memoryview]]
@@ -290,6 +300,7 @@ class BackgroundLoads:
     # --- workers ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        _yield_cpu_to_the_kernel()
         while True:
             item = self._queue.get()
             if item is None or self._stopped.is_set():
@@ -370,6 +381,18 @@ class LoadArrival:
         return CaptureError(
             what, hint="It goes on loading in the background: run the cell again to wait for it"
         )
+
+
+def _yield_cpu_to_the_kernel() -> None:
+    """Lower this worker thread's scheduling priority (Linux, where a thread id is a task the
+    scheduler ranks on its own): on a busy machine the kernel's own threads, which answer the
+    user's cells, get the cores first; an idle machine's cores still go to reading."""
+    if not sys.platform.startswith("linux"):
+        return  # elsewhere a thread id is no process id: never renice by it
+    with contextlib.suppress(OSError, AttributeError):
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread) + _WORKER_NICENESS
+        os.setpriority(os.PRIO_PROCESS, thread, min(niceness, _MOST_NICE))
 
 
 def _unsettled(job: LoadJob) -> bool:
