@@ -16,7 +16,7 @@ from typing import Any
 
 from . import physical, report, store_bench
 from .runner import Options, run
-from .tools import ALL_TOOLS
+from .tools import ALL_TOOLS, BASE_TREE_VARIABLE, DEFAULT_TOOLS
 from .workloads import OPTIONAL_GROUPS, WORKLOAD_GROUPS, build
 
 HERE = Path(__file__).resolve().parent
@@ -94,8 +94,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tools",
         type=_csv(tuple(ALL_TOOLS)),
-        default=list(ALL_TOOLS),
-        help=f"comma-separated subset of {','.join(ALL_TOOLS)}",
+        default=list(DEFAULT_TOOLS),
+        help=f"comma-separated subset of {','.join(ALL_TOOLS)} (default: all but "
+        f"ipysession-base, which compares with the tree named by ${BASE_TREE_VARIABLE})",
     )
     p.add_argument(
         "--workloads",

@@ -12,6 +12,7 @@ from .runner import median_of
 #: Row order of every table.
 TOOL_ORDER = (
     "ipysession",
+    "ipysession-base",
     "ipysession-foreground",
     "ipysession-eager",
     "kishu",

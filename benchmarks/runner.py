@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .kernel import BenchKernel, KernelError, kernel_env
-from .tools import ALL_TOOLS, Context, IpysessionTool, Tool, ToolFailure
+from .tools import ALL_TOOLS, DEFAULT_TOOLS, Context, IpysessionTool, Tool, ToolFailure
 from .workloads import Sizes, Workload
 
 Progress = Callable[[str], None]
@@ -49,7 +49,7 @@ Progress = Callable[[str], None]
 class Options:
     """What to run."""
 
-    tools: list[str] = field(default_factory=lambda: list(ALL_TOOLS))
+    tools: list[str] = field(default_factory=lambda: list(DEFAULT_TOOLS))
     workloads: list[str] = field(default_factory=lambda: ["reference", "small", "large", "scaling"])
     trials: int = 10
     smoke: bool = False

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -419,6 +420,53 @@ class ForegroundIpysessionTool(IpysessionTool):
         return [*super().kernel_arguments(ctx), "--SessionManager.background_restore_bytes=0"]
 
 
+class BaseIpysessionTool(IpysessionTool):
+    """ipysession imported from another source tree, side by side with this one in the same run:
+    what a change gained, on the same machine at the same moment (timings from separate runs on a
+    shared machine do not compare). ``IPYSESSION_BASE_TREE`` names the tree, for example one made
+    with ``git worktree add /tmp/base <commit>``; its kernels get it first on ``PYTHONPATH``."""
+
+    name = "ipysession-base"
+    label = "ipysession, base tree"
+
+    @staticmethod
+    def _tree() -> str | None:
+        return os.environ.get(BASE_TREE_VARIABLE) or None
+
+    def unavailable(self) -> str | None:
+        tree = self._tree()
+        if tree is None:
+            return (
+                f"set {BASE_TREE_VARIABLE} to a source tree (git worktree add /tmp/base <commit>)"
+            )
+        if not (Path(tree) / "ipysession" / "extension.py").is_file():
+            return f"{BASE_TREE_VARIABLE}={tree} holds no ipysession/extension.py"
+        return None
+
+    def version(self) -> str | None:
+        tree = self._tree()
+        if tree is None:
+            return None
+        done = subprocess.run(
+            ["git", "-C", tree, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return f"{_version('ipysession')} at {done.stdout.strip() or tree}"
+
+    def env(self, ctx: Context) -> dict[str, str | None]:
+        return {**super().env(ctx), "PYTHONPATH": self._tree()}
+
+    def pickled_bytes(self, ctx: Context) -> int | None:
+        return None  # the command line of this tree reads the files: not a base figure
+
+
+#: The environment variable naming the tree of the ``ipysession-base`` tool.
+BASE_TREE_VARIABLE = "IPYSESSION_BASE_TREE"
+
+
 ALL_TOOLS: dict[str, type[Tool]] = {
     tool.name: tool
     for tool in (
@@ -426,9 +474,13 @@ ALL_TOOLS: dict[str, type[Tool]] = {
         IpysessionTool,
         EagerIpysessionTool,
         ForegroundIpysessionTool,
+        BaseIpysessionTool,
         DillTool,
         StoreMagicTool,
         KishuTool,
         RerunTool,
     )
 }
+
+#: What runs unless ``--tools`` says otherwise: ipysession-base only when asked for.
+DEFAULT_TOOLS = tuple(name for name in ALL_TOOLS if name != BaseIpysessionTool.name)

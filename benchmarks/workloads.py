@@ -246,7 +246,8 @@ def gigabyte(sizes: Sizes) -> Workload:
         small_cell="small += 1",
         data_mb=sizes.gigabyte_mb,
         group="gigabyte",
-        tools=("none", "ipysession"),
+        # ipysession-base runs only when asked for (--tools): a change against its base.
+        tools=("none", "ipysession", "ipysession-base"),
         bound_names=(*arrays, *frames),
     )
 

@@ -37,21 +37,26 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ipysession import display, logfile
+from ipysession import logfile
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
-from ipysession.lab import LabLink
 from ipysession.magics import SessionMagics
-from ipysession.presentation import SummaryView, restore_view
-from ipysession.presentation.base import Level, Notice
-from ipysession.presentation.frontend import Deferred, Said
 from ipysession.session.manager import SessionManager
 from ipysession.session.notices import NoticeKind
 from ipysession.session.reports import RestoreReport
+
+# What shows messages (display, presentation) and the JupyterLab link are imported where they
+# are first needed, not here: a kernel with no saved session and nothing to say loads the
+# extension without them (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    from ipysession import display
+    from ipysession.lab import LabLink
+    from ipysession.presentation.base import Notice
+    from ipysession.presentation.frontend import Deferred, Said
 
 __all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -92,7 +97,7 @@ class _Extension:
         self.shell.events.register("post_run_cell", self.post_run_cell)
         # A cell that names a name still arriving waits for it in its own output; one that
         # waited in vain is refused by the gate before any of its code runs.
-        manager.arrivals.progress = lambda: display.WaitingLine(in_place=self.in_kernel)
+        manager.arrivals.progress = self._waiting_line
         self.shell.ast_transformers.append(manager.arrivals.gate)
         self.shell.register_magics(self.magics)
         # `%config SessionManager.max_variable_bytes = ...` (what a skipped value's reason
@@ -101,6 +106,8 @@ class _Extension:
         if isinstance(configurables, list) and manager not in configurables:
             configurables.append(manager)
         if self.layout.register(self.shell):
+            from ipysession.lab import LabLink  # in a kernel only (see the imports above)
+
             self.lab = LabLink(manager, self.layout, self._take_pending)
             self.layout.on_change = self._layout_changed
             self.layout.identity = lambda: {
@@ -126,7 +133,7 @@ class _Extension:
                 orphans = manager.orphans() if manager.has_any_session() else []
                 if orphans:
                     report = RestoreReport(session=manager.name, found=False, orphans=orphans)
-                    self._say(restore_view(report))
+                    self._say(_restore_view(report))
                 return
             if manager.autorestore == "notify":
                 self._say(
@@ -144,7 +151,7 @@ class _Extension:
                 manager.loads.when_ready = lambda begin: _when_kernel_ready(kernel, begin)
             report = manager.restore(background=True)
             # Rendered when shown, so connections that came up meanwhile show as connected.
-            self._say(lambda: restore_view(report, manager.connections.states()))
+            self._say(lambda: _restore_view(report, manager.connections.states()))
         except SessionError as exc:
             # One message: what went wrong, and what the manager does about it (say, saving
             # this kernel's work as a fork so that files it cannot read stay untouched).
@@ -152,27 +159,34 @@ class _Extension:
                 f"ipysession could not restore the session: {exc}",
                 *(raised.text for raised in manager.notices.take()),
             ]
-            self._say(_notice(*lines, level=Level.ERROR))
+            self._say(_notice(*lines, level="error"))
         except Exception as exc:
             log.exception("ipysession restore failed")
             self._say(
                 _notice(
                     f"ipysession could not restore the session ({type(exc).__name__}: {exc}). "
                     f"Your kernel is fine; see the log for details ({logfile.log_path()}).",
-                    level=Level.ERROR,
+                    level="error",
                 )
             )
         for raised in manager.notices.take():
-            self._say(_notice(raised.text, level=Level.WARNING), raised.kind)
+            self._say(_notice(raised.text, level="warning"), raised.kind)
 
     def _say(
         self, message: Said | Callable[[], Said], kind: NoticeKind = NoticeKind.RESTORE
     ) -> None:
         render = message if callable(message) else (lambda: message)
         if self.in_kernel:
+            from ipysession.presentation.frontend import Deferred  # something to say: see above
+
             self.pending.append(Deferred(render, kind))
         else:
-            display.show(_rendered(render()))
+            _show(render())
+
+    def _waiting_line(self) -> display.WaitingLine:
+        from ipysession import display  # a cell waits for a value: see the imports above
+
+        return display.WaitingLine(in_place=self.in_kernel)
 
     def _take_pending(self) -> list[Deferred]:
         pending, self.pending = self.pending, []
@@ -190,9 +204,11 @@ class _Extension:
         try:
             pending, self.pending = self.pending, []
             for deferred in pending:
-                display.show(_rendered(deferred.render()))
+                _show(deferred.render())
             notices = self.manager.notices.take()
-            if not self.in_kernel or self.cell_asks:
+            if notices and (not self.in_kernel or self.cell_asks):
+                from ipysession import display  # something to show: see the imports above
+
                 for notice in notices:
                     display.show(display.text_message(notice.text, level="warning"))
         except Exception:
@@ -261,14 +277,26 @@ def _when_kernel_ready(kernel: Any, callback: Callable[[], None]) -> None:
     ).start()
 
 
-def _rendered(said: Said) -> display.Message:
+def _show(said: Said) -> None:
+    from ipysession import display  # something to show: see the imports above
+    from ipysession.presentation import SummaryView
+
     if isinstance(said, SummaryView):
-        return display.render_summary(said)
-    return display.render_notice(said)
+        display.show(display.render_summary(said))
+    else:
+        display.show(display.render_notice(said))
 
 
-def _notice(*lines: str, level: Level = Level.INFO) -> Notice:
-    return Notice(tuple(lines), level)
+def _notice(*lines: str, level: Literal["info", "warning", "error"] = "info") -> Notice:
+    from ipysession.presentation.base import Level, Notice  # something to say: see the imports
+
+    return Notice(tuple(lines), Level(level))
+
+
+def _restore_view(report: RestoreReport, states: Mapping[str, str] | None = None) -> Said:
+    from ipysession.presentation import restore_view  # something to say: see the imports above
+
+    return restore_view(report, states)
 
 
 def _unregister_magics(shell: Any, magics: SessionMagics) -> None:

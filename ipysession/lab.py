@@ -18,34 +18,21 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.connections.records import mru_order
 from ipysession.errors import SessionError, SessionNotFound
-from ipysession.presentation import (
-    replay_consent_json,
-    replay_notice,
-    restore_notice,
-    save_notice,
-    snapshot_rows,
-)
-from ipysession.presentation.base import Notice
-from ipysession.presentation.frontend import (
-    Deferred,
-    connection_json,
-    forks_json,
-    not_saved_rows,
-    notice_message,
-    raised_message,
-    recent_json,
-    state_message,
-)
-from ipysession.presentation.merging import fork_discarded, merge_preview
 from ipysession.session.forks import fork_parent
 from ipysession.session.manager import SessionManager
 from ipysession.session.notices import NoticeKind, RaisedNotice
 from ipysession.session.reports import Status
+
+# What the messages say (ipysession.presentation) is imported by each method that builds one, not
+# here: a kernel creates its LabLink when the extension loads, and with no session and no
+# subscriber (or until one asks) it shows nothing, so its start should not pay for the views.
+if TYPE_CHECKING:
+    from ipysession.presentation.frontend import Deferred
 
 __all__ = ["LabLink"]
 
@@ -104,6 +91,9 @@ class LabLink:
 
     def state(self) -> dict[str, Any]:
         """The state message, read now (main thread)."""
+        from ipysession.presentation import replay_consent_json
+        from ipysession.presentation.frontend import state_message  # see the module's imports
+
         manager = self.manager
         status = manager.status()
         with self._lock:
@@ -131,6 +121,8 @@ class LabLink:
         """After a save or a failed one (writer thread): one state message to the subscribers."""
         if not self.channel.subscribed:
             return
+        from ipysession.presentation.frontend import state_message  # see the module's imports
+
         with self._lock:
             status = self._status
         if status is None:
@@ -166,11 +158,15 @@ class LabLink:
         """A notice raised anywhere (any thread): a notification when the extension listens."""
         if not self.channel.subscribed:
             return False
+        from ipysession.presentation.frontend import raised_message  # see the module's imports
+
         return self.channel.push(raised_message(raised)) > 0
 
     def _subscribed(self, request: dict[str, Any]) -> None:
         """After a subscribe reply: adopt the notebook's session after a rename, then send what
         waited for the first cell."""
+        from ipysession.presentation.frontend import notice_message, raised_message
+
         self._adopt_renamed(request)
         for deferred in self._take_pending():
             try:
@@ -186,6 +182,10 @@ class LabLink:
         """The notebook's metadata names the session it had: when the notebook was renamed or
         moved (that session's notebook is gone) and this name has no session of its own, the
         kernel adopts it, as ``%session adopt`` would, and says so."""
+        from ipysession.presentation import restore_notice
+        from ipysession.presentation.base import Notice
+        from ipysession.presentation.frontend import notice_message  # see the module's imports
+
         wanted_id = request.get("session_id")
         previous = request.get("session")
         manager = self.manager
@@ -222,6 +222,8 @@ class LabLink:
     # --- the panel's actions ------------------------------------------------------------------
 
     def _snapshots(self, request: dict[str, Any]) -> dict[str, Any]:
+        from ipysession.presentation import snapshot_rows  # see the module's imports
+
         manager = self.manager
         name = manager.name
         store = manager.store
@@ -229,6 +231,9 @@ class LabLink:
         return {"session": name, "snapshots": [row.as_json() for row in rows]}
 
     def _restore(self, request: dict[str, Any]) -> dict[str, Any]:
+        from ipysession.presentation import restore_notice
+        from ipysession.presentation.frontend import notice_message  # see the module's imports
+
         generation = request.get("generation")
         checkpoint = request.get("checkpoint")
         variables = request.get("variables")
@@ -251,6 +256,9 @@ class LabLink:
         return {"summary": notice.text, "state": self.state()}
 
     def _checkpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        from ipysession.presentation import save_notice
+        from ipysession.presentation.frontend import notice_message  # see the module's imports
+
         label = request.get("label")
         if not isinstance(label, str):
             msg = "A checkpoint needs a 'label'"
@@ -260,6 +268,9 @@ class LabLink:
         return {"summary": notice.text, "state": self.state()}
 
     def _conflict(self, request: dict[str, Any]) -> dict[str, Any]:
+        from ipysession.presentation import restore_notice
+        from ipysession.presentation.frontend import notice_message  # see the module's imports
+
         choice = request.get("choice")
         report = self.manager.resolve_conflict(str(choice))
         if report is not None:
@@ -270,6 +281,9 @@ class LabLink:
     def _replay(self, request: dict[str, Any]) -> dict[str, Any]:
         """The replay dialog's yes: rebuild these names, running their cells' side effects (the
         user consented to exactly the cells the dialog listed)."""
+        from ipysession.presentation import replay_notice
+        from ipysession.presentation.frontend import notice_message  # see the module's imports
+
         names = request.get("names")
         if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
             msg = "'names' must be a non-empty list of variable names"
@@ -286,6 +300,8 @@ class LabLink:
 
     def _details(self, request: dict[str, Any]) -> dict[str, Any]:
         """The panel's sections beside the snapshots: not saved, connections, recent, forks."""
+        from ipysession.presentation.frontend import forks_json, not_saved_rows, recent_json
+
         manager = self.manager
         state = self.state()
         status = self._status
@@ -303,6 +319,8 @@ class LabLink:
         }
 
     def _connection(self, name: str, states: dict[str, str] | None = None) -> dict[str, Any]:
+        from ipysession.presentation.frontend import connection_json  # see the module's imports
+
         connections = self.manager.connections
         states = connections.states() if states is None else states
         record = connections.snapshot()[name]
@@ -331,6 +349,8 @@ class LabLink:
 
     def _merge(self, request: dict[str, Any]) -> dict[str, Any]:
         """``%session merge``: a dry run unless ``dry_run`` is false (the panel previews first)."""
+        from ipysession.presentation.merging import merge_preview  # see the module's imports
+
         fork = self._fork(request)
         dry_run = request.get("dry_run", True)
         if not isinstance(dry_run, bool):
@@ -342,6 +362,8 @@ class LabLink:
 
     def _discard_fork(self, request: dict[str, Any]) -> dict[str, Any]:
         """Deletes a saved fork of this session (refused while a live kernel saves to it)."""
+        from ipysession.presentation.merging import fork_discarded  # see the module's imports
+
         fork = self._fork(request)
         path = self.manager.delete(fork)
         return {"path": str(path), "summary": fork_discarded(fork, path)}

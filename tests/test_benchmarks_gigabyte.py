@@ -25,7 +25,7 @@ def test_the_option_adds_the_workload_at_its_size() -> None:
     options = Options(workloads=["gigabyte"], gigabyte_mb=3.0)
     (workload,) = build(options.workloads, options.sizes)
     assert workload.data_mb == 3.0
-    assert workload.tools == ("none", "ipysession")
+    assert workload.tools == ("none", "ipysession", "ipysession-base")
     assert set(workload.bound_names) == {"a0", "a1", "a2", "f0", "f1"}
     assert Sizes.smoke().gigabyte_mb < Sizes().gigabyte_mb
     # Not in a default run: it takes minutes per trial at its full size.

@@ -90,7 +90,8 @@ def test_autorestore_notify_and_never(capsys: pytest.CaptureFixture[str]) -> Non
 def test_session_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     with ipython_shell() as shell:
         ipysession.load_ipython_extension(shell)
-        doc = shell.magics_manager.magics["line"]["session"].__doc__
+        # What `%session?` and a frontend's inspector show (IPython's own inspector).
+        doc = shell.object_inspect_text("%session")
         for command in (
             "save",
             "restore",
@@ -104,6 +105,8 @@ def test_session_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> No
             "forget",
         ):
             assert command in doc
+        shell.run_cell("%session --help")
+        assert "usage: %session" in capsys.readouterr().out
         result = shell.run_cell("%session restore --generation notanumber")
         assert not result.success
         assert "invalid int value" in capsys.readouterr().err.lower() or result.error_in_exec

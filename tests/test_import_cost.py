@@ -2,8 +2,10 @@
 
 A kernel with no saved session imports ``ipysession.extension`` and loads it; the store's
 read/write path, the cipher, the file lock, the key stores, connection backends and array
-libraries are imported only when first used (a save, a restore, a connection). Checked in a fresh
-interpreter through ``sys.modules``, never by a clock: which modules, not how long.
+libraries are imported only when first used (a save, a restore, a connection), and so are what
+shows messages (display, presentation) and the ``%session`` commands with their parser: only
+when there is something to show or someone runs ``%session``. Checked in a fresh interpreter
+(and a real kernel) through ``sys.modules``, never by a clock: which modules, not how long.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
+
+from tests.kernels import start_kernel
 
 #: Imported only when a session is read or written, a key resolved, or a connection made.
 LATER = (
@@ -33,6 +39,14 @@ LATER = (
     "ipysession.store.maintenance",
     "ipysession.store.recent",
     "ipysession.connections.backends.jupyter",
+    # Imported when there is something to show, or at the first %session.
+    "ipysession.display",
+    "ipysession.presentation",
+    "ipysession.presentation.kernel",
+    "ipysession.presentation.stored",
+    "ipysession.presentation.frontend",
+    "ipysession.presentation.html",
+    "ipysession.magics.commands",
 )
 
 _PROBE = textwrap.dedent(
@@ -54,6 +68,12 @@ _PROBE = textwrap.dedent(
 
 
 def _modules(tmp_path: Path, mode: str) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = json.loads(_run(tmp_path, _PROBE, mode).splitlines()[-1])
+    return result
+
+
+def _run(tmp_path: Path, code: str, *args: str) -> str:
+    """What ``code`` prints in a fresh interpreter with no saved session."""
     env = {
         **os.environ,
         "IPYSESSION_DIR": str(tmp_path / "data"),
@@ -61,7 +81,7 @@ def _modules(tmp_path: Path, mode: str) -> dict[str, list[str]]:
         "IPYTHONDIR": str(tmp_path / "ipython"),
     }
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode],
+        [sys.executable, "-c", code, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -69,8 +89,7 @@ def _modules(tmp_path: Path, mode: str) -> dict[str, list[str]]:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    result: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return done.stdout.strip()
 
 
 def _present(modules: list[str]) -> list[str]:
@@ -87,3 +106,41 @@ def test_loading_it_in_a_shell_with_no_saved_session_imports_none_of_them(tmp_pa
     modules = _modules(tmp_path, "load")["loaded"]
     assert "ipysession.session.manager" in modules
     assert _present(modules) == []
+
+
+@pytest.mark.kernel
+def test_a_kernel_with_no_saved_session_imports_none_of_them(tmp_path: Path) -> None:
+    probe = (
+        "sys.modules['ipysession.extension'] is not None, "
+        "'session' in get_ipython().magics_manager.magics['line'], "
+        "sorted(sys.modules)"
+    )
+    # Autosave off: the first cell (start_kernel runs one) would otherwise save, which imports
+    # the store's write path, as it should.
+    with start_kernel(tmp_path, "c.SessionManager.autosave = False") as kernel:
+        loaded, registered, modules = kernel.value(probe)
+    assert loaded
+    assert registered  # %session works: its commands are imported when it runs
+    assert "ipysession.lab" in modules  # the comm target is registered at load
+    # ipykernel itself imports jupyter_client.
+    assert [name for name in _present(modules) if name != "jupyter_client"] == []
+
+
+def test_the_first_session_command_imports_what_it_shows(tmp_path: Path) -> None:
+    probe = textwrap.dedent(
+        """
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "ipysession")
+        before = "ipysession.magics.commands" in sys.modules
+        shell.run_line_magic("session", "status")
+        after = "ipysession.magics.commands" in sys.modules
+        print(before, after, "ipysession.display" in sys.modules)
+        shell.run_line_magic("unload_ext", "ipysession")
+        """
+    )
+    out = _run(tmp_path, probe)
+    assert "Session:" in out  # the status was shown
+    assert out.splitlines()[-1] == "False True True"

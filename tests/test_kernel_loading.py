@@ -63,6 +63,29 @@ def test_the_kernel_binds_the_value_between_cells_while_idle(tmp_path: Path) -> 
         assert kernel.value("(float(big.sum()), big.shape) == expected") is True
 
 
+def test_a_value_read_while_a_cell_runs_is_bound_after_it_without_another_cell(
+    tmp_path: Path,
+) -> None:
+    # The cell waits (naming nothing that loads) until the worker is through, so the value
+    # arrives while it runs: nothing is bound during a cell, and none before the next.
+    through = (
+        f"_jobs = {MANAGER}.loads.jobs\n"
+        "import time\n"
+        "_until = time.monotonic() + 120\n"
+        "while any(j.state.value in ('queued', 'reading') for j in _jobs) "
+        "and time.monotonic() < _until:\n"
+        "    time.sleep(0.05)\n"
+    )
+    with start_kernel(tmp_path, FAST_AUTOSAVE, THRESHOLD) as kernel:
+        kernel.run(WORK)
+        wait_for_autosave(kernel)
+        kernel.restart()
+        kernel.run(through)
+        # Its post_run_cell woke the kernel's event loop: bound after the reply, while idle.
+        wait_for(lambda: bound_silently(kernel), "big bound after the cell, with no cell run")
+        assert kernel.value("(float(big.sum()), big.shape) == expected") is True
+
+
 def test_a_cell_naming_none_runs_then_one_naming_it_sees_all_of_it(tmp_path: Path) -> None:
     with start_kernel(tmp_path, FAST_AUTOSAVE, THRESHOLD) as kernel:
         kernel.run(WORK)

@@ -253,7 +253,7 @@ def test_autosave_zero_means_after_every_cell(capsys: pytest.CaptureFixture[str]
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with ipython_shell(autosave=False) as shell:
         ipysession.load_ipython_extension(shell)
-        doc = shell.magics_manager.magics["line"]["session"].__doc__
+        doc = shell.object_inspect_text("%session")  # what `%session?` shows
         for command in ("save", "restore", "list", "show", "status", "snapshots", "connections"):
             assert re.search(rf"^    {command}\b", doc, re.MULTILINE), command
         result = shell.run_cell("%session snapshots -h")

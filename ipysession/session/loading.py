@@ -9,11 +9,15 @@ once; a value (or a group of variables that share objects) whose stored size is 
    that they never slow its start) read each job's pickle stream and out-of-band buffers:
    every blob is authenticated and decrypted by the store, into writable memory the array
    will use as it is. Nothing is unpickled there: unpickling can run a notebook class's code,
-   which belongs on the main thread;
+   which belongs on the main thread. On Linux they run at a lower scheduling priority
+   (niceness +10) than the kernel, so that on a busy machine the threads that answer the
+   user's cells get the cores first;
 2. on the main thread, between cells, :meth:`BackgroundLoads.settle` unpickles what was read and
-   binds it (the manager calls it before and after each cell, and in a Jupyter kernel the
-   worker wakes the kernel's own event loop, ``kernel.io_loop.add_callback``, so a value arrives
-   while the kernel is idle too; in a terminal it arrives at the next cell);
+   binds it: in a Jupyter kernel the worker wakes the kernel's own event loop
+   (``kernel.io_loop.add_callback``), so a value arrives while the kernel is idle, and what
+   arrived during a cell is bound after its reply; in a terminal, after the next cell. Never
+   before a cell: one that names no loading value runs at once, without waiting for the
+   unpickling of values it does not use;
 3. a cell that names a value still loading waits for it: :class:`BackgroundLoads` is an
    arrival source (:mod:`ipysession.session.arrivals`), the one mechanism that also makes a
    cell wait for a connection, with one line updated in place ("waiting for df: loading,
@@ -28,9 +32,12 @@ report, the notices, and the cell that waited for it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +60,11 @@ log = logging.getLogger("ipysession")
 #: Seconds a cell that names a loading value waits for it: as long as it takes (an interrupt
 #: stops the wait; the value goes on loading).
 WAIT_LIMIT = 24 * 3600.0
+
+#: How much lower than the kernel a worker thread runs (added to its niceness: higher yields
+#: more), at most the lowest priority there is.
+_WORKER_NICENESS = 10
+_MOST_NICE = 19
 
 #: What a job's bytes are: the pickle stream, and its out-of-band buffers in pickle's order.
 Payload = tuple[bytes | bytearray | memoryview, list[bytearray | memoryview]]
@@ -221,6 +233,25 @@ class BackgroundLoads:
                 self._threads.append(thread)
                 thread.start()
 
+    def cell_starting(self) -> None:
+        """A cell starts (main thread): the kernel is up, so the workers may start. Nothing is
+        bound here: a cell that names no loading value would wait for the unpickling of values
+        it does not use, and one that names a value waits for exactly that one (arrivals)."""
+        if self.jobs and not self._ready:
+            self.begin()  # a cell runs: the kernel is up, whether or not it said so
+
+    def cell_finished(self) -> None:
+        """A cell ended (main thread): what arrived meanwhile is bound after its reply, by the
+        kernel's event loop (:attr:`wake`), or now where there is none (a terminal: after the
+        cell's output)."""
+        if not self.jobs:
+            return
+        wake = self.wake
+        if wake is None:
+            self.settle()
+        elif any(_unsettled(job) for job in self.jobs):
+            wake()
+
     def loading(self) -> list[tuple[str, str]]:
         """(name, progress) of every variable still on its way: what ``%session status`` shows."""
         return [(a.name, a.progress()) for a in self.arriving()]
@@ -234,7 +265,7 @@ class BackgroundLoads:
         if self._stopped.is_set():
             return bound  # unloaded: this manager no longer touches the namespace
         if self.jobs and not self._ready:
-            self.begin()  # a cell runs: the kernel is up, whether or not it said so
+            self.begin()
         for job in [only] if only is not None else list(self.jobs):
             if job.state is LoadState.READ:
                 payload, job.payload = job.payload, None
@@ -269,6 +300,7 @@ class BackgroundLoads:
     # --- workers ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        _yield_cpu_to_the_kernel()
         while True:
             item = self._queue.get()
             if item is None or self._stopped.is_set():
@@ -349,6 +381,24 @@ class LoadArrival:
         return CaptureError(
             what, hint="It goes on loading in the background: run the cell again to wait for it"
         )
+
+
+def _yield_cpu_to_the_kernel() -> None:
+    """Lower this worker thread's scheduling priority (Linux, where a thread id is a task the
+    scheduler ranks on its own): on a busy machine the kernel's own threads, which answer the
+    user's cells, get the cores first; an idle machine's cores still go to reading."""
+    if not sys.platform.startswith("linux"):
+        return  # elsewhere a thread id is no process id: never renice by it
+    with contextlib.suppress(OSError, AttributeError):
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread) + _WORKER_NICENESS
+        os.setpriority(os.PRIO_PROCESS, thread, min(niceness, _MOST_NICE))
+
+
+def _unsettled(job: LoadJob) -> bool:
+    """Whether the worker is through with ``job`` and the main thread has yet to bind it or
+    report its failure."""
+    return job.state is LoadState.READ or (job.state is LoadState.FAILED and job.reason is None)
 
 
 def _reason(error: BaseException | None) -> str:

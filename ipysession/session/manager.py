@@ -323,7 +323,7 @@ class SessionManager(SessionOptions):
         """Bind the large values read in the background since the last call (main thread,
         between cells: the kernel's event loop calls it when a worker is through)."""
         if self._in_cell:
-            return  # the cell's post_run_cell settles them
+            return  # the cell's post_run_cell wakes the loop again
         arriving = len(self.loads.arriving())
         try:
             self.loads.settle()
@@ -348,8 +348,9 @@ class SessionManager(SessionOptions):
         )
 
     def _pre_run_cell(self, info: Any) -> None:
-        # What arrived in the background since the last cell is bound before this one.
-        self.loads.settle()
+        # What arrived in the background is not bound here but between cells (loading.py): this
+        # cell waits only for the loading values it names (arrivals, below).
+        self.loads.cell_starting()
         # A session deleted from outside is noticed here (one stat), before this cell's own
         # changes would be saved, so a `%session` cell shows the notice at once.
         self._saves.allows(self.name)
@@ -384,8 +385,9 @@ class SessionManager(SessionOptions):
             # Only history (a cell that read, `%session status`): no generation of its own.
             # Marked, so the next change's save or the save at shutdown carries its line.
             self._dirty = True
-        # After capture: a value bound now is no change of this cell's.
-        self.loads.settle()
+        # After capture: a value bound now is no change of this cell's. In a kernel, after the
+        # cell's reply (its event loop binds), so that the cell's answer does not wait for it.
+        self.loads.cell_finished()
 
     def budgets(self) -> Budgets:
         """The size budgets in force: ``max_variable_bytes`` and ``max_session_bytes`` where

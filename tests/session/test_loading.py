@@ -122,7 +122,7 @@ def test_a_cell_calling_a_notebook_function_that_reads_it_waits(
     assert shell.user_ns["r"] == (EXPECTED + 1) * 2
 
 
-def test_in_a_terminal_a_value_read_meanwhile_is_bound_at_the_next_cell(
+def test_in_a_terminal_a_value_read_meanwhile_is_bound_after_the_next_cell(
     shell: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(monkeypatch)
@@ -134,7 +134,9 @@ def test_in_a_terminal_a_value_read_meanwhile_is_bound_at_the_next_cell(
         lambda: all(job.state is LoadState.READ for job in manager.loads.jobs),
         "the large value was read",
     )
-    run(shell, "1")
+    # A cell that does not name it runs without waiting for its unpickling: it is bound after.
+    run(shell, "seen = 'big' in globals()")
+    assert shell.user_ns["seen"] is False
     assert float(shell.user_ns["big"].sum()) == EXPECTED
     # Bound outside any cell: no change of that cell's, so its stored record is kept as it was.
     assert manager.workspace.records["big"] is stored

@@ -7,8 +7,12 @@ test decides when a read ends instead of depending on the machine's speed.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Any
+
+import pytest
 
 from ipysession.model import VariableRecord
 from ipysession.session.arrivals import Arrivals
@@ -145,6 +149,7 @@ def test_no_job_no_thread_and_with_a_ready_hook_the_workers_wait_for_the_kernel(
     handed: list[Any] = []
     loads.when_ready = handed.append
     try:
+        wait_for(lambda: _load_threads() == [], "earlier workers ended")
         loads.start([], Blobs().read)
         assert handed == []  # nothing to load: nothing waits, no thread
         blobs = Blobs(a=b"A" * 10)
@@ -175,6 +180,8 @@ def test_a_cell_naming_a_value_starts_the_workers_the_kernel_did_not_start_yet()
     arrivals = Arrivals([loads], namespace=lambda: target.ns)
     blobs = Blobs(a=b"A" * 10)
     blobs.release.set()
+    # Workers of earlier tests' managers end after their stop(), not at once.
+    wait_for(lambda: _load_threads() == [], "earlier workers ended")
     loads.start([LoadJob(record("a", "a", 10), ("a",), 10)], blobs.read)
     try:
         assert _load_threads() == []
@@ -182,4 +189,28 @@ def test_a_cell_naming_a_value_starts_the_workers_the_kernel_did_not_start_yet()
         assert result.arrived == ("a",)
         assert target.ns["a"] == b"A" * 10
     finally:
+        loads.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_workers_run_below_the_kernels_priority_and_the_kernel_keeps_its_own() -> None:
+    target = Target()
+    loads = make(target)
+    blobs = Blobs(a=b"A" * 10)  # its read waits for release: the worker is alive meanwhile
+    job = LoadJob(record("a", "a", 10), ("a",), 10)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        loads.start([job], blobs.read)
+        wait_for(lambda: job.state is LoadState.READING, "the worker reads")
+        workers = [t for t in threading.enumerate() if t.name.startswith("ipysession-load-")]
+        assert workers
+        for worker in workers:
+            assert worker.native_id is not None
+            assert os.getpriority(os.PRIO_PROCESS, worker.native_id) > own
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own  # this thread (the kernel's) unchanged
+        blobs.release.set()
+        wait_for(lambda: job.done.is_set(), "the read ended")
+        assert loads.settle() == ["a"]
+    finally:
+        blobs.release.set()
         loads.stop()

@@ -1,4 +1,8 @@
-"""The ``%session`` line magic: parse arguments, call the manager, render through display.
+"""What ``%session`` does: parse its arguments, call the manager, render through display.
+
+Imported at the first ``%session``, not when the extension loads (:mod:`ipysession.magics` holds
+only the registered magic): building the parser and importing what the commands show costs a
+kernel's start time that a session nobody asks about should not pay.
 
 (Over 500 lines: the parser carries every subcommand's help text, which is what `%session?`
 shows, and each subcommand is one short method; no logic lives here.)
@@ -11,24 +15,26 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import getpass
 import os
 import re
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 
 from ipysession import display, presentation
 from ipysession.errors import SessionError, SessionNotFound
 from ipysession.presentation.merging import merge_preview
-from ipysession.session.manager import SessionManager
 from ipysession.session.options import AUTOSAVE_INTERVALS, check_autosave_interval
 from ipysession.session.reports import RESTORE_PARTS, ReplayOutcome
 from ipysession.store.lookup import display_name, resolve_name
 
-__all__ = ["SessionMagics", "build_parser", "split_line"]
+if TYPE_CHECKING:
+    from ipysession.session.manager import SessionManager
+
+__all__ = ["SessionCommands", "build_parser", "help_text", "split_line"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -408,24 +414,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_PARSER = build_parser()
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    return build_parser()
 
 
-@magics_class
-class SessionMagics(Magics):
-    def __init__(self, shell: Any, manager: SessionManager) -> None:
-        super().__init__(shell)
+def help_text() -> str:
+    """What ``%session?`` and ``%session --help`` show."""
+    return _parser().format_help()
+
+
+class SessionCommands:
+    """The ``%session`` subcommands, one method each, over one manager."""
+
+    def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
 
-    @line_magic
-    # The line is taken literally: IPython's $name/{expr} expansion costs time quadratic in the
-    # line's length (its pattern rescans the rest of the line from every position), 3 s for
-    # 4000 names, and it would mangle what this magic is given (a password's `$$` in a URL, a
-    # `{...}` in a session name or a --grep pattern).
-    @no_var_expand
-    def session(self, line: str = "") -> None:
+    def run(self, line: str) -> None:
         try:
-            args = _PARSER.parse_args(split_line(line))
+            args = _parser().parse_args(split_line(line))
         except _HelpShown:
             return
         except ValueError as exc:  # unbalanced quotes
@@ -438,8 +445,6 @@ class SessionMagics(Magics):
             handler(args)
         except (SessionError, ValueError) as exc:
             display.show(display.text_message(f"ipysession: {exc}", level="error"))
-
-    session.__doc__ = _PARSER.format_help()
 
     # --- subcommands ------------------------------------------------------------------------
 
