@@ -199,6 +199,8 @@ def test_workers_run_below_the_kernels_priority_and_the_kernel_keeps_its_own() -
     blobs = Blobs(a=b"A" * 10)  # its read waits for release: the worker is alive meanwhile
     job = LoadJob(record("a", "a", 10), ("a",), 10)
     own = os.getpriority(os.PRIO_PROCESS, 0)
+    if own >= 19:  # run under `nice -n 19`: there is no lower priority to give the workers
+        pytest.skip("the tests run at the lowest scheduling priority already")
     try:
         loads.start([job], blobs.read)
         wait_for(lambda: job.state is LoadState.READING, "the worker reads")
