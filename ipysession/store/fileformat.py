@@ -570,11 +570,6 @@ def decode_blob(
     fails: from version 4 its authenticated id trailer differs from the name, before that its
     content hashes to another id.
     """
-    header = read_header(data, path=path)
-    if header.version < ID_TRAILER_VERSION:
-        _, value = _open_payload(data, key, path=path, kind=_BLOB, limit=limit)
-        _check_content(value, key, path=path, expected_id=expected_id)
-        return value
     read = read_blob(
         io.BytesIO(data), len(data), key, path=path, expected_id=expected_id, limit=limit
     )
@@ -687,10 +682,3 @@ def _mismatch(path: PathLike) -> CorruptFile:
         path=path,
         hint="Variables stored in it cannot be restored from this blob",
     )
-
-
-def _check_content(
-    value: bytes, key: SealingKey, *, path: PathLike, expected_id: str | None
-) -> None:
-    if expected_id is not None and key.content_id(value) != expected_id:
-        raise _mismatch(path)
