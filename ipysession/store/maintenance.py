@@ -239,13 +239,10 @@ def _rekey_blobs(
         try:
             _, read = read_blob_file(path, either, disk.max_file_bytes, root=disk.root)
             header, value = read.header, read.value
-            # Named under the new key already: re-sealed by an earlier, interrupted rekey.
-            if new_key.content_id(value) != old_id:
-                check_blob_name(path, value, old_id, header, old_key)
+            new_id = _rekeyed_id(path, read, old_id, old_key, new_key, new_key_id)
         except (FileFormatError, OSError) as exc:
             report.problems.append(disk.problem(path, exc, sdir, quarantine=True))
             continue
-        new_id = new_key.content_id(value)
         renamed[old_id] = new_id
         if new_id == old_id and header.key_id == new_key_id:
             continue  # done by an earlier, interrupted rekey
@@ -261,6 +258,31 @@ def _rekey_blobs(
     except OSError as exc:
         raise write_error(exc, blobs_dir, "flush the blob directory") from exc
     return renamed
+
+
+def _rekeyed_id(
+    path: Path,
+    read: fileformat.BlobRead,
+    old_id: str,
+    old_key: SealingKey,
+    new_key: SealingKey,
+    new_key_id: bytes,
+) -> str:
+    """The id of an authenticated blob under ``new_key``, once its name ``old_id`` is proven:
+    hashing the value at most once more than its reading did.
+
+    A version 4 blob names itself (its authenticated trailer, the id under the key that sealed
+    it: the old key, or the new one after an interrupted rekey), so its name is proven without
+    hashing, and only a blob sealed under the old key is hashed, under the new one. An older
+    blob was hashed under the new key as it was decrypted (``read_blob_file`` with the
+    new-or-old key); its name is checked under the old key only when that id is not its name.
+    """
+    if read.header.version >= fileformat.ID_TRAILER_VERSION:
+        check_blob_name(path, read.value, old_id, read.header, old_key, content_id=read.content_id)
+        return old_id if read.header.key_id == new_key_id else new_key.content_id(read.value)
+    if read.content_id != old_id:  # not re-sealed by an earlier, interrupted rekey
+        check_blob_name(path, read.value, old_id, read.header, old_key)
+    return read.content_id
 
 
 def _rekey_session(
