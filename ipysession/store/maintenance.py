@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import logging
 import os
 import secrets
@@ -42,7 +41,7 @@ from ipysession.store import fileformat, head
 from ipysession.store.blobs import blob_path, check_blob_name, write_blob
 from ipysession.store.disk import Disk
 from ipysession.store.either_key import EitherKey
-from ipysession.store.files import read_blob_file, read_file, write_error
+from ipysession.store.files import read_any_file, read_blob_file, read_file, write_error
 from ipysession.store.meta import digest_of
 from ipysession.store.names import (
     BLOB_SUFFIX,
@@ -82,14 +81,13 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
     """
     try:
         inside = path.is_relative_to(disk.root)  # doctor also checks export files
-        data = read_file(path, disk.max_file_bytes, root=disk.root if inside else None)[1]
-        header = fileformat.read_header(data, path=path)
+        root = disk.root if inside else None
+        header, read = read_any_file(path, disk.key, disk.max_file_bytes, root=root)
         if header.is_head and path.name == HEAD_FILE:
             head.read_head(disk, path.parent)
-        elif header.is_blob:
+        elif isinstance(read, fileformat.BlobRead):
             # The id the blob proves: from version 4 its authenticated trailer (nothing hashed),
             # before that its value hashed as it was decrypted (one pass).
-            read = fileformat.read_blob(io.BytesIO(data), len(data), disk.key, path=path)
             name = path.name.removesuffix(BLOB_SUFFIX)
             check_blob_name(path, read.value, name, header, disk.key, content_id=read.content_id)
         else:
@@ -98,7 +96,7 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
                 sdir = path.parent.parent
             if sdir is not None and sdir.parent != disk.sessions_dir:
                 sdir = None  # not in the store (an export file): no directory to match
-            disk.decode(data, path, sdir)
+            disk.decode(read, path, sdir)
     except (FileFormatError, OSError, LookupError) as exc:
         return disk.problem(path, exc, path.parent, quarantine=False)
     return None
