@@ -24,6 +24,7 @@ __all__ = [
     "StatKey",
     "blob_key",
     "open_file",
+    "read_any_file",
     "read_blob_file",
     "read_file",
     "stat_key",
@@ -88,11 +89,34 @@ def read_blob_file(
     """A blob's stat and its authenticated header, value and content id, read a chunk at a
     time (see :func:`open_file` and :func:`ipysession.store.fileformat.read_blob`)."""
     with open_file(path, limit, root=root) as (st, f):
+        return st, _read_blob(f, st, key, path)
+
+
+def read_any_file(
+    path: Path, key: SealingKey, limit: int, *, root: Path | None = None
+) -> tuple[fileformat.Header, bytes | fileformat.BlobRead]:
+    """Whatever file ``path`` is, by its header: a blob read as :func:`read_blob_file` reads
+    one (authenticated a chunk at a time, its ciphertext never held whole: a blob of a
+    gigabyte costs a gigabyte, not two), any other file's bytes as :func:`read_file`."""
+    with open_file(path, limit, root=root) as (st, f):
+        start = f.read(fileformat.HEADER_SIZE + TAG_SIZE)
+        header = fileformat.read_header(start, path=path)
+        if header.is_blob:
+            f.seek(0)
+            return header, _read_blob(f, st, key, path)
         try:
-            read = fileformat.read_blob(f, st.st_size, key, path=path)
+            return header, start + f.read(st.st_size - len(start))
         except MemoryError:
             raise too_large_for_memory(path, st.st_size) from None
-    return st, read
+
+
+def _read_blob(
+    f: io.BufferedReader, st: os.stat_result, key: SealingKey, path: Path
+) -> fileformat.BlobRead:
+    try:
+        return fileformat.read_blob(f, st.st_size, key, path=path)
+    except MemoryError:
+        raise too_large_for_memory(path, st.st_size) from None
 
 
 def too_large_for_memory(path: Path, size: int) -> CorruptFile:

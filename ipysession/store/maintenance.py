@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import logging
 import os
 import secrets
@@ -42,7 +41,7 @@ from ipysession.store import fileformat, head
 from ipysession.store.blobs import blob_path, check_blob_name, write_blob
 from ipysession.store.disk import Disk
 from ipysession.store.either_key import EitherKey
-from ipysession.store.files import read_blob_file, read_file, write_error
+from ipysession.store.files import read_any_file, read_blob_file, read_file, write_error
 from ipysession.store.meta import digest_of
 from ipysession.store.names import (
     BLOB_SUFFIX,
@@ -82,14 +81,13 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
     """
     try:
         inside = path.is_relative_to(disk.root)  # doctor also checks export files
-        data = read_file(path, disk.max_file_bytes, root=disk.root if inside else None)[1]
-        header = fileformat.read_header(data, path=path)
+        root = disk.root if inside else None
+        header, read = read_any_file(path, disk.key, disk.max_file_bytes, root=root)
         if header.is_head and path.name == HEAD_FILE:
             head.read_head(disk, path.parent)
-        elif header.is_blob:
+        elif isinstance(read, fileformat.BlobRead):
             # The id the blob proves: from version 4 its authenticated trailer (nothing hashed),
             # before that its value hashed as it was decrypted (one pass).
-            read = fileformat.read_blob(io.BytesIO(data), len(data), disk.key, path=path)
             name = path.name.removesuffix(BLOB_SUFFIX)
             check_blob_name(path, read.value, name, header, disk.key, content_id=read.content_id)
         else:
@@ -98,7 +96,7 @@ def inspect(disk: Disk, path: Path) -> FileProblem | None:
                 sdir = path.parent.parent
             if sdir is not None and sdir.parent != disk.sessions_dir:
                 sdir = None  # not in the store (an export file): no directory to match
-            disk.decode(data, path, sdir)
+            disk.decode(read, path, sdir)
     except (FileFormatError, OSError, LookupError) as exc:
         return disk.problem(path, exc, path.parent, quarantine=False)
     return None
@@ -239,13 +237,10 @@ def _rekey_blobs(
         try:
             _, read = read_blob_file(path, either, disk.max_file_bytes, root=disk.root)
             header, value = read.header, read.value
-            # Named under the new key already: re-sealed by an earlier, interrupted rekey.
-            if new_key.content_id(value) != old_id:
-                check_blob_name(path, value, old_id, header, old_key)
+            new_id = _rekeyed_id(path, read, old_id, old_key, new_key, new_key_id)
         except (FileFormatError, OSError) as exc:
             report.problems.append(disk.problem(path, exc, sdir, quarantine=True))
             continue
-        new_id = new_key.content_id(value)
         renamed[old_id] = new_id
         if new_id == old_id and header.key_id == new_key_id:
             continue  # done by an earlier, interrupted rekey
@@ -261,6 +256,31 @@ def _rekey_blobs(
     except OSError as exc:
         raise write_error(exc, blobs_dir, "flush the blob directory") from exc
     return renamed
+
+
+def _rekeyed_id(
+    path: Path,
+    read: fileformat.BlobRead,
+    old_id: str,
+    old_key: SealingKey,
+    new_key: SealingKey,
+    new_key_id: bytes,
+) -> str:
+    """The id of an authenticated blob under ``new_key``, once its name ``old_id`` is proven:
+    hashing the value at most once more than its reading did.
+
+    A version 4 blob names itself (its authenticated trailer, the id under the key that sealed
+    it: the old key, or the new one after an interrupted rekey), so its name is proven without
+    hashing, and only a blob sealed under the old key is hashed, under the new one. An older
+    blob was hashed under the new key as it was decrypted (``read_blob_file`` with the
+    new-or-old key); its name is checked under the old key only when that id is not its name.
+    """
+    if read.header.version >= fileformat.ID_TRAILER_VERSION:
+        check_blob_name(path, read.value, old_id, read.header, old_key, content_id=read.content_id)
+        return old_id if read.header.key_id == new_key_id else new_key.content_id(read.value)
+    if read.content_id != old_id:  # not re-sealed by an earlier, interrupted rekey
+        check_blob_name(path, read.value, old_id, read.header, old_key)
+    return read.content_id
 
 
 def _rekey_session(

@@ -175,3 +175,33 @@ def test_inspect_still_hashes_a_version_3_blob(tmp_path: Path) -> None:
     assert problem is not None
     assert problem.kind == ProblemKind.CORRUPT
     assert MISMATCH in problem.message
+
+
+class CountingKey(MasterKey):
+    """Counts the bytes it hashes: what rekey spends on content ids."""
+
+    hashed = 0
+
+    def content_id(self, data: bytes | bytearray | memoryview) -> str:
+        CountingKey.hashed += memoryview(data).nbytes
+        return super().content_id(data)
+
+
+def test_rekey_proves_version_4_names_by_their_trailers_and_hashes_once(tmp_path: Path) -> None:
+    first, second = os.urandom(100_000), os.urandom(SEAL_THEN_NAME_MIN)
+    with SessionStore(tmp_path, key=KEY) as store:
+        _two_blobs(store, first, second)
+        renamed = _blob(store, KEY.content_id(second)).rename(_blob(store, "ab" * 32))
+    # The old key never hashes: each name is proven by the blob's authenticated trailer.
+    old = NoHashingKey(KEY.raw, description="the old key, which refuses to hash")
+    new = CountingKey(os.urandom(32), description="the new key")
+    CountingKey.hashed = 0
+    with SessionStore(tmp_path, key=old) as store:
+        report = store.rekey(new)
+    assert [(p.kind, p.path.name) for p in report.problems] == [(ProblemKind.CORRUPT, renamed.name)]
+    assert MISMATCH in report.problems[0].message
+    assert CountingKey.hashed == len(first)  # once under the new key, not twice
+    with SessionStore(tmp_path, key=new) as store:
+        blob = store.read("nb").session.variables["big"].blob
+        assert blob == new.content_id(first)
+        assert bytes(store.read_blob("nb", blob)) == first

@@ -4,6 +4,7 @@ methods of the same names as the command line and the manager call them."""
 from __future__ import annotations
 
 import os
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,6 +126,21 @@ def test_repair_quarantines_a_damaged_blob(store: SessionStore) -> None:
     assert not blob.exists()
     with pytest.raises(CorruptFile, match="missing"):
         store.read_blob("nb", KEY.content_id(value))
+
+
+def test_inspect_never_holds_a_large_blob_s_ciphertext_whole(store: SessionStore) -> None:
+    # `ipysession doctor` on a session of gigabytes: the blob is authenticated a chunk at a
+    # time into the value's own memory (mapped, not the Python heap), never read whole first.
+    value = os.urandom(24 * 1024 * 1024)
+    store.write(make_session(big=value))
+    path = store.session_dir("nb") / "blobs" / f"{KEY.content_id(value)}.ipyb"
+    tracemalloc.start()
+    try:
+        assert store.inspect(path) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(value) // 4
 
 
 # --- rekey ----------------------------------------------------------------------------------------
