@@ -17,17 +17,18 @@ reported):
   one deleted first, untimed) and two reads of that file, both from a warm page cache: **into new
   memory** (:func:`ipysession.memory.empty`, then ``readinto``: the read a restore must do, since a
   restored value needs memory of its own, which the kernel faults in and zeroes) and **warm cache**
-  (``readinto`` a buffer allocated once and reused across runs, already faulted in: the file read
-  alone, which a restore cannot do); and with a device, a device-to-host (``.cpu()``) and a
-  host-to-device (``.to(device)``) copy, synchronized. Beside the save's steps, not counted: the
-  blob ids' HMAC-SHA256 pass (the format's, not a physical limit: a save names each blob by it).
-  A restore hashes nothing: from format 4 each blob's id is sealed in it and proven by the
-  decryption, and the breakdown says so.
+  (``readinto`` a buffer allocated once, the same way, and reused across runs, already faulted in:
+  the file read alone, which a restore cannot do); and with a device, a device-to-host
+  (``.cpu()``) and a host-to-device (``.to(device)``) copy, synchronized. Beside the save's
+  steps, not counted: the blob ids' HMAC-SHA256 pass (the format's, not a physical limit: a save
+  names each blob by it). A restore hashes nothing: from format 4 each blob's id is sealed in it
+  and proven by the decryption, and the breakdown says so.
 
 Goal: save and restore each at least 70% of the throughput of the slowest step of their own
 physical path (save: device-to-host, encrypt, write; restore: read into new memory, decrypt,
-host-to-device). The restore's verdict uses the read into new memory; the warm-cache read is shown
-beside it as a reference, with the restore's share of it, and never decides the verdict.
+host-to-device). Of the two reads, the restore's path counts the read into new memory; the
+warm-cache read is shown beside it as a reference, with the restore's share of it, and never
+decides the verdict.
 
 What a timed run returns (a restored value, a snapshot) is released after its time is taken: a
 restore keeps its value, so unmapping the previous one is no part of it.
@@ -58,7 +59,7 @@ READ_NEW_MEMORY = "file read into new memory"
 READ_WARM_CACHE = "file read (warm cache)"
 #: Why the verdict uses the read into new memory, printed with the figures.
 READ_ROWS_NOTE = (
-    f"the verdict uses the {READ_NEW_MEMORY}: a restored value needs memory of its own; the "
+    f"the verdict counts the {READ_NEW_MEMORY}: a restored value needs memory of its own; the "
     f"{READ_WARM_CACHE} reuses one buffer, already faulted in, which a restore cannot do"
 )
 
@@ -219,7 +220,7 @@ def run(
         def remove_file() -> None:
             path.unlink(missing_ok=True)
 
-        into = bytearray(len(sealed))
+        into = memory.empty(len(sealed))  # faulted in once, as a restore's memory is, then reused
 
         def read_file() -> None:
             with path.open("rb", buffering=0) as fh:
