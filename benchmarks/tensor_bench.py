@@ -17,8 +17,8 @@ reported):
   one deleted first, untimed) and two reads of that file, both from a warm page cache: **into new
   memory** (:func:`ipysession.memory.empty`, then ``readinto``: the read a restore must do, since a
   restored value needs memory of its own, which the kernel faults in and zeroes) and **warm cache**
-  (``readinto`` a buffer allocated once, the same way, and reused across runs, already faulted in:
-  the file read alone, which a restore cannot do); and with a device, a device-to-host
+  (``readinto`` a ``bytearray`` allocated once and reused across runs, already faulted in: the
+  file read alone, which a restore cannot do); and with a device, a device-to-host
   (``.cpu()``) and a host-to-device (``.to(device)``) copy, synchronized. Beside the save's
   steps, not counted: the blob ids' HMAC-SHA256 pass (the format's, not a physical limit: a save
   names each blob by it). A restore hashes nothing: from format 4 each blob's id is sealed in it
@@ -220,7 +220,7 @@ def run(
         def remove_file() -> None:
             path.unlink(missing_ok=True)
 
-        into = memory.empty(len(sealed))  # faulted in once, as a restore's memory is, then reused
+        into = bytearray(len(sealed))  # as before the new-memory row came: the figure unchanged
 
         def read_file() -> None:
             with path.open("rb", buffering=0) as fh:
