@@ -270,7 +270,7 @@ class _Sealer:
         cipher, then named by that id: one pass over the value instead of two. An equal blob
         already there is kept and the new file dropped (a wasted write, never a wrong one).
         The disk starts storing the file as it is written (:class:`WriteBehind`), so the fsync
-        that names it waits for little more than the last few MiB."""
+        that names it has less left to wait for."""
         disk = self.disk
         blobs_dir = self.sdir / BLOBS_DIR
         hasher = disk.key.content_hasher()
