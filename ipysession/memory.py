@@ -105,9 +105,36 @@ def empty(size: int) -> memoryview:
 
 def _populate(mapped: mmap.mmap) -> None:
     """Fault the whole mapping in now; a kernel before 5.14 refuses the advice, and then the
-    (huge) pages are faulted in as they are first written: slower, never wrong."""
-    with contextlib.suppress(OSError):
-        mapped.madvise(_MADV_POPULATE_WRITE)
+    (huge) pages are faulted in as they are first written: slower, never wrong.
+
+    Through the C library, whose call lets other threads run meanwhile: ``mmap.madvise`` holds
+    the GIL, and a loading worker populating 512 MiB with it stalled the kernel's main thread
+    for about 45 ms each time."""
+    madvise = _c_madvise()
+    if madvise is None:
+        with contextlib.suppress(OSError):
+            mapped.madvise(_MADV_POPULATE_WRITE)
+        return
+    import ctypes  # here, not at import: only large buffers need it
+
+    window = (ctypes.c_char * len(mapped)).from_buffer(mapped)
+    try:
+        madvise(ctypes.addressof(window), len(mapped), _MADV_POPULATE_WRITE)  # -1: as above
+    finally:
+        del window  # the mapping can be closed again once no C view of it is left
+
+
+@functools.cache
+def _c_madvise() -> Callable[[int, int, int], int] | None:
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).madvise
+    except (AttributeError, OSError):  # no C library to call: mmap.madvise instead
+        return None
+    call.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
 
 
 def _advise_huge_pages(mapped: mmap.mmap) -> None:

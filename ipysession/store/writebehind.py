@@ -17,7 +17,6 @@ nothing else changes.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import sys
 from collections.abc import Callable
@@ -62,6 +61,8 @@ def _start_write_out() -> _StartWriteOut | None:
     platform has no such call."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here, not at import: only a large blob's write needs it
+
     try:
         call = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (AttributeError, OSError):  # a C library without it
