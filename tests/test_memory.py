@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import pickle
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +107,32 @@ def test_the_pickler_keeps_an_out_of_band_bytes_object_and_copies_live_memory_on
     before = bytes(live)
     live[0] ^= 0xFF
     assert bytes(kept_live) == before  # live: the copy made at capture
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="huge pages are Linux's here")
+def test_a_large_buffer_is_populated_with_huge_pages_where_the_kernel_grants_them() -> None:
+    # Read from the machine, not assumed: the way follows the kernel's setting.
+    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    granted = setting.exists() and (
+        "[always]" in setting.read_text() or "[madvise]" in setting.read_text()
+    )
+    expected = memory.Populate.HUGE_PAGES if granted else memory.Populate.MAP_POPULATE
+    assert memory.populating() is expected
+    size = 16 * 1024 * 1024 + 4097  # several huge pages and a tail of small ones
+    huge_before = _anon_huge_kib()
+    buffer = memory.empty(size)
+    assert isinstance(buffer.obj, mmap.mmap)
+    if granted:
+        # Resident before anything is written (populated, not faulted in later), most of it in
+        # 2 MiB pages: the kernel's own accounting of this process says so.
+        assert _anon_huge_kib() - huge_before >= 8 * 1024
+    content = os.urandom(size)
+    buffer[:] = content
+    assert buffer == content
+
+
+def _anon_huge_kib() -> int:
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    return 0

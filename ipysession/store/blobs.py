@@ -23,6 +23,7 @@ from ipysession.store.disk import Disk
 from ipysession.store.files import blob_key, read_blob_file, write_error
 from ipysession.store.names import BLOB_SUFFIX, BLOBS_DIR
 from ipysession.store.scan import check_blob_id
+from ipysession.store.writebehind import WriteBehind
 
 __all__ = [
     "MISSING_BLOB",
@@ -267,14 +268,16 @@ class _Sealer:
     def _seal_then_name(self, data: bytes | memoryview, var_name: str) -> str:
         """A large value sealed into a temporary file while its id is hashed beside the
         cipher, then named by that id: one pass over the value instead of two. An equal blob
-        already there is kept and the new file dropped (a wasted write, never a wrong one)."""
+        already there is kept and the new file dropped (a wasted write, never a wrong one).
+        The disk starts storing the file as it is written (:class:`WriteBehind`), so the fsync
+        that names it has less left to wait for."""
         disk = self.disk
         blobs_dir = self.sdir / BLOBS_DIR
         hasher = disk.key.content_hasher()
         try:
             disk.ensure_dir(blobs_dir)
             with PendingFile(blobs_dir, BLOB_SUFFIX) as pending:
-                fileformat.write_blob(pending.file, data, disk.key, hasher=hasher)
+                fileformat.write_blob(WriteBehind(pending.file), data, disk.key, hasher=hasher)
                 blob_id = hasher.hexdigest()
                 path = blob_path(self.sdir, blob_id)
                 if _reuse_blob(disk, path, blob_id):

@@ -49,7 +49,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, Protocol
 
 from ipysession.errors import CorruptFile, NewerFormat, StoreWriteError, WrongKey
 from ipysession.keys.crypto import (
@@ -490,8 +490,14 @@ def encode_blob(value: bytes, key: SealingKey) -> bytes:
     return out.getvalue()
 
 
+class _Sink(Protocol):
+    """Where :func:`write_blob` puts a blob's bytes: a binary file, or a writer wrapping one."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+
 def write_blob(
-    out: IO[bytes],
+    out: _Sink,
     value: bytes | bytearray | memoryview,
     key: SealingKey,
     *,
