@@ -39,6 +39,8 @@ LATER = (
     "ipysession.store.maintenance",
     "ipysession.store.recent",
     "ipysession.connections.backends.jupyter",
+    # Imported with the first connection made or restored.
+    "ipysession.connections.reconnector",
     # Imported when there is something to show, or at the first %session.
     "ipysession.display",
     "ipysession.presentation",
@@ -51,18 +53,20 @@ LATER = (
 
 _PROBE = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, threading
     import ipysession.extension
     imported = sorted(sys.modules)
     loaded = []
+    threads = []
     if sys.argv[1] == "load":
         from IPython.core.interactiveshell import InteractiveShell
 
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "ipysession")
         loaded = sorted(sys.modules)
+        threads = sorted(thread.name for thread in threading.enumerate())
         shell.run_line_magic("unload_ext", "ipysession")
-    print(json.dumps({"imported": imported, "loaded": loaded}))
+    print(json.dumps({"imported": imported, "loaded": loaded, "threads": threads}))
     """
 )
 
@@ -106,6 +110,14 @@ def test_loading_it_in_a_shell_with_no_saved_session_imports_none_of_them(tmp_pa
     modules = _modules(tmp_path, "load")["loaded"]
     assert "ipysession.session.manager" in modules
     assert _present(modules) == []
+
+
+def test_loading_it_with_no_saved_session_starts_no_thread(tmp_path: Path) -> None:
+    # The autosave writer starts at the first write (nothing to write yet, no lease to keep
+    # fresh); what a save does once it runs is tests/session/test_writer.py's.
+    threads = _modules(tmp_path, "load")["threads"]
+    assert "MainThread" in threads
+    assert [name for name in threads if name.startswith("ipysession")] == []
 
 
 @pytest.mark.kernel
