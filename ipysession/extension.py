@@ -39,9 +39,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ipysession import logfile
+from ipysession import logfile, presentation
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
 from ipysession.magics import SessionMagics
@@ -49,14 +49,13 @@ from ipysession.session.manager import SessionManager
 from ipysession.session.notices import NoticeKind
 from ipysession.session.reports import RestoreReport
 
-# What shows messages (display, presentation) and the JupyterLab link are imported where they
-# are first needed, not here: a kernel with no saved session and nothing to say loads the
-# extension without them (tests/test_import_cost.py).
+# What shows messages (display, and the views of `presentation`, which imports each module when
+# a name of it is first used) and the JupyterLab link are imported where they are first needed,
+# not here: a kernel with no saved session and nothing to say loads the extension without them
+# (tests/test_import_cost.py).
 if TYPE_CHECKING:
     from ipysession import display
     from ipysession.lab import LabLink
-    from ipysession.presentation.base import Notice
-    from ipysession.presentation.frontend import Deferred, Said
 
 __all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -79,7 +78,7 @@ class _Extension:
         self.magics = SessionMagics(shell, self.manager)
         self.layout = LayoutChannel()
         # What waits for the first cell (or for the JupyterLab extension to subscribe).
-        self.pending: list[Deferred] = []
+        self.pending: list[presentation.Deferred] = []
         self.lab: LabLink | None = None
         self.in_kernel = hasattr(shell, "kernel")
         # Whether the cell now running is a %session command: only such a cell shows notices.
@@ -118,7 +117,13 @@ class _Extension:
                 try:
                     self.layout.set_layout(manager.layout)
                 except SessionError as exc:
-                    self._say(_notice(f"ipysession: layout not restored: {exc}"), NoticeKind.OTHER)
+                    self._say(
+                        _notice(
+                            f"ipysession: layout not restored: {exc}",
+                            level=presentation.Level.INFO,
+                        ),
+                        NoticeKind.OTHER,
+                    )
         atexit.register(self.close)
         manager.start()
 
@@ -139,7 +144,8 @@ class _Extension:
                 self._say(
                     _notice(
                         f"ipysession: a saved session '{manager.name}' exists. Run "
-                        "`%session restore` to bring it back, or `%session show` to see it."
+                        "`%session restore` to bring it back, or `%session show` to see it.",
+                        level=presentation.Level.INFO,
                     )
                 )
                 return
@@ -159,27 +165,27 @@ class _Extension:
                 f"ipysession could not restore the session: {exc}",
                 *(raised.text for raised in manager.notices.take()),
             ]
-            self._say(_notice(*lines, level="error"))
+            self._say(_notice(*lines, level=presentation.Level.ERROR))
         except Exception as exc:
             log.exception("ipysession restore failed")
             self._say(
                 _notice(
                     f"ipysession could not restore the session ({type(exc).__name__}: {exc}). "
                     f"Your kernel is fine; see the log for details ({logfile.log_path()}).",
-                    level="error",
+                    level=presentation.Level.ERROR,
                 )
             )
         for raised in manager.notices.take():
-            self._say(_notice(raised.text, level="warning"), raised.kind)
+            self._say(_notice(raised.text, level=presentation.Level.WARNING), raised.kind)
 
     def _say(
-        self, message: Said | Callable[[], Said], kind: NoticeKind = NoticeKind.RESTORE
+        self,
+        message: presentation.Said | Callable[[], presentation.Said],
+        kind: NoticeKind = NoticeKind.RESTORE,
     ) -> None:
         render = message if callable(message) else (lambda: message)
         if self.in_kernel:
-            from ipysession.presentation.frontend import Deferred  # something to say: see above
-
-            self.pending.append(Deferred(render, kind))
+            self.pending.append(presentation.Deferred(render, kind))
         else:
             _show(render())
 
@@ -188,7 +194,7 @@ class _Extension:
 
         return display.WaitingLine(in_place=self.in_kernel)
 
-    def _take_pending(self) -> list[Deferred]:
+    def _take_pending(self) -> list[presentation.Deferred]:
         pending, self.pending = self.pending, []
         return pending
 
@@ -277,26 +283,23 @@ def _when_kernel_ready(kernel: Any, callback: Callable[[], None]) -> None:
     ).start()
 
 
-def _show(said: Said) -> None:
+def _show(said: presentation.Said) -> None:
     from ipysession import display  # something to show: see the imports above
-    from ipysession.presentation import SummaryView
 
-    if isinstance(said, SummaryView):
+    if isinstance(said, presentation.SummaryView):
         display.show(display.render_summary(said))
     else:
         display.show(display.render_notice(said))
 
 
-def _notice(*lines: str, level: Literal["info", "warning", "error"] = "info") -> Notice:
-    from ipysession.presentation.base import Level, Notice  # something to say: see the imports
-
-    return Notice(tuple(lines), Level(level))
+def _notice(*lines: str, level: presentation.Level) -> presentation.Notice:
+    return presentation.Notice(tuple(lines), level)
 
 
-def _restore_view(report: RestoreReport, states: Mapping[str, str] | None = None) -> Said:
-    from ipysession.presentation import restore_view  # something to say: see the imports above
-
-    return restore_view(report, states)
+def _restore_view(
+    report: RestoreReport, states: Mapping[str, str] | None = None
+) -> presentation.Said:
+    return presentation.restore_view(report, states)
 
 
 def _unregister_magics(shell: Any, magics: SessionMagics) -> None:

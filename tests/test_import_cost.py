@@ -43,7 +43,8 @@ LATER = (
     "ipysession.connections.reconnector",
     # Imported when there is something to show, or at the first %session.
     "ipysession.display",
-    "ipysession.presentation",
+    # The package itself is a table of names (each module imported when a name is first used).
+    "ipysession.presentation.base",
     "ipysession.presentation.kernel",
     "ipysession.presentation.stored",
     "ipysession.presentation.frontend",
@@ -156,3 +157,33 @@ def test_the_first_session_command_imports_what_it_shows(tmp_path: Path) -> None
     out = _run(tmp_path, probe)
     assert "Session:" in out  # the status was shown
     assert out.splitlines()[-1] == "False True True"
+
+
+def test_the_restore_summary_imports_only_the_views_it_shows(tmp_path: Path) -> None:
+    save = textwrap.dedent(
+        """
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "ipysession")
+        shell.run_cell("kept = 41 + 1", store_history=True)
+        shell.run_line_magic("session", "save")
+        shell.run_line_magic("unload_ext", "ipysession")
+        """
+    )
+    restore = textwrap.dedent(
+        """
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "ipysession")
+        shell.run_cell("pass", store_history=True)  # a terminal shows the summary at load
+        print(shell.user_ns.get("kept"), "ipysession.presentation.stored" in sys.modules)
+        shell.run_line_magic("unload_ext", "ipysession")
+        """
+    )
+    _run(tmp_path, save)
+    out = _run(tmp_path, restore)
+    assert "restored" in out  # the summary was shown
+    assert out.splitlines()[-1] == "42 False"  # the command line's views were not imported
