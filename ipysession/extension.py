@@ -3,11 +3,12 @@
 ``%load_ext ipysession`` (or ``c.InteractiveShellApp.extensions = ["ipysession"]``):
 
 1. creates the :class:`~ipysession.session.manager.SessionManager` (configured from the shell's
-config), 2. restores the saved session of the same name, if ``autorestore`` says so,
+config) and starts its autosave writer (whose thread runs from the first write, or from the
+moment a restore takes the session's lease: its heartbeat keeps the lease fresh),
+2. restores the saved session of the same name, if ``autorestore`` says so,
 3. registers the ``pre_run_cell``/``post_run_cell`` hooks, the ``%session`` magic, the
    ``ipysession`` comm target (in kernels), the manager with ``%config``, and a final save at
-   exit,
-4. starts the autosave writer.
+   exit.
 
 ``%unload_ext ipysession`` undoes all of it after a final save, so ``%reload_ext ipysession``
 never doubles a hook. Nothing here lets a session problem escape into the user's cell or kill the
@@ -91,6 +92,10 @@ class _Extension:
         # First, so that what restoring logs is in the file; secrets known later are blanked too
         # (the filter asks the connections for them at every record).
         self.log_handler = logfile.install(manager.log_level, manager.connections.secret_strings)
+        # Before the restore: a restore that takes the lease starts the writer's thread then,
+        # before any value loads in the background (started later, it waited for the GIL behind
+        # the loading threads: up to 40 ms of the kernel's start, with a 100 MB value).
+        manager.start()
         self._restore_at_start()
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
@@ -125,7 +130,6 @@ class _Extension:
                         NoticeKind.OTHER,
                     )
         atexit.register(self.close)
-        manager.start()
 
     def _restore_at_start(self) -> None:
         manager = self.manager
