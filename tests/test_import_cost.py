@@ -159,7 +159,18 @@ def test_the_first_session_command_imports_what_it_shows(tmp_path: Path) -> None
     assert out.splitlines()[-1] == "False True True"
 
 
-def test_the_restore_summary_imports_only_the_views_it_shows(tmp_path: Path) -> None:
+#: What a kernel that restores its session, shows the summary and saves never uses: the command
+#: line's views, listing and maintenance, and their records.
+NOT_FOR_A_RESTORE = (
+    "ipysession.presentation.stored",
+    "ipysession.store.listings",
+    "ipysession.store.maintenance",
+    "ipysession.store.summaries",
+    "ipysession.store.recent",
+)
+
+
+def test_a_restore_with_its_summary_and_a_save_imports_only_what_they_use(tmp_path: Path) -> None:
     save = textwrap.dedent(
         """
         from IPython.core.interactiveshell import InteractiveShell
@@ -172,18 +183,21 @@ def test_the_restore_summary_imports_only_the_views_it_shows(tmp_path: Path) -> 
         """
     )
     restore = textwrap.dedent(
-        """
+        f"""
         import sys
         from IPython.core.interactiveshell import InteractiveShell
 
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "ipysession")
         shell.run_cell("pass", store_history=True)  # a terminal shows the summary at load
-        print(shell.user_ns.get("kept"), "ipysession.presentation.stored" in sys.modules)
-        shell.run_line_magic("unload_ext", "ipysession")
+        shell.run_cell("kept += 1", store_history=True)
+        shell.run_line_magic("unload_ext", "ipysession")  # the final save
+        print(shell.user_ns.get("kept"), [m for m in {NOT_FOR_A_RESTORE!r} if m in sys.modules])
         """
     )
     _run(tmp_path, save)
     out = _run(tmp_path, restore)
     assert "restored" in out  # the summary was shown
-    assert out.splitlines()[-1] == "42 False"  # the command line's views were not imported
+    assert out.splitlines()[-1] == "43 []"
+    # Saved at unload without them: the next restore has 43.
+    assert _run(tmp_path, restore).splitlines()[-1] == "44 []"
