@@ -39,8 +39,9 @@ LATER = (
     "ipysession.store.maintenance",
     "ipysession.store.recent",
     "ipysession.connections.backends.jupyter",
-    # Imported with the first connection made or restored.
+    # Imported with the first connection made or restored (retrying: or the first failed save).
     "ipysession.connections.reconnector",
+    "ipysession.retry",
     # Imported when there is something to show, or at the first %session.
     "ipysession.display",
     # The package itself is a table of names (each module imported when a name is first used).

@@ -44,7 +44,7 @@ from ipysession.connections.records import (
     record_success,
     update_record,
 )
-from ipysession.connections.status import ConnectionState, ConnectionStatus
+from ipysession.connections.status import ConnectionState
 from ipysession.errors import (
     BackendNotFound,
     ConnectionNotReady,
@@ -57,7 +57,7 @@ from ipysession.model import ConnectionRecord
 if TYPE_CHECKING:
     # The Reconnector (its threads, backoff and backends) is imported when the first connection
     # is made or restored: a kernel with none never needs it (tests/test_import_cost.py).
-    from ipysession.connections.reconnector import Reconnector
+    from ipysession.connections.reconnector import ConnectionStatus, Reconnector
 
     # Only named in annotations: the list (with the cipher and the file lock it needs) is
     # imported by whoever builds it, when a connection is first used.

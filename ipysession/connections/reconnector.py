@@ -71,7 +71,7 @@ from ipysession.connections.records import (
     record_success,
     redacted_error,
 )
-from ipysession.connections.status import ConnectionState, ConnectionStatus
+from ipysession.connections.status import ConnectionState
 from ipysession.logfile import log_path
 from ipysession.model import ConnectionRecord
 from ipysession.retry import Backoff
@@ -82,6 +82,36 @@ log = logging.getLogger("ipysession")
 
 OnReady = Callable[[str, Any], None]
 OnState = Callable[[str, "ConnectionState", str], None]
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """One connection as the Reconnector sees it now (every text redacted)."""
+
+    state: ConnectionState
+    message: str
+    #: Connect attempts of the current run so far (0 before the first one ends).
+    attempt: int = 0
+    #: The last error of the current run, and when it happened (epoch seconds).
+    error: str = ""
+    error_at: float | None = None
+    cause: FailureCause | None = None
+    #: Whether the quick attempts are used up (the record now heals in the background).
+    background: bool = False
+
+    @property
+    def progress(self) -> str:
+        """A few words for a line that updates in place: "connecting, attempt 2"."""
+        if self.state is ConnectionState.CONNECTING:
+            return f"connecting, attempt {self.attempt + 1}"
+        if self.state is ConnectionState.RETRYING:
+            return f"retrying, attempt {self.attempt + 1} (last error: {_short(self.error)})"
+        return str(self.state)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    folded = " ".join(text.split())
+    return folded if len(folded) <= limit else folded[: limit - 3] + "..."
 
 
 @dataclass(eq=False)

@@ -22,7 +22,7 @@ from ipysession.store.lookup import display_name
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from ipysession.connections.status import ConnectionStatus
+    from ipysession.connections.reconnector import ConnectionStatus
     from ipysession.model import ConnectionRecord
     from ipysession.store import SessionSummary
 

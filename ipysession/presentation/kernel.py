@@ -27,7 +27,7 @@ from ipysession.presentation.replay import replay_lines
 from ipysession.store.lookup import display_name
 
 if TYPE_CHECKING:
-    from ipysession.connections.status import ConnectionStatus
+    from ipysession.connections.reconnector import ConnectionStatus
     from ipysession.model import ConnectionRecord, HistoryEntry
     from ipysession.session.reports import RestoreReport, SaveReport, Status
 

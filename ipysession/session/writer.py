@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ipysession.model import Session
-from ipysession.retry import Backoff
 
 if TYPE_CHECKING:
     from ipysession.store import WriteResult
@@ -289,6 +288,9 @@ class AutosaveWriter:
                     self._failures += 1
                     if self._pending is None and not waiters:
                         self._pending = snapshot  # retry it unless a newer one arrived
+                    # Imported at the first failure: a kernel that writes fine never needs it.
+                    from ipysession.retry import Backoff
+
                     # The interval is read now: `%session autosave N` may change it.
                     retry = Backoff(max(0.0, self.interval), _MAX_RETRY_DELAY)
                     delay = retry.delay(self._failures)
