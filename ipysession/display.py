@@ -12,20 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ipysession.presentation import (
-    Level,
-    Notice,
-    ShowView,
-    StatusView,
-    SummaryView,
-    Table,
-    restore_view,
-    save_view,
-)
 from ipysession.presentation import html as to_html
+from ipysession.presentation.base import Level, Notice, Table
+from ipysession.presentation.kernel import StatusView, SummaryView, restore_view, save_view
 from ipysession.session.reports import RestoreReport, SaveReport
+
+if TYPE_CHECKING:
+    # Named only in a signature: showing a restore summary does not import the stored views.
+    from ipysession.presentation.stored import ShowView
 
 __all__ = [
     "Message",

@@ -3,11 +3,12 @@
 ``%load_ext ipysession`` (or ``c.InteractiveShellApp.extensions = ["ipysession"]``):
 
 1. creates the :class:`~ipysession.session.manager.SessionManager` (configured from the shell's
-config), 2. restores the saved session of the same name, if ``autorestore`` says so,
+config) and starts its autosave writer (whose thread runs from the first write, or from the
+moment a restore takes the session's lease: its heartbeat keeps the lease fresh),
+2. restores the saved session of the same name, if ``autorestore`` says so,
 3. registers the ``pre_run_cell``/``post_run_cell`` hooks, the ``%session`` magic, the
    ``ipysession`` comm target (in kernels), the manager with ``%config``, and a final save at
-   exit,
-4. starts the autosave writer.
+   exit.
 
 ``%unload_ext ipysession`` undoes all of it after a final save, so ``%reload_ext ipysession``
 never doubles a hook. Nothing here lets a session problem escape into the user's cell or kill the
@@ -39,9 +40,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ipysession import logfile
+from ipysession import logfile, presentation
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.errors import SessionError
 from ipysession.magics import SessionMagics
@@ -49,14 +50,13 @@ from ipysession.session.manager import SessionManager
 from ipysession.session.notices import NoticeKind
 from ipysession.session.reports import RestoreReport
 
-# What shows messages (display, presentation) and the JupyterLab link are imported where they
-# are first needed, not here: a kernel with no saved session and nothing to say loads the
-# extension without them (tests/test_import_cost.py).
+# What shows messages (display, and the views of `presentation`, which imports each module when
+# a name of it is first used) and the JupyterLab link are imported where they are first needed,
+# not here: a kernel with no saved session and nothing to say loads the extension without them
+# (tests/test_import_cost.py).
 if TYPE_CHECKING:
     from ipysession import display
     from ipysession.lab import LabLink
-    from ipysession.presentation.base import Notice
-    from ipysession.presentation.frontend import Deferred, Said
 
 __all__ = ["get_manager", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -79,7 +79,7 @@ class _Extension:
         self.magics = SessionMagics(shell, self.manager)
         self.layout = LayoutChannel()
         # What waits for the first cell (or for the JupyterLab extension to subscribe).
-        self.pending: list[Deferred] = []
+        self.pending: list[presentation.Deferred] = []
         self.lab: LabLink | None = None
         self.in_kernel = hasattr(shell, "kernel")
         # Whether the cell now running is a %session command: only such a cell shows notices.
@@ -92,6 +92,10 @@ class _Extension:
         # First, so that what restoring logs is in the file; secrets known later are blanked too
         # (the filter asks the connections for them at every record).
         self.log_handler = logfile.install(manager.log_level, manager.connections.secret_strings)
+        # Before the restore: a restore that takes the lease starts the writer's thread then,
+        # before any value loads in the background (started later, it waited for the GIL behind
+        # the loading threads: up to 40 ms of the kernel's start, with a 100 MB value).
+        manager.start()
         self._restore_at_start()
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
@@ -118,9 +122,14 @@ class _Extension:
                 try:
                     self.layout.set_layout(manager.layout)
                 except SessionError as exc:
-                    self._say(_notice(f"ipysession: layout not restored: {exc}"), NoticeKind.OTHER)
+                    self._say(
+                        _notice(
+                            f"ipysession: layout not restored: {exc}",
+                            level=presentation.Level.INFO,
+                        ),
+                        NoticeKind.OTHER,
+                    )
         atexit.register(self.close)
-        manager.start()
 
     def _restore_at_start(self) -> None:
         manager = self.manager
@@ -139,7 +148,8 @@ class _Extension:
                 self._say(
                     _notice(
                         f"ipysession: a saved session '{manager.name}' exists. Run "
-                        "`%session restore` to bring it back, or `%session show` to see it."
+                        "`%session restore` to bring it back, or `%session show` to see it.",
+                        level=presentation.Level.INFO,
                     )
                 )
                 return
@@ -159,27 +169,27 @@ class _Extension:
                 f"ipysession could not restore the session: {exc}",
                 *(raised.text for raised in manager.notices.take()),
             ]
-            self._say(_notice(*lines, level="error"))
+            self._say(_notice(*lines, level=presentation.Level.ERROR))
         except Exception as exc:
             log.exception("ipysession restore failed")
             self._say(
                 _notice(
                     f"ipysession could not restore the session ({type(exc).__name__}: {exc}). "
                     f"Your kernel is fine; see the log for details ({logfile.log_path()}).",
-                    level="error",
+                    level=presentation.Level.ERROR,
                 )
             )
         for raised in manager.notices.take():
-            self._say(_notice(raised.text, level="warning"), raised.kind)
+            self._say(_notice(raised.text, level=presentation.Level.WARNING), raised.kind)
 
     def _say(
-        self, message: Said | Callable[[], Said], kind: NoticeKind = NoticeKind.RESTORE
+        self,
+        message: presentation.Said | Callable[[], presentation.Said],
+        kind: NoticeKind = NoticeKind.RESTORE,
     ) -> None:
         render = message if callable(message) else (lambda: message)
         if self.in_kernel:
-            from ipysession.presentation.frontend import Deferred  # something to say: see above
-
-            self.pending.append(Deferred(render, kind))
+            self.pending.append(presentation.Deferred(render, kind))
         else:
             _show(render())
 
@@ -188,7 +198,7 @@ class _Extension:
 
         return display.WaitingLine(in_place=self.in_kernel)
 
-    def _take_pending(self) -> list[Deferred]:
+    def _take_pending(self) -> list[presentation.Deferred]:
         pending, self.pending = self.pending, []
         return pending
 
@@ -277,26 +287,23 @@ def _when_kernel_ready(kernel: Any, callback: Callable[[], None]) -> None:
     ).start()
 
 
-def _show(said: Said) -> None:
+def _show(said: presentation.Said) -> None:
     from ipysession import display  # something to show: see the imports above
-    from ipysession.presentation import SummaryView
 
-    if isinstance(said, SummaryView):
+    if isinstance(said, presentation.SummaryView):
         display.show(display.render_summary(said))
     else:
         display.show(display.render_notice(said))
 
 
-def _notice(*lines: str, level: Literal["info", "warning", "error"] = "info") -> Notice:
-    from ipysession.presentation.base import Level, Notice  # something to say: see the imports
-
-    return Notice(tuple(lines), Level(level))
+def _notice(*lines: str, level: presentation.Level) -> presentation.Notice:
+    return presentation.Notice(tuple(lines), level)
 
 
-def _restore_view(report: RestoreReport, states: Mapping[str, str] | None = None) -> Said:
-    from ipysession.presentation import restore_view  # something to say: see the imports above
-
-    return restore_view(report, states)
+def _restore_view(
+    report: RestoreReport, states: Mapping[str, str] | None = None
+) -> presentation.Said:
+    return presentation.restore_view(report, states)
 
 
 def _unregister_magics(shell: Any, magics: SessionMagics) -> None:

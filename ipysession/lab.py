@@ -18,8 +18,9 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ipysession import presentation
 from ipysession.capture.frontend import LayoutChannel
 from ipysession.connections.records import mru_order
 from ipysession.errors import SessionError, SessionNotFound
@@ -28,11 +29,10 @@ from ipysession.session.manager import SessionManager
 from ipysession.session.notices import NoticeKind, RaisedNotice
 from ipysession.session.reports import Status
 
-# What the messages say (ipysession.presentation) is imported by each method that builds one, not
-# here: a kernel creates its LabLink when the extension loads, and with no session and no
-# subscriber (or until one asks) it shows nothing, so its start should not pay for the views.
-if TYPE_CHECKING:
-    from ipysession.presentation.frontend import Deferred
+# What the messages say: `presentation` imports each view's module when a method first names it
+# (PEP 562), not here: a kernel creates its LabLink when the extension loads, and with no
+# session and no subscriber (or until one asks) it shows nothing, so its start should not pay
+# for the views (tests/test_import_cost.py).
 
 __all__ = ["LabLink"]
 
@@ -51,7 +51,7 @@ class LabLink:
         self,
         manager: SessionManager,
         channel: LayoutChannel,
-        take_pending: Callable[[], list[Deferred]],
+        take_pending: Callable[[], list[presentation.Deferred]],
     ) -> None:
         self.manager = manager
         self.channel = channel
@@ -91,14 +91,11 @@ class LabLink:
 
     def state(self) -> dict[str, Any]:
         """The state message, read now (main thread)."""
-        from ipysession.presentation import replay_consent_json
-        from ipysession.presentation.frontend import state_message  # see the module's imports
-
         manager = self.manager
         status = manager.status()
         with self._lock:
             self._status = status
-        message = state_message(status)
+        message = presentation.state_message(status)
         original = manager.sharing.conflict_original()
         # The conflict dialog's question: another kernel held the session when this one opened
         # it; what was done (``taken``) and what is configured (the dialog's default button).
@@ -114,15 +111,13 @@ class LabLink:
         )
         # Values the restore could rebuild only by running cells with side effects: the
         # extension asks once (a dialog) instead of leaving the user to find `%session replay`.
-        message["replay"] = replay_consent_json(manager.replay_waiting())
+        message["replay"] = presentation.replay_consent_json(manager.replay_waiting())
         return message
 
     def saved(self) -> None:
         """After a save or a failed one (writer thread): one state message to the subscribers."""
         if not self.channel.subscribed:
             return
-        from ipysession.presentation.frontend import state_message  # see the module's imports
-
         with self._lock:
             status = self._status
         if status is None:
@@ -141,7 +136,7 @@ class LabLink:
         )
         with self._lock:
             self._status = status
-        self.channel.push(state_message(status))
+        self.channel.push(presentation.state_message(status))
 
     def _push_state(self) -> None:
         self.channel.push(self.state())
@@ -158,15 +153,11 @@ class LabLink:
         """A notice raised anywhere (any thread): a notification when the extension listens."""
         if not self.channel.subscribed:
             return False
-        from ipysession.presentation.frontend import raised_message  # see the module's imports
-
-        return self.channel.push(raised_message(raised)) > 0
+        return self.channel.push(presentation.raised_message(raised)) > 0
 
     def _subscribed(self, request: dict[str, Any]) -> None:
         """After a subscribe reply: adopt the notebook's session after a rename, then send what
         waited for the first cell."""
-        from ipysession.presentation.frontend import notice_message, raised_message
-
         self._adopt_renamed(request)
         for deferred in self._take_pending():
             try:
@@ -174,18 +165,14 @@ class LabLink:
             except Exception:
                 log.exception("ipysession could not build a start message")
                 continue
-            self.channel.push(notice_message(notice, deferred.kind))
+            self.channel.push(presentation.notice_message(notice, deferred.kind))
         for raised in self.manager.notices.take():
-            self.channel.push(raised_message(raised))
+            self.channel.push(presentation.raised_message(raised))
 
     def _adopt_renamed(self, request: dict[str, Any]) -> None:
         """The notebook's metadata names the session it had: when the notebook was renamed or
         moved (that session's notebook is gone) and this name has no session of its own, the
         kernel adopts it, as ``%session adopt`` would, and says so."""
-        from ipysession.presentation import restore_notice
-        from ipysession.presentation.base import Notice
-        from ipysession.presentation.frontend import notice_message  # see the module's imports
-
         wanted_id = request.get("session_id")
         previous = request.get("session")
         manager = self.manager
@@ -199,8 +186,8 @@ class LabLink:
             report = manager.adopt(previous)
         except SessionError as exc:
             self.channel.push(
-                notice_message(
-                    Notice(
+                presentation.notice_message(
+                    presentation.Notice(
                         (
                             f"ipysession: this notebook was renamed; its session '{previous}' "
                             f"was not adopted: {exc}",
@@ -210,30 +197,29 @@ class LabLink:
                 )
             )
             return
-        notice = restore_notice(report, manager.connections.states())
+        notice = presentation.restore_notice(report, manager.connections.states())
         lines = (
             f"ipysession: this notebook was renamed or moved; it took its session '{previous}' "
             f"with it (now '{manager.name}').",
             *notice.lines,
         )
-        self.channel.push(notice_message(Notice(lines, notice.level), NoticeKind.RESTORE))
+        self.channel.push(
+            presentation.notice_message(
+                presentation.Notice(lines, notice.level), NoticeKind.RESTORE
+            )
+        )
         self._push_state()
 
     # --- the panel's actions ------------------------------------------------------------------
 
     def _snapshots(self, request: dict[str, Any]) -> dict[str, Any]:
-        from ipysession.presentation import snapshot_rows  # see the module's imports
-
         manager = self.manager
         name = manager.name
         store = manager.store
-        rows = snapshot_rows(store.generations(name), store.checkpoints(name))
+        rows = presentation.snapshot_rows(store.generations(name), store.checkpoints(name))
         return {"session": name, "snapshots": [row.as_json() for row in rows]}
 
     def _restore(self, request: dict[str, Any]) -> dict[str, Any]:
-        from ipysession.presentation import restore_notice
-        from ipysession.presentation.frontend import notice_message  # see the module's imports
-
         generation = request.get("generation")
         checkpoint = request.get("checkpoint")
         variables = request.get("variables")
@@ -251,47 +237,38 @@ class LabLink:
         report = self.manager.restore(
             generation=generation, checkpoint=checkpoint, variables=variables
         )
-        notice = restore_notice(report, self.manager.connections.states())
-        self.channel.push(notice_message(notice, NoticeKind.RESTORE))
+        notice = presentation.restore_notice(report, self.manager.connections.states())
+        self.channel.push(presentation.notice_message(notice, NoticeKind.RESTORE))
         return {"summary": notice.text, "state": self.state()}
 
     def _checkpoint(self, request: dict[str, Any]) -> dict[str, Any]:
-        from ipysession.presentation import save_notice
-        from ipysession.presentation.frontend import notice_message  # see the module's imports
-
         label = request.get("label")
         if not isinstance(label, str):
             msg = "A checkpoint needs a 'label'"
             raise SessionError(msg, hint="Name the checkpoint")
-        notice = save_notice(self.manager.save(checkpoint=label))
-        self.channel.push(notice_message(notice, NoticeKind.SAVE))
+        notice = presentation.save_notice(self.manager.save(checkpoint=label))
+        self.channel.push(presentation.notice_message(notice, NoticeKind.SAVE))
         return {"summary": notice.text, "state": self.state()}
 
     def _conflict(self, request: dict[str, Any]) -> dict[str, Any]:
-        from ipysession.presentation import restore_notice
-        from ipysession.presentation.frontend import notice_message  # see the module's imports
-
         choice = request.get("choice")
         report = self.manager.resolve_conflict(str(choice))
         if report is not None:
-            notice = restore_notice(report, self.manager.connections.states())
-            self.channel.push(notice_message(notice, NoticeKind.RESTORE))
+            notice = presentation.restore_notice(report, self.manager.connections.states())
+            self.channel.push(presentation.notice_message(notice, NoticeKind.RESTORE))
         return {"state": self.state()}
 
     def _replay(self, request: dict[str, Any]) -> dict[str, Any]:
         """The replay dialog's yes: rebuild these names, running their cells' side effects (the
         user consented to exactly the cells the dialog listed)."""
-        from ipysession.presentation import replay_notice
-        from ipysession.presentation.frontend import notice_message  # see the module's imports
-
         names = request.get("names")
         if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
             msg = "'names' must be a non-empty list of variable names"
             raise SessionError(msg, hint="Pick them from the replay dialog")
         manager = self.manager
         outcomes = manager.replay_values(names, consent=True)
-        notice = replay_notice(outcomes, manager.name)
-        self.channel.push(notice_message(notice, NoticeKind.RESTORE))
+        notice = presentation.replay_notice(outcomes, manager.name)
+        self.channel.push(presentation.notice_message(notice, NoticeKind.RESTORE))
         return {"summary": notice.text, "state": self.state()}
 
     def _discard(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -300,8 +277,6 @@ class LabLink:
 
     def _details(self, request: dict[str, Any]) -> dict[str, Any]:
         """The panel's sections beside the snapshots: not saved, connections, recent, forks."""
-        from ipysession.presentation.frontend import forks_json, not_saved_rows, recent_json
-
         manager = self.manager
         state = self.state()
         status = self._status
@@ -309,22 +284,24 @@ class LabLink:
         states = connections.states()
         return {
             "state": state,
-            "not_saved": not_saved_rows(status.skipped if status is not None else []),
+            "not_saved": presentation.not_saved_rows(status.skipped if status is not None else []),
             "connections": [
                 self._connection(record.name, states)
                 for record in mru_order(connections.snapshot())
             ],
-            "recent": recent_json(connections.recent(), states),
-            "forks": forks_json(manager.store.list(), self._fork_parents(), current=manager.name),
+            "recent": presentation.recent_json(connections.recent(), states),
+            "forks": presentation.forks_json(
+                manager.store.list(), self._fork_parents(), current=manager.name
+            ),
         }
 
     def _connection(self, name: str, states: dict[str, str] | None = None) -> dict[str, Any]:
-        from ipysession.presentation.frontend import connection_json  # see the module's imports
-
         connections = self.manager.connections
         states = connections.states() if states is None else states
         record = connections.snapshot()[name]
-        return connection_json(record, states.get(name, "disconnected"), connections.status(name))
+        return presentation.connection_json(
+            record, states.get(name, "disconnected"), connections.status(name)
+        )
 
     def _reconnect(self, request: dict[str, Any]) -> dict[str, Any]:
         name = _text(request, "name", "A connection's 'name'")
@@ -349,24 +326,20 @@ class LabLink:
 
     def _merge(self, request: dict[str, Any]) -> dict[str, Any]:
         """``%session merge``: a dry run unless ``dry_run`` is false (the panel previews first)."""
-        from ipysession.presentation.merging import merge_preview  # see the module's imports
-
         fork = self._fork(request)
         dry_run = request.get("dry_run", True)
         if not isinstance(dry_run, bool):
             msg = "'dry_run' must be true or false"
             raise SessionError(msg, hint="Preview with true, then merge with false")
         parent, plan, generation = self.manager.merge_fork(fork, write=not dry_run)
-        preview = merge_preview(fork, parent, plan, generation).as_json()
+        preview = presentation.merge_preview(fork, parent, plan, generation).as_json()
         return {"merge": preview, "summary": preview["summary"], "state": self.state()}
 
     def _discard_fork(self, request: dict[str, Any]) -> dict[str, Any]:
         """Deletes a saved fork of this session (refused while a live kernel saves to it)."""
-        from ipysession.presentation.merging import fork_discarded  # see the module's imports
-
         fork = self._fork(request)
         path = self.manager.delete(fork)
-        return {"path": str(path), "summary": fork_discarded(fork, path)}
+        return {"path": str(path), "summary": presentation.fork_discarded(fork, path)}
 
 
 def _text(request: dict[str, Any], key: str, what: str) -> str:

@@ -262,3 +262,21 @@ def manager_of(shell: object) -> SessionManager:
     manager = get_manager(shell)
     assert manager is not None
     return manager
+
+
+def _writer_running(shell: Any) -> bool:
+    thread = manager_of(shell)._writer._thread
+    return thread is not None and thread.is_alive()
+
+
+def test_the_writer_thread_runs_from_the_first_change_or_a_restore_taking_the_lease() -> None:
+    with ipython_shell(autosave_interval=0.0) as shell:
+        ipysession.load_ipython_extension(shell)
+        assert not _writer_running(shell)  # nothing saved yet, nothing to write
+        run(shell, "x = 1")
+        assert _writer_running(shell)  # the first change is written by the thread
+        restart(shell)
+        # Restored: its lease is this kernel's, and the heartbeat keeps it fresh before any cell.
+        assert shell.user_ns["x"] == 1
+        assert manager_of(shell).sharing.lease is not None
+        assert _writer_running(shell)

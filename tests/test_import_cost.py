@@ -39,9 +39,13 @@ LATER = (
     "ipysession.store.maintenance",
     "ipysession.store.recent",
     "ipysession.connections.backends.jupyter",
+    # Imported with the first connection made or restored (retrying: or the first failed save).
+    "ipysession.connections.reconnector",
+    "ipysession.retry",
     # Imported when there is something to show, or at the first %session.
     "ipysession.display",
-    "ipysession.presentation",
+    # The package itself is a table of names (each module imported when a name is first used).
+    "ipysession.presentation.base",
     "ipysession.presentation.kernel",
     "ipysession.presentation.stored",
     "ipysession.presentation.frontend",
@@ -51,18 +55,20 @@ LATER = (
 
 _PROBE = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, threading
     import ipysession.extension
     imported = sorted(sys.modules)
     loaded = []
+    threads = []
     if sys.argv[1] == "load":
         from IPython.core.interactiveshell import InteractiveShell
 
         shell = InteractiveShell.instance()
         shell.run_line_magic("load_ext", "ipysession")
         loaded = sorted(sys.modules)
+        threads = sorted(thread.name for thread in threading.enumerate())
         shell.run_line_magic("unload_ext", "ipysession")
-    print(json.dumps({"imported": imported, "loaded": loaded}))
+    print(json.dumps({"imported": imported, "loaded": loaded, "threads": threads}))
     """
 )
 
@@ -108,6 +114,14 @@ def test_loading_it_in_a_shell_with_no_saved_session_imports_none_of_them(tmp_pa
     assert _present(modules) == []
 
 
+def test_loading_it_with_no_saved_session_starts_no_thread(tmp_path: Path) -> None:
+    # The autosave writer starts at the first write (nothing to write yet, no lease to keep
+    # fresh); what a save does once it runs is tests/session/test_writer.py's.
+    threads = _modules(tmp_path, "load")["threads"]
+    assert "MainThread" in threads
+    assert [name for name in threads if name.startswith("ipysession")] == []
+
+
 @pytest.mark.kernel
 def test_a_kernel_with_no_saved_session_imports_none_of_them(tmp_path: Path) -> None:
     probe = (
@@ -144,3 +158,47 @@ def test_the_first_session_command_imports_what_it_shows(tmp_path: Path) -> None
     out = _run(tmp_path, probe)
     assert "Session:" in out  # the status was shown
     assert out.splitlines()[-1] == "False True True"
+
+
+#: What a kernel that restores its session, shows the summary and saves never uses: the command
+#: line's views, listing and maintenance, and their records.
+NOT_FOR_A_RESTORE = (
+    "ipysession.presentation.stored",
+    "ipysession.store.listings",
+    "ipysession.store.maintenance",
+    "ipysession.store.summaries",
+    "ipysession.store.recent",
+)
+
+
+def test_a_restore_with_its_summary_and_a_save_imports_only_what_they_use(tmp_path: Path) -> None:
+    save = textwrap.dedent(
+        """
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "ipysession")
+        shell.run_cell("kept = 41 + 1", store_history=True)
+        shell.run_line_magic("session", "save")
+        shell.run_line_magic("unload_ext", "ipysession")
+        """
+    )
+    restore = textwrap.dedent(
+        f"""
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        shell.run_line_magic("load_ext", "ipysession")
+        shell.run_cell("pass", store_history=True)  # a terminal shows the summary at load
+        shell.run_cell("kept += 1", store_history=True)
+        shell.run_line_magic("unload_ext", "ipysession")  # the final save
+        print(shell.user_ns.get("kept"), [m for m in {NOT_FOR_A_RESTORE!r} if m in sys.modules])
+        """
+    )
+    _run(tmp_path, save)
+    out = _run(tmp_path, restore)
+    assert "restored" in out  # the summary was shown
+    assert out.splitlines()[-1] == "43 []"
+    # Saved at unload without them: the next restore has 43.
+    assert _run(tmp_path, restore).splitlines()[-1] == "44 []"

@@ -268,3 +268,17 @@ def test_status_lists_what_is_still_loading_and_the_summary_counts_it() -> None:
     assert not any(line.startswith("Loading:") for line in status_view(status()).notice.lines)
     report = RestoreReport(session="nb", generation=3, variables=["a"], loading=["df", "emb"])
     assert "2 large values loading in the background" in restore_notice(report).lines[0]
+
+
+def test_every_name_the_package_lists_comes_from_the_module_its_table_names() -> None:
+    import importlib
+
+    import ipysession.presentation as presentation
+
+    homes = presentation._HOMES
+    assert sorted(homes) == sorted(presentation.__all__)
+    for name, home in homes.items():
+        module = importlib.import_module(f"ipysession.presentation.{home}")
+        assert getattr(presentation, name) is getattr(module, name)
+    with pytest.raises(AttributeError):
+        _ = presentation.no_such_view

@@ -9,7 +9,22 @@ call in.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ipysession.connections.live import ConnectionSet, ConnectionSettings
-from ipysession.connections.reconnector import ConnectionState, Reconnector
+from ipysession.connections.status import ConnectionState
+
+if TYPE_CHECKING:
+    from ipysession.connections.reconnector import Reconnector
 
 __all__ = ["ConnectionSet", "ConnectionSettings", "ConnectionState", "Reconnector"]
+
+
+def __getattr__(name: str) -> Any:
+    # The Reconnector is imported when first asked for: a kernel with no connection never is.
+    if name == "Reconnector":
+        from ipysession.connections.reconnector import Reconnector
+
+        return Reconnector
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

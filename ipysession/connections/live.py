@@ -34,7 +34,6 @@ from ipysession.connections.backends import (
     liveness,
     redact_text,
 )
-from ipysession.connections.reconnector import ConnectionState, ConnectionStatus, Reconnector
 from ipysession.connections.records import (
     FailureCause,
     advice,
@@ -45,6 +44,7 @@ from ipysession.connections.records import (
     record_success,
     update_record,
 )
+from ipysession.connections.status import ConnectionState
 from ipysession.errors import (
     BackendNotFound,
     ConnectionNotReady,
@@ -55,6 +55,10 @@ from ipysession.errors import (
 from ipysession.model import ConnectionRecord
 
 if TYPE_CHECKING:
+    # The Reconnector (its threads, backoff and backends) is imported when the first connection
+    # is made or restored: a kernel with none never needs it (tests/test_import_cost.py).
+    from ipysession.connections.reconnector import ConnectionStatus, Reconnector
+
     # Only named in annotations: the list (with the cipher and the file lock it needs) is
     # imported by whoever builds it, when a connection is first used.
     from ipysession.store.recent import RecentConnections
@@ -137,6 +141,8 @@ class ConnectionSet:
     def reconnector(self) -> Reconnector:
         with self._lock:
             if self._reconnector is None:
+                from ipysession.connections.reconnector import Reconnector  # see TYPE_CHECKING
+
                 self._reconnector = Reconnector(
                     on_ready=self._on_ready,
                     on_state=self._on_state,

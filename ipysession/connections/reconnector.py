@@ -54,7 +54,6 @@ Threading model
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -72,6 +71,7 @@ from ipysession.connections.records import (
     record_success,
     redacted_error,
 )
+from ipysession.connections.status import ConnectionState
 from ipysession.logfile import log_path
 from ipysession.model import ConnectionRecord
 from ipysession.retry import Backoff
@@ -82,19 +82,6 @@ log = logging.getLogger("ipysession")
 
 OnReady = Callable[[str, Any], None]
 OnState = Callable[[str, "ConnectionState", str], None]
-
-
-class ConnectionState(str, enum.Enum):
-    """Where a connection stands."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RETRYING = "retrying"
-    FAILED = "failed"
-    DISCONNECTED = "disconnected"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from ipysession.presentation.base import (
     Column,
@@ -39,7 +40,10 @@ from ipysession.presentation.base import (
     tone_of,
 )
 from ipysession.presentation.kernel import PROBLEMS_TITLE, StatusView, SummaryView
-from ipysession.presentation.stored import ShowView
+
+if TYPE_CHECKING:
+    # Named only in a signature: a kernel's restore summary does not import the stored views.
+    from ipysession.presentation.stored import ShowView
 
 __all__ = [
     "LEVEL_TONES",

@@ -523,8 +523,8 @@ class SessionManager(SessionOptions):
         if interval is not None:
             self.autosave_interval = interval
             self._writer.interval = interval
-        if enabled and not self.read_only:
-            self._writer.start()
+        if enabled:
+            self._start_writer()
 
     def set_layout(self, layout: Any) -> None:
         """Keep the frontend's layout (sent over the ``ipysession`` comm) with the session."""
@@ -620,6 +620,8 @@ class SessionManager(SessionOptions):
         own = target == self.name
         latest = generation is None and checkpoint is None
         decision = self.sharing.claim_for_restore() if own else LeaseDecision.WRITE
+        if own and self._writer.armed:
+            self._start_writer()  # a lease taken now is kept fresh from now
         source = target
         # A kernel restarted by Jupyter keeps its id, so its fork keeps its name: it comes back
         # to its own fork, not to a fresh copy of the session another kernel holds.
@@ -947,8 +949,15 @@ class SessionManager(SessionOptions):
         self.sharing.release()
 
     def start(self) -> None:
-        if self.autosave and not self.read_only:
-            self._writer.start()
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        """The writer's thread runs while this kernel holds a lease to keep fresh (its
+        heartbeat); with none (no saved session) it starts at the first write instead."""
+        if not self.autosave or self.read_only:
+            return
+        lease = self.sharing.lease
+        self._writer.start(lazily=lease is None or not lease.ours)
 
     def close(self, *, final_save: bool = True) -> None:
         """Final save (if anything changed) and stop the writer. Safe to call twice."""

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from ipysession.model import Session
-from ipysession.retry import Backoff
 
 if TYPE_CHECKING:
     from ipysession.store import WriteResult
@@ -142,17 +141,37 @@ class AutosaveWriter:
         self._failures = 0
         self._flush_waiters: list[tuple[threading.Event, WriteOutcome]] = []
         self._stopping = False
+        # Started (or to start at the first write): see start().
+        self._armed = False
+        # The outcome of the thread's last write (a flush that found it in flight returns it).
+        self._last = WriteOutcome()
         self._thread: threading.Thread | None = None
 
     # --- called from the main thread ---------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, lazily: bool = False) -> None:
+        """Start the thread; ``lazily``: at the first :meth:`submit` or :meth:`flush` instead.
+
+        Lazily when there is nothing to write yet and no lease to keep fresh (a kernel with no
+        saved session): its start pays for no thread, and the first change still goes through
+        the thread, whose heartbeat then keeps the lease that write takes fresh.
+        """
         with self._cond:
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(
-                    target=self._run, name="ipysession-writer", daemon=True
-                )
-                self._thread.start()
+            self._armed = True
+            if not lazily or self._pending is not None:
+                self._start_thread()
+
+    @property
+    def armed(self) -> bool:
+        """Whether :meth:`start` was called (the thread may not run yet: see ``lazily``)."""
+        with self._cond:
+            return self._armed
+
+    def _start_thread(self) -> None:
+        """Call with ``_cond`` held."""
+        if self._armed and self._thread is None and not self._stopping:
+            self._thread = threading.Thread(target=self._run, name="ipysession-writer", daemon=True)
+            self._thread.start()
 
     @property
     def pending(self) -> bool:
@@ -164,6 +183,7 @@ class AutosaveWriter:
         """Queue ``session`` for writing, replacing any snapshot not yet written."""
         with self._cond:
             self._pending = session
+            self._start_thread()
             self._cond.notify_all()
 
     def flush(
@@ -175,7 +195,14 @@ class AutosaveWriter:
             if session is not None:
                 self._pending = session
             if self._pending is None:
-                return WriteOutcome()
+                if not self._writing:
+                    return WriteOutcome()
+                # The thread took the newest snapshot a moment ago (a thread started by that
+                # submit runs at once): its write is what this flush waits for.
+                if not self._cond.wait_for(lambda: not self._writing, timeout):
+                    return WriteOutcome(error=_writer_timeout())
+                return WriteOutcome(self._last.result, self._last.error)
+            self._start_thread()
             if self._thread is None or not self._thread.is_alive():
                 # Not started (or already stopped): write on the caller's thread.
                 pending, self._pending = self._pending, None
@@ -184,7 +211,7 @@ class AutosaveWriter:
             self._not_before = 0.0
             self._cond.notify_all()
         if not waiter[0].wait(timeout):
-            waiter[1].error = TimeoutError("the session writer did not finish in time")
+            waiter[1].error = _writer_timeout()
         return waiter[1]
 
     def stop(self, *, timeout: float = 30.0) -> None:
@@ -252,6 +279,8 @@ class AutosaveWriter:
             next_beat = self._next_beat()
             with self._cond:
                 self._writing = False
+                self._last = outcome
+                self._cond.notify_all()  # a flush waiting for this write
                 if outcome.error is None:
                     self._failures = 0
                     self._not_before = time.monotonic() + self.interval
@@ -259,6 +288,9 @@ class AutosaveWriter:
                     self._failures += 1
                     if self._pending is None and not waiters:
                         self._pending = snapshot  # retry it unless a newer one arrived
+                    # Imported at the first failure: a kernel that writes fine never needs it.
+                    from ipysession.retry import Backoff
+
                     # The interval is read now: `%session autosave N` may change it.
                     retry = Backoff(max(0.0, self.interval), _MAX_RETRY_DELAY)
                     delay = retry.delay(self._failures)
@@ -297,3 +329,7 @@ class AutosaveWriter:
             callback(arg)
         except Exception:
             log.exception("ipysession writer callback failed")
+
+
+def _writer_timeout() -> TimeoutError:
+    return TimeoutError("the session writer did not finish in time")

@@ -8,7 +8,8 @@ it). Inside, highest first: :mod:`.session_store` (the read/write path), :mod:`.
 :mod:`.disk` (the files of one root under one key), :mod:`.scan` and :mod:`.meta` (listing a
 directory, what a file says about itself), :mod:`.files` (safe reads of one file),
 :mod:`.fileformat` and :mod:`.migrations` (bytes <-> :class:`~ipysession.model.Session`),
-:mod:`.names` (every name on disk) and :mod:`.results` (the records returned).
+:mod:`.names` (every name on disk), :mod:`.results` and :mod:`.listings` (the records returned:
+by the read/write path, and by listings and maintenance).
 Plain Python: no IPython here.
 """
 
@@ -18,17 +19,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ipysession.store.results import (
+    from ipysession.store.listings import (
         CheckpointInfo,
-        FileProblem,
         GenerationInfo,
-        ReadResult,
         RekeyReport,
         RepairReport,
         SessionSummary,
-        WriteResult,
-        problems_of,
     )
+    from ipysession.store.results import FileProblem, ReadResult, WriteResult, problems_of
     from ipysession.store.session_store import SessionStore
 
 __all__ = [
@@ -49,6 +47,12 @@ __all__ = [
 # session needs only store.names (is there a session?) and store.limits. Those submodules are
 # imported through this package, so it must stay cheap.
 _HOMES = {name: "ipysession.store.results" for name in __all__}
+_HOMES.update(
+    dict.fromkeys(
+        ("CheckpointInfo", "GenerationInfo", "RekeyReport", "RepairReport", "SessionSummary"),
+        "ipysession.store.listings",
+    )
+)
 _HOMES["SessionStore"] = "ipysession.store.session_store"
 
 

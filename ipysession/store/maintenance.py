@@ -42,6 +42,7 @@ from ipysession.store.blobs import blob_path, check_blob_name, write_blob
 from ipysession.store.disk import Disk
 from ipysession.store.either_key import EitherKey
 from ipysession.store.files import read_any_file, read_blob_file, read_file, write_error
+from ipysession.store.listings import DanglingReference, RekeyReport, RepairReport
 from ipysession.store.meta import digest_of
 from ipysession.store.names import (
     BLOB_SUFFIX,
@@ -54,7 +55,6 @@ from ipysession.store.names import (
     check_name,
 )
 from ipysession.store.recent import RecentConnections
-from ipysession.store.results import DanglingReference, RekeyReport, RepairReport
 from ipysession.store.retention import collect_blobs
 from ipysession.store.scan import check_blob_id, scan_blobs, scan_checkpoints, scan_generations
 

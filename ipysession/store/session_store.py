@@ -68,6 +68,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ipysession import paths
 from ipysession.atomic import fsync_dir, write_atomically
@@ -79,9 +80,8 @@ from ipysession.errors import (
 )
 from ipysession.keys.crypto import SealingKey
 from ipysession.model import Session
-from ipysession.store import blobs, fileformat, head, maintenance, reading, retention, summaries
+from ipysession.store import blobs, fileformat, head, reading, retention
 from ipysession.store.disk import Disk
-from ipysession.store.either_key import EitherKey
 from ipysession.store.files import write_error
 from ipysession.store.meta import digest_of
 from ipysession.store.names import (
@@ -90,18 +90,7 @@ from ipysession.store.names import (
     check_name,
     slug_for,
 )
-from ipysession.store.recent import RecentConnections
-from ipysession.store.results import (
-    CheckpointInfo,
-    DanglingReference,
-    GenerationInfo,
-    ReadResult,
-    RekeyReport,
-    RepairReport,
-    Rollback,
-    SessionSummary,
-    WriteResult,
-)
+from ipysession.store.results import ReadResult, Rollback, WriteResult
 from ipysession.store.retention import DEFAULT_SCHEDULE, Retention
 from ipysession.store.scan import (
     MAX_GENERATION,
@@ -110,6 +99,20 @@ from ipysession.store.scan import (
     scan_checkpoints,
     scan_generations,
 )
+
+# Listing (summaries), maintenance (inspect, repair, rekey, rename, sharing blobs) and the
+# recent-connections list are imported by the methods that use them: a kernel that restores and
+# saves its session never does, and its start should not pay for them (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    from ipysession.store.listings import (
+        CheckpointInfo,
+        DanglingReference,
+        GenerationInfo,
+        RekeyReport,
+        RepairReport,
+        SessionSummary,
+    )
+    from ipysession.store.recent import RecentConnections
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_DOCUMENT_BYTES", "DEFAULT_MAX_FILE_BYTES", "SessionStore"]
 
@@ -276,6 +279,8 @@ class SessionStore:
         with disk.locked(sdir, create=True):
             self._follow_key()
             if self._retired_keys:
+                from ipysession.store import maintenance  # see the imports above
+
                 session = maintenance.follow_rekeyed_blobs(disk, sdir, session, self._retired_keys)
             gens = scan_generations(sdir)
             # Only what authenticates decides: the newest generation that is what its name says,
@@ -434,16 +439,22 @@ class SessionStore:
     def list(self) -> list[SessionSummary]:
         """Every session, most recently updated first; never raises for a bad session."""
         self._check_open()
+        from ipysession.store import summaries  # see the imports above
+
         found = [summaries.summarize(self._disk, sdir) for sdir in self._disk.session_dirs()]
         found.sort(key=lambda s: s.updated or 0.0, reverse=True)
         return found
 
     def generations(self, name: str) -> builtins.list[GenerationInfo]:
         """Every generation of a session, newest first; a bad one carries its problem."""
+        from ipysession.store import summaries  # see the imports above
+
         return summaries.generation_infos(self._disk, self._existing_dir(name))
 
     def checkpoints(self, name: str) -> builtins.list[CheckpointInfo]:
         """Named checkpoints of a session, newest first."""
+        from ipysession.store import summaries  # see the imports above
+
         return summaries.checkpoint_infos(self._disk, self._existing_dir(name))
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -472,6 +483,8 @@ class SessionStore:
         with disk.locked(sdir, create=session is not None):
             self._follow_key()
             if session is not None and self._retired_keys:
+                from ipysession.store import maintenance  # see the imports above
+
                 session = maintenance.follow_rekeyed_blobs(disk, sdir, session, self._retired_keys)
             if target.exists() and not overwrite:
                 msg = f"Session {name!r} already has a checkpoint {label!r}"
@@ -517,6 +530,8 @@ class SessionStore:
     def dangling_references(self, name: str) -> builtins.list[DanglingReference]:
         """Each generation or checkpoint of ``name`` that refers to a blob not on disk (what
         ``ipysession doctor`` reports; a restore would lose that variable)."""
+        from ipysession.store import maintenance  # see the imports above
+
         return maintenance.dangling_references(self._disk, self._existing_dir(name))
 
     def inspect(self, path: Path) -> FileProblem | None:
@@ -525,6 +540,8 @@ class SessionStore:
         Nothing is moved: this is what ``ipysession doctor`` reports.
         """
         self._check_open()
+        from ipysession.store import maintenance  # see the imports above
+
         return maintenance.inspect(self._disk, Path(path))
 
     def repair(self, *, grace: float | None = None) -> RepairReport:
@@ -536,6 +553,8 @@ class SessionStore:
         interrupted deletes. A session another process is writing is skipped and reported.
         """
         self._check_open()
+        from ipysession.store import maintenance  # see the imports above
+
         return maintenance.repair(self._disk, grace=self.gc_grace if grace is None else grace)
 
     def rekey(self, new_key: SealingKey) -> RekeyReport:
@@ -551,6 +570,8 @@ class SessionStore:
         ``new_key``.
         """
         self._check_open()
+        from ipysession.store import maintenance  # see the imports above
+
         return maintenance.rekey(self._disk, new_key)
 
     def rename(self, old: str, new: str) -> Path:
@@ -567,6 +588,8 @@ class SessionStore:
         leftover ``.renaming-`` directory is removed by :meth:`repair`. Nothing is unpickled.
         """
         self._check_open()
+        from ipysession.store import maintenance  # see the imports above
+
         return maintenance.rename(self._disk, old, new)
 
     def recent_connections(self) -> RecentConnections:
@@ -578,6 +601,9 @@ class SessionStore:
         one cannot be read: nothing may be sealed with the old one."""
         self._check_open()
         key = self._key_source() if self._key_source is not None else self.key
+        from ipysession.store.either_key import EitherKey  # see the imports above
+        from ipysession.store.recent import RecentConnections
+
         read_key = EitherKey(key, self.key, *self._retired_keys)
         return RecentConnections(self.root, key, lock_timeout=self.lock_timeout, read_key=read_key)
 
@@ -592,6 +618,8 @@ class SessionStore:
         Returns how many were added.
         """
         self._check_open()
+        from ipysession.store import maintenance  # see the imports above
+
         return maintenance.share_blobs(self._disk, source, target, blob_ids)
 
 

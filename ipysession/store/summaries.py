@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ipysession.errors import FileFormatError, FileProblem, ProblemKind, SessionError
 from ipysession.store.disk import Disk
+from ipysession.store.listings import CheckpointInfo, GenerationInfo, SessionSummary
 from ipysession.store.names import BLOB_SUFFIX, BLOBS_DIR, GENERATION_SUFFIX
-from ipysession.store.results import CheckpointInfo, GenerationInfo, SessionSummary
 from ipysession.store.scan import scan_checkpoints, scan_generations
 
 __all__ = ["checkpoint_infos", "generation_infos", "summarize"]

@@ -226,3 +226,67 @@ def test_a_key_failure_told_at_restore_is_the_first_failure_of_its_run() -> None
     assert len(notices) == 1
     assert "once the key can be read" in notices[0]
     assert log.last_error == "the keyring is locked"
+
+
+def _writer_threads(writer: AutosaveWriter) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t is writer._thread]
+
+
+def test_started_lazily_it_runs_no_thread_until_there_is_something_to_write() -> None:
+    recorder = Recorder()
+    beats: list[float] = []
+    writer = AutosaveWriter(
+        recorder, interval=0.0, heartbeat=lambda: beats.append(1.0), heartbeat_interval=0.05
+    )
+    writer.start(lazily=True)
+    try:
+        assert writer.armed
+        assert _writer_threads(writer) == []
+        writer.submit(Session(name="first"))
+        wait_until(lambda: recorder.written == ["first"])
+        assert len(_writer_threads(writer)) == 1
+        # From the first write on, the thread's heartbeat keeps the lease that write took fresh.
+        wait_until(lambda: len(beats) >= 2)
+    finally:
+        writer.stop()
+
+
+def test_a_flush_starts_a_lazy_writer_and_a_snapshot_pending_before_start_is_written() -> None:
+    recorder = Recorder()
+    writer = AutosaveWriter(recorder, interval=60)
+    writer.submit(Session(name="before"))  # not started yet: it waits
+    writer.start(lazily=True)  # something to write: the thread starts at once
+    try:
+        wait_until(lambda: recorder.written == ["before"])
+    finally:
+        writer.stop()
+    lazy = AutosaveWriter(recorder, interval=60)
+    lazy.start(lazily=True)
+    try:
+        outcome = lazy.flush(Session(name="flushed"))
+        assert outcome.error is None
+        assert outcome.result == "wrote flushed"
+        assert len(_writer_threads(lazy)) == 1
+    finally:
+        lazy.stop()
+    assert recorder.written == ["before", "flushed"]
+
+
+def test_a_flush_that_finds_a_write_in_flight_waits_for_it_and_returns_its_outcome() -> None:
+    recorder = Recorder()
+    recorder.release.clear()
+    writer = AutosaveWriter(recorder, interval=60)
+    writer.start()
+    try:
+        writer.submit(Session(name="in flight"))
+        assert recorder.started.wait(5)  # the thread took it: nothing is pending any more
+        releaser = threading.Timer(0.1, recorder.release.set)
+        releaser.start()
+        outcome = writer.flush()
+        assert outcome.error is None
+        assert outcome.result == "wrote in flight"
+        assert recorder.written == ["in flight"]
+        releaser.join()
+    finally:
+        recorder.release.set()
+        writer.stop()
