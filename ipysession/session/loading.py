@@ -52,6 +52,8 @@ __all__ = [
     "LoadArrival",
     "LoadJob",
     "LoadState",
+    "ModulePending",
+    "pending_module",
     "record_bytes",
 ]
 
@@ -70,6 +72,27 @@ _MOST_NICE = 19
 Payload = tuple[bytes | bytearray | memoryview, list[bytearray | memoryview]]
 #: Reads one blob: its bytes, authenticated, in writable memory of their own.
 BlobReader = Callable[[str], bytes | bytearray | memoryview]
+
+
+class ModulePending(Exception):
+    """A value cannot be unpickled yet: ``module`` is still being imported in the background
+    (:mod:`ipysession.session.imports_loading`). Its job waits, read, until the module is in."""
+
+    def __init__(self, module: str) -> None:
+        super().__init__(module)
+        self.module = module
+
+
+def pending_module(exc: BaseException) -> str | None:
+    """The module whose background import ``exc`` (or what caused it) waits for, if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # restore_value wraps what unpickling raised, a group wraps that again
+        if seen is None:
+            return None
+        if isinstance(seen, ModulePending):
+            return seen.module
+        seen = seen.__cause__
+    return None
 
 
 class LoadState(enum.Enum):
@@ -128,6 +151,8 @@ class LoadJob:
     reason: str | None = None
     payload: Payload | None = field(default=None, repr=False)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: The module whose background import this job waits for before it is unpickled.
+    waiting_for: str | None = None
 
     def progress(self) -> str:
         """Where it stands, in a few words: "loading, 410.0 MiB of 1.1 GiB read"."""
@@ -137,6 +162,8 @@ class LoadJob:
         if state is LoadState.READING:
             return f"loading, {format_size(self.read)} of {format_size(self.size)} read"
         if state is LoadState.READ:
+            if self.waiting_for is not None:
+                return f"read {format_size(self.size)}, waiting for {self.waiting_for}"
             return f"read {format_size(self.size)}, unpickling"
         return str(state.value)
 
@@ -179,6 +206,9 @@ class BackgroundLoads:
         #: a value (:meth:`LoadArrival.wait`) starts them too.
         self.when_ready: Callable[[Callable[[], None]], None] | None = None
         self._ready = False
+        #: Waits up to some seconds for a module's background import (a job that needs it
+        #: waits, read, until it is in): True once it is. None: no background imports.
+        self.wait_for_module: Callable[[str, float], bool] | None = None
 
     # --- as an arrival source ------------------------------------------------------------------
 
@@ -273,9 +303,15 @@ class BackgroundLoads:
                     assert payload is not None
                     bound.extend(self._bind(job, payload))
                 except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
+                    module = pending_module(exc)
+                    if module is not None:
+                        # A module it needs is still being imported: it stays read until then.
+                        job.payload, job.waiting_for = payload, module
+                        continue
                     job.error = exc
                     job.state = LoadState.FAILED
                 else:
+                    job.waiting_for = None
                     job.state = LoadState.BOUND
             if job.state is LoadState.FAILED and job.reason is None:
                 job.reason = _reason(job.error)
@@ -362,7 +398,17 @@ class LoadArrival:
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the bytes, then bind them here (main thread)."""
         self._loads.begin()
+        deadline = time.monotonic() + timeout
         if self._job.done.wait(timeout):
+            self._loads.settle(self._job)
+        module, wait_for_module = self._job.waiting_for, self._loads.wait_for_module
+        # Read, but a module it needs is still being imported: wait for that, then bind.
+        if (
+            not self.is_ready()
+            and module is not None
+            and wait_for_module is not None
+            and wait_for_module(module, max(0.0, deadline - time.monotonic()))
+        ):
             self._loads.settle(self._job)
         return self.is_ready()
 
