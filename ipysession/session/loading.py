@@ -23,6 +23,16 @@ once; a value (or a group of variables that share objects) whose stored size is 
    cell wait for a connection, with one line updated in place ("waiting for df: loading,
    410.0 MiB of 1.1 GiB read"). A cell that names none runs at once.
 
+Heavy imports come back in the background too (:mod:`ipysession.session.imports_loading`):
+an import of a top-level module in ``SessionManager.background_imports`` (numpy, pandas, scipy,
+sklearn, polars, pyarrow, xarray, statsmodels, dask, astropy, torch, jax, tensorflow by default;
+never matplotlib or GUI toolkits) not yet imported is imported on one thread of its own, started
+at once, and bound between cells; a cell that names it waits, as for a value. A value whose
+unpickling needs a module still being imported is never unpickled before the module is in
+(:func:`ipysession.capture.pickling.guarded` refuses it with :class:`ModulePending`): a small one
+becomes a job here, and any job stays READ ("read 1.2 KiB, waiting for pandas") until then, so
+no cell stalls on the module's import lock.
+
 While a value loads, its record stays the workspace's record, so every save in the meantime
 carries it forward (blob references only): a kernel killed while loading loses nothing. A value
 the user binds again before it arrives keeps the user's value. A job that fails (a damaged blob,

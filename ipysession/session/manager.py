@@ -347,11 +347,13 @@ class SessionManager(SessionOptions):
             self.on_loads_settled()
 
     def _wake_for_imports(self) -> None:
-        """An import is through (worker thread): wake the kernel's event loop as a value read
-        does (loads.wake; None in a terminal: bound after the next cell)."""
-        wake = self.loads.wake
-        if wake is not None:
-            wake()
+        """An import is through (worker thread): ask the kernel's event loop to bind it (None
+        in a terminal: bound after the next cell). Through ``loads.when_ready``, which never
+        waits: before the loop exists a helper thread hands the call over, so the worker goes
+        straight on to the next module while the kernel is still starting."""
+        when_ready = self.loads.when_ready
+        if when_ready is not None:
+            when_ready(self.settle_loads)
 
     def _bind_imports(
         self, records: Sequence[ImportRecord]
