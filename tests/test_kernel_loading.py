@@ -10,6 +10,8 @@ fails only its variable, with the reason.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -168,14 +170,24 @@ def gated_module(home: Path) -> tuple[Path, dict[str, str]]:
     return gate, {"PYTHONPATH": path}
 
 
-def test_a_kernel_answers_while_pandas_imports_and_a_cell_naming_pd_waits(
-    tmp_path: Path,
-) -> None:
-    gate, env = gated_module(tmp_path)
-    with start_kernel(tmp_path, FAST_AUTOSAVE, IMPORTS_FIRST, env=env) as kernel:
+@contextmanager
+def importing_kernel(home: Path) -> Iterator[tuple[Kernel, Path]]:
+    """A kernel whose session saved IMPORTING, and the gate of its module, closed now."""
+    gate, env = gated_module(home)
+    with start_kernel(home, FAST_AUTOSAVE, IMPORTS_FIRST, env=env) as kernel:
         kernel.run(IMPORTING)
         wait_for_autosave(kernel)
         gate.unlink()
+        try:
+            yield kernel, gate
+        finally:
+            gate.touch()  # never leave the kernel's import thread waiting
+
+
+def test_a_kernel_answers_while_pandas_imports_and_a_cell_naming_pd_waits(
+    tmp_path: Path,
+) -> None:
+    with importing_kernel(tmp_path) as (kernel, gate):
         kernel.restart()
         # The kernel answers a cell that names none of them, pandas still on its way.
         first = kernel.run("1 + 1")
@@ -195,11 +207,7 @@ def test_a_kernel_answers_while_pandas_imports_and_a_cell_naming_pd_waits(
 
 
 def test_sigkill_while_imports_are_pending_leaves_the_session_whole(tmp_path: Path) -> None:
-    gate, env = gated_module(tmp_path)
-    with start_kernel(tmp_path, FAST_AUTOSAVE, IMPORTS_FIRST, env=env) as kernel:
-        kernel.run(IMPORTING)
-        wait_for_autosave(kernel)
-        gate.unlink()
+    with importing_kernel(tmp_path) as (kernel, gate):
         kernel.kill_hard()
         # A change saved while the imports are pending: the save carries their records.
         kernel.run("extra = 2")

@@ -249,37 +249,33 @@ class BackgroundImports:
                     log.debug("Waking the kernel after a background import failed", exc_info=True)
 
 
+@dataclass(frozen=True, eq=False)
 class ImportArrival:
     """One name still being imported: what a cell that names it waits on."""
 
-    def __init__(self, imports: BackgroundImports, job: ImportJob, name: str) -> None:
-        self._imports = imports
-        self._job = job
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
+    imports: BackgroundImports
+    job: ImportJob
+    name: str
 
     def progress(self) -> str:
-        return self._job.progress()
+        return self.job.progress()
 
     def is_ready(self) -> bool:
-        return self._name in self._job.bound
+        return self.name in self.job.bound
 
     def failed(self) -> bool:
-        return self._name in self._job.failed
+        return self.name in self.job.failed
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the module, then bind the name here (main thread)."""
-        if self._job.done.wait(timeout):
-            self._imports.settle(self._job)
+        if self.job.done.wait(timeout):
+            self.imports.settle(self.job)
         return self.is_ready()
 
     def not_ready(self, waited: float) -> SessionError:
-        reason = self._job.failed.get(self._name)
+        reason = self.job.failed.get(self.name)
         if reason is not None:
-            what = f"Import '{self._name}' could not be restored: {reason}"
+            what = f"Import '{self.name}' could not be restored: {reason}"
             return CaptureError(
                 what,
                 hint=(
@@ -287,7 +283,7 @@ class ImportArrival:
                     "restored and why"
                 ),
             )
-        what = f"Import '{self._name}' is still importing after {waited:.0f} s ({self.progress()})"
+        what = f"Import '{self.name}' is still importing after {waited:.0f} s ({self.progress()})"
         return CaptureError(
             what, hint="It goes on importing in the background: run the cell again to wait for it"
         )

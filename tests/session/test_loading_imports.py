@@ -13,6 +13,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ class SlowModule:
             "    def __init__(self, x):\n"
             "        self.x = x\n" + body
         )
-        (where / f"{self.name}.py").write_text(source)
+        self.source = where / f"{self.name}.py"
+        self.source.write_text(source)
 
     def open(self) -> None:
         self.gate.touch()
@@ -61,26 +63,40 @@ class SlowModule:
 
 
 @pytest.fixture
-def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowModule]:
+def make_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Makes slow modules on ``sys.path`` (gate open); none is left importing or imported."""
     where = tmp_path / "modules"
     where.mkdir()
     monkeypatch.syspath_prepend(str(where))
-    module = SlowModule(where)
-    module.open()
-    yield module
-    module.open()  # never leave a worker thread waiting
-    module.forget()
+    made: list[SlowModule] = []
+
+    def make(body: str = "") -> SlowModule:
+        module = SlowModule(where, body=body)
+        module.open()
+        made.append(module)
+        return module
+
+    yield make
+    for module in made:
+        module.open()  # never leave a worker thread waiting
+        module.forget()
 
 
-def saved_shell(module: SlowModule, background_imports: list[str] | None = None) -> Any:
+@pytest.fixture
+def slow(make_module: Any) -> SlowModule:
+    module: SlowModule = make_module()
+    return module
+
+
+@contextmanager
+def saved_shell(module: SlowModule, background_imports: list[str] | None = None) -> Iterator[Any]:
     """A shell whose saved session imports ``module`` and holds a value of its class."""
     imports = [module.name] if background_imports is None else background_imports
-    shell_cm = ipython_shell(autosave_interval=0.0, background_imports=imports)
-    shell = shell_cm.__enter__()
-    ipysession.load_ipython_extension(shell)
-    run(shell, f"import {module.name} as sl\nthing = sl.Thing(3)\nn = 5\n")
-    run(shell, "%session save")
-    return shell_cm, shell
+    with ipython_shell(autosave_interval=0.0, background_imports=imports) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, f"import {module.name} as sl\nthing = sl.Thing(3)\nn = 5\n")
+        run(shell, "%session save")
+        yield shell
 
 
 def restart_with_gate_closed(shell: Any, module: SlowModule) -> None:
@@ -92,8 +108,7 @@ def restart_with_gate_closed(shell: Any, module: SlowModule) -> None:
 def test_a_cell_naming_none_runs_while_one_naming_it_waits_then_the_value_arrives(
     slow: SlowModule,
 ) -> None:
-    shell_cm, shell = saved_shell(slow)
-    try:
+    with saved_shell(slow) as shell:
         restart_with_gate_closed(shell, slow)
         manager = get_manager(shell)
         report = manager.last_restore
@@ -114,19 +129,36 @@ def test_a_cell_naming_none_runs_while_one_naming_it_waits_then_the_value_arrive
         slow.open_soon()
         run(shell, "v = sl.VALUE")
         assert shell.user_ns["v"] == 42
-        assert "sl" in manager.last_restore.imports  # type: ignore[union-attr]
+        assert "sl" in report.imports
         # The value that needed it arrives after it.
         run(shell, "x = thing.x")
         assert shell.user_ns["x"] == 3
         assert isinstance(shell.user_ns["thing"], sys.modules[slow.name].Thing)
         assert manager.status().loading == []
-    finally:
-        shell_cm.__exit__(None, None, None)
+
+
+def test_a_notebook_function_reading_a_pending_import_waits_for_it(
+    slow: SlowModule,
+) -> None:
+    with saved_shell(slow) as shell:
+        run(shell, "def value():\n    return sl.VALUE\n")
+        run(shell, "%session save")
+        restart_with_gate_closed(shell, slow)
+        # Pickled by value, the function brings its module back by importing it: it waits
+        # for that module as a background job instead of waiting on its import lock here.
+        assert "value" in get_manager(shell).last_restore.loading  # type: ignore[union-attr]
+        # Defined now, by a cell that names nothing pending: its code reads sl.
+        run(shell, 'exec("def later():\\n    return sl.VALUE + 1")')
+        slow.open_soon()
+        # The cell names only later; later's code reads sl, still importing: it waits.
+        run(shell, "r = later()")
+        assert shell.user_ns["r"] == 43
+        run(shell, "w = value()")
+        assert shell.user_ns["w"] == 42
 
 
 def test_a_save_while_an_import_is_pending_keeps_its_record(slow: SlowModule) -> None:
-    shell_cm, shell = saved_shell(slow)
-    try:
+    with saved_shell(slow) as shell:
         restart_with_gate_closed(shell, slow)
         manager = get_manager(shell)
         run(shell, "extra = 1")
@@ -139,24 +171,15 @@ def test_a_save_while_an_import_is_pending_keeps_its_record(slow: SlowModule) ->
         slow.open_soon()
         run(shell, "v, x = sl.VALUE, thing.x")
         assert (shell.user_ns["v"], shell.user_ns["x"], shell.user_ns["extra"]) == (42, 3, 1)
-    finally:
-        shell_cm.__exit__(None, None, None)
 
 
 def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_module: Any,
 ) -> None:
-    where = tmp_path / "modules"
-    where.mkdir()
-    monkeypatch.syspath_prepend(str(where))
     # signal.signal raises ValueError anywhere but on the main thread.
-    module = SlowModule(
-        where,
-        body="import signal\nsignal.signal(signal.SIGUSR1, signal.getsignal(signal.SIGUSR1))\n",
-    )
-    module.open()
-    shell_cm, shell = saved_shell(module)
-    try:
+    handler = "signal.signal(signal.SIGUSR1, signal.getsignal(signal.SIGUSR1))"
+    module = make_module(f"import signal\n{handler}\n")
+    with saved_shell(module) as shell:
         module.forget()
         restart(shell)
         manager = get_manager(shell)
@@ -165,46 +188,33 @@ def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
         assert isinstance(job.error, ValueError)
         run(shell, "v = sl.VALUE")
         assert shell.user_ns["v"] == 42
-        assert "sl" in manager.last_restore.imports  # type: ignore[union-attr]
-        assert not [name for name, _ in manager.last_restore.skipped if name == "sl"]  # type: ignore[union-attr]
-    finally:
-        shell_cm.__exit__(None, None, None)
-        module.forget()
+        report = manager.last_restore
+        assert report is not None
+        assert "sl" in report.imports
+        assert "sl" not in dict(report.skipped)
 
 
-def test_an_import_that_fails_everywhere_is_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    where = tmp_path / "modules"
-    where.mkdir()
-    monkeypatch.syspath_prepend(str(where))
-    module = SlowModule(where)
-    module.open()
-    shell_cm, shell = saved_shell(module)
-    try:
+def test_an_import_that_fails_everywhere_is_reported(make_module: Any) -> None:
+    module = make_module()
+    with saved_shell(module) as shell:
         # Broken since the save: it fails on the worker thread, and again on the main thread.
-        source = where / f"{module.name}.py"
-        source.write_text(source.read_text() + "raise RuntimeError('broken since')\n")
+        module.source.write_text(module.source.read_text() + "raise RuntimeError('broken')\n")
         restart_with_gate_closed(shell, module)
         manager = get_manager(shell)
         module.open_soon()
         result = shell.run_cell("sl")
         assert result.error_before_exec is None
         assert "could not be restored" in str(result.error_in_exec)
-        assert "broken since" in str(result.error_in_exec)
-        skipped = dict(manager.last_restore.skipped)  # type: ignore[union-attr]
-        assert "broken since" in skipped["sl"]
+        assert "broken" in str(result.error_in_exec)
+        report = manager.last_restore
+        assert report is not None
+        assert "broken" in dict(report.skipped)["sl"]
         assert any("'sl'" in text for _, text in manager.notices.recent())
         assert "sl" not in shell.user_ns
-    finally:
-        module.open()
-        shell_cm.__exit__(None, None, None)
-        module.forget()
 
 
 def test_an_empty_list_imports_before_the_shell_answers(slow: SlowModule) -> None:
-    shell_cm, shell = saved_shell(slow, background_imports=[])
-    try:
+    with saved_shell(slow, background_imports=[]) as shell:
         slow.forget()
         restart(shell)
         report = get_manager(shell).last_restore
@@ -212,8 +222,6 @@ def test_an_empty_list_imports_before_the_shell_answers(slow: SlowModule) -> Non
         assert report.importing == []
         assert shell.user_ns["sl"].VALUE == 42
         assert shell.user_ns["thing"].x == 3
-    finally:
-        shell_cm.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("bad", ["numpy.linalg", "", "not a module"])
