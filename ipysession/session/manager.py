@@ -360,7 +360,7 @@ class SessionManager(SessionOptions):
     ) -> list[tuple[ImportRecord, str | None]]:
         """Bind imports restored in the background (main thread); a failure is reported and
         told as a failed value loaded in the background is."""
-        results = self.workspace.bind_imports(records, self.last_restore)
+        results = self.workspace.bind_imports(records)
         failed = [(record.name, reason) for record, reason in results if reason is not None]
         if failed:
             names = ", ".join(f"'{name}'" for name, _ in failed)

@@ -55,6 +55,7 @@ from ipysession.session import replay as replaying
 from ipysession.session.effects import cell_effects
 from ipysession.session.imports_loading import BackgroundImports, top_module
 from ipysession.session.loading import (
+    WAIT_LIMIT,
     BackgroundLoads,
     LoadJob,
     Payload,
@@ -151,6 +152,8 @@ class Workspace:
         #: Imports restored in the background at kernel start (the manager sets it): values
         #: that need one of its modules wait for it (see session/imports_loading.py).
         self.importing: BackgroundImports | None = None
+        # The report of the restore that handed them over: it gets their outcomes as they bind.
+        self._importing_report: RestoreReport | None = None
         # Where restored tensors go (SessionManager.device_map, parsed; the manager sets it).
         self.device_map = devices.DeviceMap()
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
@@ -719,6 +722,7 @@ class Workspace:
         targets = {name: record for name, record in unsaved.items() if name not in user_ns}
         if not targets:
             return
+        self._await_imports()
         if settings.mode == "auto":
             outcomes = self.replay(history, targets, consent=False, settings=settings)
         else:
@@ -851,6 +855,7 @@ class Workspace:
                         self.imports.get(record.name, ()), [record]
                     )
                 report.importing.extend(dict.fromkeys(record.name for record in later))
+                self._importing_report = report
                 selected = [record for record in selected if record not in later]
         self._bind_imports(ns_capture.restore_imports(selected, self.user_ns), report)
 
@@ -869,24 +874,35 @@ class Workspace:
                 )
 
     def bind_imports(
-        self, records: Sequence[ImportRecord], report: RestoreReport | None
+        self, records: Sequence[ImportRecord]
     ) -> list[tuple[ImportRecord, str | None]]:
         """Bind imports whose modules were imported in the background (main thread, between
-        cells), through the same path as those restored at once; ``report`` is the restore's.
-        A module whose background import failed is imported once more here. A name the user
-        bound meanwhile keeps the user's value. Returns each record bound and None, or why it
-        could not be."""
+        cells), through the same path as those restored at once, into the report of the restore
+        that handed them over. A module whose background import failed is imported once more
+        here. A name the user bound meanwhile keeps the user's value. Returns each record bound
+        and None, or why it could not be."""
         user_ns = self.user_ns
         users = {record.name for record in records if record.name in user_ns}
         results = ns_capture.restore_imports(
             [record for record in records if record.name not in users], user_ns
         )
-        self._bind_imports(results, report)
+        self._bind_imports(results, self._importing_report)
         bound = [record.name for record, reason in results if reason is None]
         # Bound outside any cell: what the tracker sees now is what is saved, not a change.
         self.tracker.sync(user_ns, bound)
         self._restored_names.update(bound)
         return results
+
+    def _await_imports(self) -> None:
+        """Wait for the imports still importing in the background, and bind them: replay runs
+        the notebook's cells, which read them (without them, it would replay the import cells
+        too, and the cells before them, some needing consent). Only a restore that replays."""
+        importing = self.importing
+        if importing is None or not importing.jobs:
+            return
+        for job in list(importing.jobs):
+            job.done.wait(WAIT_LIMIT)
+        importing.settle()
 
     def _module_check(self) -> Callable[[str], None] | None:
         importing = self.importing
