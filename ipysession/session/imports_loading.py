@@ -7,7 +7,8 @@ So the restore of everything at kernel start (the one that hands large values to
 top-level module is in ``SessionManager.background_imports`` and not yet in ``sys.modules``:
 
 1. one worker thread (``ipysession-import``) imports their modules in the saved order,
-   started at once, while the kernel finishes starting: the point is to overlap the two;
+   started at once, while the kernel finishes starting: the point is to overlap the two. On
+   Linux it runs at a lower scheduling priority (niceness +10), as the loading workers do;
 2. on the main thread, between cells, :meth:`BackgroundImports.settle` binds each record's
    name (``np``, ``pd``, ``from x import y``) once its module is imported, through the same
    path as an import restored at once (the report, the workspace's records, the change
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 
 from ipysession.errors import CaptureError, SessionError
 from ipysession.model import ImportRecord
-from ipysession.session.loading import WAIT_LIMIT, ModulePending
+from ipysession.session.loading import WAIT_LIMIT, ModulePending, yield_cpu_to_the_kernel
 
 __all__ = ["BackgroundImports", "ImportArrival", "ImportJob", "ImportState"]
 
@@ -220,6 +221,10 @@ class BackgroundImports:
     # --- the worker ------------------------------------------------------------------------------
 
     def _work(self, jobs: list[ImportJob]) -> None:
+        # At niceness +10, as the loading workers: measured on a busy 2-core machine, the first
+        # cell of a restarted kernel answered sooner (the kernel's own start gets the cores
+        # first), and the imports were through no later.
+        yield_cpu_to_the_kernel()
         for job in jobs:
             if self._stopped.is_set():
                 return

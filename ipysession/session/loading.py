@@ -65,6 +65,7 @@ __all__ = [
     "ModulePending",
     "pending_module",
     "record_bytes",
+    "yield_cpu_to_the_kernel",
 ]
 
 log = logging.getLogger("ipysession")
@@ -346,7 +347,7 @@ class BackgroundLoads:
     # --- workers ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        _yield_cpu_to_the_kernel()
+        yield_cpu_to_the_kernel()
         while True:
             item = self._queue.get()
             if item is None or self._stopped.is_set():
@@ -439,8 +440,8 @@ class LoadArrival:
         )
 
 
-def _yield_cpu_to_the_kernel() -> None:
-    """Lower this worker thread's scheduling priority (Linux, where a thread id is a task the
+def yield_cpu_to_the_kernel() -> None:
+    """Lower the calling worker thread's scheduling priority (Linux, where a thread id is a task the
     scheduler ranks on its own): on a busy machine the kernel's own threads, which answer the
     user's cells, get the cores first; an idle machine's cores still go to reading."""
     if not sys.platform.startswith("linux"):

@@ -9,6 +9,7 @@ The slow import is a module of the test's own, on ``sys.path``, listed in
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import uuid
@@ -21,8 +22,10 @@ import pytest
 from traitlets import TraitError
 
 import ipysession
+from ipysession.capture.namespace import restore_imports
 from ipysession.extension import get_manager
-from ipysession.session.imports_loading import ImportState
+from ipysession.model import ImportRecord
+from ipysession.session.imports_loading import BackgroundImports, ImportState
 from ipysession.session.options import SessionOptions
 from tests.builders import wait_for
 from tests.shell import ipython_shell, restart, run
@@ -228,3 +231,32 @@ def test_an_empty_list_imports_before_the_shell_answers(slow: SlowModule) -> Non
 def test_background_imports_lists_top_level_modules_only(bad: str) -> None:
     with pytest.raises(TraitError, match="top-level module names"):
         SessionOptions(background_imports=[bad])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_the_import_thread_runs_below_the_kernels_priority(make_module: Any) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    if own >= 19:  # run under `nice -n 19`: there is no lower priority to give the thread
+        pytest.skip("the tests run at the lowest scheduling priority already")
+    module = make_module()
+    module.close()
+    module.forget()
+    namespace: dict[str, Any] = {}
+    importing = BackgroundImports(bind=lambda records: restore_imports(records, namespace))
+    importing.start([ImportRecord(name="sl", module=module.name)])
+    try:
+        job = importing.jobs[0]
+        wait_for(lambda: job.state is ImportState.IMPORTING, "the thread imports")
+        thread = next(t for t in threading.enumerate() if t.name == "ipysession-import")
+        assert thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) > own
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own  # this thread (the kernel's) unchanged
+        assert importing.is_pending(f"{module.name}.sub")
+        module.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        assert importing.settle() == ["sl"]
+        assert namespace["sl"].VALUE == 42
+        assert importing.module_check() is None  # nothing pending: unpickling unchecked again
+    finally:
+        module.open()
+        importing.stop()
