@@ -36,13 +36,13 @@ a kernel killed meanwhile loses nothing, and the next start imports them again.
 from __future__ import annotations
 
 import enum
-import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ipysession.capture.namespace import resolve_import
 from ipysession.errors import CaptureError, SessionError
 from ipysession.model import ImportRecord
 from ipysession.session.loading import WAIT_LIMIT, ModulePending, yield_cpu_to_the_kernel
@@ -232,8 +232,9 @@ class BackgroundImports:
             started = time.perf_counter()
             try:
                 for record in job.records:
-                    if not record.module.startswith("."):
-                        importlib.import_module(record.module)
+                    # All the statement imports (`from scipy import stats` loads scipy.stats),
+                    # so that binding on the main thread only looks it up.
+                    resolve_import(record)
             except BaseException as exc:  # noqa: BLE001 - retried on the main thread
                 job.error = exc
             else:
