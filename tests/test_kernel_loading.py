@@ -9,6 +9,9 @@ fails only its variable, with the reason.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -133,3 +136,89 @@ def test_a_damaged_large_blob_fails_only_its_variable_with_the_reason(tmp_path: 
         status = kernel.run("%session status").text
         assert "big" in status
         assert "failed authentication" in status
+
+
+# --- imports restored in the background (session/imports_loading.py) ---------------------------
+
+#: A module of the test's own, listed in background_imports before numpy and pandas: its import
+#: waits for a file the test creates, so the imports after it are still pending for as long as
+#: the test needs, whatever the machine's speed.
+GATED = "ipysession_gated_module"
+IMPORTS_FIRST = f"c.SessionManager.background_imports = [{GATED!r}, 'numpy', 'pandas']"
+IMPORTING = (
+    f"import {GATED}\n"
+    "import numpy as np\n"
+    "import pandas as pd\n"
+    "df = pd.DataFrame({'a': [1, 2, 3]})\n"  # small: bound at once, were pandas there
+)
+PENDING = f"sorted(n for n, _ in {MANAGER}.status().loading)"
+
+
+def gated_module(home: Path) -> tuple[Path, dict[str, str]]:
+    """The gated module (open at first) and the kernel environment that finds it."""
+    modules = home / "modules"
+    modules.mkdir(parents=True, exist_ok=True)
+    gate = home / "gate"
+    (modules / f"{GATED}.py").write_text(
+        "import os, time\n"
+        "_deadline = time.monotonic() + 120\n"
+        f"while not os.path.exists({str(gate)!r}) and time.monotonic() < _deadline:\n"
+        "    time.sleep(0.01)\n"
+    )
+    gate.touch()
+    path = os.pathsep.join(p for p in (str(modules), os.environ.get("PYTHONPATH", "")) if p)
+    return gate, {"PYTHONPATH": path}
+
+
+@contextmanager
+def importing_kernel(home: Path) -> Iterator[tuple[Kernel, Path]]:
+    """A kernel whose session saved IMPORTING, and the gate of its module, closed now."""
+    gate, env = gated_module(home)
+    with start_kernel(home, FAST_AUTOSAVE, IMPORTS_FIRST, env=env) as kernel:
+        kernel.run(IMPORTING)
+        wait_for_autosave(kernel)
+        gate.unlink()
+        try:
+            yield kernel, gate
+        finally:
+            gate.touch()  # never leave the kernel's import thread waiting
+
+
+def test_a_kernel_answers_while_pandas_imports_and_a_cell_naming_pd_waits(
+    tmp_path: Path,
+) -> None:
+    with importing_kernel(tmp_path) as (kernel, gate):
+        kernel.restart()
+        # The kernel answers a cell that names none of them, pandas still on its way.
+        first = kernel.run("1 + 1")
+        assert "2" in first.text
+        # The summary's time split says the imports' time is only their handing over.
+        assert "imports (3 in the background)" in first.text
+        assert kernel.value(PENDING) == sorted([GATED, "df", "np", "pd"])
+        assert kernel.value("[n in globals() for n in ('pd', 'df')]") == [False, False]
+        status = kernel.run("%session status").text
+        assert "pd (queued to import pandas)" in status
+        gate.touch()
+        # A cell naming pd waits for it and sees pandas; the small DataFrame that needs it
+        # arrives after it.
+        assert kernel.value("pd.__name__") == "pandas"
+        assert kernel.value("int(df['a'].sum()), type(df).__name__") == (6, "DataFrame")
+        wait_for(lambda: kernel.value(PENDING) == [], "nothing left pending")
+
+
+def test_sigkill_while_imports_are_pending_leaves_the_session_whole(tmp_path: Path) -> None:
+    with importing_kernel(tmp_path) as (kernel, gate):
+        kernel.kill_hard()
+        # A change saved while the imports are pending: the save carries their records.
+        kernel.run("extra = 2")
+        assert "pd" in kernel.value(PENDING)
+        wait_for_autosave(kernel)
+        kernel.kill_hard()
+        assert "pd" in kernel.value(PENDING)
+        gate.touch()
+        assert kernel.value("extra, pd.__name__, np.__name__, int(df['a'].sum())") == (
+            2,
+            "pandas",
+            "numpy",
+            6,
+        )

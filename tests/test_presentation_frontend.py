@@ -213,3 +213,10 @@ def test_loading_counts_what_is_bound_of_what_went_to_the_background() -> None:
         "total": 2,
     }
     assert state_message(status(restore=report, loading=[("big", "")]))["loading"]["total"] == 2
+
+
+def test_loading_counts_imports_restored_in_the_background_too() -> None:
+    report = RestoreReport(session="a", loading=["df"], importing=["np", "pd"])
+    loading = loading_json(status(restore=report, loading=[("pd", "importing pandas")]))
+    assert loading is not None
+    assert (loading["done"], loading["total"]) == (2, 3)

@@ -119,6 +119,7 @@ __all__ = [
     "imports_in_source",
     "is_persistable_name",
     "merge_imports",
+    "resolve_import",
     "restore_group",
     "restore_imports",
     "restore_value",
@@ -554,7 +555,7 @@ def restore_imports(
     results: list[tuple[ImportRecord, str | None]] = []
     for record in records:
         try:
-            value = _resolve_import(record)
+            value = resolve_import(record)
         except ImportError as exc:
             results.append((record, str(exc) or type(exc).__name__))
             continue
@@ -566,7 +567,8 @@ def restore_imports(
     return results
 
 
-def _resolve_import(record: ImportRecord) -> Any:
+def resolve_import(record: ImportRecord) -> Any:
+    """What ``record`` binds, imported as its statement would (raises as the import would)."""
     if record.module.startswith("."):
         msg = f"relative import {record.statement()!r} cannot be restored"
         raise ImportError(msg)

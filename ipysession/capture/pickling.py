@@ -24,10 +24,12 @@ cannot take by reference (notebook functions and classes).
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import pickle
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +41,7 @@ __all__ = [
     "OUT_OF_BAND_MIN",
     "Serialized",
     "digest_parts",
+    "guarded",
     "loads",
     "register_reducer",
     "serialize",
@@ -242,9 +245,59 @@ def array_root(array: Any) -> Any:
     return root
 
 
+#: Called with the module of every global a :func:`loads` in this context looks up, before it
+#: is imported (see :func:`guarded`); None: plain ``pickle.loads``.
+_MODULE_CHECK: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "ipysession_module_check", default=None
+)
+
+
+@contextmanager
+def guarded(check: Callable[[str], None] | None) -> Iterator[None]:
+    """Within the block, :func:`loads` calls ``check(module)`` before importing the module of
+    each class or function the stream names; ``check`` may raise to stop the unpickling.
+
+    Why: while a module is imported on another thread, importing it here would wait on its
+    import lock. The restore refuses such a value and binds it later instead
+    (:mod:`ipysession.session.imports_loading`). ``None`` leaves :func:`loads` as it is.
+    """
+    token = _MODULE_CHECK.set(check)
+    try:
+        yield
+    finally:
+        _MODULE_CHECK.reset(token)
+
+
+class _CheckedUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any, check: Callable[[str], None], **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self._check = check
+
+    def find_class(self, module: str, name: str) -> Any:
+        self._check(module)
+        found = super().find_class(module, name)
+        if name == "subimport" and module.startswith("cloudpickle"):
+            # cloudpickle brings a module a function reads back by importing it by name.
+            return self._checked_import(found)
+        return found
+
+    def _checked_import(self, subimport: Callable[[str], Any]) -> Callable[[str], Any]:
+        def checked(name: str) -> Any:
+            self._check(name)
+            return subimport(name)
+
+        return checked
+
+
 def loads(data: bytes | bytearray | memoryview, buffers: Sequence[bytearray | memoryview]) -> Any:
     """Unpickle a stream with its out-of-band buffers (arrays are rebuilt on them, uncopied)."""
-    return pickle.loads(data, buffers=buffers)
+    check = _MODULE_CHECK.get()
+    if check is None:
+        return pickle.loads(data, buffers=buffers)
+    # Only while a module is imported in the background: each global looked up is checked
+    # first. The stream is read from a file object (a copy of it unless it is bytes: small,
+    # as arrays' memory is out of band and never copied).
+    return _CheckedUnpickler(io.BytesIO(data), check, buffers=buffers).load()
 
 
 def digest_parts(

@@ -43,6 +43,7 @@ from ipysession.capture.describe import KiB, type_name
 __all__ = [
     "estimate_size",
     "fingerprint",
+    "imported",
     "is_immutable",
     "is_ndarray",
     "pandas_kind",
@@ -64,13 +65,23 @@ _FP_MAX_ARRAYS = 64
 # --- what kind of value -------------------------------------------------------------------------
 
 
+def imported(name: str) -> Any:
+    """Module ``name`` if it is imported, else None (never imports it). A module still being
+    imported, on a thread restoring imports in the background, counts as not imported yet:
+    its attributes are not all there, and importing it here would wait for that thread."""
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
+
+
 def _numpy() -> Any:
     # A value can only be an ndarray if numpy is already imported: never import it ourselves.
-    return sys.modules.get("numpy")
+    return imported("numpy")
 
 
 def _pandas() -> Any:
-    return sys.modules.get("pandas")
+    return imported("pandas")
 
 
 def is_ndarray(value: object) -> bool:

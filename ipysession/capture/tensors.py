@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -76,7 +75,8 @@ def register_loaded() -> None:
     """Register the reducers of torch, JAX and CuPy, for those already imported (cheap: three
     lookups in ``sys.modules`` once all are registered)."""
     for name, register in _LIBRARIES:
-        if name not in _registered and name in sys.modules:
+        # Not one still being imported (in the background): registering would wait for it.
+        if name not in _registered and sizing.imported(name) is not None:
             _registered.add(name)
             try:
                 register()

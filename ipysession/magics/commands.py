@@ -159,9 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
             "`%session list` shows it); an ending several sessions share lists them. In a "
             "notebook, status, list, show, snapshots, connections and history are HTML tables "
             "(states in colour, following the theme); a terminal prints the same as text. "
-            "At kernel start, values of SessionManager.background_restore_bytes or more are "
-            "restored in the background: a cell that names one (or calls a notebook function "
-            "that reads one) waits for it; `%session status` lists what is still loading."
+            "At kernel start, values of SessionManager.background_restore_bytes or more, and "
+            "imports of the modules in SessionManager.background_imports (numpy, pandas...), "
+            "are restored in the background: a cell that names one (or calls a notebook "
+            "function that reads one) waits for it; `%session status` lists what is still "
+            "loading."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -156,7 +156,8 @@ def loading_json(status: Status) -> dict[str, Any] | None:
     "loading N of M" until they are bound): ``None`` once every one is in the namespace."""
     if not status.loading:
         return None
-    handed = len(status.restore.loading) if status.restore is not None else 0
+    restore = status.restore
+    handed = len(restore.loading) + len(restore.importing) if restore is not None else 0
     total = max(handed, len(status.loading))
     return {
         "names": [name for name, _ in status.loading],

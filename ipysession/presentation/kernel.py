@@ -244,6 +244,14 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
+def _imports_label(report: RestoreReport) -> str:
+    """ "imports", or "imports (2 in the background)": their time is then only the handing
+    over; the imports themselves overlap the kernel's start (session/imports_loading.py)."""
+    if not report.importing:
+        return "imports"
+    return f"imports ({len(report.importing)} in the background)"
+
+
 def restore_view(
     report: RestoreReport,
     connection_states: Mapping[str, str] | None = None,
@@ -289,7 +297,7 @@ def restore_view(
     split = ", ".join(
         f"{part} {_ms(seconds)}"
         for part, seconds in (
-            ("imports", times.imports),
+            (_imports_label(report), times.imports),
             ("data", times.data),
             ("replay", times.replay),
             ("connections", times.connections),

@@ -2,7 +2,8 @@
 
 Some names of the user namespace are on their way when a cell starts: a connection being made in
 the background after a restart (:class:`~ipysession.connections.live.ConnectionArrivals`), a
-large value being loaded (:class:`~ipysession.session.loading.BackgroundLoads`).
+large value being loaded (:class:`~ipysession.session.loading.BackgroundLoads`), a heavy import
+still importing (:class:`~ipysession.session.imports_loading.BackgroundImports`).
 :class:`Arrivals` is the one mechanism for all of them:
 
 1. before each cell (the manager's ``pre_run_cell``), it asks each :class:`ArrivalSource` what is
@@ -26,8 +27,9 @@ connection, which may be one still connecting after a restart. An arrival with a
 A new kind of arrival needs only a source: an object with a ``limit`` and an ``arriving()``
 method returning :class:`Arrival` objects (name, progress text, ``is_ready``, ``failed``,
 ``wait``, ``not_ready``). The sources now: connections on their way
-(:class:`~ipysession.connections.live.ConnectionArrivals`) and large values loading in the
-background (:class:`~ipysession.session.loading.BackgroundLoads`).
+(:class:`~ipysession.connections.live.ConnectionArrivals`), large values loading in the
+background (:class:`~ipysession.session.loading.BackgroundLoads`) and imports restored in the
+background (:class:`~ipysession.session.imports_loading.BackgroundImports`).
 
 Names a cell reaches indirectly count too: a cell that calls a function defined in the
 notebook waits for what that function's code reads, transitively over the notebook functions

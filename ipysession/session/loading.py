@@ -23,6 +23,16 @@ once; a value (or a group of variables that share objects) whose stored size is 
    cell wait for a connection, with one line updated in place ("waiting for df: loading,
    410.0 MiB of 1.1 GiB read"). A cell that names none runs at once.
 
+Heavy imports come back in the background too (:mod:`ipysession.session.imports_loading`):
+an import of a top-level module in ``SessionManager.background_imports`` (numpy, pandas, scipy,
+sklearn, polars, pyarrow, xarray, statsmodels, dask, astropy, torch, jax, tensorflow by default;
+never matplotlib or GUI toolkits) not yet imported is imported on one thread of its own, started
+at once, and bound between cells; a cell that names it waits, as for a value. A value whose
+unpickling needs a module still being imported is never unpickled before the module is in
+(:func:`ipysession.capture.pickling.guarded` refuses it with :class:`ModulePending`): a small one
+becomes a job here, and any job stays READ ("read 1.2 KiB, waiting for pandas") until then, so
+no cell stalls on the module's import lock.
+
 While a value loads, its record stays the workspace's record, so every save in the meantime
 carries it forward (blob references only): a kernel killed while loading loses nothing. A value
 the user binds again before it arrives keeps the user's value. A job that fails (a damaged blob,
@@ -52,7 +62,10 @@ __all__ = [
     "LoadArrival",
     "LoadJob",
     "LoadState",
+    "ModulePending",
+    "pending_module",
     "record_bytes",
+    "yield_cpu_to_the_kernel",
 ]
 
 log = logging.getLogger("ipysession")
@@ -70,6 +83,27 @@ _MOST_NICE = 19
 Payload = tuple[bytes | bytearray | memoryview, list[bytearray | memoryview]]
 #: Reads one blob: its bytes, authenticated, in writable memory of their own.
 BlobReader = Callable[[str], bytes | bytearray | memoryview]
+
+
+class ModulePending(Exception):
+    """A value cannot be unpickled yet: ``module`` is still being imported in the background
+    (:mod:`ipysession.session.imports_loading`). Its job waits, read, until the module is in."""
+
+    def __init__(self, module: str) -> None:
+        super().__init__(module)
+        self.module = module
+
+
+def pending_module(exc: BaseException) -> str | None:
+    """The module whose background import ``exc`` (or what caused it) waits for, if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # restore_value wraps what unpickling raised, a group wraps that again
+        if seen is None:
+            return None
+        if isinstance(seen, ModulePending):
+            return seen.module
+        seen = seen.__cause__
+    return None
 
 
 class LoadState(enum.Enum):
@@ -128,6 +162,8 @@ class LoadJob:
     reason: str | None = None
     payload: Payload | None = field(default=None, repr=False)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: The module whose background import this job waits for before it is unpickled.
+    waiting_for: str | None = None
 
     def progress(self) -> str:
         """Where it stands, in a few words: "loading, 410.0 MiB of 1.1 GiB read"."""
@@ -137,6 +173,8 @@ class LoadJob:
         if state is LoadState.READING:
             return f"loading, {format_size(self.read)} of {format_size(self.size)} read"
         if state is LoadState.READ:
+            if self.waiting_for is not None:
+                return f"read {format_size(self.size)}, waiting for {self.waiting_for}"
             return f"read {format_size(self.size)}, unpickling"
         return str(state.value)
 
@@ -179,6 +217,9 @@ class BackgroundLoads:
         #: a value (:meth:`LoadArrival.wait`) starts them too.
         self.when_ready: Callable[[Callable[[], None]], None] | None = None
         self._ready = False
+        #: Waits up to some seconds for a module's background import (a job that needs it
+        #: waits, read, until it is in): True once it is. None: no background imports.
+        self.wait_for_module: Callable[[str, float], bool] | None = None
 
     # --- as an arrival source ------------------------------------------------------------------
 
@@ -273,9 +314,15 @@ class BackgroundLoads:
                     assert payload is not None
                     bound.extend(self._bind(job, payload))
                 except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
+                    module = pending_module(exc)
+                    if module is not None:
+                        # A module it needs is still being imported: it stays read until then.
+                        job.payload, job.waiting_for = payload, module
+                        continue
                     job.error = exc
                     job.state = LoadState.FAILED
                 else:
+                    job.waiting_for = None
                     job.state = LoadState.BOUND
             if job.state is LoadState.FAILED and job.reason is None:
                 job.reason = _reason(job.error)
@@ -300,7 +347,7 @@ class BackgroundLoads:
     # --- workers ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        _yield_cpu_to_the_kernel()
+        yield_cpu_to_the_kernel()
         while True:
             item = self._queue.get()
             if item is None or self._stopped.is_set():
@@ -362,7 +409,17 @@ class LoadArrival:
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the bytes, then bind them here (main thread)."""
         self._loads.begin()
+        deadline = time.monotonic() + timeout
         if self._job.done.wait(timeout):
+            self._loads.settle(self._job)
+        module, wait_for_module = self._job.waiting_for, self._loads.wait_for_module
+        # Read, but a module it needs is still being imported: wait for that, then bind.
+        if (
+            not self.is_ready()
+            and module is not None
+            and wait_for_module is not None
+            and wait_for_module(module, max(0.0, deadline - time.monotonic()))
+        ):
             self._loads.settle(self._job)
         return self.is_ready()
 
@@ -383,8 +440,8 @@ class LoadArrival:
         )
 
 
-def _yield_cpu_to_the_kernel() -> None:
-    """Lower this worker thread's scheduling priority (Linux, where a thread id is a task the
+def yield_cpu_to_the_kernel() -> None:
+    """Lower the calling worker thread's scheduling priority (Linux, where a thread id is a task the
     scheduler ranks on its own): on a busy machine the kernel's own threads, which answer the
     user's cells, get the cores first; an idle machine's cores still go to reading."""
     if not sys.platform.startswith("linux"):

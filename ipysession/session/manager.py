@@ -54,11 +54,12 @@ from ipysession.errors import (
     SessionNotFound,
     WrongKey,
 )
-from ipysession.model import HistoryEntry, Session, VariableRecord
+from ipysession.model import HistoryEntry, ImportRecord, Session, VariableRecord
 from ipysession.session.arrivals import Arrivals
 from ipysession.session.budgets import Budgets, machine_budgets
 from ipysession.session.discard import SaveGuard, in_use_error, live_holder
 from ipysession.session.hooks import HookGuard
+from ipysession.session.imports_loading import BackgroundImports
 from ipysession.session.lease import RootDirs
 from ipysession.session.loading import BackgroundLoads, LoadJob
 from ipysession.session.notices import NoticeKind, Notices
@@ -152,6 +153,13 @@ class SessionManager(SessionOptions):
             workers=self.background_restore_workers,
         )
         self.arrivals.add(self.loads)
+        # Heavy imports restored at kernel start on a thread of their own: an arrival source
+        # too; the kernel's event loop binds them as it binds large values (loads.wake).
+        self.importing = BackgroundImports(bind=self._bind_imports)
+        self.importing.wake = self._wake_for_imports
+        self.workspace.importing = self.importing
+        self.loads.wait_for_module = self.importing.wait_module
+        self.arrivals.add(self.importing)
         self.arrivals.namespace = lambda: self.workspace.user_ns
         # Between a cell's pre_run_cell and post_run_cell: nothing is bound from outside then.
         self._in_cell = False
@@ -324,13 +332,45 @@ class SessionManager(SessionOptions):
         between cells: the kernel's event loop calls it when a worker is through)."""
         if self._in_cell:
             return  # the cell's post_run_cell wakes the loop again
-        arriving = len(self.loads.arriving())
+        arriving = len(self.loads.arriving()) + len(self.importing.arriving())
+        try:
+            # Imports first: values that wait for their modules are bound after them.
+            self.importing.settle()
+        except Exception:
+            log.exception("Binding imports restored in the background failed")
         try:
             self.loads.settle()
         except Exception:
             log.exception("Binding values loaded in the background failed")
-        if self.on_loads_settled is not None and len(self.loads.arriving()) != arriving:
+        still = len(self.loads.arriving()) + len(self.importing.arriving())
+        if self.on_loads_settled is not None and still != arriving:
             self.on_loads_settled()
+
+    def _wake_for_imports(self) -> None:
+        """An import is through (worker thread): ask the kernel's event loop to bind it (None
+        in a terminal: bound after the next cell). Through ``loads.when_ready``, which never
+        waits: before the loop exists a helper thread hands the call over, so the worker goes
+        straight on to the next module while the kernel is still starting."""
+        when_ready = self.loads.when_ready
+        if when_ready is not None:
+            when_ready(self.settle_loads)
+
+    def _bind_imports(
+        self, records: Sequence[ImportRecord]
+    ) -> list[tuple[ImportRecord, str | None]]:
+        """Bind imports restored in the background (main thread); a failure is reported and
+        told as a failed value loaded in the background is."""
+        results = self.workspace.bind_imports(records)
+        failed = [(record.name, reason) for record, reason in results if reason is not None]
+        if failed:
+            names = ", ".join(f"'{name}'" for name, _ in failed)
+            self.notices.add(
+                f"ipysession: imports {names} of session '{self.name}' could not be restored: "
+                f"{'; '.join(reason for _, reason in failed)}. The rest of the session is "
+                "restored; `%session status` lists what was not.",
+                NoticeKind.RESTORE,
+            )
+        return results
 
     def _load_failed(self, job: LoadJob) -> None:
         """A value loading in the background failed: its variables stay unrestored (their
@@ -387,6 +427,8 @@ class SessionManager(SessionOptions):
             self._dirty = True
         # After capture: a value bound now is no change of this cell's. In a kernel, after the
         # cell's reply (its event loop binds), so that the cell's answer does not wait for it.
+        # Imports first: values that wait for their modules are bound after them.
+        self.importing.cell_finished()
         self.loads.cell_finished()
 
     def budgets(self) -> Budgets:
@@ -681,6 +723,7 @@ class SessionManager(SessionOptions):
             replay=self._replay_settings(),
             loads=self.loads if background and variables is None and not only else None,
             background_bytes=self.background_restore_bytes,
+            background_imports=frozenset(self.background_imports),
         )
         if own and self.sharing.restored(
             result.generation, latest=latest, decision=decision, from_fork=source != target
@@ -904,7 +947,7 @@ class SessionManager(SessionOptions):
             connections=self.connections.snapshot(),
             connection_states=self.connections.states(),
             notices=self.notices.recent(),
-            loading=self.loads.loading(),
+            loading=[*self.importing.loading(), *self.loads.loading()],
         )
 
     # --- delete and discard -------------------------------------------------------------------
@@ -968,6 +1011,7 @@ class SessionManager(SessionOptions):
             except Exception:
                 log.exception("ipysession could not build the final snapshot")
         self.loads.stop()
+        self.importing.stop()
         self._writer.stop()
         self.sharing.release()
         self.connections.close()

@@ -37,6 +37,7 @@ from ipysession import paths
 
 __all__ = [
     "AUTOSAVE_INTERVALS",
+    "BACKGROUND_IMPORTS",
     "MAX_AUTOSAVE_INTERVAL",
     "SessionOptions",
     "check_autosave_interval",
@@ -46,6 +47,26 @@ __all__ = [
 #: `%session autosave off` says; and the writer's timed waits must stay below what a lock wait
 #: accepts (threading.TIMEOUT_MAX, past which a wait raises and the writer thread dies).
 MAX_AUTOSAVE_INTERVAL = 24 * 3600.0
+
+#: ``background_imports`` by default: widely used libraries that take long to import and whose
+#: import is safe on a thread other than the main one (no signal handlers, GUI or event loop at
+#: import). Not matplotlib (pyplot picks a backend, which may need the main thread) nor GUI
+#: toolkits; not seaborn, which imports pyplot.
+BACKGROUND_IMPORTS = (
+    "numpy",
+    "pandas",
+    "scipy",
+    "sklearn",
+    "polars",
+    "pyarrow",
+    "xarray",
+    "statsmodels",
+    "dask",
+    "astropy",
+    "torch",
+    "jax",
+    "tensorflow",
+)
 
 #: What ``autosave_interval`` accepts, as messages say it.
 AUTOSAVE_INTERVALS = (
@@ -222,6 +243,22 @@ class SessionOptions(Configurable):
         bound before the kernel answers). `%session restore` always restores at once.""",
     ).tag(config=True)
 
+    background_imports = List(
+        Unicode(),
+        default_value=list(BACKGROUND_IMPORTS),
+        help="""Top-level modules imported in the background at kernel start: an import of one
+        of them (`import pandas as pd`, `from scipy import stats`) not imported yet is imported
+        on a worker thread while the kernel finishes starting, and its names are bound between
+        cells as they arrive (re-importing pandas alone takes a few hundred milliseconds, most of
+        what a restart waits for). A cell that names one still importing waits for it, showing
+        one line that updates in place; a cell that names none runs at once; a saved value that
+        needs one is bound once it is in. The default lists widely used heavy libraries whose
+        import is safe on a thread; not matplotlib or GUI toolkits, whose import picks a
+        backend and may need the main thread. A module that fails to import on the thread is
+        imported once more on the main thread. An empty list turns it off (every import is
+        restored before the kernel answers); `%session restore` always imports at once.""",
+    ).tag(config=True)
+
     background_restore_workers = Int(
         2,
         help="""Worker threads that read and decrypt large values in the background at kernel
@@ -368,6 +405,18 @@ class SessionOptions(Configurable):
             )
             raise TraitError(msg)
         return int(proposal["value"])
+
+    @validate("background_imports")
+    def _valid_background_imports(self, proposal: Any) -> list[str]:
+        modules = list(proposal["value"])
+        for module in modules:
+            if not module.isidentifier():
+                msg = (
+                    "background_imports must list top-level module names (such as 'pandas'), "
+                    f"not {module!r}"
+                )
+                raise TraitError(msg)
+        return modules
 
     @validate("background_restore_workers")
     def _valid_background_workers(self, proposal: Any) -> int:

@@ -45,7 +45,8 @@ class RestoreTimes:
     setting up connections. What is left of ``RestoreReport.seconds`` (the lease, settings,
     history) is small and not named."""
 
-    #: Re-importing the session's imports.
+    #: Re-importing the session's imports (those imported in the background: only handing
+    #: them over; see ``RestoreReport.importing``).
     imports: float = 0.0
     #: Reading, authenticating and decrypting the snapshot, reading blobs, unpickling values.
     data: float = 0.0
@@ -129,6 +130,9 @@ class RestoreReport:
     # Large values handed to the background at kernel start (see session/loading.py): bound
     # between cells as they arrive; one that fails is added to ``skipped`` then.
     loading: list[str] = field(default_factory=list)
+    # Imports handed to the background at kernel start (see session/imports_loading.py): added
+    # to ``imports`` (or ``skipped``) as they are bound between cells.
+    importing: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ipysession._version import __version__
-from ipysession.capture import devices, tensors
+from ipysession.capture import devices, pickling, tensors
 from ipysession.capture import figures as figure_capture
 from ipysession.capture import history as history_capture
 from ipysession.capture import namespace as ns_capture
@@ -53,7 +53,15 @@ from ipysession.model import (
 )
 from ipysession.session import replay as replaying
 from ipysession.session.effects import cell_effects
-from ipysession.session.loading import BackgroundLoads, LoadJob, Payload, record_bytes
+from ipysession.session.imports_loading import BackgroundImports, top_module
+from ipysession.session.loading import (
+    WAIT_LIMIT,
+    BackgroundLoads,
+    LoadJob,
+    Payload,
+    pending_module,
+    record_bytes,
+)
 from ipysession.session.reports import ReplayOutcome, ReplayState, RestoreReport, TravelReport
 from ipysession.session.timeline import ABSENT, Timeline, Value
 
@@ -141,6 +149,11 @@ class Workspace:
         # replay off): their records, kept so `%session replay` and the next restart can.
         self.replay_pending: dict[str, VariableRecord] = {}
         self.timeline = Timeline(CaptureSettings.undo_max_bytes)
+        #: Imports restored in the background at kernel start (the manager sets it): values
+        #: that need one of its modules wait for it (see session/imports_loading.py).
+        self.importing: BackgroundImports | None = None
+        # The report of the restore that handed them over: it gets their outcomes as they bind.
+        self._importing_report: RestoreReport | None = None
         # Where restored tensors go (SessionManager.device_map, parsed; the manager sets it).
         self.device_map = devices.DeviceMap()
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
@@ -529,11 +542,15 @@ class Workspace:
         replay: ReplaySettings | None = None,
         loads: BackgroundLoads | None = None,
         background_bytes: int = 0,
+        background_imports: Container[str] = (),
     ) -> None:
         """Apply ``session`` (read from session ``source``) to the shell, part by part.
 
         ``loads``: values (or groups) of ``background_bytes`` or more are handed to it, to be
         read on its worker threads and bound between cells (only a restore of everything).
+        With it, imports of the top-level modules in ``background_imports`` not yet imported
+        are imported on :attr:`importing`'s worker thread and bound between cells too, and a
+        value that needs one of them becomes a background job (session/imports_loading.py).
 
         ``own``: it is this kernel's own session, whose history, creation time and extra fields
         it continues; ``variables`` limits variables to these names, and imports to these names
@@ -556,9 +573,13 @@ class Workspace:
         if only is None:
             if "imports" in parts:
                 with times.timing("imports"):
-                    self._restore_imports(session, report, None)
+                    self._restore_imports(
+                        session, report, None, background_imports if loads is not None else ()
+                    )
             if "variables" in parts:
-                with times.timing("data"):
+                # Unpickling never imports a module still on its way: the value waits instead.
+                check = self._module_check() if loads is not None else None
+                with times.timing("data"), pickling.guarded(check):
                     jobs = self._restore_variables(
                         session, source, report, None, background_bytes if loads else 0
                     )
@@ -701,6 +722,7 @@ class Workspace:
         targets = {name: record for name, record in unsaved.items() if name not in user_ns}
         if not targets:
             return
+        self._await_imports()
         if settings.mode == "auto":
             outcomes = self.replay(history, targets, consent=False, settings=settings)
         else:
@@ -809,18 +831,82 @@ class Workspace:
         return module if isinstance(module, str) else None
 
     def _restore_imports(
-        self, session: Session, report: RestoreReport, only: AbstractSet[str] | None
+        self,
+        session: Session,
+        report: RestoreReport,
+        only: AbstractSet[str] | None,
+        background: Container[str] = (),
     ) -> None:
+        """Import the session's imports (those in ``only``); those of a top-level module in
+        ``background`` that is not imported yet go to :attr:`importing` instead."""
         selected = [i for i in session.imports if only is None or i.name in only]
+        importing = self.importing
+        if background and importing is not None:
+            later = [
+                record
+                for record in selected
+                if top_module(record) in background and top_module(record) not in sys.modules
+            ]
+            if later:
+                importing.start(later)  # at once: the imports overlap the kernel's start
+                for record in later:
+                    # Kept now, as a loading value's record is: a save meanwhile carries it.
+                    self.imports[record.name] = ns_capture.merge_imports(
+                        self.imports.get(record.name, ()), [record]
+                    )
+                report.importing.extend(dict.fromkeys(record.name for record in later))
+                self._importing_report = report
+                selected = [record for record in selected if record not in later]
+        self._bind_imports(ns_capture.restore_imports(selected, self.user_ns), report)
+
+    def _bind_imports(
+        self, results: Sequence[tuple[ImportRecord, str | None]], report: RestoreReport | None
+    ) -> None:
+        """Record what restore_imports did: in the report, and as this workspace's imports."""
         restored: set[str] = set()  # report.imports, as a set: thousands of imports stay linear
-        for record, reason in ns_capture.restore_imports(selected, self.user_ns):
-            if reason is not None or record.name not in restored:  # `a.b`, `a.c`: one
-                _outcome(report, report.imports, record.name, reason)
+        for record, reason in results:
+            if report is not None and (reason is not None or record.name not in restored):
+                _outcome(report, report.imports, record.name, reason)  # `a.b`, `a.c`: one
             if reason is None:
                 restored.add(record.name)
                 self.imports[record.name] = ns_capture.merge_imports(
                     self.imports.get(record.name, ()), [record]
                 )
+
+    def bind_imports(
+        self, records: Sequence[ImportRecord]
+    ) -> list[tuple[ImportRecord, str | None]]:
+        """Bind imports whose modules were imported in the background (main thread, between
+        cells), through the same path as those restored at once, into the report of the restore
+        that handed them over. A module whose background import failed is imported once more
+        here. A name the user bound meanwhile keeps the user's value. Returns each record bound
+        and None, or why it could not be."""
+        user_ns = self.user_ns
+        users = {record.name for record in records if record.name in user_ns}
+        results = ns_capture.restore_imports(
+            [record for record in records if record.name not in users], user_ns
+        )
+        self._bind_imports(results, self._importing_report)
+        bound = [record.name for record, reason in results if reason is None]
+        # Bound outside any cell: what the tracker sees now is what is saved, not a change.
+        self.tracker.sync(user_ns, bound)
+        self._restored_names.update(bound)
+        return results
+
+    def _await_imports(self) -> None:
+        """Wait for the imports still importing in the background, and bind them: replay runs
+        the notebook's cells, which read them (without them, it would replay the import cells
+        too, and the cells before them, some needing consent). Only a restore that replays."""
+        importing = self.importing
+        if importing is None or not importing.jobs:
+            return
+        for job in list(importing.jobs):
+            job.done.wait(WAIT_LIMIT)
+        importing.settle()
+
+    def _module_check(self) -> Callable[[str], None] | None:
+        importing = self.importing
+        return importing.module_check() if importing is not None else None
 
     def _restore_variables(
         self,
@@ -898,6 +984,19 @@ class Workspace:
                     _placed(report, var_name, placements)
                 user_ns[var_name] = value
             except Exception as exc:  # noqa: BLE001 - unpickling can raise anything; one bad value never stops the rest
+                module = pending_module(exc)
+                if module is not None and holder is not None:
+                    # It needs a module still being imported in the background: it is bound
+                    # once that is in, as a large value is (see session/imports_loading.py).
+                    job = jobs.get(holder_name)
+                    if job is None:
+                        job = jobs[holder_name] = LoadJob(
+                            record=holder, names=(), size=holder.size, group=_in_group(holder)
+                        )
+                    job.names, job.waiting_for = (*job.names, var_name), module
+                    report.loading.append(var_name)
+                    self.records[var_name] = record
+                    continue
                 report.skipped.append((var_name, _describe_error(exc)))
                 # Carried forward so the next save does not drop a value that failed to load
                 # here (a missing package, say) but may load elsewhere.
@@ -914,11 +1013,17 @@ class Workspace:
         value. Raises what unpickling raised: the job's variables then stay unrestored."""
         user_ns = self.user_ns
         data, buffers = payload
-        if job.group:
-            values = ns_capture.restore_group(job.record, data, buffers=buffers, namespace=user_ns)
-        else:
-            value = ns_capture.restore_value(job.record, data, buffers=buffers, namespace=user_ns)
-            values = {job.record.name: value}
+        # Never imports a module still on its way (it raises ModulePending: the job waits).
+        with pickling.guarded(self._module_check()):
+            if job.group:
+                values = ns_capture.restore_group(
+                    job.record, data, buffers=buffers, namespace=user_ns
+                )
+            else:
+                value = ns_capture.restore_value(
+                    job.record, data, buffers=buffers, namespace=user_ns
+                )
+                values = {job.record.name: value}
         bound = []
         for name in job.names:
             if name not in values:  # the session was merged by hand or damaged

@@ -1,0 +1,262 @@
+"""Heavy imports restored in the background (session/imports_loading.py), in a real in-process
+IPython shell (a terminal: no kernel event loop, so imports are bound after the next cell, or
+when a cell that names one waits for it) over a real store.
+
+The slow import is a module of the test's own, on ``sys.path``, listed in
+``background_imports``: importing it waits until the test creates a file (its gate), so it is
+"still importing" for as long as the test needs, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets import TraitError
+
+import ipysession
+from ipysession.capture.namespace import restore_imports
+from ipysession.extension import get_manager
+from ipysession.model import ImportRecord
+from ipysession.session.imports_loading import BackgroundImports, ImportState
+from ipysession.session.options import SessionOptions
+from tests.builders import wait_for
+from tests.shell import ipython_shell, restart, run
+
+
+class SlowModule:
+    """A module of the test's own whose import waits for a file (its gate) to exist."""
+
+    def __init__(self, where: Path, *, body: str = "") -> None:
+        self.name = f"slowmod_{uuid.uuid4().hex[:8]}"
+        self.gate = where / f"{self.name}.open"
+        source = (
+            "import os, time\n"
+            f"_deadline = time.monotonic() + 120\n"
+            f"while not os.path.exists({str(self.gate)!r}) and time.monotonic() < _deadline:\n"
+            "    time.sleep(0.01)\n"
+            "VALUE = 42\n"
+            "class Thing:\n"
+            "    def __init__(self, x):\n"
+            "        self.x = x\n" + body
+        )
+        self.source = where / f"{self.name}.py"
+        self.source.write_text(source)
+
+    def open(self) -> None:
+        self.gate.touch()
+
+    def close(self) -> None:
+        self.gate.unlink(missing_ok=True)
+
+    def open_soon(self) -> None:
+        """Open the gate from another thread once the main thread waits in a cell."""
+        threading.Timer(0.2, self.open).start()
+
+    def forget(self) -> None:
+        """As a new kernel would: the module is not imported yet."""
+        sys.modules.pop(self.name, None)
+
+
+@pytest.fixture
+def make_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Makes slow modules on ``sys.path`` (gate open); none is left importing or imported."""
+    where = tmp_path / "modules"
+    where.mkdir()
+    monkeypatch.syspath_prepend(str(where))
+    made: list[SlowModule] = []
+
+    def make(body: str = "") -> SlowModule:
+        module = SlowModule(where, body=body)
+        module.open()
+        made.append(module)
+        return module
+
+    yield make
+    for module in made:
+        module.open()  # never leave a worker thread waiting
+        module.forget()
+
+
+@pytest.fixture
+def slow(make_module: Any) -> SlowModule:
+    module: SlowModule = make_module()
+    return module
+
+
+@contextmanager
+def saved_shell(module: SlowModule, background_imports: list[str] | None = None) -> Iterator[Any]:
+    """A shell whose saved session imports ``module`` and holds a value of its class."""
+    imports = [module.name] if background_imports is None else background_imports
+    with ipython_shell(autosave_interval=0.0, background_imports=imports) as shell:
+        ipysession.load_ipython_extension(shell)
+        run(shell, f"import {module.name} as sl\nthing = sl.Thing(3)\nn = 5\n")
+        run(shell, "%session save")
+        yield shell
+
+
+def restart_with_gate_closed(shell: Any, module: SlowModule) -> None:
+    module.close()
+    module.forget()
+    restart(shell)
+
+
+def test_a_cell_naming_none_runs_while_one_naming_it_waits_then_the_value_arrives(
+    slow: SlowModule,
+) -> None:
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        manager = get_manager(shell)
+        report = manager.last_restore
+        assert report is not None
+        assert report.importing == ["sl"]
+        # thing needs the module to be unpickled: it waits for it as a background job.
+        assert report.loading == ["thing"]
+        assert "sl" not in shell.user_ns
+        assert "thing" not in shell.user_ns
+        assert shell.user_ns["n"] == 5
+        # A cell that names neither runs now, the module still held at its gate.
+        run(shell, "m = n + 1")
+        assert shell.user_ns["m"] == 6
+        loading = dict(manager.status().loading)
+        assert loading["sl"] == f"importing {slow.name}"
+        assert "waiting for" in loading["thing"]
+        # A cell that names the import waits for it, then sees the module.
+        slow.open_soon()
+        run(shell, "v = sl.VALUE")
+        assert shell.user_ns["v"] == 42
+        assert "sl" in report.imports
+        # The value that needed it arrives after it.
+        run(shell, "x = thing.x")
+        assert shell.user_ns["x"] == 3
+        assert isinstance(shell.user_ns["thing"], sys.modules[slow.name].Thing)
+        assert manager.status().loading == []
+
+
+def test_a_notebook_function_reading_a_pending_import_waits_for_it(
+    slow: SlowModule,
+) -> None:
+    with saved_shell(slow) as shell:
+        run(shell, "def value():\n    return sl.VALUE\n")
+        run(shell, "%session save")
+        restart_with_gate_closed(shell, slow)
+        # Pickled by value, the function brings its module back by importing it: it waits
+        # for that module as a background job instead of waiting on its import lock here.
+        assert "value" in get_manager(shell).last_restore.loading  # type: ignore[union-attr]
+        # Defined now, by a cell that names nothing pending: its code reads sl.
+        run(shell, 'exec("def later():\\n    return sl.VALUE + 1")')
+        slow.open_soon()
+        # The cell names only later; later's code reads sl, still importing: it waits.
+        run(shell, "r = later()")
+        assert shell.user_ns["r"] == 43
+        run(shell, "w = value()")
+        assert shell.user_ns["w"] == 42
+
+
+def test_a_save_while_an_import_is_pending_keeps_its_record(slow: SlowModule) -> None:
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        manager = get_manager(shell)
+        run(shell, "extra = 1")
+        run(shell, "%session save")
+        saved = manager.store.read(manager.name).session
+        assert [record.name for record in saved.imports] == ["sl"]
+        assert "thing" in saved.variables
+        # Restarted again before the module ever arrived: it comes back.
+        restart_with_gate_closed(shell, slow)
+        slow.open_soon()
+        run(shell, "v, x = sl.VALUE, thing.x")
+        assert (shell.user_ns["v"], shell.user_ns["x"], shell.user_ns["extra"]) == (42, 3, 1)
+
+
+def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
+    make_module: Any,
+) -> None:
+    # signal.signal raises ValueError anywhere but on the main thread.
+    handler = "signal.signal(signal.SIGUSR1, signal.getsignal(signal.SIGUSR1))"
+    module = make_module(f"import signal\n{handler}\n")
+    with saved_shell(module) as shell:
+        module.forget()
+        restart(shell)
+        manager = get_manager(shell)
+        job = manager.importing.jobs[0]
+        wait_for(lambda: job.state is ImportState.IMPORTED, "the background import ended")
+        assert isinstance(job.error, ValueError)
+        run(shell, "v = sl.VALUE")
+        assert shell.user_ns["v"] == 42
+        report = manager.last_restore
+        assert report is not None
+        assert "sl" in report.imports
+        assert "sl" not in dict(report.skipped)
+
+
+def test_an_import_that_fails_everywhere_is_reported(make_module: Any) -> None:
+    module = make_module()
+    with saved_shell(module) as shell:
+        # Broken since the save: it fails on the worker thread, and again on the main thread.
+        module.source.write_text(module.source.read_text() + "raise RuntimeError('broken')\n")
+        restart_with_gate_closed(shell, module)
+        manager = get_manager(shell)
+        module.open_soon()
+        result = shell.run_cell("sl")
+        assert result.error_before_exec is None
+        assert "could not be restored" in str(result.error_in_exec)
+        assert "broken" in str(result.error_in_exec)
+        report = manager.last_restore
+        assert report is not None
+        assert "broken" in dict(report.skipped)["sl"]
+        assert any("'sl'" in text for _, text in manager.notices.recent())
+        assert "sl" not in shell.user_ns
+
+
+def test_an_empty_list_imports_before_the_shell_answers(slow: SlowModule) -> None:
+    with saved_shell(slow, background_imports=[]) as shell:
+        slow.forget()
+        restart(shell)
+        report = get_manager(shell).last_restore
+        assert report is not None
+        assert report.importing == []
+        assert shell.user_ns["sl"].VALUE == 42
+        assert shell.user_ns["thing"].x == 3
+
+
+@pytest.mark.parametrize("bad", ["numpy.linalg", "", "not a module"])
+def test_background_imports_lists_top_level_modules_only(bad: str) -> None:
+    with pytest.raises(TraitError, match="top-level module names"):
+        SessionOptions(background_imports=[bad])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority: Linux")
+def test_the_import_thread_runs_below_the_kernels_priority(make_module: Any) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    if own >= 19:  # run under `nice -n 19`: there is no lower priority to give the thread
+        pytest.skip("the tests run at the lowest scheduling priority already")
+    module = make_module()
+    module.close()
+    module.forget()
+    namespace: dict[str, Any] = {}
+    importing = BackgroundImports(bind=lambda records: restore_imports(records, namespace))
+    importing.start([ImportRecord(name="sl", module=module.name)])
+    try:
+        job = importing.jobs[0]
+        wait_for(lambda: job.state is ImportState.IMPORTING, "the thread imports")
+        thread = next(t for t in threading.enumerate() if t.name == "ipysession-import")
+        assert thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) > own
+        assert os.getpriority(os.PRIO_PROCESS, 0) == own  # this thread (the kernel's) unchanged
+        assert importing.is_pending(f"{module.name}.sub")
+        module.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        assert importing.settle() == ["sl"]
+        assert namespace["sl"].VALUE == 42
+        assert importing.module_check() is None  # nothing pending: unpickling unchecked again
+    finally:
+        module.open()
+        importing.stop()
