@@ -640,8 +640,10 @@ def markdown(result: dict[str, Any]) -> str:
             "ready and a request's status came back on IOPub; in brackets, for a tool that "
             "restores while the kernel starts, against the plain kernel's restart of the same "
             "trial (the restore added). Launch to restored adds the harness's probe and the "
-            "tool's restore cells, or for ipysession a check that the extension loaded. A kernel "
-            "with ipysession restores its session before it is ready and shows its restore "
+            "tool's restore cells, or for ipysession a check that the extension loaded and a "
+            "cell naming every name of the workload, which waits for the imports and values "
+            "still arriving in the background. A kernel with ipysession restores its session "
+            "before it is ready, except heavy imports and large values, and shows its restore "
             "summary at the first cell.",
             "",
             startup,
