@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Container, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ipysession._version import __version__
@@ -40,7 +40,7 @@ from ipysession.capture.cellnames import cell_names
 from ipysession.capture.covars import CoVariables
 from ipysession.capture.describe import budget_hint, format_bytes
 from ipysession.capture.pickling import digest_parts
-from ipysession.capture.references import global_names
+from ipysession.capture.references import global_names, names_reached
 from ipysession.errors import CaptureError, SessionError
 from ipysession.model import (
     REDACTED,
@@ -722,7 +722,6 @@ class Workspace:
         targets = {name: record for name, record in unsaved.items() if name not in user_ns}
         if not targets:
             return
-        self._await_imports()
         if settings.mode == "auto":
             outcomes = self.replay(history, targets, consent=False, settings=settings)
         else:
@@ -748,10 +747,14 @@ class Workspace:
         is asked for a group with side effects instead, when given.
         """
         user_ns = self.user_ns
+        # An import still importing in the background is an input the replay will have: the
+        # plan takes it as present (else it would replay the import cells too, and the cells
+        # before them, some needing consent), and a group that reads one waits for it to run.
+        importing = self._importing_names()
         plan = replaying.plan_replay(
             history,
             targets,
-            present=lambda name: name in user_ns,
+            present=lambda name: name in user_ns or name in importing,
             prepare=self._replay_cell,
         )
         outcomes: list[ReplayOutcome] = []
@@ -776,6 +779,9 @@ class Workspace:
             elif why is not None and not consent and not self._asked(ask, group, why):
                 outcome = group.outcome(ReplayState.WAITING, reason=why)
             else:
+                if importing and self._reads_any(group, importing):
+                    self._await_imports()
+                    importing = self._importing_names()
                 outcome = replaying.run_group(group, user_ns, time_limit=settings.time_limit)
             outcome = dataclasses.replace(outcome, types=types)
             outcomes.append(outcome)
@@ -893,10 +899,27 @@ class Workspace:
         self._restored_names.update(bound)
         return results
 
+    def _importing_names(self) -> frozenset[str]:
+        """The names that imports still importing in the background will bind."""
+        importing = self.importing
+        if importing is None or not importing.jobs:
+            return frozenset()
+        return frozenset(arrival.name for arrival in importing.arriving())
+
+    def _reads_any(self, group: replaying.ReplayGroup, names: AbstractSet[str]) -> bool:
+        """Whether running ``group`` may read one of ``names``: its cells' code (function
+        bodies they define included), or the code of a notebook function they use, by the rule
+        a cell waiting for what it names follows (capture.references.names_reached)."""
+        read: set[str] = set()
+        for cell in group.cells:
+            read |= cell.inputs | _code_names(cell.code)
+        return not names_reached(read, self.user_ns).isdisjoint(names)
+
     def _await_imports(self) -> None:
-        """Wait for the imports still importing in the background, and bind them: replay runs
-        the notebook's cells, which read them (without them, it would replay the import cells
-        too, and the cells before them, some needing consent). Only a restore that replays."""
+        """Wait for the imports still importing in the background, and bind them: a replayed
+        group runs notebook cells that read them. Only before a group that reads one, so a
+        restore whose replay reads none (a generator of plain numbers) does not wait for pandas
+        before the kernel is ready."""
         importing = self.importing
         if importing is None or not importing.jobs:
             return
@@ -1084,6 +1107,21 @@ class Workspace:
         for name in names:
             if name in hidden and name in user_ns and hidden[name] is user_ns[name]:
                 del hidden[name]
+
+
+def _code_names(code: str) -> set[str]:
+    """Every global or attribute name that ``code`` (nested code included) may read."""
+    try:
+        compiled = compile(code, "<ipysession replay plan>", "exec")
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    stack = [compiled]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(const for const in current.co_consts if isinstance(const, CodeType))
+    return names
 
 
 def _in_group(record: VariableRecord | None) -> bool:

@@ -260,3 +260,57 @@ def test_the_import_thread_runs_below_the_kernels_priority(make_module: Any) -> 
     finally:
         module.open()
         importing.stop()
+
+
+def _replay_shell(module: SlowModule, cells: list[str]) -> Any:
+    shell_context = ipython_shell(autosave_interval=0.0, background_imports=[module.name])
+    shell = shell_context.__enter__()
+    ipysession.load_ipython_extension(shell)
+    run(shell, f"import {module.name} as sl\nn = 3\n")
+    for cell in cells:
+        run(shell, cell)
+    run(shell, "%session save")
+    return shell_context, shell
+
+
+def test_a_replay_that_reads_no_pending_import_does_not_wait_for_it(slow: SlowModule) -> None:
+    # A generator cannot be saved: the restore replays its cell, which reads only `n`.
+    context, shell = _replay_shell(slow, ["squares = (i * i for i in range(n))"])
+    try:
+        restart_with_gate_closed(shell, slow)
+        report = get_manager(shell).last_restore
+        assert report is not None
+        assert report.importing == ["sl"]
+        assert "sl" not in shell.user_ns  # still held at its gate: the replay did not wait
+        assert [o.names for o in report.replay] == [("squares",)]
+        assert list(shell.user_ns["squares"]) == [0, 1, 4]
+    finally:
+        slow.open()
+        context.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["values = (sl.VALUE + i for i in range(n))"],
+        ["values = ((lambda j: sl.VALUE + j)(i) for i in range(n))"],
+    ],
+    ids=["directly", "in-nested-code"],
+)
+def test_a_replay_that_reads_a_pending_import_waits_for_it(
+    slow: SlowModule, cells: list[str]
+) -> None:
+    context, shell = _replay_shell(slow, cells)
+    try:
+        slow.close()
+        slow.forget()
+        slow.open_soon()  # opened while the restore waits for it before replaying
+        restart(shell)
+        report = get_manager(shell).last_restore
+        assert report is not None
+        assert shell.user_ns["sl"] is sys.modules[slow.name]
+        assert "sl" in report.imports
+        assert list(shell.user_ns["values"]) == [42, 43, 44]
+    finally:
+        slow.open()
+        context.__exit__(None, None, None)
