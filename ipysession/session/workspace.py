@@ -41,6 +41,7 @@ from ipysession.capture.covars import CoVariables
 from ipysession.capture.describe import budget_hint, format_bytes
 from ipysession.capture.pickling import digest_parts
 from ipysession.capture.references import global_names, names_reached
+from ipysession.capture.sizing import imported
 from ipysession.errors import CaptureError, SessionError
 from ipysession.model import (
     REDACTED,
@@ -851,7 +852,10 @@ class Workspace:
             later = [
                 record
                 for record in selected
-                if top_module(record) in background and top_module(record) not in sys.modules
+                # A module still half-imported counts as not imported: by the thread of an
+                # extension unloaded and loaded again (or any other thread), importing it here
+                # would wait on its lock; the worker waits for it instead.
+                if top_module(record) in background and imported(top_module(record)) is None
             ]
             if later:
                 importing.start(later)  # at once: the imports overlap the kernel's start

@@ -176,6 +176,39 @@ def test_a_save_while_an_import_is_pending_keeps_its_record(slow: SlowModule) ->
         assert (shell.user_ns["v"], shell.user_ns["x"], shell.user_ns["extra"]) == (42, 3, 1)
 
 
+def test_restarted_again_while_the_import_thread_is_blocked_it_is_handed_over_again(
+    slow: SlowModule,
+) -> None:
+    # `%unload_ext` then `%load_ext` in one process: the first manager's thread is still in the
+    # middle of the import (its module half-initialised in sys.modules). The second must not
+    # import it on the main thread (that waits on the module's lock until the import is through)
+    # and the first must write nothing into the namespace.
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        first = get_manager(shell)
+        wait_for(lambda: first.importing.jobs[0].state is ImportState.IMPORTING, "importing")
+        # Should the module be imported on the main thread after all, the gate opens in time.
+        fallback = threading.Timer(30.0, slow.open)
+        fallback.start()
+        try:
+            restart(shell)
+        finally:
+            fallback.cancel()
+        manager = get_manager(shell)
+        assert manager is not first
+        report = manager.last_restore
+        assert report is not None
+        assert report.importing == ["sl"]
+        assert report.loading == ["thing"]
+        assert "sl" not in shell.user_ns
+        run(shell, "m = n + 1")
+        slow.open_soon()
+        run(shell, "v, x = sl.VALUE, thing.x")
+        assert (shell.user_ns["v"], shell.user_ns["x"]) == (42, 3)
+        assert "sl" in report.imports
+        assert first.importing.settle() == []  # the unloaded manager binds nothing
+
+
 def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
     make_module: Any,
 ) -> None:
