@@ -209,6 +209,24 @@ def test_restarted_again_while_the_import_thread_is_blocked_it_is_handed_over_ag
         assert first.importing.settle() == []  # the unloaded manager binds nothing
 
 
+def test_in_a_terminal_an_import_that_arrived_is_bound_after_the_next_cell(
+    slow: SlowModule,
+) -> None:
+    # No event loop binds it: the next cell's end does, whatever the cell names (`%run -i`,
+    # `eval` and `%who` see the namespace, not the cell's text).
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        manager = get_manager(shell)
+        job = manager.importing.jobs[0]
+        slow.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        run(shell, "m = n + 1")
+        assert shell.user_ns["sl"] is sys.modules[slow.name]
+        assert manager.status().loading == []
+        run(shell, "found = eval('s' + 'l').VALUE")
+        assert shell.user_ns["found"] == 42
+
+
 def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
     make_module: Any,
 ) -> None:
