@@ -227,6 +227,48 @@ def test_in_a_terminal_an_import_that_arrived_is_bound_after_the_next_cell(
         assert shell.user_ns["found"] == 42
 
 
+def saved_imports(shell: Any) -> list[str]:
+    run(shell, "%session save")
+    manager = get_manager(shell)
+    return [record.name for record in manager.store.read(manager.name).session.imports]
+
+
+def test_an_import_forgotten_while_pending_stays_forgotten_once_it_arrives(
+    slow: SlowModule,
+) -> None:
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        job = get_manager(shell).importing.jobs[0]
+        run(shell, "%session forget sl")
+        slow.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        run(shell, "m = n + 1")
+        # Bound, as a forgotten name keeps its value here; never saved again.
+        assert shell.user_ns["sl"] is sys.modules[slow.name]
+        assert saved_imports(shell) == []
+
+
+@pytest.mark.parametrize(
+    "cells", [["sl = 1"], ["sl = 1", "del sl"]], ids=["rebound", "rebound-then-deleted"]
+)
+def test_a_name_a_cell_bound_while_its_import_was_pending_stays_the_users(
+    slow: SlowModule, cells: list[str]
+) -> None:
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        manager = get_manager(shell)
+        job = manager.importing.jobs[0]
+        for cell in cells:
+            run(shell, cell)  # a cell only storing the name does not wait for the import
+        assert job.state is ImportState.IMPORTING
+        slow.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        run(shell, "m = n + 1")
+        assert shell.user_ns.get("sl", "deleted") == (1 if cells == ["sl = 1"] else "deleted")
+        assert saved_imports(shell) == []
+        assert manager.status().loading == []
+
+
 def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
     make_module: Any,
 ) -> None:
