@@ -269,6 +269,60 @@ def test_a_name_a_cell_bound_while_its_import_was_pending_stays_the_users(
         assert manager.status().loading == []
 
 
+def test_import_statements_of_every_shape_come_back_with_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gated package with a submodule, imported every way a cell can, beside modules that are
+    # not listed (os.path) or already imported (json): each name is what it was.
+    package = f"slowpkg_{uuid.uuid4().hex[:8]}"
+    where = tmp_path / "modules" / package
+    where.mkdir(parents=True)
+    gate = SlowModule(tmp_path, body="class DataFrame:\n    pass\n")
+    (where / "__init__.py").write_text(gate.source.read_text())
+    (where / "linalg.py").write_text("X = 5\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    cell = (
+        f"import os.path\nfrom {package} import DataFrame as DF\nimport {package}.linalg as la\n"
+        f"import {package}\nfrom {package}.linalg import X\nimport json\n"
+    )
+    names = ["DF", "X", "json", "la", "os", package]
+    gate.open()
+    try:
+        with ipython_shell(autosave_interval=0.0, background_imports=[package]) as shell:
+            ipysession.load_ipython_extension(shell)
+            run(shell, cell)
+            before = saved_imports(shell)
+            gate.close()
+            for module in [m for m in sys.modules if m.split(".")[0] == package]:
+                del sys.modules[module]
+            restart(shell)
+            report = get_manager(shell).last_restore
+            assert report is not None
+            assert sorted(report.importing) == ["DF", "X", "la", package]
+            assert shell.user_ns["os"].path is os.path
+            gate.open_soon()
+            run(shell, f"found = (DF, la, {package}, X)")
+            pkg = sys.modules[package]
+            assert shell.user_ns["found"] == (pkg.DataFrame, pkg.linalg, pkg, 5)
+            assert shell.user_ns["json"] is sys.modules["json"]
+            assert sorted(saved_imports(shell)) == sorted(before) == names
+    finally:
+        gate.open()
+        for module in [m for m in sys.modules if m.split(".")[0] == package]:
+            del sys.modules[module]
+
+
+def test_a_listed_module_already_imported_at_start_is_bound_at_once(slow: SlowModule) -> None:
+    with saved_shell(slow) as shell:
+        restart(shell)  # the module stays imported: nothing to wait for
+        report = get_manager(shell).last_restore
+        assert report is not None
+        assert report.importing == []
+        assert report.loading == []
+        assert shell.user_ns["sl"] is sys.modules[slow.name]
+        assert shell.user_ns["thing"].x == 3
+
+
 def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
     make_module: Any,
 ) -> None:
