@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.builders import wait_for
-from tests.kernels import FAST_AUTOSAVE, MANAGER, Kernel, start_kernel, wait_for_autosave
+from tests.kernels import (
+    FAST_AUTOSAVE,
+    MANAGER,
+    Kernel,
+    run_cli,
+    start_kernel,
+    wait_for_autosave,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -222,3 +229,24 @@ def test_sigkill_while_imports_are_pending_leaves_the_session_whole(tmp_path: Pa
             "numpy",
             6,
         )
+
+
+def test_a_kernel_shut_down_mid_import_exits_by_itself_and_saves_the_pending_imports(
+    tmp_path: Path,
+) -> None:
+    with importing_kernel(tmp_path) as (kernel, _gate):
+        kernel.kill_hard()
+        name = kernel.value(f"{MANAGER}.name")
+        assert "pd" in kernel.value(PENDING)  # the import thread is held at the gate
+        kernel.run("extra = 3")
+        process = kernel.km.provisioner.process
+        kernel.shutdown(now=False)
+        # 0: it exited on its own (the daemon thread held nothing up, nothing crashed at
+        # finalization); a kernel that hung would have been killed (a negative status).
+        assert process.returncode == 0
+        # Its save at shutdown carried the imports still pending and the new variable.
+        shown = run_cli(tmp_path, "show", name)
+        assert shown.returncode == 0, shown.stderr
+        assert "import pandas as pd" in shown.stdout
+        assert "import numpy as np" in shown.stdout
+        assert "extra" in shown.stdout

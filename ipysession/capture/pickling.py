@@ -268,6 +268,20 @@ def guarded(check: Callable[[str], None] | None) -> Iterator[None]:
         _MODULE_CHECK.reset(token)
 
 
+#: ipysession's own rebuilding functions (capture/tensors.py) import their library when called,
+#: and a storage is rebuilt before the stream names anything of torch: the library they import
+#: is checked with the function, or unpickling would import a pending torch on the main thread.
+_REBUILDERS_MODULE = "ipysession.capture.tensors"
+_REBUILT_LIBRARIES = ("torch", "jax", "cupy")
+
+
+def _library_imported_by(module: str, name: str) -> str | None:
+    """The library that the rebuilding function ``module.name`` imports when called, if any."""
+    if module != _REBUILDERS_MODULE:
+        return None
+    return next((lib for lib in _REBUILT_LIBRARIES if name.startswith(f"rebuild_{lib}_")), None)
+
+
 class _CheckedUnpickler(pickle.Unpickler):
     def __init__(self, file: Any, check: Callable[[str], None], **kwargs: Any) -> None:
         super().__init__(file, **kwargs)
@@ -275,6 +289,9 @@ class _CheckedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         self._check(module)
+        library = _library_imported_by(module, name)
+        if library is not None:
+            self._check(library)
         found = super().find_class(module, name)
         if name == "subimport" and module.startswith("cloudpickle"):
             # cloudpickle brings a module a function reads back by importing it by name.

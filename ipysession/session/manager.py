@@ -154,9 +154,9 @@ class SessionManager(SessionOptions):
         )
         self.arrivals.add(self.loads)
         # Heavy imports restored at kernel start on a thread of their own: an arrival source
-        # too; the kernel's event loop binds them as it binds large values (loads.wake).
+        # too; the kernel's event loop binds them as it binds large values (loads.wake): see
+        # restore(), which sets importing.wake where there is one.
         self.importing = BackgroundImports(bind=self._bind_imports)
-        self.importing.wake = self._wake_for_imports
         self.workspace.importing = self.importing
         self.loads.wait_for_module = self.importing.wait_module
         self.arrivals.add(self.importing)
@@ -713,6 +713,9 @@ class SessionManager(SessionOptions):
         if result.rollback is not None:  # newest generations deleted or put back (head record)
             report.problems.append(f"rollback: {result.rollback.message}")
         self.workspace.device_map = device_map_from(self.device_map)
+        # A kernel's event loop binds imports as they arrive; without one (a terminal, where
+        # the extension sets no when_ready) wake stays None and each cell's end binds them.
+        self.importing.wake = self._wake_for_imports if self.loads.when_ready else None
         self.workspace.apply(
             session,
             report,

@@ -41,6 +41,7 @@ from ipysession.capture.covars import CoVariables
 from ipysession.capture.describe import budget_hint, format_bytes
 from ipysession.capture.pickling import digest_parts
 from ipysession.capture.references import global_names, names_reached
+from ipysession.capture.sizing import imported
 from ipysession.errors import CaptureError, SessionError
 from ipysession.model import (
     REDACTED,
@@ -154,6 +155,8 @@ class Workspace:
         self.importing: BackgroundImports | None = None
         # The report of the restore that handed them over: it gets their outcomes as they bind.
         self._importing_report: RestoreReport | None = None
+        # Names a cell bound or deleted while imports were pending: the user's, never rebound.
+        self._bound_by_cells: set[str] = set()
         # Where restored tensors go (SessionManager.device_map, parsed; the manager sets it).
         self.device_map = devices.DeviceMap()
         # The shell's own hidden-names dict, live: names IPython adds later stay hidden too.
@@ -202,6 +205,9 @@ class Workspace:
         changes = self.tracker.post_cell(self.user_ns, source, transformed=transformed)
         # A new assignment undoes `forget`; a forgotten name merely read stays forgotten.
         self.forgotten -= changes.rebound - self._forgotten_in_cell
+        if self.importing is not None and self.importing.jobs:
+            # `pd = 1` (or `del pd` after it) before pandas arrived: the import leaves it be.
+            self._bound_by_cells |= changes.changed | changes.deleted
         now = time.monotonic()
         if now - self._last_deep_pass >= settings.deep_capture_interval:
             _merge_changes(changes, self.tracker.full_pass(self.user_ns, deep=True))
@@ -851,7 +857,10 @@ class Workspace:
             later = [
                 record
                 for record in selected
-                if top_module(record) in background and top_module(record) not in sys.modules
+                # A module still half-imported counts as not imported: by the thread of an
+                # extension unloaded and loaded again (or any other thread), importing it here
+                # would wait on its lock; the worker waits for it instead.
+                if top_module(record) in background and imported(top_module(record)) is None
             ]
             if later:
                 importing.start(later)  # at once: the imports overlap the kernel's start
@@ -862,6 +871,7 @@ class Workspace:
                     )
                 report.importing.extend(dict.fromkeys(record.name for record in later))
                 self._importing_report = report
+                self._bound_by_cells = set()
                 selected = [record for record in selected if record not in later]
         self._bind_imports(ns_capture.restore_imports(selected, self.user_ns), report)
 
@@ -885,14 +895,22 @@ class Workspace:
         """Bind imports whose modules were imported in the background (main thread, between
         cells), through the same path as those restored at once, into the report of the restore
         that handed them over. A module whose background import failed is imported once more
-        here. A name the user bound meanwhile keeps the user's value. Returns each record bound
-        and None, or why it could not be."""
+        here. A name the user bound (or bound and deleted) meanwhile stays as the user left it;
+        one forgotten meanwhile is bound but not saved. Returns each record bound and None, or
+        why it could not be."""
         user_ns = self.user_ns
-        users = {record.name for record in records if record.name in user_ns}
+        users = {
+            record.name
+            for record in records
+            if record.name in user_ns or record.name in self._bound_by_cells
+        }
         results = ns_capture.restore_imports(
             [record for record in records if record.name not in users], user_ns
         )
         self._bind_imports(results, self._importing_report)
+        for record, _ in results:
+            if record.name in self.forgotten:
+                self.imports.pop(record.name, None)  # `%session forget` popped it: it stays out
         bound = [record.name for record, reason in results if reason is None]
         # Bound outside any cell: what the tracker sees now is what is saved, not a change.
         self.tracker.sync(user_ns, bound)

@@ -176,6 +176,153 @@ def test_a_save_while_an_import_is_pending_keeps_its_record(slow: SlowModule) ->
         assert (shell.user_ns["v"], shell.user_ns["x"], shell.user_ns["extra"]) == (42, 3, 1)
 
 
+def test_restarted_again_while_the_import_thread_is_blocked_it_is_handed_over_again(
+    slow: SlowModule,
+) -> None:
+    # `%unload_ext` then `%load_ext` in one process: the first manager's thread is still in the
+    # middle of the import (its module half-initialised in sys.modules). The second must not
+    # import it on the main thread (that waits on the module's lock until the import is through)
+    # and the first must write nothing into the namespace.
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        first = get_manager(shell)
+        wait_for(lambda: first.importing.jobs[0].state is ImportState.IMPORTING, "importing")
+        # Should the module be imported on the main thread after all, the gate opens in time.
+        fallback = threading.Timer(30.0, slow.open)
+        fallback.start()
+        try:
+            restart(shell)
+        finally:
+            fallback.cancel()
+        manager = get_manager(shell)
+        assert manager is not first
+        report = manager.last_restore
+        assert report is not None
+        assert report.importing == ["sl"]
+        assert report.loading == ["thing"]
+        assert "sl" not in shell.user_ns
+        run(shell, "m = n + 1")
+        slow.open_soon()
+        run(shell, "v, x = sl.VALUE, thing.x")
+        assert (shell.user_ns["v"], shell.user_ns["x"]) == (42, 3)
+        assert "sl" in report.imports
+        assert first.importing.settle() == []  # the unloaded manager binds nothing
+
+
+def test_in_a_terminal_an_import_that_arrived_is_bound_after_the_next_cell(
+    slow: SlowModule,
+) -> None:
+    # No event loop binds it: the next cell's end does, whatever the cell names (`%run -i`,
+    # `eval` and `%who` see the namespace, not the cell's text).
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        manager = get_manager(shell)
+        job = manager.importing.jobs[0]
+        slow.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        run(shell, "m = n + 1")
+        assert shell.user_ns["sl"] is sys.modules[slow.name]
+        assert manager.status().loading == []
+        run(shell, "found = eval('s' + 'l').VALUE")
+        assert shell.user_ns["found"] == 42
+
+
+def saved_imports(shell: Any) -> list[str]:
+    run(shell, "%session save")
+    manager = get_manager(shell)
+    return [record.name for record in manager.store.read(manager.name).session.imports]
+
+
+def test_an_import_forgotten_while_pending_stays_forgotten_once_it_arrives(
+    slow: SlowModule,
+) -> None:
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        job = get_manager(shell).importing.jobs[0]
+        run(shell, "%session forget sl")
+        slow.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        run(shell, "m = n + 1")
+        # Bound, as a forgotten name keeps its value here; never saved again.
+        assert shell.user_ns["sl"] is sys.modules[slow.name]
+        assert saved_imports(shell) == []
+
+
+@pytest.mark.parametrize(
+    "cells", [["sl = 1"], ["sl = 1", "del sl"]], ids=["rebound", "rebound-then-deleted"]
+)
+def test_a_name_a_cell_bound_while_its_import_was_pending_stays_the_users(
+    slow: SlowModule, cells: list[str]
+) -> None:
+    with saved_shell(slow) as shell:
+        restart_with_gate_closed(shell, slow)
+        manager = get_manager(shell)
+        job = manager.importing.jobs[0]
+        for cell in cells:
+            run(shell, cell)  # a cell only storing the name does not wait for the import
+        assert job.state is ImportState.IMPORTING
+        slow.open()
+        wait_for(lambda: job.done.is_set(), "the import ended")
+        run(shell, "m = n + 1")
+        assert shell.user_ns.get("sl", "deleted") == (1 if cells == ["sl = 1"] else "deleted")
+        assert saved_imports(shell) == []
+        assert manager.status().loading == []
+
+
+def test_import_statements_of_every_shape_come_back_with_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gated package with a submodule, imported every way a cell can, beside modules that are
+    # not listed (os.path) or already imported (json): each name is what it was.
+    package = f"slowpkg_{uuid.uuid4().hex[:8]}"
+    where = tmp_path / "modules" / package
+    where.mkdir(parents=True)
+    gate = SlowModule(tmp_path, body="class DataFrame:\n    pass\n")
+    (where / "__init__.py").write_text(gate.source.read_text())
+    (where / "linalg.py").write_text("X = 5\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    cell = (
+        f"import os.path\nfrom {package} import DataFrame as DF\nimport {package}.linalg as la\n"
+        f"import {package}\nfrom {package}.linalg import X\nimport json\n"
+    )
+    names = ["DF", "X", "json", "la", "os", package]
+    gate.open()
+    try:
+        with ipython_shell(autosave_interval=0.0, background_imports=[package]) as shell:
+            ipysession.load_ipython_extension(shell)
+            run(shell, cell)
+            before = saved_imports(shell)
+            gate.close()
+            for module in [m for m in sys.modules if m.split(".")[0] == package]:
+                del sys.modules[module]
+            restart(shell)
+            report = get_manager(shell).last_restore
+            assert report is not None
+            assert sorted(report.importing) == ["DF", "X", "la", package]
+            assert shell.user_ns["os"].path is os.path
+            gate.open_soon()
+            run(shell, f"found = (DF, la, {package}, X)")
+            pkg = sys.modules[package]
+            assert shell.user_ns["found"] == (pkg.DataFrame, pkg.linalg, pkg, 5)
+            assert shell.user_ns["json"] is sys.modules["json"]
+            assert sorted(saved_imports(shell)) == sorted(before) == names
+    finally:
+        gate.open()
+        for module in [m for m in sys.modules if m.split(".")[0] == package]:
+            del sys.modules[module]
+
+
+def test_a_listed_module_already_imported_at_start_is_bound_at_once(slow: SlowModule) -> None:
+    with saved_shell(slow) as shell:
+        restart(shell)  # the module stays imported: nothing to wait for
+        report = get_manager(shell).last_restore
+        assert report is not None
+        assert report.importing == []
+        assert report.loading == []
+        assert shell.user_ns["sl"] is sys.modules[slow.name]
+        assert shell.user_ns["thing"].x == 3
+
+
 def test_a_module_that_fails_on_a_thread_is_imported_again_on_the_main_thread(
     make_module: Any,
 ) -> None:
