@@ -37,6 +37,7 @@ def run(kc, code: str) -> str:  # type: ignore[no-untyped-def]
     """Execute ``code`` and return what a user would see."""
     msg_id = kc.execute(code)
     shown: list[str] = []
+    displayed: dict[str, int] = {}  # display id -> its place in `shown`, updated in place
     while True:
         try:
             msg = kc.get_iopub_msg(timeout=60)
@@ -45,9 +46,16 @@ def run(kc, code: str) -> str:  # type: ignore[no-untyped-def]
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]
+        display_id = (
+            content.get("transient", {}).get("display_id") if kind.endswith("data") else None
+        )
         if kind == "stream":
             shown.append(content["text"])
+        elif kind == "update_display_data" and display_id in displayed:
+            shown[displayed[display_id]] = content["data"].get("text/plain", "")
         elif kind in ("display_data", "execute_result"):
+            if display_id is not None:
+                displayed[display_id] = len(shown)
             shown.append(content["data"].get("text/plain", ""))
         elif kind == "error":
             shown.append(f"{content['ename']}: {content['evalue']}")
@@ -119,7 +127,12 @@ def main() -> int:
         print("   Its first cell shows what ipysession brought back:")
         for line in summary.splitlines():
             print(f"   | {line}")
-        after = run(kc, "print(pt, square(12), counts.most_common(1), round(total, 3), len(df))")
+        shown = run(kc, "print(pt, square(12), counts.most_common(1), round(total, 3), len(df))")
+        # Above the values, the line of a cell that waited for what was still arriving (pandas
+        # imported in the background, then the DataFrame that needs it), as the user sees it.
+        *waited, after = shown.splitlines() or [""]
+        for line in waited:
+            print(f"   | {line}")
         print(f"   -> {after}")
         print(f"   {'Same values as before the kill.' if after == before else 'DIFFERENT!'}")
         print("4. The session on disk, seen with the `ipysession` command line:")

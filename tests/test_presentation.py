@@ -267,7 +267,7 @@ def test_status_lists_what_is_still_loading_and_the_summary_counts_it() -> None:
     )
     assert not any(line.startswith("Loading:") for line in status_view(status()).notice.lines)
     report = RestoreReport(session="nb", generation=3, variables=["a"], loading=["df", "emb"])
-    assert "2 large values loading in the background" in restore_notice(report).lines[0]
+    assert "2 values loading in the background" in restore_notice(report).lines[0]
 
 
 def test_every_name_the_package_lists_comes_from_the_module_its_table_names() -> None:

@@ -286,7 +286,7 @@ def restore_view(
         parts.append("layout")
     if report.loading:
         # Large values still arriving: a cell that names one waits for it (session/loading.py).
-        parts.append(f"{count(len(report.loading), 'large value')} loading in the background")
+        parts.append(f"{count(len(report.loading), 'value')} loading in the background")
     states = connection_states or {}
     if report.connections:
         shown = ", ".join(f"{n} ({states.get(n, 'connecting')})" for n in report.connections)
