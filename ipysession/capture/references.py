@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from types import CellType, CodeType, FunctionType, MethodType
 
-__all__ = ["global_names", "names_reached"]
+__all__ = ["code_names", "global_names", "names_reached"]
 
 
 #: How many objects global_names looks at: it walks values only to find code, and a list of a
@@ -85,7 +85,7 @@ def _notebook_code(value: object) -> bool:
 def _inner_objects(value: object, names: set[str]) -> Iterable[object]:
     """The objects inside ``value`` that may hold code; adds the names ``value``'s code reads."""
     if isinstance(value, FunctionType):
-        names.update(_code_names(value.__code__))
+        names.update(code_names(value.__code__))
         cells = [cell for cell in value.__closure__ or () if _cell_is_set(cell)]
         wrapped = getattr(value, "__wrapped__", None)
         return [
@@ -113,11 +113,12 @@ def _inner_objects(value: object, names: set[str]) -> Iterable[object]:
     return [cls, *getattr(value, "__dict__", {}).values()]
 
 
-def _code_names(code: CodeType) -> set[str]:
+def code_names(code: CodeType) -> set[str]:
+    """Every global or attribute name ``code`` may read, its nested code included."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, CodeType):  # nested functions, lambdas, comprehensions, classes
-            names |= _code_names(const)
+            names |= code_names(const)
     return names
 
 

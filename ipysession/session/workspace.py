@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Container, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from types import CodeType, ModuleType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ipysession._version import __version__
@@ -40,7 +40,7 @@ from ipysession.capture.cellnames import cell_names
 from ipysession.capture.covars import CoVariables
 from ipysession.capture.describe import budget_hint, format_bytes
 from ipysession.capture.pickling import digest_parts
-from ipysession.capture.references import global_names, names_reached
+from ipysession.capture.references import code_names, global_names, names_reached
 from ipysession.capture.sizing import imported
 from ipysession.errors import CaptureError, SessionError
 from ipysession.model import (
@@ -930,7 +930,7 @@ class Workspace:
         a cell waiting for what it names follows (capture.references.names_reached)."""
         read: set[str] = set()
         for cell in group.cells:
-            read |= cell.inputs | _code_names(cell.code)
+            read |= cell.inputs | _cell_code_names(cell.code)
         return not names_reached(read, self.user_ns).isdisjoint(names)
 
     def _await_imports(self) -> None:
@@ -1127,19 +1127,12 @@ class Workspace:
                 del hidden[name]
 
 
-def _code_names(code: str) -> set[str]:
-    """Every global or attribute name that ``code`` (nested code included) may read."""
+def _cell_code_names(code: str) -> set[str]:
+    """Every global or attribute name a cell's ``code`` (nested code included) may read."""
     try:
-        compiled = compile(code, "<ipysession replay plan>", "exec")
+        return code_names(compile(code, "<ipysession replay plan>", "exec"))
     except (SyntaxError, ValueError):
         return set()
-    names: set[str] = set()
-    stack = [compiled]
-    while stack:
-        current = stack.pop()
-        names.update(current.co_names)
-        stack.extend(const for const in current.co_consts if isinstance(const, CodeType))
-    return names
 
 
 def _in_group(record: VariableRecord | None) -> bool:
