@@ -31,7 +31,7 @@ import pickle
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ipysession import memory
 from ipysession.capture.describe import KiB, type_name
@@ -42,6 +42,7 @@ __all__ = [
     "Serialized",
     "digest_parts",
     "guarded",
+    "imports_when_called",
     "loads",
     "register_reducer",
     "serialize",
@@ -268,18 +269,21 @@ def guarded(check: Callable[[str], None] | None) -> Iterator[None]:
         _MODULE_CHECK.reset(token)
 
 
-#: ipysession's own rebuilding functions (capture/tensors.py) import their library when called,
-#: and a storage is rebuilt before the stream names anything of torch: the library they import
-#: is checked with the function, or unpickling would import a pending torch on the main thread.
-_REBUILDERS_MODULE = "ipysession.capture.tensors"
-_REBUILT_LIBRARIES = ("torch", "jax", "cupy")
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+_IMPORTS_WHEN_CALLED = "__ipysession_imports_when_called__"
 
 
-def _library_imported_by(module: str, name: str) -> str | None:
-    """The library that the rebuilding function ``module.name`` imports when called, if any."""
-    if module != _REBUILDERS_MODULE:
-        return None
-    return next((lib for lib in _REBUILT_LIBRARIES if name.startswith(f"rebuild_{lib}_")), None)
+def imports_when_called(library: str) -> Callable[[_Function], _Function]:
+    """Mark a rebuilding function that imports ``library`` when called (capture/tensors.py:
+    a tensor's storage is rebuilt before the stream names anything of torch). Unpickling under
+    :func:`guarded` checks the library with the function, instead of importing a library still
+    being imported in the background on the main thread."""
+
+    def mark(function: _Function) -> _Function:
+        setattr(function, _IMPORTS_WHEN_CALLED, library)
+        return function
+
+    return mark
 
 
 class _CheckedUnpickler(pickle.Unpickler):
@@ -289,10 +293,10 @@ class _CheckedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         self._check(module)
-        library = _library_imported_by(module, name)
-        if library is not None:
-            self._check(library)
         found = super().find_class(module, name)
+        library = getattr(found, _IMPORTS_WHEN_CALLED, None)
+        if isinstance(library, str):
+            self._check(library)
         if name == "subimport" and module.startswith("cloudpickle"):
             # cloudpickle brings a module a function reads back by importing it by name.
             return self._checked_import(found)

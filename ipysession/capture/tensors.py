@@ -239,6 +239,7 @@ class _TorchProbe:
         return None
 
 
+@pickling.imports_when_called("torch")
 def rebuild_torch_storage(buffer: Any, nbytes: int, device: str) -> Any:
     """A storage on ``buffer`` (host memory, used as it is), copied to its device when that is
     here (pickles name this function: keep its name and arguments)."""
@@ -266,6 +267,7 @@ def rebuild_torch_storage(buffer: Any, nbytes: int, device: str) -> Any:
         return host
 
 
+@pickling.imports_when_called("torch")
 def rebuild_torch_tensor(
     storage: Any, offset: int, shape: Any, stride: Any, dtype: Any, requires_grad: bool
 ) -> Any:
@@ -279,6 +281,7 @@ def rebuild_torch_tensor(
     return tensor
 
 
+@pickling.imports_when_called("torch")
 def rebuild_torch_tensor_with_attributes(
     storage: Any,
     offset: int,
@@ -295,6 +298,7 @@ def rebuild_torch_tensor_with_attributes(
     return tensor
 
 
+@pickling.imports_when_called("torch")
 def rebuild_torch_parameter(data: Any, requires_grad: bool) -> Any:
     """An ``nn.Parameter`` on a restored tensor (pickles name this function: keep it)."""
     import torch
@@ -302,6 +306,7 @@ def rebuild_torch_parameter(data: Any, requires_grad: bool) -> Any:
     return torch.nn.Parameter(data, requires_grad=requires_grad)
 
 
+@pickling.imports_when_called("torch")
 def rebuild_torch_parameter_with_attributes(
     data: Any, requires_grad: bool, attributes: dict[str, Any]
 ) -> Any:
@@ -370,6 +375,7 @@ class _JaxProbe:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
 
 
+@pickling.imports_when_called("jax")
 def rebuild_jax_array(buffer: Any, dtype: Any, shape: Any, device: str) -> Any:
     """A JAX array from host bytes, put on its device (pickles name this function: keep it)."""
     import jax
@@ -424,6 +430,7 @@ class _CupyProbe:  # pragma: no cover - needs CUDA (not run here)
         return int(free)
 
 
+@pickling.imports_when_called("cupy")
 def rebuild_cupy_array(
     buffer: Any, dtype: Any, shape: Any, order: str, device: str
 ) -> Any:  # pragma: no cover - needs CUDA (not run here)
